@@ -1,0 +1,66 @@
+# TradingStack operator. `make demo` and `make test` do their own set-up on a fresh machine.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CLUSTER ?= local
+export KUBECONFIG ?= $(CURDIR)/.cluster/kubeconfig
+
+.PHONY: venv lint typecheck layers unit test crds cluster cluster-down demo demo-down bench run images kind-load e2e-kind prereqs
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+prereqs: ## system packages and the cached control-plane binaries
+	hack/install-prereqs.sh
+
+lint: venv
+	$(VENV)/bin/ruff check operator tests bench images hack
+	$(VENV)/bin/ruff format --check operator tests bench images hack
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+layers: venv
+	$(VENV)/bin/lint-imports
+
+crds: venv ## regenerate the CRD from the pydantic models
+	$(PY) -m tradingstack.api.crd --write crds/tradingstack.yaml charts/tradingstack-operator/crds/tradingstack.yaml
+
+unit: venv
+	$(PY) -m pytest tests/unit
+
+test: venv lint typecheck layers ## everything CI runs
+	$(PY) -m pytest
+
+cluster: ## local control plane (kwok) or kind with CLUSTER=kind; kubeconfig in .cluster/kubeconfig
+	hack/cluster.sh up
+
+cluster-down:
+	hack/cluster.sh down
+
+run: venv ## run the operator against the current kubeconfig
+	$(VENV)/bin/tradingstack run --all-namespaces
+
+demo: venv
+	hack/demo.sh up
+
+demo-down:
+	hack/demo.sh down
+
+bench: venv ## writes docs/benchmarks.md
+	$(PY) bench/run.py
+
+images:
+	hack/images.sh build
+
+kind-load:
+	hack/images.sh kind-load
+
+e2e-kind: venv
+	CLUSTER=kind hack/cluster.sh up
+	$(PY) -m pytest tests/e2e

@@ -1,0 +1,316 @@
+#!/usr/bin/env bash
+# Local Kubernetes control plane for the tests and the demo, without Docker.
+#
+#   hack/cluster.sh build    build kube-apiserver/-controller-manager/-scheduler, kubectl, etcd, kwok,
+#                            kwokctl and helm from Go modules (wrappers in hack/gobuild/*), cached by
+#                            version under ~/.cache/tradingstack/; skips what is cached
+#   hack/cluster.sh up       start the cluster (kwokctl, binary runtime, 3 fake nodes) unless it is up;
+#                            waits for a healthy API server and Ready nodes; kubeconfig in .cluster/kubeconfig
+#   hack/cluster.sh down     stop everything the cluster started
+#   hack/cluster.sh status   exit 0 if the cluster answers
+#   hack/cluster.sh env      print `export PATH=...` (cached binaries) and `export KUBECONFIG=...`
+#
+# CLUSTER=kind (with a working docker + kind) makes up/down/status use a kind cluster instead.
+# See docs/cluster.md.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
+CACHE="${TRADINGSTACK_CACHE:-$HOME/.cache/tradingstack}"
+
+K8S_VERSION=v1.36.3
+ETCD_VERSION=v3.6.16
+KWOK_VERSION=v0.8.0
+HELM_VERSION=v3.22.0
+
+K8S_BIN="$CACHE/k8s-$K8S_VERSION/bin"
+ETCD_BIN="$CACHE/etcd-$ETCD_VERSION/bin"
+KWOK_BIN="$CACHE/kwok-$KWOK_VERSION/bin"
+HELM_BIN="$CACHE/helm-$HELM_VERSION/bin"
+# One directory with links to the versioned binaries: the PATH contract for Makefile, scripts and tests.
+BIN="$CACHE/bin"
+
+CLUSTER="${CLUSTER:-local}"
+CLUSTER_NAME="${CLUSTER_NAME:-tradingstack}"
+STATE="$REPO/.cluster"
+KUBECONFIG_OUT="$STATE/kubeconfig"
+LOGS="$STATE/logs"
+NODES="${CLUSTER_NODES:-3}"
+# kwokctl keeps its cluster state (pki, configs, pids, logs) here, outside the repo.
+export KWOK_WORKDIR="${KWOK_WORKDIR:-$STATE/kwok}"
+
+log() { printf '[cluster] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# ---------------------------------------------------------------------------------------------------
+# build
+
+# go_build <wrapper dir> <out dir> <ldflags>: builds every `tool` of the wrapper module in one go build.
+go_build() {
+  local dir="$1" out="$2" ldflags="$3" tmp
+  tmp="$out.tmp.$$"
+  rm -rf "$tmp" && mkdir -p "$tmp"
+  (
+    cd "$REPO/hack/gobuild/$dir"
+    CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -buildvcs=false" \
+      go build -p "${GO_BUILD_P:-2}" -trimpath -ldflags "-s -w $ldflags" -o "$tmp/" tool
+  )
+  rm -rf "$out" && mv "$tmp" "$out"
+}
+
+timed() {
+  local name="$1" start end
+  shift
+  start=$(date +%s)
+  log "building $name ..."
+  "$@"
+  end=$(date +%s)
+  log "built $name in $((end - start))s"
+}
+
+have_all() {
+  local d="$1" b
+  shift
+  for b in "$@"; do [ -x "$d/$b" ] || return 1; done
+}
+
+cmd_build() {
+  command -v go >/dev/null || die "go is not installed"
+  local total_start minor
+  total_start=$(date +%s)
+  mkdir -p "$CACHE"
+
+  if have_all "$ETCD_BIN" etcd; then
+    log "etcd $ETCD_VERSION cached in $ETCD_BIN"
+  else
+    timed "etcd $ETCD_VERSION" go_build etcd "$ETCD_BIN" ""
+    # go names the binary of go.etcd.io/etcd/server/v3 after the path ("server")
+    local b
+    for b in server v3; do
+      if [ -x "$ETCD_BIN/$b" ]; then mv "$ETCD_BIN/$b" "$ETCD_BIN/etcd"; fi
+    done
+  fi
+
+  if have_all "$KWOK_BIN" kwok kwokctl; then
+    log "kwok $KWOK_VERSION cached in $KWOK_BIN"
+  else
+    timed "kwok $KWOK_VERSION" go_build kwok "$KWOK_BIN" \
+      "-X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v} -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=${K8S_VERSION#v}"
+  fi
+
+  if have_all "$K8S_BIN" kube-apiserver kube-controller-manager kube-scheduler kubectl; then
+    log "kubernetes $K8S_VERSION cached in $K8S_BIN"
+  else
+    minor="${K8S_VERSION#v1.}"
+    minor="${minor%%.*}"
+    local vf="" pkg
+    for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+      vf+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+      vf+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    done
+    timed "kubernetes $K8S_VERSION" go_build k8s "$K8S_BIN" "$vf"
+  fi
+
+  if have_all "$HELM_BIN" helm; then
+    log "helm $HELM_VERSION cached in $HELM_BIN"
+  else
+    timed "helm $HELM_VERSION" go_build helm "$HELM_BIN" \
+      "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+  fi
+
+  link_bins
+  log "all binaries ready in $BIN (total $(($(date +%s) - total_start))s)"
+}
+
+link_bins() {
+  mkdir -p "$BIN"
+  local d f
+  for d in "$K8S_BIN" "$ETCD_BIN" "$KWOK_BIN" "$HELM_BIN"; do
+    for f in "$d"/*; do
+      [ -x "$f" ] && ln -sfn "$f" "$BIN/$(basename "$f")"
+    done
+  done
+}
+
+cmd_env() {
+  printf 'export PATH=%q:$PATH\n' "$BIN"
+  printf 'export KUBECONFIG=%q\n' "$KUBECONFIG_OUT"
+}
+
+# ---------------------------------------------------------------------------------------------------
+# local cluster: kwokctl with the binary runtime and the binaries built above
+
+kubectl_() { "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_OUT" "$@"; }
+
+kwokctl_() {
+  # Every binary kwokctl would otherwise download comes from the cache; nothing is fetched.
+  KWOK_RUNTIME=binary \
+    KWOK_KUBE_VERSION="$K8S_VERSION" \
+    KWOK_ETCD_VERSION="${ETCD_VERSION#v}" \
+    KWOK_KUBE_BINARY_PREFIX="$K8S_BIN" \
+    KWOK_KUBE_APISERVER_BINARY="$K8S_BIN/kube-apiserver" \
+    KWOK_KUBE_CONTROLLER_MANAGER_BINARY="$K8S_BIN/kube-controller-manager" \
+    KWOK_KUBE_SCHEDULER_BINARY="$K8S_BIN/kube-scheduler" \
+    KWOK_KUBECTL_BINARY="$K8S_BIN/kubectl" \
+    KWOK_ETCD_BINARY="$ETCD_BIN/etcd" \
+    KWOK_CONTROLLER_BINARY="$KWOK_BIN/kwok" \
+    "$KWOK_BIN/kwokctl" --name "$CLUSTER_NAME" "$@"
+}
+
+healthy() {
+  [ -s "$KUBECONFIG_OUT" ] || return 1
+  if [ "$CLUSTER" = kind ]; then
+    command -v kubectl >/dev/null || return 1
+    kubectl --kubeconfig "$KUBECONFIG_OUT" get --raw /readyz >/dev/null 2>&1
+  else
+    [ -x "$K8S_BIN/kubectl" ] || return 1
+    kubectl_ --request-timeout=5s get --raw /readyz >/dev/null 2>&1
+  fi
+}
+
+ready_nodes() {
+  kubectl_ get nodes -o jsonpath='{range .items[*]}{range .status.conditions[?(@.type=="Ready")]}{.status}{"\n"}{end}{end}' \
+    2>/dev/null | grep -c '^True$' || true
+}
+
+wait_for() {
+  local what="$1" timeout="$2" start
+  shift 2
+  start=$(date +%s)
+  until "$@"; do
+    if [ $(($(date +%s) - start)) -ge "$timeout" ]; then
+      die "timed out after ${timeout}s waiting for $what (logs: $LOGS)"
+    fi
+    sleep 1
+  done
+}
+
+enough_nodes() { [ "$(ready_nodes)" -ge "$NODES" ]; }
+
+# pids of processes of this cluster: what kwokctl recorded, plus anything still running from its workdir
+cluster_pids() {
+  local f pid
+  for f in "$KWOK_WORKDIR"/clusters/"$CLUSTER_NAME"/pids/*.pid; do
+    [ -f "$f" ] || continue
+    pid=$(cat "$f" 2>/dev/null || true)
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+  done
+  for f in /proc/[0-9]*; do
+    pid="${f#/proc/}"
+    [ "$pid" = $$ ] && continue
+    if tr '\0' ' ' <"$f/cmdline" 2>/dev/null | grep -qF "$KWOK_WORKDIR/clusters/$CLUSTER_NAME/"; then
+      echo "$pid"
+    fi
+  done | sort -u
+}
+
+local_down() {
+  if [ -x "$KWOK_BIN/kwokctl" ] && [ -d "$KWOK_WORKDIR/clusters/$CLUSTER_NAME" ]; then
+    kwokctl_ delete cluster --kubeconfig "$KUBECONFIG_OUT" >>"$STATE/kwokctl.log" 2>&1 || true
+  fi
+  local pids i
+  for i in 1 2 3 4 5 6 7 8 9 10; do
+    pids=$(cluster_pids)
+    [ -z "$pids" ] && break
+    # shellcheck disable=SC2086
+    if [ "$i" -lt 6 ]; then kill $pids 2>/dev/null || true; else kill -9 $pids 2>/dev/null || true; fi
+    sleep 1
+  done
+  [ -z "$(cluster_pids)" ] || die "processes still running: $(cluster_pids | tr '\n' ' ')"
+  rm -rf "$KWOK_WORKDIR/clusters/$CLUSTER_NAME" "$LOGS" "$KUBECONFIG_OUT"
+}
+
+local_up() {
+  for b in "$K8S_BIN/kube-apiserver" "$K8S_BIN/kubectl" "$ETCD_BIN/etcd" "$KWOK_BIN/kwokctl" "$KWOK_BIN/kwok"; do
+    [ -x "$b" ] || { log "$b missing, building"; cmd_build; break; }
+  done
+  link_bins
+  local start
+  start=$(date +%s)
+  if healthy; then
+    log "cluster $CLUSTER_NAME already up"
+  else
+    # half-started or stale (e.g. processes killed after a CI run): start from scratch
+    local_down >/dev/null 2>&1 || true
+    mkdir -p "$STATE"
+    log "creating cluster $CLUSTER_NAME (kwokctl, binary runtime, kubernetes $K8S_VERSION) ..."
+    # --kube-admission: the default admission chain (ServiceAccount, PodSecurity, ...) instead of none
+    # --kube-authorization: Node,RBAC authorization; the admin kubeconfig is system:masters
+    if ! kwokctl_ create cluster \
+      --kubeconfig "$KUBECONFIG_OUT" \
+      --secure-port=true \
+      --kube-admission=true \
+      --kube-authorization=true \
+      --quiet-pull \
+      --timeout 5m \
+      --wait 2m >>"$STATE/kwokctl.log" 2>&1; then
+      tail -n 40 "$STATE/kwokctl.log" >&2
+      die "kwokctl create cluster failed (full log: $STATE/kwokctl.log, component logs: $LOGS)"
+    fi
+    ln -sfn "$KWOK_WORKDIR/clusters/$CLUSTER_NAME/logs" "$LOGS"
+  fi
+  wait_for "a healthy API server" 180 healthy
+  if ! enough_nodes; then
+    log "scaling to $NODES fake nodes ..."
+    kwokctl_ scale node --replicas "$NODES" >>"$STATE/kwokctl.log" 2>&1 \
+      || die "kwokctl scale node failed (log: $STATE/kwokctl.log)"
+  fi
+  wait_for "$NODES Ready nodes" 180 enough_nodes
+  # pods need the default service account (the ServiceAccount admission plugin is on)
+  wait_for "the default service account" 120 kubectl_ -n default get serviceaccount default -o name
+  log "cluster $CLUSTER_NAME up in $(($(date +%s) - start))s; KUBECONFIG=$KUBECONFIG_OUT"
+}
+
+# ---------------------------------------------------------------------------------------------------
+# kind (CLUSTER=kind): real containers, needs a working docker
+
+kind_ok() {
+  command -v docker >/dev/null && command -v kind >/dev/null && docker info >/dev/null 2>&1
+}
+
+kind_up() {
+  kind_ok || die "CLUSTER=kind needs docker (with a running engine: 'docker info' must work) and kind"
+  mkdir -p "$STATE"
+  if ! kind get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"; then
+    kind create cluster --name "$CLUSTER_NAME" --kubeconfig "$KUBECONFIG_OUT" --wait 180s
+  else
+    kind get kubeconfig --name "$CLUSTER_NAME" >"$KUBECONFIG_OUT"
+  fi
+  wait_for "a healthy API server" 180 healthy
+}
+
+kind_down() {
+  if kind_ok; then kind delete cluster --name "$CLUSTER_NAME" || true; fi
+  rm -f "$KUBECONFIG_OUT"
+}
+
+# ---------------------------------------------------------------------------------------------------
+
+with_lock() {
+  mkdir -p "$STATE"
+  exec 9>"$STATE/.lock"
+  flock -w 600 9 || die "another hack/cluster.sh holds $STATE/.lock"
+  "$@"
+}
+
+cmd_up() { if [ "$CLUSTER" = kind ]; then kind_up; else local_up; fi; }
+cmd_down() { if [ "$CLUSTER" = kind ]; then kind_down; else local_down; fi; log "cluster $CLUSTER_NAME down"; }
+cmd_status() {
+  if healthy; then
+    log "cluster $CLUSTER_NAME is up; KUBECONFIG=$KUBECONFIG_OUT"
+  else
+    log "cluster $CLUSTER_NAME is not up"
+    return 1
+  fi
+}
+
+case "${1:-}" in
+  build) cmd_build ;;
+  up) with_lock cmd_up ;;
+  down) with_lock cmd_down ;;
+  status) cmd_status ;;
+  env) cmd_env ;;
+  *)
+    echo "usage: $0 {build|up|down|status|env}" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what the tests and the demo need on a fresh machine of this kind; skips what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v redis-sentinel >/dev/null || need_apt+=(redis-sentinel)
+command -v nginx >/dev/null || need_apt+=(nginx-light)
+[ -x /usr/lib/postgresql/15/bin/postgres ] || need_apt+=(postgresql)
+[ -x /usr/lib/postgresql/15/bin/pgbench ] || need_apt+=(postgresql-contrib)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+fi
+# Debian starts the packaged daemons; the tests start their own on other ports, so stop these.
+for svc in redis-server redis-sentinel nginx postgresql; do
+  service "$svc" stop >/dev/null 2>&1 || true
+done
+
+if [ -x hack/cluster.sh ]; then
+  hack/cluster.sh build
+fi

@@ -1,0 +1,482 @@
+"""The TradingStack spec: what a user asks for.
+
+Every field has a docstring (it becomes the CRD description and the README reference). Rules the API server
+can enforce itself are CEL `x-kubernetes-validations` or schema patterns; the rest (IANA time zones, cron field
+values, references between fields) are checked here and reported by the operator as a Degraded condition.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from cronsim import CronSim, CronSimError
+from pydantic import AfterValidator, Field, field_validator, model_validator
+
+from tradingstack.api.base import (
+    DNS1035_LABEL,
+    FIVE_FIELD_CRON,
+    QUANTITY,
+    ApiModel,
+    cel,
+    validations,
+)
+
+DEFAULT_RESTART_ORDER = (
+    "rl-training",
+    "ai-engine",
+    "portfolio",
+    "risk-safety",
+    "monitoring-health",
+    "execution",
+)
+"""Dependency order of the seed's services: consumers first, order execution last."""
+
+# Env var names that hold credentials: a plain `value` for one of these is refused (use secretKeyRef).
+_SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIALS?|DSN)", re.I)
+
+
+def _check_cron(value: str) -> str:
+    try:
+        CronSim(value, datetime(2000, 1, 1))
+    except CronSimError as err:
+        raise ValueError(f"invalid cron expression {value!r}: {err}") from err
+    return value
+
+
+def _check_time_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as err:
+        raise ValueError(f"unknown IANA time zone {value!r}") from err
+    if value not in available_timezones() and value != "UTC":
+        raise ValueError(f"unknown IANA time zone {value!r}")
+    return value
+
+
+ServiceName = Annotated[str, Field(pattern=DNS1035_LABEL, min_length=1, max_length=24)]
+Quantity = Annotated[str, Field(pattern=QUANTITY, max_length=32)]
+Cron = Annotated[str, Field(pattern=FIVE_FIELD_CRON, max_length=100), AfterValidator(_check_cron)]
+TimeZone = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_check_time_zone)]
+Image = Annotated[str, Field(min_length=1, max_length=512)]
+
+
+class Resources(ApiModel):
+    """CPU and memory for one container, as Kubernetes quantities."""
+
+    requests: dict[str, Quantity] = Field(default_factory=lambda: {"cpu": "100m", "memory": "128Mi"})
+    """Guaranteed resources (keys `cpu`, `memory`, `ephemeral-storage`). Default: 100m CPU, 128Mi memory."""
+
+    limits: dict[str, Quantity] = Field(default_factory=lambda: {"cpu": "1", "memory": "512Mi"})
+    """Upper bounds (keys `cpu`, `memory`, `ephemeral-storage`). Default: 1 CPU, 512Mi memory."""
+
+    @field_validator("requests", "limits")
+    @classmethod
+    def _known_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - {"cpu", "memory", "ephemeral-storage"})
+        if unknown:
+            raise ValueError(f"unknown resource name(s) {', '.join(unknown)}; use cpu, memory, ephemeral-storage")
+        return value
+
+
+class SecretKeySelector(ApiModel):
+    """A key of a Secret in the stack's namespace."""
+
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)
+    """Name of the Secret."""
+
+    key: str = Field(min_length=1, max_length=253)
+    """Key inside the Secret."""
+
+
+class ConfigMapKeySelector(ApiModel):
+    """A key of a ConfigMap in the stack's namespace."""
+
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)
+    """Name of the ConfigMap."""
+
+    key: str = Field(min_length=1, max_length=253)
+    """Key inside the ConfigMap."""
+
+
+class EnvVarSource(ApiModel):
+    """Where a variable's value comes from; exactly one of the fields."""
+
+    secret_key_ref: SecretKeySelector | None = None
+    """Take the value from a Secret (the only way to pass credentials)."""
+
+    config_map_key_ref: ConfigMapKeySelector | None = None
+    """Take the value from a ConfigMap."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel(
+                "has(self.secretKeyRef) != has(self.configMapKeyRef)",
+                "set exactly one of secretKeyRef, configMapKeyRef",
+            )
+        )
+    }
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> EnvVarSource:
+        if (self.secret_key_ref is None) == (self.config_map_key_ref is None):
+            raise ValueError("set exactly one of secretKeyRef, configMapKeyRef")
+        return self
+
+
+class EnvVar(ApiModel):
+    """An environment variable: a plain value, or a reference (credentials only by secretKeyRef)."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)
+    """Variable name."""
+
+    value: str | None = Field(default=None, max_length=4096)
+    """Plain value. Refused for names that look like credentials (PASSWORD, TOKEN, API_KEY, ...)."""
+
+    value_from: EnvVarSource | None = None
+    """Reference to a Secret or ConfigMap key."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel("has(self.value) != has(self.valueFrom)", "set exactly one of value, valueFrom")
+        )
+    }
+
+    @model_validator(mode="after")
+    def _value_or_reference(self) -> EnvVar:
+        if (self.value is None) == (self.value_from is None):
+            raise ValueError("set exactly one of value, valueFrom")
+        if self.value is not None and _SECRET_NAME.search(self.name):
+            raise ValueError(f"{self.name} looks like a credential: pass it with valueFrom.secretKeyRef, not inline")
+        return self
+
+
+class HealthSpec(ApiModel):
+    """How the service's health contract endpoints map to Kubernetes probes."""
+
+    path: str = Field(default="/health", pattern=r"^/\S*$", max_length=256)
+    """Full health document (JSON), read by the operator for status. Default: /health."""
+
+    live_path: str = Field(default="/health/live", pattern=r"^/\S*$", max_length=256)
+    """Liveness: the process answers; never depends on dependencies. Default: /health/live."""
+
+    ready_path: str = Field(default="/health/ready", pattern=r"^/\S*$", max_length=256)
+    """Readiness: 200 when HEALTHY (or DEGRADED if degradedIsReady), 503 otherwise. Default: /health/ready."""
+
+    startup_seconds: int = Field(default=60, ge=5, le=3600)
+    """Time a slow start (model loading) may take before liveness applies. Default: 60."""
+
+    degraded_is_ready: bool = True
+    """Keep serving traffic while DEGRADED (a dependency is down but the service copes). Default: true."""
+
+
+class RouteSpec(ApiModel):
+    """Gateway route to the service."""
+
+    enabled: bool = True
+    """Route gateway traffic to this service. Default: true."""
+
+    path_prefix: str | None = Field(default=None, pattern=r"^/([A-Za-z0-9._~-]+/)*$", max_length=128)
+    """URL prefix on the gateway, ending in '/'. Default: /api/<service name>/."""
+
+
+class ServiceSpec(ApiModel):
+    """One trading microservice: a Deployment, a Service, probes and a gateway route."""
+
+    name: ServiceName
+    """Service name (DNS-1035 label, at most 24 characters, unique in the stack)."""
+
+    image: Image
+    """Container image of the service."""
+
+    port: int = Field(ge=1024, le=65535)
+    """HTTP port the service listens on (unprivileged, >= 1024); also serves the health endpoints."""
+
+    replicas: int = Field(default=1, ge=0, le=100)
+    """Number of pods. Default: 1. A PodDisruptionBudget is rendered when above 1."""
+
+    env: list[EnvVar] = Field(default_factory=list, max_length=100)
+    """Environment variables. Credentials only via valueFrom.secretKeyRef."""
+
+    resources: Resources = Field(default_factory=Resources)
+    """CPU and memory requests and limits."""
+
+    health: HealthSpec = Field(default_factory=HealthSpec)
+    """Health contract endpoints and probe mapping."""
+
+    route: RouteSpec = Field(default_factory=RouteSpec)
+    """Gateway route."""
+
+    uses: list[Literal["redis", "postgres"]] = Field(default_factory=list, max_length=2)
+    """Data stores the service connects to; the operator injects their connection settings as env vars."""
+
+    @field_validator("env")
+    @classmethod
+    def _unique_env(cls, value: list[EnvVar]) -> list[EnvVar]:
+        names = [v.name for v in value]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate env var(s) {', '.join(duplicates)}")
+        return value
+
+    @property
+    def route_prefix(self) -> str:
+        return self.route.path_prefix or f"/api/{self.name}/"
+
+
+class StorageSpec(ApiModel):
+    """A persistent volume claim."""
+
+    size: Quantity = Field(
+        default="1Gi",
+        json_schema_extra=validations(
+            cel("self == oldSelf", "size is immutable (volume claim templates cannot change)")
+        ),
+    )
+    """Requested size. Immutable once set."""
+
+    storage_class_name: str | None = Field(default=None, max_length=253)
+    """Storage class; the cluster default when unset."""
+
+
+class RedisSpec(ApiModel):
+    """Redis with Sentinel: one master, replicas, and sentinels that fail over."""
+
+    enabled: bool = True
+    """Deploy Redis. Default: true."""
+
+    image: Image = "redis:7.4"
+    """Redis image (also runs the sentinels). Default: redis:7.4."""
+
+    replicas: int = Field(default=3, ge=1, le=9)
+    """Redis pods (one master, the rest replicas). Default: 3."""
+
+    sentinels: int = Field(default=3, ge=1, le=9)
+    """Sentinel processes (odd numbers avoid split votes). Default: 3."""
+
+    quorum: int = Field(default=2, ge=1, le=9)
+    """Sentinels that must agree the master is down. At most `sentinels`. Default: 2."""
+
+    master_name: str = Field(default="tradingstack", pattern=r"^[A-Za-z0-9_-]+$", max_length=64)
+    """Name of the monitored master in Sentinel. Default: tradingstack."""
+
+    down_after_milliseconds: int = Field(default=5000, ge=2000, le=600000)
+    """Time without answers before a sentinel considers the master down. At least 2000: lower values caused
+    spurious second failovers that lost writes. Default: 5000."""
+
+    failover_timeout_milliseconds: int = Field(default=60000, ge=1000, le=3600000)
+    """Sentinel failover-timeout. Default: 60000."""
+
+    parallel_syncs: int = Field(default=1, ge=1, le=8)
+    """Replicas resynchronised at once after a failover. Default: 1."""
+
+    min_replicas_to_write: int = Field(default=1, ge=0, le=8)
+    """The master refuses writes unless this many replicas are connected (limits loss on a split). Less than
+    `replicas`. Default: 1."""
+
+    min_replicas_max_lag_seconds: int = Field(default=10, ge=1, le=3600)
+    """Replica lag, in seconds, still counted as connected for minReplicasToWrite. Default: 10."""
+
+    storage: StorageSpec = Field(default_factory=StorageSpec)
+    """Persistent volume of each Redis pod."""
+
+    resources: Resources = Field(default_factory=Resources)
+    """Resources of each Redis container."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel(
+                "!has(self.quorum) || self.quorum <= (has(self.sentinels) ? self.sentinels : 3)",
+                "quorum must be <= sentinels",
+                fieldPath=".quorum",
+            ),
+            cel(
+                "(has(self.minReplicasToWrite) ? self.minReplicasToWrite : 1)"
+                " < (has(self.replicas) ? self.replicas : 3)"
+                " || (has(self.minReplicasToWrite) && self.minReplicasToWrite == 0)",
+                "minReplicasToWrite must be less than replicas (or 0)",
+                fieldPath=".minReplicasToWrite",
+            ),
+        )
+    }
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RedisSpec:
+        if self.quorum > self.sentinels:
+            raise ValueError(f"quorum: must be <= sentinels ({self.sentinels})")
+        if self.min_replicas_to_write and self.min_replicas_to_write >= self.replicas:
+            raise ValueError(f"minReplicasToWrite: must be less than replicas ({self.replicas}) or 0")
+        return self
+
+
+class BackupSpec(ApiModel):
+    """Scheduled pg_dump backups to a volume, with retention and verification."""
+
+    enabled: bool = True
+    """Run scheduled backups. Default: true."""
+
+    schedule: Cron = "0 2 * * *"
+    """Five-field cron schedule. Default: 0 2 * * *."""
+
+    time_zone: TimeZone = "UTC"
+    """IANA time zone of the schedule. Default: UTC."""
+
+    keep_last: int = Field(default=7, ge=1, le=365)
+    """Backups kept; the newest verified backup is never deleted. Default: 7."""
+
+    verify: bool = True
+    """Check each archive (readable, checksum matches). Default: true."""
+
+    verify_restore: bool = False
+    """Also restore each backup into a scratch database to prove it. Default: false."""
+
+    storage: StorageSpec = Field(default_factory=lambda: StorageSpec(size="20Gi"))
+    """Volume holding the archives. Kept on stack deletion unless deletionPolicy is Delete."""
+
+
+class RestoreSpec(ApiModel):
+    """Bootstrap a new database from a backup."""
+
+    from_: str = Field(alias="from", pattern=r"^(latest|[A-Za-z0-9][A-Za-z0-9._-]*)$", min_length=1, max_length=128)
+    """`latest`, or the name of a backup (see `tradingstack backup list`)."""
+
+
+class PostgresSpec(ApiModel):
+    """PostgreSQL: one primary with a persistent volume, generated credentials and backups."""
+
+    enabled: bool = True
+    """Deploy PostgreSQL. Default: true."""
+
+    image: Image = "postgres:16"
+    """PostgreSQL image. Default: postgres:16."""
+
+    database: str = Field(default="trading", pattern=r"^[a-z_][a-z0-9_]*$", max_length=63)
+    """Database created for the services. Default: trading."""
+
+    user: str = Field(default="trading", pattern=r"^[a-z_][a-z0-9_]*$", max_length=63)
+    """Role the services connect as; its password is generated into a Secret. Default: trading."""
+
+    storage: StorageSpec = Field(default_factory=lambda: StorageSpec(size="10Gi"))
+    """Data volume."""
+
+    resources: Resources = Field(default_factory=Resources)
+    """Resources of the PostgreSQL container."""
+
+    backup: BackupSpec = Field(default_factory=BackupSpec)
+    """Backup schedule, retention and verification."""
+
+    restore: RestoreSpec | None = None
+    """Bootstrap the database from a backup when it is first created."""
+
+
+class RateLimitSpec(ApiModel):
+    """Per-client-address request rate limit of the gateway."""
+
+    requests_per_second: int = Field(default=50, ge=1, le=100000)
+    """Sustained rate per client address. Default: 50."""
+
+    burst: int = Field(default=100, ge=0, le=100000)
+    """Requests above the rate accepted at once before 429. Default: 100."""
+
+
+class GatewaySpec(ApiModel):
+    """The NGINX gateway in front of the services."""
+
+    enabled: bool = True
+    """Deploy the gateway. Default: true."""
+
+    image: Image = "nginxinc/nginx-unprivileged:1.27-alpine"
+    """NGINX image; must run as non-root. Default: nginxinc/nginx-unprivileged:1.27-alpine."""
+
+    replicas: int = Field(default=2, ge=0, le=20)
+    """Gateway pods. Default: 2."""
+
+    port: int = Field(default=8080, ge=1024, le=65535)
+    """Port NGINX listens on. Default: 8080."""
+
+    rate_limit: RateLimitSpec = Field(default_factory=RateLimitSpec)
+    """Rate limit applied to every route."""
+
+    resources: Resources = Field(default_factory=Resources)
+    """Resources of the gateway container."""
+
+
+class RestartsSpec(ApiModel):
+    """Daily rolling restarts carried out by the operator, one service at a time."""
+
+    enabled: bool = True
+    """Carry out scheduled restarts. Default: true."""
+
+    schedule: Cron = "30 4 * * *"
+    """Five-field cron schedule in timeZone. Default: 30 4 * * *."""
+
+    time_zone: TimeZone = "UTC"
+    """IANA time zone of the schedule (DST handled: a run happens once a day). Default: UTC."""
+
+    window_minutes: int = Field(default=60, ge=1, le=1440)
+    """How long after the scheduled time a missed run may still start (one catch-up at most). Default: 60."""
+
+    order: list[ServiceName] = Field(default_factory=list, max_length=50)
+    """Order of restarts. Services not listed follow in the default dependency order, then by name."""
+
+    exclude: list[ServiceName] = Field(default_factory=list, max_length=50)
+    """Services never restarted by the schedule."""
+
+    skip_when_degraded: bool = True
+    """Skip (with an Event) a run that would start while the stack is Degraded. Default: true."""
+
+    suspend_until: datetime | None = None
+    """No scheduled run starts before this time (RFC 3339)."""
+
+    service_ready_timeout_seconds: int = Field(default=600, ge=30, le=7200)
+    """How long one service may take to roll out and become ready before the run stops as Failed."""
+
+
+class TradingStackSpec(ApiModel):
+    """A Quantum Trader stack: services, Redis Sentinel, PostgreSQL with backups, gateway, daily restarts."""
+
+    services: list[ServiceSpec] = Field(
+        default_factory=list,
+        max_length=50,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    """The trading microservices."""
+
+    redis: RedisSpec = Field(default_factory=RedisSpec)
+    """Redis with Sentinel."""
+
+    postgres: PostgresSpec = Field(default_factory=PostgresSpec)
+    """PostgreSQL with backups."""
+
+    gateway: GatewaySpec = Field(default_factory=GatewaySpec)
+    """NGINX gateway."""
+
+    restarts: RestartsSpec = Field(default_factory=RestartsSpec)
+    """Daily restarts."""
+
+    deletion_policy: Literal["Retain", "Delete"] = "Retain"
+    """What happens to volumes and backups when the stack is deleted. Retain keeps them. Default: Retain."""
+
+    @model_validator(mode="after")
+    def _references(self) -> TradingStackSpec:
+        names = [s.name for s in self.services]
+        problems: list[str] = []
+        for dup in sorted({n for n in names if names.count(n) > 1}):
+            problems.append(f"services: duplicate name {dup!r}")
+        prefixes = [s.route_prefix for s in self.services if s.route.enabled]
+        for dup in sorted({p for p in prefixes if prefixes.count(p) > 1}):
+            problems.append(f"services: route pathPrefix {dup!r} is used twice")
+        for index, service in enumerate(self.services):
+            if "redis" in service.uses and not self.redis.enabled:
+                problems.append(f"services[{index}].uses: redis is used but redis.enabled is false")
+            if "postgres" in service.uses and not self.postgres.enabled:
+                problems.append(f"services[{index}].uses: postgres is used but postgres.enabled is false")
+        for field in ("order", "exclude"):
+            for name in getattr(self.restarts, field):
+                if name not in names:
+                    problems.append(f"restarts.{field}: {name!r} is not a service of this stack")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self

@@ -1,0 +1,149 @@
+"""The TradingStack status: what the operator observed. Written only by the operator."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from tradingstack.api.base import ApiModel
+
+ConditionType = Literal["Ready", "Progressing", "Degraded", "RedisReady", "PostgresReady", "BackupHealthy"]
+CONDITION_TYPES: tuple[ConditionType, ...] = (
+    "Ready",
+    "Progressing",
+    "Degraded",
+    "RedisReady",
+    "PostgresReady",
+    "BackupHealthy",
+)
+Phase = Literal["Pending", "Progressing", "Ready", "Degraded", "Failed"]
+HealthState = Literal["HEALTHY", "DEGRADED", "UNHEALTHY", "UNREACHABLE", "UNKNOWN"]
+
+
+class Condition(ApiModel):
+    """A Kubernetes-style condition."""
+
+    type: ConditionType
+    """Condition type."""
+
+    status: Literal["True", "False", "Unknown"]
+    """True, False or Unknown."""
+
+    reason: str = Field(max_length=1024)
+    """CamelCase reason for the last transition."""
+
+    message: str = Field(default="", max_length=32768)
+    """Human-readable details."""
+
+    last_transition_time: datetime
+    """When the status last changed."""
+
+    observed_generation: int | None = None
+    """Spec generation the condition was computed from."""
+
+
+class ServiceStatus(ApiModel):
+    """Observed state of one service."""
+
+    ready: int = 0
+    """Ready pods."""
+
+    desired: int = 0
+    """Desired pods."""
+
+    health: HealthState = "UNKNOWN"
+    """Status from the service's health document; UNREACHABLE when it could not be read."""
+
+
+class RedisStatus(ApiModel):
+    """Observed Redis Sentinel state."""
+
+    master: str | None = None
+    """Pod that the sentinels agree is the master."""
+
+    last_failover: datetime | None = None
+    """When the operator last saw the master change."""
+
+
+class BackupInfo(ApiModel):
+    """One backup archive."""
+
+    time: datetime
+    """When the backup was taken."""
+
+    name: str
+    """Backup name (use with restore.from)."""
+
+    size_bytes: int
+    """Archive size."""
+
+    checksum: str
+    """sha256 of the archive."""
+
+    verified: bool
+    """The archive was verified after it was written."""
+
+
+class PostgresStatus(ApiModel):
+    """Observed PostgreSQL and backup state."""
+
+    last_backup: BackupInfo | None = None
+    """Newest good backup."""
+
+    last_backup_job: str | None = None
+    """Name of the last finished backup Job."""
+
+    last_backup_result: Literal["Succeeded", "Failed"] | None = None
+    """Result of the last finished backup Job."""
+
+
+class RestartsStatus(ApiModel):
+    """State of the daily restarts."""
+
+    last_run: datetime | None = None
+    """Scheduled (or triggered) time of the last run."""
+
+    last_result: Literal["Succeeded", "Failed", "Skipped"] | None = None
+    """How the last run ended."""
+
+    next_run: datetime | None = None
+    """Next scheduled run."""
+
+    in_progress: str | None = None
+    """Service being restarted now."""
+
+    run_id: str | None = None
+    """Identifier of the current or last run (stamped on the pod templates)."""
+
+    done: list[str] = Field(default_factory=list)
+    """Services already restarted in the current run."""
+
+
+class TradingStackStatus(ApiModel):
+    """Status of a TradingStack."""
+
+    observed_generation: int | None = None
+    """Spec generation the status describes."""
+
+    phase: Phase = "Pending"
+    """Pending, Progressing, Ready, Degraded or Failed."""
+
+    conditions: list[Condition] = Field(default_factory=list)
+    """Ready, Progressing, Degraded, RedisReady, PostgresReady, BackupHealthy."""
+
+    ready_summary: str = "0/0"
+    """Ready services / all services (printer column)."""
+
+    services: dict[str, ServiceStatus] = Field(default_factory=dict)
+    """Per-service ready/desired pods and health."""
+
+    redis: RedisStatus = Field(default_factory=RedisStatus)
+    """Redis master tracking."""
+
+    postgres: PostgresStatus = Field(default_factory=PostgresStatus)
+    """Backups."""
+
+    restarts: RestartsStatus = Field(default_factory=RestartsStatus)
+    """Daily restarts."""
