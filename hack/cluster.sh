@@ -153,7 +153,7 @@ kwokctl_() {
     KWOK_KUBECTL_BINARY="$K8S_BIN/kubectl" \
     KWOK_ETCD_BINARY="$ETCD_BIN/etcd" \
     KWOK_CONTROLLER_BINARY="$KWOK_BIN/kwok" \
-    "$KWOK_BIN/kwokctl" --name "$CLUSTER_NAME" "$@"
+    "$KWOK_BIN/kwokctl" --name "$CLUSTER_NAME" "$@" </dev/null 9>&-
 }
 
 healthy() {
@@ -240,6 +240,7 @@ local_up() {
       --secure-port=true \
       --kube-admission=true \
       --kube-authorization=true \
+      --extra-args kube-controller-manager=enable-hostpath-provisioner=true \
       --quiet-pull \
       --timeout 5m \
       --wait 2m >>"$STATE/kwokctl.log" 2>&1; then
@@ -257,6 +258,19 @@ local_up() {
   wait_for "$NODES Ready nodes" 180 enough_nodes
   # pods need the default service account (the ServiceAccount admission plugin is on)
   wait_for "the default service account" 120 kubectl_ -n default get serviceaccount default -o name
+  # kwok has no storage: the controller-manager's hostPath provisioner (enabled above) binds PVCs
+  # through this default class, so pods of StatefulSets with volumeClaimTemplates can be scheduled
+  kubectl_ apply -f - >/dev/null <<'YAML' || die "could not create the default StorageClass"
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: standard
+  annotations:
+    storageclass.kubernetes.io/is-default-class: "true"
+provisioner: kubernetes.io/host-path
+reclaimPolicy: Delete
+volumeBindingMode: Immediate
+YAML
   log "cluster $CLUSTER_NAME up in $(($(date +%s) - start))s; KUBECONFIG=$KUBECONFIG_OUT"
 }
 
