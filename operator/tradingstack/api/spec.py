@@ -34,6 +34,9 @@ DEFAULT_RESTART_ORDER = (
 )
 """Dependency order of the seed's services: consumers first, order execution last."""
 
+RESERVED_SERVICE_NAMES = ("redis", "redis-sentinel", "redis-master", "postgres", "postgres-backup", "gateway")
+"""Child objects of the data stores and gateway use these names; a service may not take them."""
+
 # Env var names that hold credentials: a plain `value` for one of these is refused (use secretKeyRef).
 _SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIALS?|DSN)", re.I)
 
@@ -185,8 +188,16 @@ class RouteSpec(ApiModel):
 class ServiceSpec(ApiModel):
     """One trading microservice: a Deployment, a Service, probes and a gateway route."""
 
-    name: ServiceName
-    """Service name (DNS-1035 label, at most 24 characters, unique in the stack)."""
+    name: ServiceName = Field(
+        json_schema_extra=validations(
+            cel(
+                "!(self in [" + ", ".join(f"'{n}'" for n in RESERVED_SERVICE_NAMES) + "])",
+                "name is reserved for a component of the stack: " + ", ".join(RESERVED_SERVICE_NAMES),
+            )
+        )
+    )
+    """Service name (DNS-1035 label, at most 24 characters, unique in the stack; not one of the reserved
+    component names redis, redis-sentinel, redis-master, postgres, postgres-backup, gateway)."""
 
     image: Image
     """Container image of the service."""
@@ -211,6 +222,13 @@ class ServiceSpec(ApiModel):
 
     uses: list[Literal["redis", "postgres"]] = Field(default_factory=list, max_length=2)
     """Data stores the service connects to; the operator injects their connection settings as env vars."""
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value in RESERVED_SERVICE_NAMES:
+            raise ValueError(f"{value!r} is reserved for a component of the stack")
+        return value
 
     @field_validator("env")
     @classmethod

@@ -1,0 +1,66 @@
+"""NetworkPolicies: only the stack's own pods reach Redis and Postgres.
+
+The operator may also reach the sentinels (it asks them who the master is), from any namespace it runs in.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tradingstack.api import OwnerReference, TradingStack
+from tradingstack.render.common import STACK_LABEL, Manifest, manifest, metadata
+
+OPERATOR_POD_LABELS = {"app.kubernetes.io/name": "tradingstack-operator"}
+REDIS_PORT = 6379
+SENTINEL_PORT = 26379
+POSTGRES_PORT = 5432
+
+
+def _ports(*numbers: int) -> list[dict[str, Any]]:
+    return [{"protocol": "TCP", "port": n} for n in numbers]
+
+
+def _policy(
+    stack: TradingStack,
+    owner: OwnerReference,
+    component: str,
+    pod_names: list[str],
+    ingress: list[dict[str, Any]],
+) -> Manifest:
+    return manifest(
+        "networking.k8s.io/v1",
+        "NetworkPolicy",
+        metadata(stack, owner, component, name=f"{stack.name}-{component}-access"),
+        spec={
+            "podSelector": {
+                "matchLabels": {"app.kubernetes.io/instance": stack.name},
+                "matchExpressions": [{"key": "app.kubernetes.io/name", "operator": "In", "values": pod_names}],
+            },
+            "policyTypes": ["Ingress"],
+            "ingress": ingress,
+        },
+    )
+
+
+def render_network_policies(stack: TradingStack, owner: OwnerReference) -> list[Manifest]:
+    from_stack = {"podSelector": {"matchLabels": {STACK_LABEL: stack.name}}}
+    policies: list[Manifest] = []
+    if stack.spec.redis.enabled:
+        from_operator = {"namespaceSelector": {}, "podSelector": {"matchLabels": OPERATOR_POD_LABELS}}
+        policies.append(
+            _policy(
+                stack,
+                owner,
+                "redis",
+                ["redis", "redis-sentinel"],
+                [
+                    {"from": [from_stack], "ports": _ports(REDIS_PORT, SENTINEL_PORT)},
+                    {"from": [from_operator], "ports": _ports(SENTINEL_PORT)},
+                ],
+            )
+        )
+    if stack.spec.postgres.enabled:
+        policies.append(
+            _policy(stack, owner, "postgres", ["postgres"], [{"from": [from_stack], "ports": _ports(POSTGRES_PORT)}])
+        )
+    return policies

@@ -1,0 +1,140 @@
+"""The whole renderer: golden output for the example, and properties over generated stacks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tests.golden import assert_golden
+from tests.psa import pod_specs, restricted_violations
+
+from tradingstack.api import TradingStack
+from tradingstack.cli import dump_yaml
+from tradingstack.render.common import STACK_LABEL
+from tradingstack.render.stack import render
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def example(name: str) -> TradingStack:
+    document = yaml.safe_load((ROOT / "examples" / name).read_text())
+    document["metadata"].update(namespace="trading", uid="00000000-0000-4000-8000-000000000001")
+    return TradingStack.model_validate(document)
+
+
+def test_example_renders_to_the_golden_file() -> None:
+    stack = example("quantum-trader.yaml")
+    assert_golden("quantum-trader.yaml", dump_yaml(render(stack, stack.owner_reference())))
+
+
+def test_example_renders_every_component() -> None:
+    stack = example("quantum-trader.yaml")
+    kinds: dict[str, set[str]] = {}
+    for obj in render(stack, stack.owner_reference()):
+        kinds.setdefault(obj["kind"], set()).add(obj["metadata"]["name"])
+    services = {f"quantum-trader-{s.name}" for s in stack.spec.services}
+    assert services | {"quantum-trader-gateway"} <= kinds["Deployment"]
+    assert {"quantum-trader-redis", "quantum-trader-postgres"} <= kinds["StatefulSet"]
+    assert "quantum-trader-postgres-backup" in kinds["CronJob"]
+    assert {"quantum-trader-redis-access", "quantum-trader-postgres-access"} <= kinds["NetworkPolicy"]
+    assert "quantum-trader-ai-engine" in kinds["PodDisruptionBudget"]
+    assert "quantum-trader-portfolio" not in kinds["PodDisruptionBudget"]  # one replica: no PDB
+
+
+def _env(obj: dict[str, Any]) -> dict[str, Any]:
+    container = obj["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e for e in container["env"]}
+
+
+def test_connection_env_is_injected_only_for_used_stores() -> None:
+    stack = example("quantum-trader.yaml")
+    deployments = {
+        o["metadata"]["name"]: o for o in render(stack, stack.owner_reference()) if o["kind"] == "Deployment"
+    }
+    risk = _env(deployments["quantum-trader-risk-safety"])
+    assert "REDIS_SENTINELS" in risk and "REDIS_MASTER_NAME" in risk
+    assert "DATABASE_URL" not in risk
+    ai = _env(deployments["quantum-trader-ai-engine"])
+    assert ai["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "quantum-trader-redis"
+    assert "secretKeyRef" in ai["DATABASE_URL"]["valueFrom"]
+    execution = _env(deployments["quantum-trader-execution"])
+    assert execution["EXCHANGE_API_KEY"]["valueFrom"]["secretKeyRef"]["key"] == "api-key"
+    assert execution["HEALTH_DEGRADED_IS_READY"]["value"] == "false"
+
+
+def test_probes_follow_the_health_contract() -> None:
+    stack = example("quantum-trader.yaml")
+    deployment = next(
+        o for o in render(stack, stack.owner_reference()) if o["metadata"]["name"].endswith("rl-training")
+    )
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+    startup = container["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 300
+
+
+names = st.from_regex(r"[a-z][a-z0-9]{0,10}", fullmatch=True).filter(
+    lambda n: n not in {"redis", "postgres", "gateway"}
+)
+service_specs = st.builds(
+    lambda name, port, replicas, uses, degraded: {
+        "name": name,
+        "image": f"example/{name}:1",
+        "port": port,
+        "replicas": replicas,
+        "uses": uses,
+        "health": {"degradedIsReady": degraded},
+    },
+    names,
+    st.integers(1024, 65535),
+    st.integers(0, 5),
+    st.lists(st.sampled_from(["redis", "postgres"]), unique=True),
+    st.booleans(),
+)
+
+
+@st.composite
+def stacks(draw: st.DrawFn) -> TradingStack:
+    services = draw(st.lists(service_specs, max_size=6, unique_by=lambda s: s["name"]))
+    sentinels = draw(st.integers(1, 5))
+    replicas = draw(st.integers(2, 5))
+    spec = {
+        "services": services,
+        "redis": {
+            "enabled": True,
+            "replicas": replicas,
+            "sentinels": sentinels,
+            "quorum": draw(st.integers(1, sentinels)),
+            "minReplicasToWrite": draw(st.integers(0, replicas - 1)),
+        },
+        "postgres": {"enabled": True, "backup": {"enabled": draw(st.booleans())}},
+        "gateway": {"enabled": draw(st.booleans()), "replicas": draw(st.integers(0, 3))},
+    }
+    name = draw(st.from_regex(r"[a-z][a-z0-9-]{0,20}[a-z0-9]", fullmatch=True))
+    return TradingStack.model_validate({"metadata": {"name": name, "namespace": "ns", "uid": "uid-1"}, "spec": spec})
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stacks())
+def test_rendering_is_deterministic(stack: TradingStack) -> None:
+    assert dump_yaml(render(stack, stack.owner_reference())) == dump_yaml(render(stack, stack.owner_reference()))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stacks())
+def test_every_pod_is_restricted_and_every_child_is_owned_and_labelled(stack: TradingStack) -> None:
+    owner = stack.owner_reference().to_dict()
+    for obj in render(stack, stack.owner_reference()):
+        meta = obj["metadata"]
+        assert meta["ownerReferences"] == [owner], meta["name"]
+        assert meta["namespace"] == "ns"
+        assert meta["labels"][STACK_LABEL] == stack.name
+        assert meta["labels"]["app.kubernetes.io/managed-by"] == "tradingstack-operator"
+        assert meta["labels"]["app.kubernetes.io/part-of"] == "quantum-trader"
+        assert len(meta["name"]) <= 63
+        for pod in pod_specs(obj):
+            assert restricted_violations(pod) == [], (obj["kind"], meta["name"])
