@@ -59,11 +59,11 @@ def dump_yaml(objects: Sequence[dict[str, Any]]) -> str:
 
 def _cmd_render(args: argparse.Namespace) -> int:
     manifests: list[dict[str, Any]] = []
-    for stack in load_stacks(args.file):
+    for loaded in load_stacks(args.file):
+        stack = loaded
         if args.namespace:
-            stack = stack.model_copy(
-                update={"metadata": stack.metadata.model_copy(update={"namespace": args.namespace})}
-            )
+            namespaced = loaded.metadata.model_copy(update={"namespace": args.namespace})
+            stack = loaded.model_copy(update={"metadata": namespaced})
         manifests += render(stack, stack.owner_reference())
     sys.stdout.write(dump_yaml(manifests))
     return 0
