@@ -1,0 +1,246 @@
+"""The NGINX gateway: one ConfigMap with nginx.conf, a Deployment, a Service and (replicas > 1) a PDB.
+
+Routing: each service with an enabled route gets `location <prefix>` proxied to an `upstream` block naming the
+service's cluster DNS name. The prefix is stripped (`/api/execution/orders` reaches the service as `/orders`),
+so services serve their own paths and do not need to know where the gateway mounts them; the original prefix
+is passed in `X-Forwarded-Prefix` for services that build absolute links.
+
+Upstream addressing: `upstream` blocks with explicit `server host:port` entries. NGINX resolves those names once
+when it loads the configuration; a Service's ClusterIP never changes during the Service's life, so no runtime
+`resolver` (which would need the cluster DNS address baked into the config) is required. The host is a template
+parameter of `nginx_conf`, so tests render the same configuration pointing at processes on 127.0.0.1.
+
+Correlation: a client's `X-Request-ID` is passed through; without one NGINX's own `$request_id` is used. Either
+way it is sent upstream, returned to the client and written in the JSON access log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from tradingstack.api import OwnerReference, ServiceSpec, TradingStack
+from tradingstack.render.common import (
+    Manifest,
+    child_name,
+    container_security_context,
+    labels,
+    manifest,
+    metadata,
+    pod_disruption_budget,
+    pod_security_context,
+    resources,
+    selector_labels,
+    spread_and_anti_affinity,
+)
+
+COMPONENT = "gateway"
+CONFIG_KEY = "nginx.conf"
+CONFIG_DIR = "/etc/nginx/gateway"
+RUNTIME_DIR = "/tmp"
+"""The only writable path in the pod (an emptyDir): the root filesystem is read-only."""
+
+CLUSTER_UPSTREAM_HOST = "{stack}-{service}.{namespace}.svc.cluster.local"
+"""Template of a service's upstream host name; fields: stack, service, namespace."""
+
+CONFIG_CHECKSUM_ANNOTATION = "trading.quantumtrader.dev/config-checksum"
+"""On the pod template: a changed nginx.conf changes the template, so the Deployment rolls its pods."""
+
+NGINX_UID = 101
+"""The nginx user of the nginx-unprivileged image (its files are owned by it)."""
+
+HEALTHZ_PATH = "/healthz"
+RATE_LIMIT_ZONE = "per_client"
+
+_PROXY_HEADERS = (
+    # Empty Connection keeps upstream connections alive (the upstream blocks' keepalive pool).
+    ("Connection", '""'),
+    ("Host", "$host"),
+    ("X-Request-ID", "$correlation_id"),
+    ("X-Forwarded-For", "$proxy_add_x_forwarded_for"),
+    ("X-Forwarded-Proto", "$scheme"),
+)
+
+
+def _upstream_name(service: ServiceSpec) -> str:
+    return "svc_" + service.name.replace("-", "_")
+
+
+def _routed_services(stack: TradingStack) -> list[ServiceSpec]:
+    return sorted((s for s in stack.spec.services if s.route.enabled), key=lambda s: s.route_prefix)
+
+
+def _upstream_block(stack: TradingStack, service: ServiceSpec, upstream_host: str) -> list[str]:
+    host = upstream_host.format(stack=stack.name, service=service.name, namespace=stack.namespace)
+    return [
+        f"    upstream {_upstream_name(service)} {{",
+        f"        server {host}:{service.port};",
+        "        keepalive 16;",
+        "    }",
+    ]
+
+
+def _location_block(service: ServiceSpec, rate_limit: str) -> list[str]:
+    prefix = service.route_prefix
+    return [
+        f"        location {prefix} {{",
+        f"            {rate_limit}",
+        # The URI part "/" replaces the matched prefix: the prefix is stripped.
+        f"            proxy_pass http://{_upstream_name(service)}/;",
+        # A location with any proxy_set_header inherits none from the server block: all are set here.
+        *(f"            proxy_set_header {name} {value};" for name, value in _PROXY_HEADERS),
+        f"            proxy_set_header X-Forwarded-Prefix {prefix};",
+        "        }",
+    ]
+
+
+def nginx_conf(
+    stack: TradingStack,
+    upstream_host: str = CLUSTER_UPSTREAM_HOST,
+    runtime_dir: str = RUNTIME_DIR,
+) -> str:
+    """The gateway's nginx.conf. `upstream_host` is a template with fields stack, service, namespace (tests pass
+    "127.0.0.1"); `runtime_dir` holds the pid file and temp files (tests pass a private directory)."""
+    gateway = stack.spec.gateway
+    limit = gateway.rate_limit
+    rate_limit = f"limit_req zone={RATE_LIMIT_ZONE} burst={limit.burst} nodelay;"
+    services = _routed_services(stack)
+    lines = [
+        "# Rendered by the tradingstack operator; changes are overwritten.",
+        "daemon off;",
+        # One worker per pod: the pod's CPU limit sizes it; scale with replicas.
+        "worker_processes 1;",
+        f"pid {runtime_dir}/nginx.pid;",
+        "error_log stderr warn;",
+        "",
+        "events {",
+        "    worker_connections 1024;",
+        "}",
+        "",
+        "http {",
+        f"    client_body_temp_path {runtime_dir}/client_body;",
+        f"    proxy_temp_path {runtime_dir}/proxy;",
+        f"    fastcgi_temp_path {runtime_dir}/fastcgi;",
+        f"    uwsgi_temp_path {runtime_dir}/uwsgi;",
+        f"    scgi_temp_path {runtime_dir}/scgi;",
+        "    server_tokens off;",
+        "    default_type application/json;",
+        "",
+        "    map $http_x_request_id $correlation_id {",
+        "        default $http_x_request_id;",
+        '        "" $request_id;',
+        "    }",
+        "",
+        "    log_format gateway_json escape=json",
+        '        \'{"time":"$time_iso8601","requestId":"$correlation_id","remoteAddr":"$remote_addr",\'',
+        '        \'"method":"$request_method","uri":"$request_uri","status":$status,\'',
+        '        \'"bytesSent":$body_bytes_sent,"requestTime":$request_time,\'',
+        '        \'"upstream":"$upstream_addr","upstreamStatus":"$upstream_status",\'',
+        '        \'"upstreamTime":"$upstream_response_time","userAgent":"$http_user_agent"}\';',
+        "    access_log /dev/stdout gateway_json;",
+        "",
+        f"    limit_req_zone $binary_remote_addr zone={RATE_LIMIT_ZONE}:10m rate={limit.requests_per_second}r/s;",
+        "    limit_req_status 429;",
+        "",
+    ]
+    for service in services:
+        lines += _upstream_block(stack, service, upstream_host)
+        lines.append("")
+    lines += [
+        "    server {",
+        f"        listen {gateway.port};",
+        "",
+        "        proxy_http_version 1.1;",
+        "        add_header X-Request-ID $correlation_id always;",
+        "",
+        # Answered by NGINX itself, without rate limit: probes must not depend on the services.
+        f"        location = {HEALTHZ_PATH} {{",
+        "            access_log off;",
+        '            return 200 "{\\"status\\":\\"ok\\"}\\n";',
+        "        }",
+        "",
+    ]
+    for service in services:
+        lines += _location_block(service, rate_limit)
+        lines.append("")
+    lines += [
+        "        location / {",
+        '            return 404 "{\\"error\\":\\"no route\\"}\\n";',
+        "        }",
+        "    }",
+        "}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _deployment(stack: TradingStack, owner: OwnerReference, config_checksum: str) -> Manifest:
+    gateway = stack.spec.gateway
+    probe: dict[str, Any] = {"httpGet": {"path": HEALTHZ_PATH, "port": "http"}, "periodSeconds": 10}
+    container = {
+        "name": "nginx",
+        "image": gateway.image,
+        # `command` replaces the image's entrypoint, whose scripts try to edit files on the read-only root.
+        "command": ["nginx", "-e", "stderr", "-c", f"{CONFIG_DIR}/{CONFIG_KEY}"],
+        "ports": [{"name": "http", "containerPort": gateway.port, "protocol": "TCP"}],
+        "readinessProbe": {**probe, "failureThreshold": 3},
+        "livenessProbe": {**probe, "failureThreshold": 6},
+        "resources": resources(gateway.resources),
+        "securityContext": container_security_context(read_only_root=True),
+        "volumeMounts": [
+            {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+            {"name": "tmp", "mountPath": RUNTIME_DIR},
+        ],
+    }
+    pod_spec = {
+        "securityContext": pod_security_context(uid=NGINX_UID),
+        "automountServiceAccountToken": False,
+        "affinity": spread_and_anti_affinity(stack, COMPONENT),
+        "containers": [container],
+        "volumes": [
+            {"name": "config", "configMap": {"name": child_name(stack, COMPONENT)}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+        ],
+    }
+    return manifest(
+        "apps/v1",
+        "Deployment",
+        metadata(stack, owner, COMPONENT),
+        spec={
+            "replicas": gateway.replicas,
+            "selector": {"matchLabels": selector_labels(stack, COMPONENT)},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {
+                "metadata": {
+                    "labels": labels(stack, COMPONENT),
+                    "annotations": {CONFIG_CHECKSUM_ANNOTATION: config_checksum},
+                },
+                "spec": pod_spec,
+            },
+        },
+    )
+
+
+def render_gateway(stack: TradingStack, owner: OwnerReference) -> list[Manifest]:
+    """The gateway's manifests; empty when the gateway is disabled."""
+    gateway = stack.spec.gateway
+    if not gateway.enabled:
+        return []
+    config = nginx_conf(stack)
+    checksum = hashlib.sha256(config.encode()).hexdigest()
+    manifests = [
+        manifest("v1", "ConfigMap", metadata(stack, owner, COMPONENT), data={CONFIG_KEY: config}),
+        _deployment(stack, owner, checksum),
+        manifest(
+            "v1",
+            "Service",
+            metadata(stack, owner, COMPONENT),
+            spec={
+                "type": "ClusterIP",
+                "selector": selector_labels(stack, COMPONENT),
+                "ports": [{"name": "http", "port": gateway.port, "targetPort": "http", "protocol": "TCP"}],
+            },
+        ),
+    ]
+    if gateway.replicas > 1:
+        manifests.append(pod_disruption_budget(stack, owner, COMPONENT))
+    return manifests
