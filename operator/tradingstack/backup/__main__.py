@@ -1,0 +1,3 @@
+from tradingstack.backup.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,236 @@
+"""Command line of the backup tool: `python -m tradingstack.backup {backup,verify,list,prune,restore}`.
+
+Exit status: 0 success, 1 failure (nothing committed), 2 usage error, 3 restore refused (the database is not
+empty and --force was not given). Results go to stdout as JSON lines, diagnostics to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tradingstack.backup.database import DUMP_COMPRESSION, Database, DatabaseError
+from tradingstack.backup.store import BackupStore, Manifest, backup_name, sha256_of, to_prune
+
+EXIT_FAILED = 1
+EXIT_REFUSED = 3
+DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+"""Kubernetes copies this file into the pod status (`state.terminated.message`): the operator reads the
+result of a backup Job there, without any access to the backup volume."""
+
+
+class RestoreRefusedError(RuntimeError):
+    """The target database holds data and overwriting it was not asked for."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    store = BackupStore(Path(args.dir))
+    database = Database(
+        args.database, maintenance_db=args.maintenance_db, bin_dir=Path(args.pg_bin) if args.pg_bin else None
+    )
+    try:
+        return int(args.command(args, store, database))
+    except RestoreRefusedError as err:
+        _log(f"restore refused: {err}")
+        return EXIT_REFUSED
+    except (DatabaseError, LookupError, OSError, ValueError) as err:
+        _log(f"{args.command_name} failed: {err}")
+        if args.command_name == "backup":
+            _write_termination_message(args.termination_log, {"error": str(err)})
+        return EXIT_FAILED
+
+
+def backup(args: argparse.Namespace, store: BackupStore, database: Database) -> int:
+    store.directory.mkdir(parents=True, exist_ok=True)
+    started = datetime.now(UTC)
+    name = backup_name(database.name, started)
+    with store.staging(name) as partial:
+        server_version = database.server_version()
+        database.dump(partial, compression=args.compress)
+        manifest = Manifest(
+            time=started,
+            name=name,
+            database=database.name,
+            server_version=server_version,
+            size_bytes=partial.stat().st_size,
+            checksum=sha256_of(partial),
+            compression=args.compress,
+            verified=False,
+        )
+        if args.verify:
+            _check_archive(database, partial, restore_check=args.restore_check)
+            manifest = manifest.model_copy(update={"verified": True})
+        store.commit(partial, manifest)
+    result = manifest.info().model_dump(mode="json", by_alias=True)
+    _emit(result)
+    _write_termination_message(args.termination_log, result)
+    if args.keep_last is not None:
+        _prune(store, args.keep_last)
+    return 0
+
+
+def verify(args: argparse.Namespace, store: BackupStore, database: Database) -> int:
+    """Re-check archives and record the outcome in their manifests, so a damaged one stops counting as good."""
+    targets = [store.get(name) for name in args.names] if args.names else store.backups()
+    failures = 0
+    for manifest in targets:
+        error = _verification_error(database, store, manifest, restore_check=args.restore_check)
+        updated = manifest.model_copy(update={"verified": error is None, "verify_error": error})
+        if updated != manifest:
+            store.write_manifest(updated)
+        _emit({"name": manifest.name, "verified": error is None, **({"error": error} if error else {})})
+        failures += error is not None
+    return EXIT_FAILED if failures else 0
+
+
+def list_backups(args: argparse.Namespace, store: BackupStore, database: Database) -> int:
+    for manifest in store.backups():
+        _emit(manifest.model_dump(mode="json", by_alias=True))
+    return 0
+
+
+def prune(args: argparse.Namespace, store: BackupStore, database: Database) -> int:
+    _prune(store, args.keep_last)
+    return 0
+
+
+def restore(args: argparse.Namespace, store: BackupStore, database: Database) -> int:
+    manifest = store.get(args.source)
+    archive = store.archive_path(manifest.name)
+    actual = sha256_of(archive)
+    if actual != manifest.checksum:
+        store.write_manifest(manifest.model_copy(update={"verified": False, "verify_error": "checksum mismatch"}))
+        raise ValueError(f"backup {manifest.name}: checksum mismatch ({actual}, manifest {manifest.checksum})")
+    target = database.name
+    if database.exists(target):
+        if not database.is_empty(target):
+            if args.if_empty:
+                _emit({"restored": None, "database": target, "skipped": "database is not empty"})
+                return 0
+            if not args.force:
+                raise RestoreRefusedError(f"database {target} is not empty; pass --force to replace it")
+            database.drop(target)
+            database.create(target)
+    else:
+        database.create(target)
+    database.restore(archive, into=target, jobs=args.jobs)
+    _emit({"restored": manifest.name, "database": target})
+    return 0
+
+
+def _prune(store: BackupStore, keep_last: int) -> None:
+    for manifest in to_prune(store.backups(), keep_last):
+        store.delete(manifest.name)
+        _emit({"pruned": manifest.name})
+    for leftover in store.stale_leftovers():
+        leftover.unlink(missing_ok=True)
+        _emit({"removedLeftover": leftover.name})
+
+
+def _verification_error(database: Database, store: BackupStore, manifest: Manifest, restore_check: bool) -> str | None:
+    archive = store.archive_path(manifest.name)
+    actual = sha256_of(archive)
+    if actual != manifest.checksum:
+        return f"checksum mismatch: archive {actual}, manifest {manifest.checksum}"
+    try:
+        _check_archive(database, archive, restore_check=restore_check)
+    except DatabaseError as err:
+        return str(err)
+    return None
+
+
+def _check_archive(database: Database, archive: Path, restore_check: bool) -> None:
+    database.list_archive(archive)
+    if restore_check:
+        scratch = f"tradingstack_verify_{os.getpid()}"
+        database.drop(scratch)
+        database.create(scratch)
+        try:
+            database.restore(archive, into=scratch, jobs=1)
+        finally:
+            database.drop(scratch)
+
+
+def _write_termination_message(path: str, message: dict[str, Any]) -> None:
+    # Only an existing writable file: never create one (running as root outside Kubernetes, /dev is writable).
+    if path and os.path.isfile(path) and os.access(path, os.W_OK):
+        Path(path).write_text(json.dumps(message, sort_keys=True))
+
+
+def _emit(record: dict[str, Any]) -> None:
+    print(json.dumps(record, sort_keys=True), flush=True)
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m tradingstack.backup", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--dir",
+        default=os.environ.get("BACKUP_DIR"),
+        required="BACKUP_DIR" not in os.environ,
+        help="backup directory (env BACKUP_DIR)",
+    )
+    parser.add_argument(
+        "--database",
+        default=os.environ.get("PGDATABASE"),
+        required="PGDATABASE" not in os.environ,
+        help="database to back up or restore (env PGDATABASE)",
+    )
+    parser.add_argument(
+        "--maintenance-db", default="postgres", help="database used to create/drop databases (default: postgres)"
+    )
+    parser.add_argument(
+        "--pg-bin", default=os.environ.get("PG_BIN"), help="directory of pg_dump/pg_restore (env PG_BIN; default: PATH)"
+    )
+    commands = parser.add_subparsers(required=True, dest="command_name")
+
+    run = commands.add_parser("backup", help="dump the database into a new verified archive")
+    run.add_argument("--no-verify", dest="verify", action="store_false", help="skip reading the archive back")
+    run.add_argument("--restore-check", action="store_true", help="also restore into a scratch database")
+    run.add_argument(
+        "--compress",
+        type=int,
+        choices=range(10),
+        default=DUMP_COMPRESSION,
+        metavar="0-9",
+        help=f"pg_dump compression level (default: {DUMP_COMPRESSION})",
+    )
+    run.add_argument("--keep-last", type=int, help="prune to this many backups after a successful backup")
+    run.add_argument(
+        "--termination-log",
+        default=os.environ.get("TERMINATION_LOG", DEFAULT_TERMINATION_LOG),
+        help=f"file that receives the result JSON when it exists (default: {DEFAULT_TERMINATION_LOG})",
+    )
+    run.set_defaults(command=backup)
+
+    check = commands.add_parser("verify", help="check archives (all by default); exit 1 if any is damaged")
+    check.add_argument("names", nargs="*", help="backups to check")
+    check.add_argument("--restore-check", action="store_true", help="also restore into a scratch database")
+    check.set_defaults(command=verify)
+
+    commands.add_parser("list", help="committed backups, newest first, one JSON line each").set_defaults(
+        command=list_backups
+    )
+
+    retention = commands.add_parser("prune", help="delete old backups; the newest verified one is always kept")
+    retention.add_argument("--keep-last", type=int, required=True)
+    retention.set_defaults(command=prune)
+
+    back = commands.add_parser("restore", help="restore a backup into the database")
+    back.add_argument("--from", dest="source", required=True, help="`latest` (newest verified) or a backup name")
+    back.add_argument("--force", action="store_true", help="replace a database that is not empty")
+    back.add_argument("--if-empty", action="store_true", help="do nothing (exit 0) when the database is not empty")
+    back.add_argument("--jobs", type=int, default=2, help="parallel pg_restore jobs (default: 2)")
+    back.set_defaults(command=restore)
+    return parser

@@ -1,0 +1,1 @@
+"""Component tests: real processes on 127.0.0.1."""

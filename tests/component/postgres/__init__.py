@@ -1,0 +1,1 @@
+"""PostgreSQL backups and restores against a real server."""

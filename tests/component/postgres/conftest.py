@@ -1,0 +1,198 @@
+"""A real PostgreSQL server on 127.0.0.1 for the backup tool tests, and helpers to drive the tool.
+
+The server runs as an unprivileged user (postgres refuses root): the current user when not root, otherwise the
+`postgres` system user, created with `useradd` on a machine that lacks it. Binaries come from PG_BIN or the
+newest /usr/lib/postgresql/*/bin.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+SUPERUSER = "trading"
+SERVER_USER = "postgres"
+
+
+def _pg_bin() -> Path:
+    if "PG_BIN" in os.environ:
+        return Path(os.environ["PG_BIN"])
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))
+    if not candidates:
+        pytest.fail("PostgreSQL server binaries not found: install postgresql (hack/install-prereqs.sh) or set PG_BIN")
+    return candidates[-1]
+
+
+def _server_user() -> str | None:
+    """The user to run postgres as, or None to run it as ourselves."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(SERVER_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVER_USER], check=True
+        )
+    return SERVER_USER
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class PostgresServer:
+    bin_dir: Path
+    port: int
+    password: str
+    run_as: str | None
+
+    def env(self, database: str, **overrides: str) -> dict[str, str]:
+        """libpq environment for client programs and the backup tool."""
+        return {
+            **os.environ,
+            "PATH": f"{self.bin_dir}{os.pathsep}{os.environ['PATH']}",
+            "PGHOST": "127.0.0.1",
+            "PGPORT": str(self.port),
+            "PGUSER": SUPERUSER,
+            "PGPASSWORD": self.password,
+            "PGDATABASE": database,
+            **overrides,
+        }
+
+    def connect(self, database: str) -> psycopg.Connection[tuple[Any, ...]]:
+        return psycopg.connect(
+            host="127.0.0.1", port=self.port, user=SUPERUSER, password=self.password, dbname=database, autocommit=True
+        )
+
+    def pgbench_database(self, database: str, scale: int) -> None:
+        with self.connect("postgres") as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+        subprocess.run(
+            [str(self.bin_dir / "pgbench"), "--initialize", "--quiet", f"--scale={scale}", database],
+            env=self.env(database),
+            check=True,
+            capture_output=True,
+        )
+
+
+def _as_server_user(run_as: str | None, *command: str) -> list[str]:
+    return ["runuser", "-u", run_as, "--", *command] if run_as else list(command)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    bin_dir = _pg_bin()
+    run_as = _server_user()
+    base = Path(tempfile.mkdtemp(prefix="tradingstack-pg-"))
+    password = secrets.token_urlsafe(16)
+    (base / "pwfile").write_text(password + "\n")
+    if run_as:
+        entry = pwd.getpwnam(run_as)
+        os.chown(base, entry.pw_uid, entry.pw_gid)
+        os.chown(base / "pwfile", entry.pw_uid, entry.pw_gid)
+    data = base / "data"
+    subprocess.run(
+        _as_server_user(
+            run_as,
+            str(bin_dir / "initdb"),
+            f"--pgdata={data}",
+            f"--username={SUPERUSER}",
+            f"--pwfile={base / 'pwfile'}",
+            "--auth=scram-sha-256",
+            "--encoding=UTF8",
+            "--locale=C",
+        ),
+        check=True,
+        capture_output=True,
+    )
+    server = PostgresServer(bin_dir=bin_dir, port=_free_port(), password=password, run_as=run_as)
+    # Throwaway data: durability settings off so pgbench initialisation and restores are quick.
+    options = f"-h 127.0.0.1 -p {server.port} -k {base} -c fsync=off -c full_page_writes=off -c synchronous_commit=off"
+    pg_ctl = [str(bin_dir / "pg_ctl"), f"--pgdata={data}", f"--log={base / 'server.log'}"]
+    subprocess.run(
+        _as_server_user(run_as, *pg_ctl, "--wait", f"--options={options}", "start"), check=True, capture_output=True
+    )
+    try:
+        yield server
+    finally:
+        subprocess.run(
+            _as_server_user(run_as, *pg_ctl, "--mode=immediate", "--wait", "stop"), check=False, capture_output=True
+        )
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@dataclass
+class BackupTool:
+    """Runs `python -m tradingstack.backup` against one database and one backup directory."""
+
+    server: PostgresServer
+    database: str
+    directory: Path
+
+    def run(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tradingstack.backup", "--dir", str(self.directory), *args],
+            env=self.server.env(self.database, **env),
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
+
+    def ok(self, *args: str, **env: str) -> list[dict[str, Any]]:
+        """Run, insist on success, return the JSON lines printed."""
+        completed = self.run(*args, **env)
+        assert completed.returncode == 0, f"{args} exited {completed.returncode}: {completed.stderr}"
+        return [json.loads(line) for line in completed.stdout.splitlines()]
+
+    def names(self) -> list[str]:
+        return [entry["name"] for entry in self.ok("list")]
+
+
+@pytest.fixture
+def bench_db(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh pgbench database (scale 2, about 200k account rows), dropped afterwards."""
+    database = f"bench_{secrets.token_hex(4)}"
+    postgres_server.pgbench_database(database, scale=2)
+    yield database
+    with postgres_server.connect("postgres") as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
+
+
+@pytest.fixture
+def tool(postgres_server: PostgresServer, bench_db: str, tmp_path: Path) -> BackupTool:
+    return BackupTool(postgres_server, bench_db, tmp_path / "backups")
+
+
+def table_fingerprints(server: PostgresServer, database: str) -> dict[str, tuple[int, str]]:
+    """Row count and md5 of all rows in a stable order, per table of the public schema."""
+    with server.connect(database) as conn:
+        tables = [
+            row[0]
+            for row in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename")
+        ]
+        fingerprints = {}
+        for table in tables:
+            query = sql.SQL("SELECT count(*), coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') FROM {} t")
+            row = conn.execute(query.format(sql.Identifier(table))).fetchone()
+            assert row is not None
+            fingerprints[table] = (int(row[0]), str(row[1]))
+    return fingerprints
