@@ -120,6 +120,12 @@ class RestartsStatus(ApiModel):
     done: list[str] = Field(default_factory=list)
     """Services already restarted in the current run."""
 
+    stamped_at: datetime | None = None
+    """When the service in progress was stamped; its serviceReadyTimeoutSeconds deadline counts from here."""
+
+    handled_trigger: str | None = None
+    """Last value of the restart-now annotation that was acted on (a run was started or skipped for it)."""
+
 
 class TradingStackStatus(ApiModel):
     """Status of a TradingStack."""

@@ -1,0 +1,272 @@
+"""The daily restarts as a level-based state machine: one pure planning step per timer tick.
+
+Each tick the wiring observes the service Deployments, calls `plan_restart_step`, writes the returned
+`RestartsStatus` if it changed, then carries out the decision (stamp one Deployment, or nothing) and emits its
+event. Everything the planner needs to resume lives in the status and on the Deployments, so an operator
+restarted at any moment picks up where it stopped:
+
+- a run's identifier is derived from its scheduled time (or from the trigger value for manual runs), so a
+  resumed run stamps the same value again;
+- a service whose pod template already carries the run id is never stamped again for that run: the planner
+  only waits for its rollout and readiness;
+- only the first service of the order that is not done yet is ever touched, so one service rolls at a time.
+
+Write the status before stamping: then a crash between the two only repeats a Stamp that had not happened.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Literal
+
+from tradingstack import API_GROUP
+from tradingstack.api.spec import TradingStackSpec
+from tradingstack.api.status import RestartsStatus
+from tradingstack.schedule.cron import as_utc
+from tradingstack.schedule.restarts import due_run, next_run, restart_order, run_id
+
+RESTARTED_AT_ANNOTATION = f"{API_GROUP}/restartedAt"
+"""Pod-template annotation owned by the operator; its value is the id of the run that last restarted the pods."""
+
+RESTART_NOW_ANNOTATION = f"{API_GROUP}/restart-now"
+"""TradingStack annotation requesting a run now; each new value starts one run."""
+
+
+@dataclass(frozen=True)
+class DeploymentObservation:
+    """What the planner needs to know about one service's Deployment."""
+
+    service: str
+    """Service name (as in spec.services), not the Deployment's object name."""
+
+    restarted_at: str | None
+    """Current value of RESTARTED_AT_ANNOTATION on the pod template (spec.template.metadata.annotations)."""
+
+    generation: int
+    """metadata.generation."""
+
+    observed_generation: int
+    """status.observedGeneration (0 when absent)."""
+
+    desired_replicas: int
+    """spec.replicas."""
+
+    replicas: int
+    """status.replicas: pods of every template revision."""
+
+    updated_replicas: int
+    """status.updatedReplicas: pods of the current template."""
+
+    ready_replicas: int
+    """status.readyReplicas."""
+
+    available_replicas: int
+    """status.availableReplicas."""
+
+    health_ready: bool | None = None
+    """Whether the service's health document reports it ready; None when it was not read."""
+
+    @property
+    def not_ready_reason(self) -> str | None:
+        """Why the rollout is not finished or the service not ready (as `kubectl rollout status`), else None."""
+        if self.observed_generation < self.generation:
+            return "the Deployment controller has not observed the new pod template yet"
+        if self.updated_replicas < self.desired_replicas:
+            return f"{self.updated_replicas}/{self.desired_replicas} pods updated"
+        if self.replicas > self.updated_replicas:
+            return f"{self.replicas - self.updated_replicas} old pod(s) still terminating"
+        if self.available_replicas < self.updated_replicas:
+            return f"{self.available_replicas}/{self.updated_replicas} updated pods available"
+        if self.ready_replicas < self.desired_replicas:
+            return f"{self.ready_replicas}/{self.desired_replicas} pods ready"
+        if self.health_ready is False:
+            return "its health document does not report it ready"
+        return None
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event to post on the TradingStack."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Idle:
+    """No run is active or due. Nothing to do until `next_run` (None: no scheduled run ahead)."""
+
+    next_run: datetime | None
+    event: ClassVar[None] = None
+
+
+@dataclass(frozen=True)
+class Skip:
+    """The run that was due is skipped (stack Degraded with skipWhenDegraded): post the event, touch nothing."""
+
+    run_id: str
+    reason: str
+    event: Event
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """Set RESTARTED_AT_ANNOTATION = run_id on the pod template of `service`'s Deployment (server-side apply)."""
+
+    service: str
+    run_id: str
+    event: Event
+
+
+@dataclass(frozen=True)
+class Wait:
+    """`service` is rolling out; check again on a later tick. The run fails if it is not ready by `deadline`."""
+
+    service: str
+    run_id: str
+    deadline: datetime
+    event: ClassVar[None] = None
+
+
+@dataclass(frozen=True)
+class Fail:
+    """The run stopped at `service` (`reason`); the services after it were left untouched."""
+
+    service: str
+    run_id: str
+    reason: str
+    event: Event
+
+
+@dataclass(frozen=True)
+class Finish:
+    """Every service of the run was restarted and is ready."""
+
+    run_id: str
+    event: Event
+
+
+RestartDecision = Idle | Skip | Stamp | Wait | Fail | Finish
+
+
+@dataclass(frozen=True)
+class RestartStep:
+    """One planning step: the decision to carry out and the status to write (compare before writing)."""
+
+    decision: RestartDecision
+    status: RestartsStatus
+
+
+def manual_run_id(trigger: str) -> str:
+    """Run id of a manual run: derived from the trigger value, so a run resumed after a crash keeps its id."""
+    return "manual-" + hashlib.sha256(trigger.encode()).hexdigest()[:12]
+
+
+def plan_restart_step(
+    spec: TradingStackSpec,
+    status: RestartsStatus,
+    *,
+    degraded: bool,
+    trigger: str | None,
+    deployments: Iterable[DeploymentObservation],
+    now: datetime,
+) -> RestartStep:
+    """Decide the one thing to do about restarts at `now`.
+
+    `status` is the persisted status.restarts; `degraded` whether the stack's Degraded condition is True;
+    `trigger` the value of RESTART_NOW_ANNOTATION on the TradingStack (None when absent), acted on once per
+    value; `deployments` the observed Deployments of the services.
+
+    An active run (status.inProgress set) is carried on first: a run cannot be preempted. Otherwise a new
+    trigger value starts a manual run (regardless of enabled and suspendUntil, which govern scheduled runs; it
+    also covers a scheduled run due at the same time), else the due scheduled run starts. skipWhenDegraded is
+    checked only when a run starts: a restart in progress briefly degrades the stack by design.
+    """
+    now = as_utc(now)
+    restarts = spec.restarts
+    status = status.model_copy(update={"next_run": next_run(restarts, now)})
+    plan = _RunPlan(
+        order=restart_order(spec.services, restarts),
+        deployments={deployment.service: deployment for deployment in deployments},
+        timeout_seconds=restarts.service_ready_timeout_seconds,
+        now=now,
+    )
+    if status.in_progress is not None and status.run_id is not None:
+        return plan.advance(status, status.run_id)
+    skip = degraded and restarts.skip_when_degraded
+    if trigger is not None and trigger != status.handled_trigger:
+        triggered = status.model_copy(update={"handled_trigger": trigger})
+        return plan.start(triggered, manual_run_id(trigger), now, f"requested by {RESTART_NOW_ANNOTATION}", skip=skip)
+    scheduled = due_run(restarts, status.last_run, now)
+    if scheduled is not None:
+        return plan.start(status, run_id(scheduled), scheduled, f"scheduled for {scheduled.isoformat()}", skip=skip)
+    return RestartStep(Idle(status.next_run), status)
+
+
+@dataclass(frozen=True)
+class _RunPlan:
+    """The inputs of one step that do not change while it is planned."""
+
+    order: list[str]
+    deployments: dict[str, DeploymentObservation]
+    timeout_seconds: int
+    now: datetime
+
+    def start(self, status: RestartsStatus, run: str, started: datetime, origin: str, *, skip: bool) -> RestartStep:
+        """Begin run `run` (scheduled or triggered at `started`), or skip it."""
+        status = _updated(
+            status, last_run=started, last_result=None, run_id=run, in_progress=None, stamped_at=None, done=[]
+        )
+        if skip:
+            reason = "the stack is Degraded and restarts.skipWhenDegraded is true"
+            event = Event("Warning", "RestartSkipped", f"Restart run {run} ({origin}) skipped: {reason}")
+            return RestartStep(Skip(run, reason, event), _updated(status, last_result="Skipped"))
+        return self.advance(status, run)
+
+    def advance(self, status: RestartsStatus, run: str) -> RestartStep:
+        """Move the active run on: the first service of the order not done yet is stamped or waited for."""
+        done = list(status.done)
+        for service in self.order:
+            if service in done:
+                continue
+            deployment = self.deployments.get(service)
+            if deployment is None:
+                return self._fail(status, run, service, done, "its Deployment was not found")
+            # The deadline counts from the first stamp of this service, kept across ticks and operator restarts.
+            stamped_at = status.stamped_at if status.in_progress == service and status.stamped_at else self.now
+            deadline = stamped_at + timedelta(seconds=self.timeout_seconds)
+            current = _updated(status, in_progress=service, stamped_at=stamped_at, done=done)
+            if deployment.restarted_at != run:
+                if self.now >= deadline:
+                    return self._fail(
+                        status, run, service, done, f"it could not be stamped within {self.timeout_seconds}s"
+                    )
+                position = f"{self.order.index(service) + 1}/{len(self.order)}"
+                event = Event("Normal", "RestartingService", f"Restart run {run}: restarting {service} ({position})")
+                return RestartStep(Stamp(service, run, event), current)
+            not_ready = deployment.not_ready_reason
+            if not_ready is None:
+                done.append(service)
+                continue
+            if self.now >= deadline:
+                return self._fail(status, run, service, done, f"not ready within {self.timeout_seconds}s: {not_ready}")
+            return RestartStep(Wait(service, run, deadline), current)
+        restarted = ", ".join(done) or "no services to restart"
+        event = Event("Normal", "RestartSucceeded", f"Restart run {run} finished: {restarted}")
+        finished = _updated(status, last_result="Succeeded", in_progress=None, stamped_at=None, done=done)
+        return RestartStep(Finish(run, event), finished)
+
+    def _fail(self, status: RestartsStatus, run: str, service: str, done: list[str], reason: str) -> RestartStep:
+        untouched = [name for name in self.order if name not in done and name != service]
+        message = f"Restart run {run} failed at {service}: {reason}; not restarted: {', '.join(untouched) or 'none'}"
+        failed = _updated(status, last_result="Failed", in_progress=None, stamped_at=None, done=done)
+        return RestartStep(Fail(service, run, reason, Event("Warning", "RestartFailed", message)), failed)
+
+
+def _updated(status: RestartsStatus, **changes: Any) -> RestartsStatus:
+    """A copy of the (frozen) status with `changes`, given by Python field name."""
+    return status.model_copy(update=changes)
