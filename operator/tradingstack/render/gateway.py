@@ -173,17 +173,24 @@ def nginx_conf(
     return "\n".join(lines) + "\n"
 
 
+def _healthz_probe(failure_threshold: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": HEALTHZ_PATH, "port": "http"},
+        "periodSeconds": 10,
+        "failureThreshold": failure_threshold,
+    }
+
+
 def _deployment(stack: TradingStack, owner: OwnerReference, config_checksum: str) -> Manifest:
     gateway = stack.spec.gateway
-    probe: dict[str, Any] = {"httpGet": {"path": HEALTHZ_PATH, "port": "http"}, "periodSeconds": 10}
     container = {
         "name": "nginx",
         "image": gateway.image,
         # `command` replaces the image's entrypoint, whose scripts try to edit files on the read-only root.
         "command": ["nginx", "-e", "stderr", "-c", f"{CONFIG_DIR}/{CONFIG_KEY}"],
         "ports": [{"name": "http", "containerPort": gateway.port, "protocol": "TCP"}],
-        "readinessProbe": {**probe, "failureThreshold": 3},
-        "livenessProbe": {**probe, "failureThreshold": 6},
+        "readinessProbe": _healthz_probe(failure_threshold=3),
+        "livenessProbe": _healthz_probe(failure_threshold=6),
         "resources": resources(gateway.resources),
         "securityContext": container_security_context(read_only_root=True),
         "volumeMounts": [
