@@ -1,0 +1,302 @@
+"""PostgreSQL: StatefulSet, Service, backup volume, backup CronJob and restore Jobs, and the connection env.
+
+Credentials live in the Secret `<stack>-postgres` (keys `username`, `password`, `dsn`), created once by the
+operator with a random password: renderers only reference it, so a re-render never rotates the password.
+Backups are taken by the backup tool (`python -m tradingstack.backup`) in its own image, whose pg_dump major
+matches the server's; each run writes its result as JSON to the pod's termination message, which is how the
+operator learns about backups without reading the backup volume.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from tradingstack.api import OwnerReference, TradingStack
+from tradingstack.api.spec import Resources, StorageSpec
+from tradingstack.render.common import (
+    RETAINED_ANNOTATION,
+    Manifest,
+    child_name,
+    container_security_context,
+    labels,
+    manifest,
+    metadata,
+    pod_security_context,
+    resources,
+    selector_labels,
+)
+
+COMPONENT = "postgres"
+BACKUP_COMPONENT = "postgres-backup"
+RESTORE_COMPONENT = "postgres-restore"
+POSTGRES_PORT = 5432
+POSTGRES_UID = 999
+"""uid and gid of the `postgres` user in the official image; the data and backup volumes belong to it."""
+
+BACKUP_IMAGE = "ghcr.io/quantumtrader/tradingstack-backup:0.1.0-pg16"
+"""Backup tool image (images/backup), built FROM postgres:16 so pg_dump matches the default server major."""
+
+POSTGRES_SECRET_KEYS = ("username", "password", "dsn")
+"""Keys of the Secret `secret_name(stack)`; the operator generates it once, see `dsn()` for the last one."""
+
+DATA_MOUNT = "/var/lib/postgresql/data"
+PGDATA = f"{DATA_MOUNT}/pgdata"
+"""A subdirectory: initdb refuses a non-empty directory, and a fresh volume's root may hold lost+found."""
+
+BACKUP_MOUNT = "/backups"
+BACKUP_HISTORY = 3
+"""Finished backup Jobs kept per outcome: enough for the operator to see the last results."""
+
+BACKUP_DEADLINE_SECONDS = 6 * 3600
+"""A hung dump is killed: with concurrencyPolicy Forbid it would otherwise block every later backup."""
+
+RESTORE_TTL_SECONDS = 7 * 24 * 3600
+"""On-demand restore Jobs stay a week for inspection, then garbage collection removes them."""
+
+BACKUP_ANNOTATION = "trading.quantumtrader.dev/backup"
+"""On restore Jobs: the backup being restored."""
+
+TOOL_COMMAND = ["python3", "-m", "tradingstack.backup"]
+TOOL_RESOURCES = Resources()
+"""The backup tool mostly waits on pg_dump's output; the API defaults (100m/128Mi .. 1 CPU/512Mi) suffice."""
+
+
+def secret_name(stack: TradingStack) -> str:
+    return child_name(stack, COMPONENT)
+
+
+def host(stack: TradingStack) -> str:
+    return f"{child_name(stack, COMPONENT)}.{stack.namespace}.svc"
+
+
+def dsn(stack: TradingStack, password: str) -> str:
+    """The `dsn` key of the Secret: `postgresql://<user>:<password, percent-encoded>@<host>:5432/<database>`."""
+    spec = stack.spec.postgres
+    return f"postgresql://{spec.user}:{quote(password, safe='')}@{host(stack)}:{POSTGRES_PORT}/{spec.database}"
+
+
+def connection_env(stack: TradingStack) -> list[dict[str, Any]]:
+    """libpq variables plus DATABASE_URL for a container that connects to the stack's PostgreSQL."""
+    return [*_libpq_env(stack), _secret_env(stack, "DATABASE_URL", "dsn")]
+
+
+def render_postgres(stack: TradingStack, owner: OwnerReference) -> list[Manifest]:
+    manifests = [_service(stack, owner), _statefulset(stack, owner), _backup_volume(stack, owner)]
+    backup = stack.spec.postgres.backup
+    if backup.enabled:
+        manifests.append(_backup_cronjob(stack, owner))
+    restore = stack.spec.postgres.restore
+    if restore is not None:
+        # Idempotent: on a database that already holds data the Job succeeds without touching it.
+        manifests.append(_restore_job(stack, owner, restore.from_, ["--if-empty"]))
+    return manifests
+
+
+def render_restore_job(stack: TradingStack, owner: OwnerReference, backup: str, force: bool) -> Manifest:
+    """An on-demand restore (`tradingstack backup restore`): create it, do not apply it (it has generateName).
+
+    Without `force` the Job fails with exit status 3 when the database is not empty."""
+    job = _restore_job(stack, owner, backup, ["--force"] if force else [])
+    job["metadata"]["generateName"] = f"{job['metadata'].pop('name')}-"
+    job["spec"]["ttlSecondsAfterFinished"] = RESTORE_TTL_SECONDS
+    return job
+
+
+def _libpq_env(stack: TradingStack) -> list[dict[str, Any]]:
+    return [
+        {"name": "PGHOST", "value": host(stack)},
+        {"name": "PGPORT", "value": str(POSTGRES_PORT)},
+        {"name": "PGDATABASE", "value": stack.spec.postgres.database},
+        _secret_env(stack, "PGUSER", "username"),
+        _secret_env(stack, "PGPASSWORD", "password"),
+    ]
+
+
+def _secret_env(stack: TradingStack, name: str, key: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret_name(stack), "key": key}}}
+
+
+def _service(stack: TradingStack, owner: OwnerReference) -> Manifest:
+    return manifest(
+        "v1",
+        "Service",
+        metadata(stack, owner, COMPONENT),
+        spec={
+            "type": "ClusterIP",
+            "selector": selector_labels(stack, COMPONENT),
+            "ports": [{"name": "postgres", "port": POSTGRES_PORT, "targetPort": "postgres", "protocol": "TCP"}],
+        },
+    )
+
+
+def _claim_spec(storage: StorageSpec) -> dict[str, Any]:
+    spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": storage.size}}}
+    if storage.storage_class_name is not None:
+        spec["storageClassName"] = storage.storage_class_name
+    return spec
+
+
+def _pg_isready(stack: TradingStack) -> list[str]:
+    spec = stack.spec.postgres
+    return [
+        "pg_isready",
+        "--host=127.0.0.1",
+        f"--port={POSTGRES_PORT}",
+        f"--username={spec.user}",
+        f"--dbname={spec.database}",
+    ]
+
+
+def _statefulset(stack: TradingStack, owner: OwnerReference) -> Manifest:
+    spec = stack.spec.postgres
+    container = {
+        "name": "postgres",
+        "image": spec.image,
+        "ports": [{"name": "postgres", "containerPort": POSTGRES_PORT, "protocol": "TCP"}],
+        "env": [
+            {"name": "POSTGRES_DB", "value": spec.database},
+            _secret_env(stack, "POSTGRES_USER", "username"),
+            _secret_env(stack, "POSTGRES_PASSWORD", "password"),
+            {"name": "PGDATA", "value": PGDATA},
+        ],
+        "readinessProbe": {"exec": {"command": _pg_isready(stack)}, "periodSeconds": 5, "timeoutSeconds": 5},
+        # A TCP check, not pg_isready: during crash recovery the server rejects connections for a long time,
+        # and killing it then would restart the recovery.
+        "livenessProbe": {
+            "tcpSocket": {"port": "postgres"},
+            "initialDelaySeconds": 30,
+            "periodSeconds": 10,
+            "failureThreshold": 6,
+        },
+        "resources": resources(spec.resources),
+        "securityContext": container_security_context(),
+        "volumeMounts": [
+            {"name": "data", "mountPath": DATA_MOUNT},
+            {"name": "run", "mountPath": "/var/run/postgresql"},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    pod_labels = labels(stack, COMPONENT)
+    return manifest(
+        "apps/v1",
+        "StatefulSet",
+        metadata(stack, owner, COMPONENT),
+        spec={
+            "replicas": 1,
+            "serviceName": child_name(stack, COMPONENT),
+            "selector": {"matchLabels": selector_labels(stack, COMPONENT)},
+            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
+            "template": {
+                "metadata": {"labels": pod_labels},
+                "spec": {
+                    "securityContext": {
+                        **pod_security_context(POSTGRES_UID, fs_group=POSTGRES_UID),
+                        "fsGroupChangePolicy": "OnRootMismatch",
+                    },
+                    # Time for a fast shutdown (checkpoint) before SIGKILL.
+                    "terminationGracePeriodSeconds": 60,
+                    "containers": [container],
+                    "volumes": [{"name": "run", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
+                },
+            },
+            "volumeClaimTemplates": [
+                {
+                    "metadata": {"name": "data", "labels": pod_labels, "annotations": {RETAINED_ANNOTATION: "true"}},
+                    "spec": _claim_spec(spec.storage),
+                }
+            ],
+        },
+    )
+
+
+def _backup_volume(stack: TradingStack, owner: OwnerReference) -> Manifest:
+    return manifest(
+        "v1",
+        "PersistentVolumeClaim",
+        metadata(stack, owner, BACKUP_COMPONENT, name=_backup_claim(stack), annotations={RETAINED_ANNOTATION: "true"}),
+        spec=_claim_spec(stack.spec.postgres.backup.storage),
+    )
+
+
+def _backup_claim(stack: TradingStack) -> str:
+    return child_name(stack, "postgres-backups")
+
+
+def _tool_pod(stack: TradingStack, component: str, args: list[str]) -> dict[str, Any]:
+    """Pod template running the backup tool with the backup volume and the database credentials."""
+    tool = {
+        "name": "backup-tool",
+        "image": BACKUP_IMAGE,
+        "command": TOOL_COMMAND,
+        "args": args,
+        "env": [*_libpq_env(stack), {"name": "BACKUP_DIR", "value": BACKUP_MOUNT}],
+        "resources": resources(TOOL_RESOURCES),
+        "securityContext": container_security_context(),
+        # The tool writes its JSON result there; on a crash the log tail is the next best message.
+        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": [{"name": "backups", "mountPath": BACKUP_MOUNT}, {"name": "tmp", "mountPath": "/tmp"}],
+    }
+    return {
+        "metadata": {"labels": labels(stack, component)},
+        "spec": {
+            "securityContext": pod_security_context(POSTGRES_UID, fs_group=POSTGRES_UID),
+            # Never: each attempt is a new pod, so a failed attempt's termination message is kept.
+            "restartPolicy": "Never",
+            "containers": [tool],
+            "volumes": [
+                {"name": "backups", "persistentVolumeClaim": {"claimName": _backup_claim(stack)}},
+                {"name": "tmp", "emptyDir": {}},
+            ],
+        },
+    }
+
+
+def _backup_cronjob(stack: TradingStack, owner: OwnerReference) -> Manifest:
+    backup = stack.spec.postgres.backup
+    args = ["backup", f"--keep-last={backup.keep_last}"]
+    if not backup.verify:
+        args.append("--no-verify")
+    if backup.verify_restore:
+        args.append("--restore-check")
+    return manifest(
+        "batch/v1",
+        "CronJob",
+        metadata(stack, owner, BACKUP_COMPONENT),
+        spec={
+            "schedule": backup.schedule,
+            "timeZone": backup.time_zone,
+            "concurrencyPolicy": "Forbid",
+            "successfulJobsHistoryLimit": BACKUP_HISTORY,
+            "failedJobsHistoryLimit": BACKUP_HISTORY,
+            "jobTemplate": {
+                "metadata": {"labels": labels(stack, BACKUP_COMPONENT)},
+                "spec": {
+                    "backoffLimit": 1,
+                    "activeDeadlineSeconds": BACKUP_DEADLINE_SECONDS,
+                    "template": _tool_pod(stack, BACKUP_COMPONENT, args),
+                },
+            },
+        },
+    )
+
+
+def _restore_job(stack: TradingStack, owner: OwnerReference, backup: str, mode: list[str]) -> Manifest:
+    pod = _tool_pod(stack, RESTORE_COMPONENT, ["restore", f"--from={backup}", *mode])
+    pod["spec"]["initContainers"] = [
+        {
+            "name": "wait-for-postgres",
+            "image": BACKUP_IMAGE,
+            "command": ["sh", "-c", "until pg_isready --timeout=5; do sleep 2; done"],
+            "env": _libpq_env(stack),
+            "resources": resources(TOOL_RESOURCES),
+            "securityContext": container_security_context(),
+        }
+    ]
+    return manifest(
+        "batch/v1",
+        "Job",
+        metadata(stack, owner, RESTORE_COMPONENT, annotations={BACKUP_ANNOTATION: backup}),
+        spec={"backoffLimit": 2, "template": pod},
+    )
