@@ -1,0 +1,72 @@
+"""Stack-level health from the services' health documents (pure).
+
+The operator fetches each service's document; a service it could not reach is passed as None and reported as
+UNREACHABLE, which is not the same as down: the service may be fine and the operator's network path broken.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from tradingstack.health.contract import DependencyStatus, ServiceHealth
+
+
+class ServiceHealthState(StrEnum):
+    """A service's health as the stack status reports it (`status.services.<name>.health`)."""
+
+    HEALTHY = "HEALTHY"
+    DEGRADED = "DEGRADED"
+    UNHEALTHY = "UNHEALTHY"
+    UNREACHABLE = "UNREACHABLE"
+
+
+@dataclass(frozen=True)
+class StackHealth:
+    """Per-service health and the inputs of the stack's Degraded condition."""
+
+    services: dict[str, ServiceHealthState]
+    degraded: bool
+    """True when any service is not HEALTHY."""
+    reason: str
+    """CamelCase condition reason: AllHealthy, or the worst state found (ServicesUnhealthy, ...)."""
+    message: str
+    """Which services are affected and why (dependency names and statuses; never dependency messages, which
+    the services wrote and the operator does not control)."""
+
+
+_REASONS = {
+    ServiceHealthState.UNHEALTHY: "ServicesUnhealthy",
+    ServiceHealthState.UNREACHABLE: "ServicesUnreachable",
+    ServiceHealthState.DEGRADED: "ServicesDegraded",
+}
+"""Worst first: the condition's reason names the worst state present."""
+
+
+def _state(document: ServiceHealth | None) -> ServiceHealthState:
+    if document is None:
+        return ServiceHealthState.UNREACHABLE
+    return ServiceHealthState(document.status.value)
+
+
+def _describe(name: str, document: ServiceHealth | None) -> str:
+    if document is None:
+        return f"{name} UNREACHABLE"
+    failing = [
+        f"{dep} {health.status.value}"
+        for dep, health in sorted(document.dependencies.items())
+        if health.status is not DependencyStatus.UP
+    ]
+    return f"{name} {document.status.value}" + (f" ({', '.join(failing)})" if failing else "")
+
+
+def rollup(documents: Mapping[str, ServiceHealth | None]) -> StackHealth:
+    """Roll the documents (by service name; None = unreachable) up into the stack's health."""
+    services = {name: _state(document) for name, document in sorted(documents.items())}
+    affected = [name for name, state in services.items() if state is not ServiceHealthState.HEALTHY]
+    if not affected:
+        return StackHealth(services, degraded=False, reason="AllHealthy", message="all services are healthy")
+    worst = next(state for state in _REASONS if state in services.values())
+    message = "; ".join(_describe(name, documents[name]) for name in affected)
+    return StackHealth(services, degraded=True, reason=_REASONS[worst], message=message)
