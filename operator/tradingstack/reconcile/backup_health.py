@@ -1,0 +1,159 @@
+"""Backup health from the backup CronJob's Jobs: status.postgres and the BackupHealthy condition.
+
+Pure: the caller passes the Jobs (as read from the API), the termination messages of their pods (the backup
+tool writes its result there as JSON), the schedule and `now`. Finished Jobs are pruned by the CronJob's
+history limits, so the previous status carries the newest good backup forward.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from cronsim import CronSim
+from pydantic import ValidationError
+
+from tradingstack.api import BackupInfo
+from tradingstack.api.status import PostgresStatus
+
+STALE_AFTER_INTERVALS = 2
+"""A backup older than this many schedule intervals means runs are being missed."""
+
+
+@dataclass(frozen=True)
+class BackupHealth:
+    postgres: PostgresStatus
+    """Value for status.postgres."""
+
+    status: Literal["True", "False", "Unknown"]
+    """Status of the BackupHealthy condition."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class _Run:
+    job: str
+    finished: datetime
+    succeeded: bool
+    backup: BackupInfo | None
+    error: str | None
+
+
+def backup_health(
+    jobs: Sequence[Mapping[str, Any]],
+    termination_messages: Mapping[str, str],
+    schedule: str,
+    time_zone: str,
+    now: datetime,
+    previous: PostgresStatus | None = None,
+) -> BackupHealth:
+    """`termination_messages` maps a Job name to the termination message of its (last) pod, when there is one."""
+    previous = previous or PostgresStatus()
+    runs = sorted(
+        (run for job in jobs if (run := _finished_run(job, termination_messages)) is not None),
+        key=lambda run: (run.finished, run.job),
+    )
+    candidates = [b for b in (previous.last_backup, *(run.backup for run in runs)) if b is not None]
+    newest = max(candidates, key=lambda backup: backup.time, default=None)
+    last = runs[-1] if runs else None
+    postgres = PostgresStatus(
+        last_backup=newest,
+        last_backup_job=last.job if last else previous.last_backup_job,
+        last_backup_result=("Succeeded" if last.succeeded else "Failed") if last else previous.last_backup_result,
+    )
+
+    if last is not None and not last.succeeded:
+        message = f"backup Job {last.job} failed: {last.error or 'no error reported'}"
+        if newest is not None:
+            message += f"; newest good backup is {newest.name} from {_when(newest.time)}"
+        return BackupHealth(postgres, "False", "BackupFailed", message)
+    if newest is None:
+        if last is None:
+            return BackupHealth(postgres, "Unknown", "NoBackupYet", "no backup Job has finished")
+        return BackupHealth(postgres, "Unknown", "NoBackupReported", f"backup Job {last.job} reported no backup")
+    interval = schedule_interval(schedule, time_zone, newest.time)
+    if now - newest.time > STALE_AFTER_INTERVALS * interval:
+        return BackupHealth(
+            postgres,
+            "False",
+            "BackupStale",
+            f"newest good backup {newest.name} is from {_when(newest.time)}, older than"
+            f" {STALE_AFTER_INTERVALS} schedule intervals ({_hours(interval)} each)",
+        )
+    verified = "verified" if newest.verified else "not verified"
+    return BackupHealth(
+        postgres,
+        "True",
+        "BackupSucceeded",
+        f"newest backup {newest.name} from {_when(newest.time)}, {newest.size_bytes} bytes, {verified}",
+    )
+
+
+def schedule_interval(schedule: str, time_zone: str, around: datetime) -> timedelta:
+    """The longest gap between the scheduled runs around `around`: the run before it and the next two.
+
+    The longest, so a schedule with gaps (weekdays only) is not called stale over the weekend; in real time
+    (UTC), so a daylight-saving day counts its 23 or 25 hours."""
+    local = around.astimezone(ZoneInfo(time_zone))
+    # Reverse iteration excludes its start: a second later, so a run exactly at `around` counts as before it.
+    before = next(iter(CronSim(schedule, local + timedelta(seconds=1), reverse=True)))
+    upcoming = iter(CronSim(schedule, local))
+    fires = [before, next(upcoming), next(upcoming)]
+    utc = [fire.astimezone(UTC) for fire in fires]
+    return max(later - earlier for earlier, later in pairwise(utc))
+
+
+def _finished_run(job: Mapping[str, Any], termination_messages: Mapping[str, str]) -> _Run | None:
+    name = str(job["metadata"]["name"])
+    status = job.get("status", {})
+    finished = next(
+        (
+            c
+            for c in status.get("conditions", [])
+            if c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+        ),
+        None,
+    )
+    if finished is None:
+        return None
+    succeeded = finished["type"] == "Complete"
+    at = status.get("completionTime") if succeeded else None
+    backup, error = _parse_message(termination_messages.get(name))
+    if not succeeded:
+        error = error or finished.get("message") or finished.get("reason")
+    return _Run(name, _timestamp(at or finished["lastTransitionTime"]), succeeded, backup if succeeded else None, error)
+
+
+def _parse_message(message: str | None) -> tuple[BackupInfo | None, str | None]:
+    """The tool's JSON result ({BackupInfo fields} or {"error": ...}); other text is the crashed pod's log tail."""
+    if not message:
+        return None, None
+    try:
+        document = json.loads(message)
+    except json.JSONDecodeError:
+        return None, message.strip()
+    if isinstance(document, dict) and "error" in document:
+        return None, str(document["error"])
+    try:
+        return BackupInfo.model_validate(document), None
+    except ValidationError:
+        return None, message.strip()
+
+
+def _timestamp(value: str) -> datetime:
+    return datetime.fromisoformat(value).astimezone(UTC)
+
+
+def _when(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _hours(interval: timedelta) -> str:
+    return f"{interval.total_seconds() / 3600:g}h"

@@ -1,0 +1,306 @@
+"""The PostgreSQL renderer (golden file, pod security, backup CronJob, restore Jobs) and backup health."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import yaml
+from tests.golden import assert_golden
+from tests.psa import pod_specs, restricted_violations
+
+from tradingstack.api import BackupInfo, TradingStack
+from tradingstack.api.status import PostgresStatus
+from tradingstack.reconcile.backup_health import backup_health, schedule_interval
+from tradingstack.render.common import RETAINED_ANNOTATION
+from tradingstack.render.postgres import (
+    BACKUP_IMAGE,
+    POSTGRES_SECRET_KEYS,
+    connection_env,
+    dsn,
+    render_postgres,
+    render_restore_job,
+    secret_name,
+)
+
+
+def example_stack(**postgres: Any) -> TradingStack:
+    return TradingStack.model_validate(
+        {
+            "metadata": {"name": "quant", "namespace": "trading", "uid": "0b5c1a2e-uid"},
+            "spec": {
+                "postgres": {
+                    "storage": {"size": "50Gi", "storageClassName": "fast-ssd"},
+                    "backup": {"schedule": "15 3 * * *", "timeZone": "Europe/Oslo", "keepLast": 5},
+                    **postgres,
+                }
+            },
+        }
+    )
+
+
+def _render(stack: TradingStack) -> dict[str, dict[str, Any]]:
+    return {m["kind"]: m for m in render_postgres(stack, stack.owner_reference())}
+
+
+def _cronjob_pod(stack: TradingStack) -> dict[str, Any]:
+    return _render(stack)["CronJob"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+
+
+def test_matches_golden_file() -> None:
+    stack = example_stack(restore={"from": "latest"})
+    manifests = render_postgres(stack, stack.owner_reference())
+    manifests.append(render_restore_job(stack, stack.owner_reference(), "trading-20260101T020000.000Z", force=True))
+    assert_golden("postgres.yaml", yaml.safe_dump_all(manifests, sort_keys=True))
+
+
+def test_every_pod_is_restricted_and_runs_as_the_postgres_uid() -> None:
+    stack = example_stack(restore={"from": "latest"})
+    workloads = [
+        *render_postgres(stack, stack.owner_reference()),
+        render_restore_job(stack, stack.owner_reference(), "latest", False),
+    ]
+    pods = [pod for obj in workloads for pod in pod_specs(obj)]
+    assert len(pods) == 4
+    for pod in pods:
+        assert restricted_violations(pod) == []
+        assert pod["securityContext"]["runAsUser"] == 999
+        assert pod["securityContext"]["fsGroup"] == 999
+        for container in pod.get("initContainers", []) + pod["containers"]:
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_statefulset_keeps_data_in_a_subdirectory_of_its_claim_and_writable_runtime_dirs() -> None:
+    statefulset = _render(example_stack())["StatefulSet"]
+    assert statefulset["metadata"]["name"] == "quant-postgres"
+    assert statefulset["spec"]["replicas"] == 1
+    [claim] = statefulset["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "data"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "50Gi"
+    assert claim["spec"]["storageClassName"] == "fast-ssd"
+    [container] = statefulset["spec"]["template"]["spec"]["containers"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    env = {e["name"]: e for e in container["env"]}
+    assert env["PGDATA"]["value"].startswith("/var/lib/postgresql/data/")
+    assert mounts["/var/lib/postgresql/data"] == "data"
+    assert {"/var/run/postgresql", "/tmp"} <= set(mounts)
+    assert "pg_isready" in container["readinessProbe"]["exec"]["command"]
+    assert env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "quant-postgres", "key": "password"}
+
+
+def test_no_secret_is_rendered_and_credentials_come_from_the_generated_secret() -> None:
+    stack = example_stack()
+    rendered = render_postgres(stack, stack.owner_reference())
+    assert "Secret" not in {m["kind"] for m in rendered}
+    assert "password" not in yaml.safe_dump_all(rendered).replace("key: password", "")
+    assert secret_name(stack) == "quant-postgres"
+    assert POSTGRES_SECRET_KEYS == ("username", "password", "dsn")
+
+
+def test_connection_env_for_services() -> None:
+    env = {e["name"]: e for e in connection_env(example_stack())}
+    assert env["PGHOST"]["value"] == "quant-postgres.trading.svc"
+    assert env["PGPORT"]["value"] == "5432"
+    assert env["PGDATABASE"]["value"] == "trading"
+    refs = {name: env[name]["valueFrom"]["secretKeyRef"] for name in ("PGUSER", "PGPASSWORD", "DATABASE_URL")}
+    assert refs == {
+        "PGUSER": {"name": "quant-postgres", "key": "username"},
+        "PGPASSWORD": {"name": "quant-postgres", "key": "password"},
+        "DATABASE_URL": {"name": "quant-postgres", "key": "dsn"},
+    }
+
+
+def test_dsn_percent_encodes_the_password() -> None:
+    assert (
+        dsn(example_stack(), "a/b@c:d") == "postgresql://trading:a%2Fb%40c%3Ad@quant-postgres.trading.svc:5432/trading"
+    )
+
+
+def test_backup_cronjob_schedule_history_and_retention() -> None:
+    stack = example_stack()
+    rendered = _render(stack)
+    cronjob = rendered["CronJob"]
+    assert cronjob["metadata"]["name"] == "quant-postgres-backup"
+    spec = cronjob["spec"]
+    assert (spec["schedule"], spec["timeZone"], spec["concurrencyPolicy"]) == ("15 3 * * *", "Europe/Oslo", "Forbid")
+    assert spec["successfulJobsHistoryLimit"] == spec["failedJobsHistoryLimit"] == 3
+    assert spec["jobTemplate"]["spec"]["backoffLimit"] <= 2
+    pod = _cronjob_pod(stack)
+    assert pod["restartPolicy"] == "Never"
+    [tool] = pod["containers"]
+    assert tool["image"] == BACKUP_IMAGE
+    assert tool["args"] == ["backup", "--keep-last=5"]
+    assert tool["terminationMessagePath"] == "/dev/termination-log"
+    claim = rendered["PersistentVolumeClaim"]
+    assert claim["metadata"]["name"] == "quant-postgres-backups"
+    assert claim["metadata"]["annotations"] == {RETAINED_ANNOTATION: "true"}
+    assert claim["spec"]["resources"]["requests"]["storage"] == "20Gi"
+    assert {"name": "backups", "persistentVolumeClaim": {"claimName": "quant-postgres-backups"}} in pod["volumes"]
+
+
+@pytest.mark.parametrize(
+    ("backup", "flags"),
+    [({"verify": False}, ["--no-verify"]), ({"verifyRestore": True}, ["--restore-check"])],
+)
+def test_backup_verification_flags(backup: dict[str, Any], flags: list[str]) -> None:
+    [tool] = _cronjob_pod(example_stack(backup=backup))["containers"]
+    assert tool["args"] == ["backup", "--keep-last=7", *flags]
+
+
+def test_disabled_backups_keep_the_volume_but_no_cronjob() -> None:
+    rendered = _render(example_stack(backup={"enabled": False}))
+    assert "CronJob" not in rendered
+    assert "PersistentVolumeClaim" in rendered
+
+
+def test_restore_from_spec_bootstraps_only_an_empty_database() -> None:
+    assert "Job" not in _render(example_stack())
+    job = _render(example_stack(restore={"from": "trading-20260101T020000.000Z"}))["Job"]
+    assert job["metadata"]["name"] == "quant-postgres-restore"
+    [tool] = job["spec"]["template"]["spec"]["containers"]
+    assert tool["args"] == ["restore", "--from=trading-20260101T020000.000Z", "--if-empty"]
+    [wait] = job["spec"]["template"]["spec"]["initContainers"]
+    assert "pg_isready" in " ".join(wait["command"])
+
+
+@pytest.mark.parametrize(("force", "flags"), [(False, []), (True, ["--force"])])
+def test_on_demand_restore_job(force: bool, flags: list[str]) -> None:
+    stack = example_stack()
+    job = render_restore_job(stack, stack.owner_reference(), "latest", force)
+    assert "name" not in job["metadata"]
+    assert job["metadata"]["generateName"] == "quant-postgres-restore-"
+    assert job["metadata"]["ownerReferences"] == [stack.owner_reference().to_dict()]
+    [tool] = job["spec"]["template"]["spec"]["containers"]
+    assert tool["args"] == ["restore", "--from=latest", *flags]
+
+
+def test_render_is_deterministic() -> None:
+    stack = example_stack(restore={"from": "latest"})
+    assert render_postgres(stack, stack.owner_reference()) == render_postgres(stack, stack.owner_reference())
+
+
+# Backup health -----------------------------------------------------------------------------------------------
+
+NOW = datetime(2026, 6, 10, 12, 0, tzinfo=UTC)
+
+
+def _backup(at: datetime, name: str = "", verified: bool = True) -> BackupInfo:
+    return BackupInfo(
+        time=at,
+        name=name or f"trading-{at:%Y%m%dT%H%M%S}.000Z",
+        size_bytes=1024,
+        checksum="sha256:00",
+        verified=verified,
+    )
+
+
+def _job(name: str, finished: datetime | None, succeeded: bool = True) -> dict[str, Any]:
+    status: dict[str, Any] = {"startTime": "2026-06-01T00:00:00Z"}
+    if finished is not None:
+        stamp = finished.strftime("%Y-%m-%dT%H:%M:%SZ")
+        condition = {"type": "Complete" if succeeded else "Failed", "status": "True", "lastTransitionTime": stamp}
+        if not succeeded:
+            condition |= {"reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}
+        status["conditions"] = [condition]
+        if succeeded:
+            status["completionTime"] = stamp
+    return {"metadata": {"name": name}, "status": status}
+
+
+def _message(backup: BackupInfo) -> str:
+    return backup.model_dump_json(by_alias=True)
+
+
+def test_health_reports_the_newest_successful_backup() -> None:
+    older, newer = _backup(NOW - timedelta(days=1, hours=10)), _backup(NOW - timedelta(hours=10))
+    jobs = [_job("b-2", NOW - timedelta(hours=9, minutes=58)), _job("b-1", NOW - timedelta(days=1, hours=9))]
+    health = backup_health(jobs, {"b-1": _message(older), "b-2": _message(newer)}, "0 2 * * *", "UTC", NOW)
+    assert health.postgres == PostgresStatus(last_backup=newer, last_backup_job="b-2", last_backup_result="Succeeded")
+    assert (health.status, health.reason) == ("True", "BackupSucceeded")
+    assert newer.name in health.message
+
+
+def test_health_is_false_when_the_last_finished_run_failed_and_keeps_the_last_good_backup() -> None:
+    good = _backup(NOW - timedelta(days=1, hours=10))
+    jobs = [
+        _job("b-1", NOW - timedelta(days=1, hours=9)),
+        _job("b-2", NOW - timedelta(hours=9), succeeded=False),
+        _job("b-3", None),  # still running: not a finished run
+    ]
+    messages = {"b-1": _message(good), "b-2": '{"error": "pg_dump exited 1: connection refused"}'}
+    health = backup_health(jobs, messages, "0 2 * * *", "UTC", NOW)
+    assert health.postgres == PostgresStatus(last_backup=good, last_backup_job="b-2", last_backup_result="Failed")
+    assert (health.status, health.reason) == ("False", "BackupFailed")
+    assert "connection refused" in health.message
+    assert good.name in health.message
+
+
+def test_failed_run_without_a_message_reports_the_job_condition() -> None:
+    health = backup_health([_job("b-1", NOW, succeeded=False)], {}, "0 2 * * *", "UTC", NOW)
+    assert health.reason == "BackupFailed"
+    assert "backoff limit" in health.message
+
+
+def test_a_successful_run_after_a_failure_makes_it_healthy_again() -> None:
+    good = _backup(NOW - timedelta(hours=1))
+    jobs = [_job("b-1", NOW - timedelta(days=1), succeeded=False), _job("b-2", NOW - timedelta(minutes=55))]
+    health = backup_health(jobs, {"b-2": _message(good)}, "0 * * * *", "UTC", NOW)
+    assert (health.status, health.postgres.last_backup_result) == ("True", "Succeeded")
+
+
+@pytest.mark.parametrize(
+    ("age", "status"),
+    [(timedelta(hours=47), "True"), (timedelta(hours=48, minutes=1), "False")],
+)
+def test_health_is_false_when_the_newest_backup_is_older_than_two_intervals(age: timedelta, status: str) -> None:
+    previous = PostgresStatus(last_backup=_backup(NOW - age), last_backup_job="old", last_backup_result="Succeeded")
+    # Daily at 12:00 (the backup's own time), and the Jobs that made it are gone from the history.
+    health = backup_health([], {}, "0 12 * * *", "UTC", NOW, previous=previous)
+    assert health.status == status
+    assert health.postgres == previous
+    if status == "False":
+        assert health.reason == "BackupStale"
+        assert "24h" in health.message
+
+
+def test_a_previous_backup_newer_than_the_remaining_jobs_is_kept() -> None:
+    recent, old = _backup(NOW - timedelta(hours=2)), _backup(NOW - timedelta(days=3))
+    previous = PostgresStatus(last_backup=recent, last_backup_job="b-9", last_backup_result="Succeeded")
+    health = backup_health(
+        [_job("b-1", NOW - timedelta(days=3))], {"b-1": _message(old)}, "0 * * * *", "UTC", NOW, previous=previous
+    )
+    assert health.postgres.last_backup == recent
+
+
+def test_no_finished_run_yet_is_unknown() -> None:
+    health = backup_health([_job("b-1", None)], {}, "0 2 * * *", "UTC", NOW)
+    assert (health.status, health.reason) == ("Unknown", "NoBackupYet")
+    assert health.postgres == PostgresStatus()
+
+
+def test_success_without_a_readable_result_is_unknown() -> None:
+    health = backup_health(
+        [_job("b-1", NOW)], {"b-1": "Traceback (most recent call last): ..."}, "0 2 * * *", "UTC", NOW
+    )
+    assert (health.status, health.reason) == ("Unknown", "NoBackupReported")
+    assert health.postgres.last_backup_result == "Succeeded"
+
+
+def test_weekday_schedule_is_not_stale_over_the_weekend() -> None:
+    friday = datetime(2026, 6, 5, 2, 0, 30, tzinfo=UTC)
+    monday_morning = datetime(2026, 6, 8, 1, 59, tzinfo=UTC)
+    previous = PostgresStatus(last_backup=_backup(friday))
+    health = backup_health([], {}, "0 2 * * 1-5", "UTC", monday_morning, previous=previous)
+    assert health.status == "True"
+
+
+def test_interval_counts_real_hours_across_daylight_saving_changes() -> None:
+    # Europe/Oslo skips 02:00-03:00 on 2026-03-29: cron runs at 03:00 that day, 23.5 real hours after the run
+    # before, and 23.5 hours before the next one.
+    spring = datetime(2026, 3, 28, 1, 31, tzinfo=UTC)  # 02:31 local
+    assert schedule_interval("30 2 * * *", "Europe/Oslo", spring) == timedelta(hours=23, minutes=30)
+    # 2026-10-25 has 25 hours: noon to noon across it is 25 real hours.
+    autumn = datetime(2026, 10, 24, 10, 1, tzinfo=UTC)  # 12:01 local
+    assert schedule_interval("0 12 * * *", "Europe/Oslo", autumn) == timedelta(hours=25)
+    assert schedule_interval("*/15 * * * *", "UTC", NOW) == timedelta(minutes=15)
