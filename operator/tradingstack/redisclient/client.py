@@ -1,0 +1,175 @@
+"""`SentinelRedisClient`: a Redis master found through Sentinel, guarded by backoff and a circuit breaker."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from redis.sentinel import Sentinel
+
+from tradingstack.health.contract import DependencyHealth, DependencyStatus
+from tradingstack.redisclient.clock import Clock, Sleep, SystemClock
+from tradingstack.redisclient.guard import CircuitState, ConnectionGuard
+
+T = TypeVar("T")
+
+# Error replies that mean "no usable master right now" rather than a bug in the command.
+_UNAVAILABLE_REPLIES = ("NOREPLICAS", "READONLY", "LOADING", "MASTERDOWN", "TRYAGAIN")
+
+
+class RedisUnavailableError(Exception):
+    """No master could be reached (or attempts are held back by the backoff or the open circuit)."""
+
+
+class WriteNotAcknowledgedError(Exception):
+    """The master applied a write but fewer replicas than asked confirmed it within the timeout."""
+
+    def __init__(self, acknowledged: int, required: int) -> None:
+        super().__init__(f"write acknowledged by {acknowledged} replica(s), {required} required")
+        self.acknowledged = acknowledged
+        self.required = required
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """`host:port` -> (host, port)."""
+    host, _, port = address.strip().rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"expected host:port, got {address!r}")
+    return host, int(port)
+
+
+def no_retry() -> Retry:
+    """redis-py retries with its own sleeps by default; retries here follow the guard instead."""
+    return Retry(NoBackoff(), 0)
+
+
+def _is_unavailable(error: Exception) -> bool:
+    if isinstance(error, redis.ConnectionError | redis.TimeoutError):
+        return True
+    return isinstance(error, redis.ResponseError) and str(error).startswith(_UNAVAILABLE_REPLIES)
+
+
+class SentinelRedisClient:
+    """The current master of `master_name`, discovered through the sentinels on every (re)connect."""
+
+    def __init__(
+        self,
+        sentinels: Sequence[str],
+        master_name: str,
+        password: str | None,
+        *,
+        clock: Clock | None = None,
+        sleep: Sleep = time.sleep,
+        socket_timeout: float = 1.0,
+        failover_grace_seconds: float = 15.0,
+        failover_retry_seconds: float = 0.1,
+        degraded_latency_ms: float = 100.0,
+    ) -> None:
+        self._clock = clock or SystemClock()
+        self._sleep = sleep
+        self.degraded_latency_ms = degraded_latency_ms
+        self.guard = ConnectionGuard(
+            self._clock,
+            failover_grace_seconds=failover_grace_seconds,
+            failover_retry_seconds=failover_retry_seconds,
+        )
+        connection: dict[str, Any] = {
+            "password": password,
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": socket_timeout,
+            "retry": no_retry(),
+        }
+        # redis-py's Sentinel API carries no type annotations.
+        addresses = [parse_address(a) for a in sentinels]
+        self._sentinel = Sentinel(addresses, sentinel_kwargs=dict(connection), **connection)  # type: ignore[no-untyped-call]
+        self.master: redis.Redis = self._sentinel.master_for(master_name, **connection)  # type: ignore[no-untyped-call]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ, **options: Any) -> SentinelRedisClient:
+        """Built from the variables the operator injects: REDIS_SENTINELS, REDIS_MASTER_NAME, REDIS_PASSWORD."""
+        return cls(
+            [a for a in environ["REDIS_SENTINELS"].split(",") if a.strip()],
+            environ["REDIS_MASTER_NAME"],
+            environ.get("REDIS_PASSWORD") or None,
+            **options,
+        )
+
+    def execute(self, operation: Callable[[redis.Redis], T]) -> T:
+        """One attempt of `operation` against the master, unless the guard holds attempts back."""
+        if not self.guard.acquire():
+            raise RedisUnavailableError(self.guard.describe())
+        try:
+            result = operation(self.master)
+        except redis.RedisError as error:
+            if not _is_unavailable(error):
+                # The server answered: the connection is fine even though the command was refused.
+                self.guard.record_success()
+                raise
+            self.guard.record_failure(f"{type(error).__name__}: {error}")
+            raise RedisUnavailableError(str(error)) from error
+        self.guard.record_success()
+        return result
+
+    def call(self, operation: Callable[[redis.Redis], T], timeout_seconds: float) -> T:
+        """`execute` with retries as the guard allows them, until `timeout_seconds` have passed."""
+        deadline = self._clock.monotonic() + timeout_seconds
+        while True:
+            try:
+                return self.execute(operation)
+            except RedisUnavailableError:
+                # A half-open trial running in another thread reports no wait: poll at the failover pace.
+                wait = self.guard.wait_seconds() or self.guard.failover_retry_seconds
+                if self._clock.monotonic() + wait > deadline:
+                    raise
+                self._sleep(wait)
+
+    def write_confirmed(
+        self,
+        key: str,
+        value: str | bytes,
+        replicas: int = 1,
+        timeout_ms: int = 1000,
+        ex: int | None = None,
+        retry_seconds: float = 0.0,
+    ) -> None:
+        """SET confirmed with `WAIT replicas timeout_ms`; raises WriteNotAcknowledgedError if too few confirm.
+
+        Only an acknowledged write survives a failover: Sentinel promotes the replica with the most data.
+        `retry_seconds` > 0 retries an unreachable master (e.g. across a failover) for that long.
+        """
+
+        def set_and_wait(master: redis.Redis) -> int:
+            pipe = master.pipeline(transaction=False)
+            pipe.set(key, value, ex=ex)
+            pipe.wait(replicas, timeout_ms)
+            return int(pipe.execute()[-1])
+
+        acknowledged = self.call(set_and_wait, retry_seconds)
+        if acknowledged < replicas:
+            raise WriteNotAcknowledgedError(acknowledged, replicas)
+
+    def health_check(self) -> DependencyHealth:
+        """UP with the PING latency; DEGRADED when slow or recovering (half-open); DOWN when unreachable."""
+        recovering = self.guard.state is CircuitState.HALF_OPEN
+        started = self._clock.monotonic()
+        try:
+            self.execute(lambda master: master.ping())
+        except (RedisUnavailableError, redis.RedisError) as error:
+            return DependencyHealth(status=DependencyStatus.DOWN, message=str(error))
+        latency_ms = (self._clock.monotonic() - started) * 1000
+        if recovering:
+            message = "recovering: first answer after the circuit breaker was open"
+            return DependencyHealth(status=DependencyStatus.DEGRADED, latency_ms=latency_ms, message=message)
+        if latency_ms > self.degraded_latency_ms:
+            message = f"slow: {latency_ms:.0f} ms above {self.degraded_latency_ms:.0f} ms"
+            return DependencyHealth(status=DependencyStatus.DEGRADED, latency_ms=latency_ms, message=message)
+        return DependencyHealth(status=DependencyStatus.UP, latency_ms=latency_ms)
+
+    def close(self) -> None:
+        self.master.close()
+        self._sentinel.close()

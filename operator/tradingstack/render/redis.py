@@ -1,0 +1,388 @@
+"""Redis with Sentinel: a StatefulSet of Redis servers and a separate StatefulSet of sentinels.
+
+Why sentinels run in their own StatefulSet rather than as a sidecar of each Redis pod:
+
+- `spec.redis.sentinels` may differ from `spec.redis.replicas` (e.g. 2 Redis + 3 sentinels, so that losing
+  one node never costs both a data copy and the sentinel majority); a sidecar ties the two counts together.
+- Killing, evicting or rolling the master pod must not also remove one of the voters that has to agree it
+  is down: with sidecars, losing the master pod of a 3-pod stack leaves 2 of 3 sentinels, one more failure
+  and no failover is possible at all.
+- A sentinel restart (config change of down-after, quorum, ...) then never restarts a Redis server, and the
+  sentinels stay tiny (no volume, small resources).
+
+Roles are never taken from the pod ordinal alone: `redis-start.sh` asks the sentinels for the current master
+(`SENTINEL get-master-addr-by-name`) and only starts as master when no sentinel knows one and it is ordinal 0.
+A master's preStop hook asks the sentinels to fail over before it stops. `min-replicas-to-write` keeps a
+master that lost its replicas (e.g. on the wrong side of a partition) from accepting writes, so two masters
+never both accept writes.
+
+The configs and scripts are parameterised by environment variables (announce host, ports, directories,
+sentinel addresses), so the very same ConfigMap text runs in a pod and in the component tests on 127.0.0.1.
+The password lives only in the Secret `<stack>-redis` (created by the operator) and reaches the processes
+through `REDIS_PASSWORD`/`REDISCLI_AUTH`; the start scripts write it into the runtime config (mode 0600).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from importlib import resources as package_files
+from typing import Any
+
+from tradingstack.api import OwnerReference, TradingStack
+from tradingstack.api.spec import RedisSpec, Resources
+from tradingstack.render.common import (
+    NONROOT_UID,
+    RETAINED_ANNOTATION,
+    Manifest,
+    child_name,
+    container_security_context,
+    manifest,
+    metadata,
+    pod_disruption_budget,
+    pod_security_context,
+    resources,
+    selector_labels,
+    spread_and_anti_affinity,
+)
+
+REDIS_COMPONENT = "redis"
+SENTINEL_COMPONENT = "redis-sentinel"
+REDIS_PORT = 6379
+SENTINEL_PORT = 26379
+CLUSTER_DOMAIN = "cluster.local"
+ROLE_LABEL = "trading.quantumtrader.dev/redis-role"
+"""Set to `master` by the operator on the pod the sentinels agree is the master (selects `<stack>-redis-master`)."""
+MASTER_ROLE = "master"
+CONFIG_HASH_ANNOTATION = "trading.quantumtrader.dev/config-hash"
+"""Hash of the config files a pod runs, on its template: a changed config rolls exactly the pods that use it."""
+
+PASSWORD_KEY = "password"  # noqa: S105 - the name of a Secret key, not a password
+REDIS_SECRET_KEYS = (PASSWORD_KEY,)
+"""Keys of the Secret `redis_secret_name(stack)`, which the operator generates once (random values)."""
+
+CONFIG_DIR = "/config"
+DATA_DIR = "/data"
+REDIS_RUN_DIR = "/run/redis"
+SENTINEL_DIR = "/run/sentinel"
+SENTINEL_WAIT_SECONDS = 30
+"""How long a start script waits for a sentinel (or the master's DNS name) before bootstrapping."""
+PRESTOP_WAIT_SECONDS = 20
+"""How long a stopping master waits for the sentinels to promote another server."""
+
+SCRIPT_FILES = ("redis-lib.sh", "redis-start.sh", "redis-prestop.sh", "sentinel-start.sh")
+REDIS_FILES = ("redis.conf", "redis-lib.sh", "redis-start.sh", "redis-prestop.sh")
+SENTINEL_FILES = ("sentinel.conf", "redis-lib.sh", "sentinel-start.sh")
+
+# Sentinels only run a few commands a second: a fixed small budget rather than a copy of the Redis resources.
+SENTINEL_RESOURCES = Resources(requests={"cpu": "50m", "memory": "32Mi"}, limits={"cpu": "250m", "memory": "64Mi"})
+
+
+def redis_secret_name(stack: TradingStack) -> str:
+    """The Secret holding the Redis (and Sentinel) password under the key `password`."""
+    return child_name(stack, REDIS_COMPONENT)
+
+
+def redis_pod_host(stack: TradingStack, pod_name: str) -> str:
+    """Stable DNS name of a Redis pod, as the sentinels announce it."""
+    return f"{pod_name}.{child_name(stack, REDIS_COMPONENT)}.{stack.namespace}.svc.{CLUSTER_DOMAIN}"
+
+
+def sentinel_addresses(stack: TradingStack) -> list[str]:
+    """`host:port` of every sentinel pod (stable DNS names through the headless sentinel Service)."""
+    name = child_name(stack, SENTINEL_COMPONENT)
+    domain = f"{name}.{stack.namespace}.svc.{CLUSTER_DOMAIN}"
+    return [f"{name}-{ordinal}.{domain}:{SENTINEL_PORT}" for ordinal in range(stack.spec.redis.sentinels)]
+
+
+def _password_env(name: str, stack: TradingStack) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": redis_secret_name(stack), "key": PASSWORD_KEY}}}
+
+
+def connection_env(stack: TradingStack) -> list[dict[str, Any]]:
+    """Env vars injected into the services that use Redis: where the sentinels are and how to authenticate."""
+    return [
+        {"name": "REDIS_SENTINELS", "value": ",".join(sentinel_addresses(stack))},
+        {"name": "REDIS_MASTER_NAME", "value": stack.spec.redis.master_name},
+        _password_env("REDIS_PASSWORD", stack),
+    ]
+
+
+def redis_conf(spec: RedisSpec) -> str:
+    """redis.conf; `@...@` placeholders are filled in by redis-start.sh, which also appends auth and role."""
+    return "\n".join(
+        [
+            "# Rendered by the TradingStack operator from spec.redis.",
+            "port @PORT@",
+            "dir @DATA_DIR@",
+            "replica-announce-ip @ANNOUNCE_HOST@",
+            "replica-announce-port @PORT@",
+            "appendonly yes",
+            "appendfsync everysec",
+            # A replica promoted after a failover resynchronises the others at once instead of after 5 s.
+            "repl-diskless-sync yes",
+            "repl-diskless-sync-delay 0",
+            "replica-read-only yes",
+            f"min-replicas-to-write {spec.min_replicas_to_write}",
+            f"min-replicas-max-lag {spec.min_replicas_max_lag_seconds}",
+            "",
+        ]
+    )
+
+
+def sentinel_conf(spec: RedisSpec) -> str:
+    """sentinel.conf; `@...@` placeholders are filled in by sentinel-start.sh, which also appends auth."""
+    name = spec.master_name
+    return "\n".join(
+        [
+            "# Rendered by the TradingStack operator from spec.redis.",
+            "port @PORT@",
+            "dir @DIR@",
+            "sentinel announce-ip @ANNOUNCE_HOST@",
+            "sentinel announce-port @PORT@",
+            # Pod IPs change on every restart; the pods' DNS names do not.
+            "sentinel resolve-hostnames yes",
+            "sentinel announce-hostnames yes",
+            f"sentinel monitor {name} @MASTER_HOST@ @MASTER_PORT@ {spec.quorum}",
+            f"sentinel down-after-milliseconds {name} {spec.down_after_milliseconds}",
+            f"sentinel failover-timeout {name} {spec.failover_timeout_milliseconds}",
+            f"sentinel parallel-syncs {name} {spec.parallel_syncs}",
+            "",
+        ]
+    )
+
+
+def config_files(spec: RedisSpec) -> dict[str, str]:
+    """Every file of the ConfigMap by name: the two configs and the POSIX sh scripts."""
+    scripts = package_files.files("tradingstack.render") / "redis_files"
+    files = {name: (scripts / name).read_text(encoding="utf-8") for name in SCRIPT_FILES}
+    return dict(sorted({**files, "redis.conf": redis_conf(spec), "sentinel.conf": sentinel_conf(spec)}.items()))
+
+
+def _config_hash(files: dict[str, str], names: tuple[str, ...]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(names):
+        digest.update(f"{name}\0{files[name]}\0".encode())
+    return digest.hexdigest()[:16]
+
+
+def _shared_env(stack: TradingStack) -> list[dict[str, Any]]:
+    return [
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "REDIS_CONFIG_DIR", "value": CONFIG_DIR},
+        {"name": "REDIS_SENTINEL_WAIT_SECONDS", "value": str(SENTINEL_WAIT_SECONDS)},
+        *connection_env(stack),
+        _password_env("REDISCLI_AUTH", stack),
+    ]
+
+
+def _ping_probe(port_variable: str, period: int, failures: int) -> dict[str, Any]:
+    return {
+        "exec": {"command": ["sh", "-c", f'redis-cli -p "${port_variable}" ping | grep -q PONG']},
+        "periodSeconds": period,
+        "failureThreshold": failures,
+        "timeoutSeconds": 3,
+    }
+
+
+def _config_volume(stack: TradingStack, names: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        "name": "config",
+        "configMap": {"name": child_name(stack, "redis-config"), "items": [{"key": n, "path": n} for n in names]},
+    }
+
+
+def _pod_spec(stack: TradingStack, component: str, container: dict[str, Any], volumes: list[dict[str, Any]]) -> Any:
+    return {
+        "securityContext": pod_security_context(fs_group=NONROOT_UID),
+        "affinity": spread_and_anti_affinity(stack, component),
+        "automountServiceAccountToken": False,
+        # Service links would inject e.g. REDIS_PORT=tcp://... into the scripts' environment.
+        "enableServiceLinks": False,
+        "containers": [container],
+        "volumes": volumes,
+    }
+
+
+def _statefulset(
+    stack: TradingStack,
+    owner: OwnerReference,
+    component: str,
+    replicas: int,
+    config_hash: str,
+    pod_spec: dict[str, Any],
+    **extra: Any,
+) -> Manifest:
+    return manifest(
+        "apps/v1",
+        "StatefulSet",
+        metadata(stack, owner, component),
+        spec={
+            "serviceName": child_name(stack, component),
+            "replicas": replicas,
+            # Roles come from the sentinels, not from start order: no reason to start pods one by one.
+            "podManagementPolicy": "Parallel",
+            "updateStrategy": {"type": "RollingUpdate"},
+            "selector": {"matchLabels": selector_labels(stack, component)},
+            "template": {
+                "metadata": {
+                    "labels": metadata(stack, owner, component)["labels"],
+                    "annotations": {CONFIG_HASH_ANNOTATION: config_hash},
+                },
+                "spec": pod_spec,
+            },
+            **extra,
+        },
+    )
+
+
+def _redis_statefulset(stack: TradingStack, owner: OwnerReference, files: dict[str, str]) -> Manifest:
+    spec = stack.spec.redis
+    container = {
+        "name": "redis",
+        "image": spec.image,
+        "command": ["sh", f"{CONFIG_DIR}/redis-start.sh"],
+        "ports": [{"name": "redis", "containerPort": REDIS_PORT, "protocol": "TCP"}],
+        "env": [
+            *_shared_env(stack),
+            {
+                "name": "REDIS_ANNOUNCE_HOST",
+                "value": redis_pod_host(stack, "$(POD_NAME)"),
+            },
+            {"name": "REDIS_PORT", "value": str(REDIS_PORT)},
+            {"name": "REDIS_DATA_DIR", "value": DATA_DIR},
+            {"name": "REDIS_RUN_DIR", "value": REDIS_RUN_DIR},
+            {"name": "REDIS_PRESTOP_WAIT_SECONDS", "value": str(PRESTOP_WAIT_SECONDS)},
+        ],
+        "lifecycle": {"preStop": {"exec": {"command": ["sh", f"{CONFIG_DIR}/redis-prestop.sh"]}}},
+        # Loading a large append-only file may take a while; liveness applies only once it answers.
+        "startupProbe": _ping_probe("REDIS_PORT", period=5, failures=60),
+        "livenessProbe": _ping_probe("REDIS_PORT", period=10, failures=3),
+        "readinessProbe": _ping_probe("REDIS_PORT", period=5, failures=2),
+        "resources": resources(spec.resources),
+        "securityContext": container_security_context(),
+        "volumeMounts": [
+            {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+            {"name": "data", "mountPath": DATA_DIR},
+            {"name": "run", "mountPath": REDIS_RUN_DIR},
+        ],
+    }
+    pod_spec = _pod_spec(
+        stack,
+        REDIS_COMPONENT,
+        container,
+        [_config_volume(stack, REDIS_FILES), {"name": "run", "emptyDir": {}}],
+    )
+    pod_spec["terminationGracePeriodSeconds"] = PRESTOP_WAIT_SECONDS + 10
+    claim_spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": spec.storage.size}},
+    }
+    if spec.storage.storage_class_name:
+        claim_spec["storageClassName"] = spec.storage.storage_class_name
+    retain = "Delete" if stack.spec.deletion_policy == "Delete" else "Retain"
+    return _statefulset(
+        stack,
+        owner,
+        REDIS_COMPONENT,
+        spec.replicas,
+        _config_hash(files, REDIS_FILES),
+        pod_spec,
+        volumeClaimTemplates=[
+            {
+                "metadata": {
+                    "name": "data",
+                    "labels": metadata(stack, owner, REDIS_COMPONENT)["labels"],
+                    "annotations": {RETAINED_ANNOTATION: "true"},
+                },
+                "spec": claim_spec,
+            }
+        ],
+        persistentVolumeClaimRetentionPolicy={"whenDeleted": retain, "whenScaled": "Retain"},
+    )
+
+
+def _sentinel_statefulset(stack: TradingStack, owner: OwnerReference, files: dict[str, str]) -> Manifest:
+    spec = stack.spec.redis
+    sentinel_service = child_name(stack, SENTINEL_COMPONENT)
+    container = {
+        "name": "sentinel",
+        "image": spec.image,
+        "command": ["sh", f"{CONFIG_DIR}/sentinel-start.sh"],
+        "ports": [{"name": "sentinel", "containerPort": SENTINEL_PORT, "protocol": "TCP"}],
+        "env": [
+            *_shared_env(stack),
+            {
+                "name": "SENTINEL_ANNOUNCE_HOST",
+                "value": f"$(POD_NAME).{sentinel_service}.{stack.namespace}.svc.{CLUSTER_DOMAIN}",
+            },
+            {"name": "SENTINEL_PORT", "value": str(SENTINEL_PORT)},
+            {"name": "SENTINEL_DIR", "value": SENTINEL_DIR},
+            {
+                "name": "REDIS_BOOTSTRAP_MASTER",
+                "value": f"{redis_pod_host(stack, child_name(stack, REDIS_COMPONENT) + '-0')}:{REDIS_PORT}",
+            },
+        ],
+        "livenessProbe": _ping_probe("SENTINEL_PORT", period=10, failures=3),
+        "readinessProbe": _ping_probe("SENTINEL_PORT", period=5, failures=2),
+        "resources": resources(SENTINEL_RESOURCES),
+        "securityContext": container_security_context(),
+        "volumeMounts": [
+            {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+            {"name": "run", "mountPath": SENTINEL_DIR},
+        ],
+    }
+    pod_spec = _pod_spec(
+        stack,
+        SENTINEL_COMPONENT,
+        container,
+        [_config_volume(stack, SENTINEL_FILES), {"name": "run", "emptyDir": {}}],
+    )
+    return _statefulset(stack, owner, SENTINEL_COMPONENT, spec.sentinels, _config_hash(files, SENTINEL_FILES), pod_spec)
+
+
+def _service(
+    stack: TradingStack,
+    owner: OwnerReference,
+    component: str,
+    name: str,
+    port_name: str,
+    port: int,
+    headless: bool,
+    extra_selector: dict[str, str] | None = None,
+) -> Manifest:
+    spec: dict[str, Any] = {
+        "selector": {**selector_labels(stack, component), **(extra_selector or {})},
+        "ports": [{"name": port_name, "port": port, "targetPort": port_name, "protocol": "TCP"}],
+    }
+    if headless:
+        # Stable per-pod DNS names, published before readiness: the sentinels and start scripts need them
+        # while the pods are still starting.
+        spec |= {"clusterIP": "None", "publishNotReadyAddresses": True}
+    return manifest("v1", "Service", metadata(stack, owner, component, name=name), spec=spec)
+
+
+def render_redis(stack: TradingStack, owner: OwnerReference) -> list[Manifest]:
+    """ConfigMap, Services, StatefulSets and PodDisruptionBudgets of Redis and its sentinels."""
+    files = config_files(stack.spec.redis)
+    redis_name = child_name(stack, REDIS_COMPONENT)
+    sentinel_name = child_name(stack, SENTINEL_COMPONENT)
+    config_map_name = child_name(stack, "redis-config")
+    return [
+        manifest("v1", "ConfigMap", metadata(stack, owner, REDIS_COMPONENT, name=config_map_name), data=files),
+        _service(stack, owner, REDIS_COMPONENT, redis_name, "redis", REDIS_PORT, headless=True),
+        _service(
+            stack,
+            owner,
+            REDIS_COMPONENT,
+            f"{redis_name}-master",
+            "redis",
+            REDIS_PORT,
+            headless=False,
+            extra_selector={ROLE_LABEL: MASTER_ROLE},
+        ),
+        _service(stack, owner, SENTINEL_COMPONENT, sentinel_name, "sentinel", SENTINEL_PORT, headless=True),
+        _redis_statefulset(stack, owner, files),
+        _sentinel_statefulset(stack, owner, files),
+        pod_disruption_budget(stack, owner, REDIS_COMPONENT),
+        pod_disruption_budget(stack, owner, SENTINEL_COMPONENT),
+    ]

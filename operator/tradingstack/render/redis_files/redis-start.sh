@@ -1,0 +1,39 @@
+#!/bin/sh
+# Starts one Redis server. The role comes from the sentinels, never from the pod's ordinal alone: a restarted
+# old master therefore rejoins as a replica of whoever was promoted while it was away. Only when no sentinel
+# knows a master (a brand-new stack) does ordinal 0 start as the master.
+#
+# Environment: POD_NAME, REDIS_ANNOUNCE_HOST, REDIS_PORT, REDIS_DATA_DIR, REDIS_RUN_DIR, REDIS_CONFIG_DIR,
+# REDIS_SENTINELS, REDIS_MASTER_NAME, REDIS_PASSWORD, REDISCLI_AUTH, REDIS_SENTINEL_WAIT_SECONDS.
+set -eu
+. "$REDIS_CONFIG_DIR/redis-lib.sh"
+
+ordinal="${POD_NAME##*-}"
+deadline=$(($(date +%s) + REDIS_SENTINEL_WAIT_SECONDS))
+while :; do
+    master=$(sentinel_master)
+    [ -n "$master" ] && break
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+        [ "$ordinal" = 0 ] && break
+        echo "no sentinel reports a master for $REDIS_MASTER_NAME yet; waiting" >&2
+    fi
+    sleep 1
+done
+
+{
+    sed -e "s|@PORT@|$REDIS_PORT|g" \
+        -e "s|@DATA_DIR@|$REDIS_DATA_DIR|g" \
+        -e "s|@ANNOUNCE_HOST@|$REDIS_ANNOUNCE_HOST|g" \
+        "$REDIS_CONFIG_DIR/redis.conf"
+    printf 'requirepass "%s"\nmasterauth "%s"\n' "$REDIS_PASSWORD" "$REDIS_PASSWORD"
+    if [ -z "$master" ]; then
+        echo "no sentinel knows a master: $POD_NAME bootstraps as the master" >&2
+    elif [ "$master" = "$REDIS_ANNOUNCE_HOST $REDIS_PORT" ]; then
+        echo "the sentinels name $POD_NAME as the master" >&2
+    else
+        echo "starting $POD_NAME as a replica of $master" >&2
+        printf 'replicaof %s\n' "$master"
+    fi
+} | write_private_config "$REDIS_RUN_DIR/redis.conf"
+
+exec redis-server "$REDIS_RUN_DIR/redis.conf"

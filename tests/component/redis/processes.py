@@ -1,0 +1,332 @@
+"""Real redis-server and redis-sentinel processes on 127.0.0.1, started the way the pods start them.
+
+`RenderedRedis` writes the ConfigMap of `render_redis` to a directory and runs its start scripts with the
+environment the pods get (announce host 127.0.0.1 and a free port per process instead of pod DNS names).
+`StockRedis` runs the same topology from plain configs (the baseline of the benchmark). Both are also used
+by bench/bench_redis.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+import yaml
+
+from tradingstack.api import TradingStack
+from tradingstack.api.spec import RedisSpec
+from tradingstack.redisclient import MasterAddress, observe_master
+from tradingstack.redisclient.client import no_retry
+from tradingstack.render.redis import render_redis
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
+    """Poll until `predicate()` holds; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def stack_for(redis_spec: dict[str, Any], name: str = "comp") -> TradingStack:
+    return TradingStack.model_validate({"metadata": {"name": name, "namespace": "test"}, "spec": {"redis": redis_spec}})
+
+
+@dataclass
+class RedisProcesses:
+    """Shared machinery: ports, logs, processes, and the questions the tests ask the servers."""
+
+    root: Path
+    spec: RedisSpec
+    password: str = field(default_factory=lambda: secrets.token_hex(16))
+    redis_ports: list[int] = field(init=False)
+    sentinel_ports: list[int] = field(init=False)
+    _processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self.redis_ports = [free_port() for _ in range(self.spec.replicas)]
+        self.sentinel_ports = [free_port() for _ in range(self.spec.sentinels)]
+        (self.root / "logs").mkdir(parents=True, exist_ok=True)
+
+    # -- what a subclass provides ------------------------------------------------------------------------
+    def redis_command(self, index: int) -> tuple[list[str], dict[str, str]]:
+        raise NotImplementedError
+
+    def sentinel_command(self, index: int) -> tuple[list[str], dict[str, str]]:
+        raise NotImplementedError
+
+    # -- processes ---------------------------------------------------------------------------------------
+    @property
+    def sentinel_addresses(self) -> list[str]:
+        return [f"{HOST}:{port}" for port in self.sentinel_ports]
+
+    def _spawn(self, name: str, command: tuple[list[str], dict[str, str]]) -> None:
+        argv, env = command
+        with (self.root / "logs" / f"{name}.log").open("ab") as log:
+            self._processes[name] = subprocess.Popen(
+                argv, env={"PATH": os.environ["PATH"], **env}, stdout=log, stderr=subprocess.STDOUT
+            )
+
+    def start_redis(self, index: int) -> None:
+        self._spawn(f"redis-{index}", self.redis_command(index))
+
+    def start_sentinel(self, index: int) -> None:
+        self._spawn(f"sentinel-{index}", self.sentinel_command(index))
+
+    def kill_redis(self, index: int) -> None:
+        """kill -9: no shutdown, no handover (a crash or a lost node)."""
+        process = self._processes.pop(f"redis-{index}")
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+    def start(self) -> None:
+        for index in range(self.spec.sentinels):
+            self.start_sentinel(index)
+        for index in range(self.spec.replicas):
+            self.start_redis(index)
+        self.wait_stable(timeout=60)
+
+    def stop(self) -> None:
+        for process in self._processes.values():
+            process.kill()
+        for process in self._processes.values():
+            process.wait()
+        self._processes.clear()
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"== {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(self.root.glob("logs/*"))
+        )
+
+    # -- questions ---------------------------------------------------------------------------------------
+    def server(self, index: int, timeout: float = 0.5) -> redis.Redis:
+        return redis.Redis(
+            host=HOST,
+            port=self.redis_ports[index],
+            password=self.password,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=no_retry(),
+            decode_responses=True,
+        )
+
+    def role(self, index: int) -> str | None:
+        """`master`, `slave`, or None when the server does not answer."""
+        with contextlib.closing(self.server(index)) as client:
+            try:
+                return str(client.execute_command("ROLE")[0])  # type: ignore[no-untyped-call]
+            except redis.RedisError:
+                return None
+
+    def index_of(self, address: MasterAddress) -> int:
+        return self.redis_ports.index(address.port)
+
+    def agreed_master(self) -> int | None:
+        """Index of the server a majority of the sentinels report as master."""
+        observation = observe_master(self.sentinel_addresses, self.spec.master_name, self.password, 0.5)
+        return None if observation.master is None else self.index_of(observation.master)
+
+    def connected_replicas(self, index: int) -> int:
+        with contextlib.closing(self.server(index)) as client:
+            try:
+                info = client.info("replication")
+            except redis.RedisError:
+                return -1
+        online = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
+        return sum(1 for replica in online if replica.get("state") == "online")
+
+    def sentinels_see_everything(self, master: int) -> bool:
+        """Every sentinel knows all replicas and all other sentinels: only then can they fail over."""
+        for port in self.sentinel_ports:
+            client = redis.Redis(host=HOST, port=port, password=self.password, socket_timeout=0.5, retry=no_retry())
+            with contextlib.closing(client):
+                try:
+                    state = client.sentinel_master(self.spec.master_name)  # type: ignore[no-untyped-call]
+                except redis.RedisError:
+                    return False
+            if int(state["port"]) != self.redis_ports[master]:
+                return False
+            if int(state["num-slaves"]) < self.spec.replicas - 1:
+                return False
+            if int(state["num-other-sentinels"]) < self.spec.sentinels - 1:
+                return False
+            if state.get("is_sdown") or state.get("is_odown"):
+                return False
+        return True
+
+    def running_redis(self) -> list[int]:
+        return [i for i in range(self.spec.replicas) if f"redis-{i}" in self._processes]
+
+    def wait_stable(self, timeout: float) -> int:
+        """Wait for one agreed master, all running servers replicating from it, all sentinels informed."""
+        found: list[int] = []
+
+        def stable() -> bool:
+            master = self.agreed_master()
+            if master is None or self.role(master) != "master":
+                return False
+            if self.connected_replicas(master) < len(self.running_redis()) - 1:
+                return False
+            if not self.sentinels_see_everything(master):
+                return False
+            found[:] = [master]
+            return True
+
+        wait_until(stable, timeout, "a stable master with all replicas and sentinels", interval=0.2)
+        return found[0]
+
+
+class RenderedRedis(RedisProcesses):
+    """Runs the ConfigMap of `render_redis` (scripts and configs) as the pods do."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        stack = stack_for(self.spec.model_dump(by_alias=True))
+        config_map = next(m for m in render_redis(stack, stack.owner_reference()) if m["kind"] == "ConfigMap")
+        self.config_dir = self.root / "config"
+        self.config_dir.mkdir()
+        for name, text in config_map["data"].items():
+            (self.config_dir / name).write_text(text)
+        # The manifests themselves, for whoever reads the logs of a failed run.
+        (self.root / "configmap.yaml").write_text(yaml.safe_dump(config_map))
+
+    def _env(self, pod_name: str) -> dict[str, str]:
+        return {
+            "POD_NAME": pod_name,
+            "REDIS_CONFIG_DIR": str(self.config_dir),
+            "REDIS_SENTINELS": ",".join(self.sentinel_addresses),
+            "REDIS_MASTER_NAME": self.spec.master_name,
+            "REDIS_PASSWORD": self.password,
+            "REDISCLI_AUTH": self.password,
+            "REDIS_SENTINEL_WAIT_SECONDS": "3",
+        }
+
+    def redis_command(self, index: int) -> tuple[list[str], dict[str, str]]:
+        data_dir, run_dir = self.root / f"redis-{index}" / "data", self.root / f"redis-{index}" / "run"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        env = self._env(f"redis-{index}") | {
+            "REDIS_ANNOUNCE_HOST": HOST,
+            "REDIS_PORT": str(self.redis_ports[index]),
+            "REDIS_DATA_DIR": str(data_dir),
+            "REDIS_RUN_DIR": str(run_dir),
+            "REDIS_PRESTOP_WAIT_SECONDS": "10",
+        }
+        return ["sh", str(self.config_dir / "redis-start.sh")], env
+
+    def sentinel_command(self, index: int) -> tuple[list[str], dict[str, str]]:
+        sentinel_dir = self.root / f"sentinel-{index}"
+        sentinel_dir.mkdir(exist_ok=True)
+        env = self._env(f"sentinel-{index}") | {
+            "SENTINEL_ANNOUNCE_HOST": HOST,
+            "SENTINEL_PORT": str(self.sentinel_ports[index]),
+            "SENTINEL_DIR": str(sentinel_dir),
+            "REDIS_BOOTSTRAP_MASTER": f"{HOST}:{self.redis_ports[0]}",
+        }
+        return ["sh", str(self.config_dir / "sentinel-start.sh")], env
+
+    def run_prestop(self, index: int) -> None:
+        _, env = self.redis_command(index)
+        subprocess.run(
+            ["sh", str(self.config_dir / "redis-prestop.sh")],
+            env={"PATH": os.environ["PATH"], **env},
+            check=True,
+            timeout=30,
+        )
+
+
+class StockRedis(RedisProcesses):
+    """Stock Sentinel: plain configs with only what is needed to run (ports, auth, monitor, down-after).
+
+    A restarted server comes back as it was configured (server 0 as a master); Sentinel demotes it later.
+    """
+
+    def redis_command(self, index: int) -> tuple[list[str], dict[str, str]]:
+        data_dir = self.root / f"redis-{index}"
+        data_dir.mkdir(exist_ok=True)
+        lines = [
+            f"port {self.redis_ports[index]}",
+            f"dir {data_dir}",
+            f'requirepass "{self.password}"',
+            f'masterauth "{self.password}"',
+        ]
+        if index:
+            lines.append(f"replicaof {HOST} {self.redis_ports[0]}")
+        conf = data_dir / "redis.conf"
+        conf.write_text("\n".join(lines) + "\n")
+        return ["redis-server", str(conf)], {}
+
+    def sentinel_command(self, index: int) -> tuple[list[str], dict[str, str]]:
+        name = self.spec.master_name
+        conf = self.root / f"sentinel-{index}.conf"
+        if not conf.exists():  # Sentinel rewrites its config: keep what it learnt across restarts
+            conf.write_text(
+                "\n".join(
+                    [
+                        f"port {self.sentinel_ports[index]}",
+                        f'requirepass "{self.password}"',
+                        f"sentinel monitor {name} {HOST} {self.redis_ports[0]} {self.spec.quorum}",
+                        f"sentinel down-after-milliseconds {name} {self.spec.down_after_milliseconds}",
+                        f'sentinel auth-pass {name} "{self.password}"',
+                        "",
+                    ]
+                )
+            )
+        return ["redis-sentinel", str(conf)], {}
+
+
+class TwoMasterChecker:
+    """Polls ROLE on every server every 100 ms; records any moment where two masters both accept a write."""
+
+    def __init__(self, processes: RedisProcesses, interval: float = 0.1) -> None:
+        self.processes = processes
+        self.interval = interval
+        self.violations: list[list[int]] = []
+        self.polls = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="two-master-checker", daemon=True)
+
+    def _accepts_write(self, index: int) -> bool:
+        with contextlib.closing(self.processes.server(index, timeout=0.2)) as client:
+            try:
+                client.set("two-master-checker:probe", str(time.time()))
+            except redis.RedisError:
+                return False
+        return True
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            masters = [i for i in range(self.processes.spec.replicas) if self.processes.role(i) == "master"]
+            writable = [i for i in masters if self._accepts_write(i)] if len(masters) > 1 else []
+            if len(writable) > 1:
+                self.violations.append(writable)
+            self.polls += 1
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[TwoMasterChecker]:
+        self._thread.start()
+        try:
+            yield self
+        finally:
+            self._stop.set()
+            self._thread.join()

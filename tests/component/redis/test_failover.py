@@ -1,0 +1,61 @@
+"""Failover of the rendered Redis Sentinel stack: a killed master is replaced and rejoins as a replica."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.component.redis.processes import RenderedRedis, TwoMasterChecker, wait_until
+from tradingstack.redisclient import SentinelRedisClient, observe_master
+
+pytestmark = pytest.mark.component
+
+
+def client_for(processes: RenderedRedis) -> SentinelRedisClient:
+    return SentinelRedisClient(
+        processes.sentinel_addresses, processes.spec.master_name, processes.password, socket_timeout=0.5
+    )
+
+
+def test_killed_master_is_replaced_and_rejoins_as_replica(sentinel_stack: RenderedRedis) -> None:
+    stack = sentinel_stack
+    client = client_for(stack)
+    with TwoMasterChecker(stack).running() as checker:
+        old_master = stack.wait_stable(timeout=30)
+        assert old_master == 0, "a new stack bootstraps with ordinal 0 as master"
+        client.write_confirmed("before-failover", "1")
+
+        stack.kill_redis(old_master)
+        client.write_confirmed("after-failover", "2", retry_seconds=60)
+
+        observation = observe_master(stack.sentinel_addresses, stack.spec.master_name, stack.password)
+        assert observation.master is not None
+        new_master = stack.index_of(observation.master)
+        assert new_master != old_master
+        assert observation.agreeing == stack.spec.sentinels
+        assert stack.role(new_master) == "master"
+
+        stack.start_redis(old_master)
+        wait_until(lambda: stack.role(old_master) == "slave", 30, "the old master to come back as a replica")
+        assert stack.wait_stable(timeout=30) == new_master
+        assert client.master.mget(["before-failover", "after-failover"]) == [b"1", b"2"]
+    client.close()
+    assert checker.polls > 0
+    assert checker.violations == [], "two masters accepted writes at the same time"
+
+
+def test_prestop_hook_hands_mastership_over(sentinel_stack: RenderedRedis) -> None:
+    stack = sentinel_stack
+    old_master = stack.wait_stable(timeout=30)
+    stack.run_prestop(old_master)
+    new_master = stack.agreed_master()
+    assert new_master is not None
+    assert new_master != old_master
+    wait_until(lambda: stack.role(old_master) == "slave", 30, "the old master to be demoted")
+
+
+def test_prestop_hook_of_a_replica_changes_nothing(sentinel_stack: RenderedRedis) -> None:
+    stack = sentinel_stack
+    master = stack.wait_stable(timeout=30)
+    replica = next(i for i in range(stack.spec.replicas) if i != master)
+    stack.run_prestop(replica)
+    assert stack.agreed_master() == master
