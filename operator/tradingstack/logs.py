@@ -86,8 +86,11 @@ class SecretMasker:
             self._values = sorted([*self._values, value], key=len, reverse=True)
 
     def mask(self, text: str) -> str:
-        for value in self._values:
-            text = text.replace(value, MASK)
+        # Repeated because a replacement can complete a secret that itself contains "***" (each pass shortens
+        # the text, registered values being longer than the mask, so this ends).
+        while found := [value for value in self._values if value in text]:
+            for value in found:
+                text = text.replace(value, MASK)
         return mask_text(text)
 
     def mask_value(self, value: Any, key: str = "") -> Any:
@@ -113,13 +116,7 @@ class JsonFormatter(logging.Formatter):
         self.masker = masker or SecretMasker()
 
     def format(self, record: logging.LogRecord) -> str:
-        fields: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        fields.update(_context.get())
+        fields: dict[str, Any] = dict(_context.get())
         fields.update({k: v for k, v in vars(record).items() if k not in _RECORD_ATTRIBUTES})
         if record.exc_info:
             fields["exception"] = self.formatException(record.exc_info)
@@ -127,10 +124,17 @@ class JsonFormatter(logging.Formatter):
             fields["exception"] = record.exc_text
         if record.stack_info:
             fields["stack"] = self.formatStack(record.stack_info)
-        masked = {key: self.masker.mask_value(value, key) for key, value in fields.items()}
-        # The four base fields keep their values whatever their key names match.
-        masked.update({key: self.masker.mask(str(fields[key])) for key in ("time", "level", "logger", "message")})
-        return json.dumps(masked, default=str, ensure_ascii=False)
+        line = {
+            # Written by the logging system and the code, not by data: never masked.
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": self.masker.mask(record.getMessage()),
+        }
+        for key, value in fields.items():
+            # Context and extra fields never replace the base fields.
+            line.setdefault(key, self.masker.mask_value(value, key))
+        return json.dumps(line, default=str, ensure_ascii=False)
 
 
 def setup_json_logging(
