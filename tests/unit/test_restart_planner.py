@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -209,6 +210,22 @@ def test_an_unready_health_document_holds_the_run() -> None:
     status = RestartsStatus(lastRun=SCHEDULED, runId=RUN, inProgress="rl-training", stampedAt=SCHEDULED)
     step = Operator(stack(), cluster, status).tick(SCHEDULED + timedelta(seconds=30))
     assert step.decision == Wait("rl-training", RUN, SCHEDULED + timedelta(seconds=600))
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"generation": 4}, "the Deployment controller has not observed the new pod template yet"),
+        ({"updated_replicas": 1}, "1/2 pods updated"),
+        ({"replicas": 3}, "1 old pod(s) still terminating"),
+        ({"available_replicas": 1}, "1/2 updated pods available"),
+        ({"ready_replicas": 1}, "1/2 pods ready"),
+        ({"health_ready": False}, "its health document does not report it ready"),
+        ({"health_ready": True}, None),
+    ],
+)
+def test_readiness_follows_rollout_status_and_the_health_document(changes: dict[str, Any], reason: str | None) -> None:
+    assert replace(settled("ai-engine"), **changes).not_ready_reason == reason
 
 
 def test_a_missing_deployment_fails_the_run() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from tradingstack.api.spec import DEFAULT_RESTART_ORDER, RestartsSpec, ServiceSpec
-from tradingstack.schedule.cron import as_utc, occurrences_from
+from tradingstack.schedule.cron import as_utc, occurrences, occurrences_from
 
 RUN_ID_FORMAT = "%Y%m%dT%H%M%SZ"
 """Run identifiers are the scheduled time in UTC, e.g. 20261126T043000Z: sortable and annotation-safe."""
@@ -26,11 +26,11 @@ def next_run(spec: RestartsSpec, after: datetime) -> datetime | None:
     if not spec.enabled:
         return None
     after = as_utc(after)
-    start = _not_before_suspension(spec, after)
-    for scheduled in occurrences_from(spec.schedule, spec.time_zone, start):
-        if scheduled > after:
-            return scheduled
-    return None
+    if spec.suspend_until is not None and as_utc(spec.suspend_until) > after:
+        upcoming = occurrences_from(spec.schedule, spec.time_zone, as_utc(spec.suspend_until))
+    else:
+        upcoming = occurrences(spec.schedule, spec.time_zone, after)
+    return next(upcoming, None)
 
 
 def due_run(spec: RestartsSpec, last_run: datetime | None, now: datetime) -> datetime | None:
