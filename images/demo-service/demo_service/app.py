@@ -206,8 +206,7 @@ def create_app(config: Config) -> web.Application:
 
 def main() -> None:
     config = Config.from_env()
-    masker = setup_json_logging(config.log_level)
-    if config.redis_password:
-        masker.register(config.redis_password)
+    # Masks the values of REDIS_PASSWORD, PGPASSWORD, ... (secret-looking names) and DSN passwords.
+    setup_json_logging(config.log_level)
     log.info("starting", extra={"port": config.port, "version": config.version})
     web.run_app(create_app(config), host=config.host, port=config.port, access_log=None, print=None)
