@@ -11,12 +11,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import kopf
 import yaml
+from prometheus_client import start_http_server
 from pydantic import ValidationError
 
-from tradingstack import KIND
+from tradingstack import KIND, handlers
 from tradingstack.api import TradingStack, describe
 from tradingstack.api.crd import render_crd_yaml
+from tradingstack.logs import setup_json_logging
 from tradingstack.render.stack import render
 
 EXIT_INVALID = 2
@@ -74,6 +77,21 @@ def _cmd_crd(_: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    setup_json_logging(args.log_level)
+    start_http_server(args.metrics_port)
+    memo = kopf.Memo(resync_seconds=args.resync_seconds)
+    kopf.run(
+        clusterwide=not args.namespace,
+        namespaces=args.namespace or (),
+        standalone=True,  # one replica (Recreate); no peering objects to create or RBAC to grant
+        liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz",
+        memo=memo,
+        registry=handlers.registry,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tradingstack", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -82,6 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
     render_cmd.add_argument("-f", "--file", type=Path, required=True, help="YAML file with TradingStack documents")
     render_cmd.add_argument("-n", "--namespace", help="namespace to render into (default: the file's or default)")
     render_cmd.set_defaults(handler=_cmd_render)
+
+    run_cmd = commands.add_parser("run", help="run the operator against the current kubeconfig")
+    scope = run_cmd.add_mutually_exclusive_group(required=True)
+    scope.add_argument("-n", "--namespace", action="append", help="watch this namespace (repeatable)")
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
+    run_cmd.add_argument("--metrics-port", type=int, default=9102, help="Prometheus metrics port (default 9102)")
+    run_cmd.add_argument("--health-port", type=int, default=8080, help="liveness endpoint port (default 8080)")
+    run_cmd.add_argument(
+        "--resync-seconds", type=float, default=30.0, help="re-check every stack this often (default 30)"
+    )
+    run_cmd.add_argument("--log-level", default="INFO", help="log level (default INFO)")
+    run_cmd.set_defaults(handler=_cmd_run)
 
     crd_cmd = commands.add_parser("crd", help="print the TradingStack CustomResourceDefinition")
     crd_cmd.set_defaults(handler=_cmd_crd)

@@ -13,7 +13,7 @@ from tests.psa import pod_specs, restricted_violations
 
 from tradingstack.api import TradingStack
 from tradingstack.cli import dump_yaml
-from tradingstack.render.common import STACK_LABEL
+from tradingstack.render.common import RETAINED_ANNOTATION, STACK_LABEL
 from tradingstack.render.stack import render
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,7 +68,9 @@ def test_connection_env_is_injected_only_for_used_stores() -> None:
 def test_probes_follow_the_health_contract() -> None:
     stack = example("quantum-trader.yaml")
     deployment = next(
-        o for o in render(stack, stack.owner_reference()) if o["metadata"]["name"].endswith("rl-training")
+        o
+        for o in render(stack, stack.owner_reference())
+        if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("rl-training")
     )
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
@@ -113,6 +115,7 @@ def stacks(draw: st.DrawFn) -> TradingStack:
         },
         "postgres": {"enabled": True, "backup": {"enabled": draw(st.booleans())}},
         "gateway": {"enabled": draw(st.booleans()), "replicas": draw(st.integers(0, 3))},
+        "deletionPolicy": draw(st.sampled_from(["Retain", "Delete"])),
     }
     name = draw(st.from_regex(r"[a-z][a-z0-9-]{0,20}[a-z0-9]", fullmatch=True))
     return TradingStack.model_validate({"metadata": {"name": name, "namespace": "ns", "uid": "uid-1"}, "spec": spec})
@@ -130,7 +133,11 @@ def test_every_pod_is_restricted_and_every_child_is_owned_and_labelled(stack: Tr
     owner = stack.owner_reference().to_dict()
     for obj in render(stack, stack.owner_reference()):
         meta = obj["metadata"]
-        assert meta["ownerReferences"] == [owner], meta["name"]
+        retained = meta.get("annotations", {}).get(RETAINED_ANNOTATION) == "true"
+        if retained and stack.spec.deletion_policy == "Retain":
+            assert "ownerReferences" not in meta, meta["name"]  # data outlives the stack
+        else:
+            assert meta["ownerReferences"] == [owner], meta["name"]
         assert meta["namespace"] == "ns"
         assert meta["labels"][STACK_LABEL] == stack.name
         assert meta["labels"]["app.kubernetes.io/managed-by"] == "tradingstack-operator"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tradingstack.api import OwnerReference, TradingStack
-from tradingstack.render.common import Manifest
+from tradingstack.render.common import RETAINED_ANNOTATION, Manifest
 from tradingstack.render.gateway import render_gateway
 from tradingstack.render.network import render_network_policies
 from tradingstack.render.postgres import render_postgres
@@ -32,6 +32,21 @@ def _sort_key(obj: Manifest) -> tuple[int, str]:
     return rank, obj["metadata"]["name"]
 
 
+def apply_deletion_policy(obj: Manifest, policy: str) -> Manifest:
+    """Data survives the stack unless deletionPolicy is Delete.
+
+    Objects marked retained (backup volume, generated credentials) lose their owner reference under Retain, so
+    garbage collection leaves them; StatefulSets keep or delete their claims through their retention policy.
+    """
+    if obj["kind"] == "StatefulSet":
+        retention = {"whenDeleted": "Delete" if policy == "Delete" else "Retain", "whenScaled": "Retain"}
+        obj = {**obj, "spec": {**obj["spec"], "persistentVolumeClaimRetentionPolicy": retention}}
+    retained = obj["metadata"].get("annotations", {}).get(RETAINED_ANNOTATION) == "true"
+    if retained and policy == "Retain":
+        obj = {**obj, "metadata": {k: v for k, v in obj["metadata"].items() if k != "ownerReferences"}}
+    return obj
+
+
 def render(stack: TradingStack, owner: OwnerReference) -> list[Manifest]:
     spec = stack.spec
     manifests = render_services(stack, owner)
@@ -46,4 +61,5 @@ def render(stack: TradingStack, owner: OwnerReference) -> list[Manifest]:
     clashes = sorted({n for n in names if names.count(n) > 1})
     if clashes:
         raise ValueError(f"rendered objects with the same kind and name: {clashes}")
-    return sorted(manifests, key=_sort_key)
+    policy = stack.spec.deletion_policy
+    return sorted((apply_deletion_policy(m, policy) for m in manifests), key=_sort_key)

@@ -1,0 +1,145 @@
+"""kopf wiring only: settings, one reconcile daemon per stack, and watches that wake it.
+
+Design (drift repair): each TradingStack gets a daemon that runs the level-based reconcile of
+`tradingstack.reconcile.stack`, then sleeps until woken or until the resync interval passes. Watches on the
+stack and on every child kind (filtered by the stack label) wake the stack's daemon, so a child deleted or
+edited by hand is restored within about a second, and the resync repairs anything a missed event hid. The
+daemon never chains on `status.phase`: every pass recomputes everything from what it reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from tradingstack import API_GROUP, API_VERSION, PLURAL
+from tradingstack.kube.client import Kube
+from tradingstack.logs import log_context
+from tradingstack.metrics import RECONCILE_ERRORS, STACKS
+from tradingstack.reconcile.stack import StackReconciler
+from tradingstack.render.common import STACK_LABEL
+
+StackKey = tuple[str, str]
+DEBOUNCE_SECONDS = 1.0
+"""Coalesces a burst of child events (a rollout sends dozens) into one pass."""
+MAX_BACKOFF_SECONDS = 300.0
+CHILD_RESOURCES = (
+    ("apps", "v1", "deployments"),
+    ("apps", "v1", "statefulsets"),
+    ("", "v1", "services"),
+    ("", "v1", "configmaps"),
+    ("", "v1", "secrets"),
+    ("", "v1", "persistentvolumeclaims"),
+    ("batch", "v1", "cronjobs"),
+    ("batch", "v1", "jobs"),
+    ("policy", "v1", "poddisruptionbudgets"),
+    ("networking.k8s.io", "v1", "networkpolicies"),
+)
+
+log = logging.getLogger(__name__)
+registry = kopf.OperatorRegistry()
+"""This module's handlers only, so importing it in tests does not pollute kopf's default registry."""
+
+
+def _plain(value: Any) -> Any:
+    """kopf hands out live mapping views; pydantic and JSON want plain dicts and lists."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+@kopf.on.startup(registry=registry)
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    settings.persistence.finalizer = f"{API_GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=API_GROUP)
+    # Ask the server to end each watch after 5 minutes and give up client-side shortly after, so a connection
+    # that died silently (NAT, LB idle timeout) is replaced instead of leaving the operator deaf.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 30
+    # Our own events are explicit; kopf's INFO handler logs would otherwise become Events (writes) every pass.
+    settings.posting.level = logging.WARNING
+    # Spread retries of failing API calls instead of kopf's default fixed delays.
+    settings.networking.error_backoffs = [1, 2, 4, 8, 16, 30]
+    memo.kube = Kube.from_kubeconfig()
+    memo.reconciler = StackReconciler(memo.kube)
+    memo.wakers = {}
+    memo.phases = {}
+    memo.setdefault("resync_seconds", 30.0)
+
+
+@kopf.on.cleanup(registry=registry)
+async def close(memo: kopf.Memo, **_: Any) -> None:
+    await memo.kube.close()
+
+
+def _publish_phases(phases: dict[StackKey, str]) -> None:
+    counts = Counter(phases.values())
+    for phase in ("Pending", "Progressing", "Ready", "Degraded", "Failed"):
+        STACKS.labels(phase=phase).set(counts.get(phase, 0))
+
+
+@kopf.daemon(API_GROUP, API_VERSION, PLURAL, cancellation_timeout=10.0, registry=registry)
+async def run_stack(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    key: StackKey = (body.metadata.namespace or "", body.metadata.name or "")
+    wake = memo.wakers.setdefault(key, asyncio.Event())
+    backoff = 1.0
+    try:
+        while not stopped:
+            delay = float(memo.resync_seconds)
+            try:
+                with log_context(stack=key[1], namespace=key[0]):
+                    status = await memo.reconciler.reconcile(_plain(body))
+                memo.phases[key] = status.phase
+                backoff = 1.0
+            except kopf.TemporaryError as err:
+                RECONCILE_ERRORS.labels(reason=type(err).__name__).inc()
+                log.warning("reconcile of %s/%s will be retried: %s", *key, err)
+                delay, backoff = min(err.delay or backoff, MAX_BACKOFF_SECONDS), min(backoff * 2, MAX_BACKOFF_SECONDS)
+            except kopf.PermanentError as err:
+                RECONCILE_ERRORS.labels(reason=type(err).__name__).inc()
+                log.error("reconcile of %s/%s failed: %s", *key, err)
+            _publish_phases(memo.phases)
+            try:
+                await asyncio.wait_for(wake.wait(), timeout=delay)
+                await asyncio.sleep(DEBOUNCE_SECONDS)
+            except TimeoutError:
+                pass
+            wake.clear()
+    finally:
+        memo.wakers.pop(key, None)
+        memo.phases.pop(key, None)
+        _publish_phases(memo.phases)
+
+
+def _wake(memo: kopf.Memo, namespace: str | None, stack: str | None) -> None:
+    waker = memo.wakers.get((namespace or "", stack or ""))
+    if waker is not None:
+        waker.set()
+
+
+@kopf.on.event(API_GROUP, API_VERSION, PLURAL, registry=registry)
+async def stack_changed(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
+    _wake(memo, meta.namespace, meta.name)
+
+
+def _register_child_watches() -> None:
+    for group, version, plural in CHILD_RESOURCES:
+
+        async def child_changed(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
+            _wake(memo, meta.namespace, meta.labels.get(STACK_LABEL))
+
+        kopf.on.event(
+            group, version, plural, labels={STACK_LABEL: kopf.PRESENT}, id=f"child-{plural}", registry=registry
+        )(child_changed)
+
+
+_register_child_watches()

@@ -1,0 +1,154 @@
+"""API access for the operator, on lightkube's async client with one field manager for everything applied."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx2
+from lightkube import ApiError, AsyncClient, codecs
+from lightkube.config.kubeconfig import KubeConfig
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.resources.apps_v1 import Deployment, StatefulSet
+from lightkube.resources.batch_v1 import CronJob, Job
+from lightkube.resources.core_v1 import ConfigMap, PersistentVolumeClaim, Pod, Secret, Service
+from lightkube.resources.networking_v1 import NetworkPolicy
+from lightkube.resources.policy_v1 import PodDisruptionBudget
+from lightkube.types import PatchType
+
+from tradingstack import API_GROUP, API_VERSION, KIND, PLURAL
+from tradingstack.errors import ApiPermanentError, ApiTemporaryError
+
+FIELD_MANAGER = "tradingstack-operator"
+RESTART_FIELD_MANAGER = "tradingstack-restarts"
+"""Restart stamps use their own manager: applying the Deployment without the stamp must not remove it."""
+
+TradingStackResource = create_namespaced_resource(API_GROUP, API_VERSION, KIND, PLURAL)
+
+CHILD_KINDS: dict[str, Any] = {
+    "Secret": Secret,
+    "ConfigMap": ConfigMap,
+    "PersistentVolumeClaim": PersistentVolumeClaim,
+    "Service": Service,
+    "StatefulSet": StatefulSet,
+    "Deployment": Deployment,
+    "CronJob": CronJob,
+    "Job": Job,
+    "Pod": Pod,
+    "PodDisruptionBudget": PodDisruptionBudget,
+    "NetworkPolicy": NetworkPolicy,
+}
+"""Kinds the operator reads as a stack's children (all carry the stack label)."""
+
+Obj = dict[str, Any]
+ChildKey = tuple[str, str]
+"""(kind, name) of a child in the stack's namespace."""
+
+_TEMPORARY_CODES = {408, 409, 429, 500, 502, 503, 504}
+
+
+def _converted(err: Exception) -> Exception:
+    if isinstance(err, ApiError):
+        code = int(err.status.code or 0)
+        message = f"{code} {err.status.reason}: {err.status.message}"
+        if code in _TEMPORARY_CODES:
+            return ApiTemporaryError(message, delay=5 if code != 429 else 15)
+        return ApiPermanentError(message, code)
+    return ApiTemporaryError(f"API server unreachable: {type(err).__name__}: {err}", delay=5)
+
+
+@asynccontextmanager
+async def _api_errors() -> AsyncIterator[None]:
+    try:
+        yield
+    except (ApiError, httpx2.HTTPError, OSError) as err:
+        raise _converted(err) from err
+
+
+def _as_dict(obj: Any) -> Obj:
+    return dict(obj.to_dict()) if hasattr(obj, "to_dict") else dict(obj)
+
+
+class Kube:
+    """Thin async facade over the API; every method converts client errors into domain errors."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    @classmethod
+    def from_kubeconfig(cls, path: str | None = None) -> Kube:
+        config = KubeConfig.from_file(path) if path else KubeConfig.from_env()
+        return cls(AsyncClient(config=config, field_manager=FIELD_MANAGER, timeout=httpx2.Timeout(30.0)))
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def list_children(self, namespace: str, selector: Mapping[str, str]) -> dict[ChildKey, Obj]:
+        """Every child of a stack, by kind and name, read with one LIST per kind."""
+
+        async def one_kind(kind: str, resource: Any) -> list[tuple[ChildKey, Obj]]:
+            async with _api_errors():
+                return [
+                    ((kind, item.metadata.name), {**_as_dict(item), "kind": kind})
+                    async for item in self._client.list(resource, namespace=namespace, labels=dict(selector))
+                ]
+
+        results = await asyncio.gather(*(one_kind(k, r) for k, r in CHILD_KINDS.items()))
+        return {key: obj for batch in results for key, obj in batch}
+
+    async def apply(self, obj: Obj, field_manager: str = FIELD_MANAGER) -> Obj:
+        async with _api_errors():
+            applied = await self._client.apply(codecs.from_dict(obj), field_manager=field_manager, force=True)
+        return {**_as_dict(applied), "kind": obj["kind"]}
+
+    async def create(self, obj: Obj) -> bool:
+        """Creates the object; False when it already exists (create-only objects such as generated Secrets)."""
+        try:
+            async with _api_errors():
+                await self._client.create(codecs.from_dict(obj))
+        except ApiTemporaryError as err:
+            if "409" in str(err):
+                return False
+            raise
+        return True
+
+    async def delete(self, kind: str, name: str, namespace: str) -> None:
+        try:
+            async with _api_errors():
+                await self._client.delete(CHILD_KINDS[kind], name, namespace=namespace)
+        except ApiPermanentError as err:
+            if err.code != 404:
+                raise
+
+    async def replace_status(self, namespace: str, name: str, status: Obj) -> None:
+        """Replaces the whole status (a merge patch would keep map entries that disappeared, e.g. a removed
+        service); a JSON patch needs no resourceVersion, so it never conflicts with spec edits."""
+        async with _api_errors():
+            await self._client.patch(
+                TradingStackResource.Status,
+                name,
+                [{"op": "add", "path": "/status", "value": status}],
+                namespace=namespace,
+                patch_type=PatchType.JSON,
+            )
+
+    async def patch_labels(self, kind: str, name: str, namespace: str, labels: Mapping[str, str | None]) -> None:
+        async with _api_errors():
+            await self._client.patch(
+                CHILD_KINDS[kind],
+                name,
+                {"metadata": {"labels": dict(labels)}},
+                namespace=namespace,
+                patch_type=PatchType.MERGE,
+            )
+
+    async def get_stack(self, namespace: str, name: str) -> Obj | None:
+        try:
+            async with _api_errors():
+                return _as_dict(await self._client.get(TradingStackResource, name, namespace=namespace))
+        except ApiPermanentError as err:
+            if err.code == 404:
+                return None
+            raise

@@ -1,0 +1,156 @@
+"""One level-based reconcile pass of a TradingStack.
+
+Every pass does the same thing whatever triggered it (creation, a spec edit, a child changed or deleted by
+hand, the periodic resync, an operator restart): read the stack's children, render what they should be, apply
+only what differs, prune what is no longer rendered, then compute and write the status if it changed. Nothing
+depends on a previous pass having run, so a crash between two steps is repaired by the next pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from tradingstack.api import TradingStack, TradingStackStatus, describe
+from tradingstack.errors import ApiPermanentError
+from tradingstack.kube import events
+from tradingstack.kube.client import ChildKey, Kube, Obj
+from tradingstack.metrics import CHILDREN_APPLIED, CHILDREN_PRUNED, RECONCILE_DURATION
+from tradingstack.reconcile.diff import needs_apply, with_applied_hash
+from tradingstack.reconcile.status import Observations, compute_status, invalid_spec_status
+from tradingstack.render.common import STACK_LABEL
+from tradingstack.render.secrets import generated_secrets
+from tradingstack.render.stack import render
+
+PRUNABLE_KINDS = {
+    "ConfigMap",
+    "Service",
+    "StatefulSet",
+    "Deployment",
+    "CronJob",
+    "PodDisruptionBudget",
+    "NetworkPolicy",
+}
+"""Kinds removed when no longer rendered. Secrets and claims hold data and are never pruned."""
+
+log = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def parse_status(raw: Mapping[str, Any] | None) -> TradingStackStatus:
+    try:
+        return TradingStackStatus.model_validate(dict(raw or {}))
+    except ValidationError:
+        return TradingStackStatus()  # written by an older operator: recompute from scratch
+
+
+def status_document(status: TradingStackStatus) -> dict[str, Any]:
+    return status.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def _owned_by(obj: Obj, uid: str) -> bool:
+    return any(ref.get("uid") == uid and ref.get("controller") for ref in obj["metadata"].get("ownerReferences", []))
+
+
+class StackReconciler:
+    def __init__(
+        self,
+        kube: Kube,
+        clock: Callable[[], datetime] = utc_now,
+        new_password: Callable[[], str] = lambda: secrets.token_urlsafe(24),
+    ) -> None:
+        self._kube = kube
+        self._clock = clock
+        self._new_password = new_password
+
+    async def reconcile(self, body: Mapping[str, Any]) -> TradingStackStatus:
+        started = time.perf_counter()
+        try:
+            return await self._reconcile(body)
+        finally:
+            RECONCILE_DURATION.observe(time.perf_counter() - started)
+
+    async def _reconcile(self, body: Mapping[str, Any]) -> TradingStackStatus:
+        meta = body["metadata"]
+        namespace, name, generation = meta["namespace"], meta["name"], int(meta.get("generation", 0))
+        previous = parse_status(body.get("status"))
+        now = self._clock()
+        try:
+            stack = TradingStack.model_validate(body)
+        except ValidationError as err:
+            # Not retried: nothing changes until the user edits the spec, which wakes the stack again.
+            status = invalid_spec_status(previous, describe(err), generation, now)
+            await self._write_status(body, previous, status)
+            return status
+
+        if previous.observed_generation is None:
+            events.emit(body, "Normal", "Reconciling", f"Creating the children of {name}")
+        children = await self._kube.list_children(namespace, {STACK_LABEL: name})
+        owner = stack.owner_reference()
+        await self._create_missing_secrets(stack, children)
+        desired = [with_applied_hash(obj) for obj in render(stack, owner)]
+        apply_errors: list[str] = []
+        for obj in desired:
+            key: ChildKey = (obj["kind"], obj["metadata"]["name"])
+            if not needs_apply(obj, children.get(key)):
+                continue
+            try:
+                children[key] = await self._kube.apply(obj)
+            except ApiPermanentError as err:
+                apply_errors.append(f"{key[0]}/{key[1]}: {err}")
+                events.emit(body, "Warning", "ApplyFailed", f"{key[0]}/{key[1]}: {err}")
+                continue
+            CHILDREN_APPLIED.labels(kind=key[0]).inc()
+            log.info("applied %s/%s", *key)
+        await self._prune(
+            namespace, stack.metadata.uid, {(o["kind"], o["metadata"]["name"]) for o in desired}, children
+        )
+
+        observed = Observations(
+            workloads={k: v for k, v in children.items() if k[0] in ("Deployment", "StatefulSet")},
+            apply_errors=apply_errors,
+        )
+        status = compute_status(stack, observed, previous, now)
+        await self._write_status(body, previous, status)
+        return status
+
+    async def _create_missing_secrets(self, stack: TradingStack, children: dict[ChildKey, Obj]) -> None:
+        for secret in generated_secrets(stack, stack.owner_reference(), self._new_password):
+            key = ("Secret", secret["metadata"]["name"])
+            if key not in children and await self._kube.create(secret):
+                log.info("generated Secret %s", key[1])  # the name only: values never reach a log
+
+    async def _prune(self, namespace: str, uid: str, desired: set[ChildKey], children: dict[ChildKey, Obj]) -> None:
+        for key, obj in list(children.items()):
+            if key[0] in PRUNABLE_KINDS and key not in desired and _owned_by(obj, uid):
+                await self._kube.delete(key[0], key[1], namespace)
+                del children[key]
+                CHILDREN_PRUNED.labels(kind=key[0]).inc()
+                log.info("pruned %s/%s", *key)
+
+    async def _write_status(
+        self, body: Mapping[str, Any], previous: TradingStackStatus, status: TradingStackStatus
+    ) -> None:
+        if status_document(status) == status_document(previous) and body.get("status"):
+            return
+        meta = body["metadata"]
+        await self._kube.replace_status(meta["namespace"], meta["name"], status_document(status))
+        if status.phase != previous.phase:
+            self._announce_phase(body, status)
+
+    @staticmethod
+    def _announce_phase(body: Mapping[str, Any], status: TradingStackStatus) -> None:
+        condition = {c.type: c for c in status.conditions}
+        if status.phase == "Ready":
+            events.emit(body, "Normal", "Ready", condition["Ready"].message)
+        elif status.phase in ("Degraded", "Failed"):
+            events.emit(body, "Warning", condition["Degraded"].reason, condition["Degraded"].message)

@@ -1,0 +1,203 @@
+"""Status of a stack computed from what was observed: workloads' real status, apply errors, backups, health.
+
+Pure: the caller passes the observed children, the previous status and `now`. A condition keeps its
+lastTransitionTime while its status is unchanged, so a resync of a steady stack computes an identical status
+and the operator writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from tradingstack.api import Condition, ServiceStatus, TradingStack, TradingStackStatus
+from tradingstack.api.status import ConditionType, HealthState, Phase, PostgresStatus, RedisStatus, RestartsStatus
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+@dataclass(frozen=True)
+class ConditionUpdate:
+    status: ConditionStatus
+    reason: str
+    message: str = ""
+
+
+def set_condition(
+    conditions: list[Condition], kind: ConditionType, update: ConditionUpdate, now: datetime, generation: int
+) -> list[Condition]:
+    previous = next((c for c in conditions if c.type == kind), None)
+    changed = previous is None or previous.status != update.status
+    condition = Condition(
+        type=kind,
+        status=update.status,
+        reason=update.reason,
+        message=update.message,
+        last_transition_time=now if changed or previous is None else previous.last_transition_time,
+        observed_generation=generation,
+    )
+    return [c for c in conditions if c.type != kind] + [condition]
+
+
+@dataclass(frozen=True)
+class WorkloadState:
+    """Rollout state of a Deployment or StatefulSet."""
+
+    desired: int
+    ready: int
+    rolled_out: bool
+    failure: str | None = None
+
+
+def workload_state(obj: Mapping[str, Any] | None) -> WorkloadState | None:
+    if obj is None:
+        return None
+    spec, status = obj.get("spec", {}), obj.get("status", {})
+    desired = int(spec.get("replicas", 1))
+    ready = int(status.get("readyReplicas", 0))
+    current = status.get("observedGeneration", 0) >= obj["metadata"].get("generation", 0)
+    updated = int(status.get("updatedReplicas", 0)) >= desired
+    settled = int(status.get("replicas", 0)) == desired
+    failure = next(
+        (
+            c.get("message", "rollout failed")
+            for c in status.get("conditions", [])
+            if c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded"
+        ),
+        None,
+    )
+    return WorkloadState(desired, ready, current and updated and settled and ready >= desired, failure)
+
+
+@dataclass(frozen=True)
+class Observations:
+    """Everything the status is computed from, gathered by the reconciler."""
+
+    workloads: Mapping[tuple[str, str], Mapping[str, Any]]
+    """Live Deployments and StatefulSets by (kind, name)."""
+
+    apply_errors: list[str] = field(default_factory=list)
+    health: Mapping[str, HealthState] = field(default_factory=dict)
+    redis: RedisStatus = field(default_factory=RedisStatus)
+    postgres: PostgresStatus = field(default_factory=PostgresStatus)
+    backup_condition: ConditionUpdate | None = None
+    restarts: RestartsStatus = field(default_factory=RestartsStatus)
+
+
+def _store_condition(state: WorkloadState | None, name: str) -> ConditionUpdate:
+    if state is None:
+        return ConditionUpdate("False", "NotCreated", f"{name} does not exist yet")
+    if state.failure:
+        return ConditionUpdate("False", "RolloutFailed", state.failure)
+    if not state.rolled_out:
+        return ConditionUpdate("False", "NotReady", f"{state.ready}/{state.desired} pods ready")
+    return ConditionUpdate("True", "Ready", f"{state.ready}/{state.desired} pods ready")
+
+
+def compute_status(
+    stack: TradingStack, observed: Observations, previous: TradingStackStatus, now: datetime
+) -> TradingStackStatus:
+    spec, generation = stack.spec, stack.metadata.generation
+    name = stack.name
+
+    def state(kind: str, component: str) -> WorkloadState | None:
+        return workload_state(observed.workloads.get((kind, f"{name}-{component}")))
+
+    services: dict[str, ServiceStatus] = {}
+    not_ready: list[str] = []
+    rolling: list[str] = []
+    failed: list[str] = []
+    for service in spec.services:
+        current = state("Deployment", service.name)
+        services[service.name] = ServiceStatus(
+            ready=current.ready if current else 0,
+            desired=service.replicas,
+            health=observed.health.get(service.name, "UNKNOWN"),
+        )
+        if current is None or not current.rolled_out:
+            not_ready.append(service.name)
+            rolling.append(service.name)
+        if current is not None and current.failure:
+            failed.append(f"{service.name}: {current.failure}")
+    ready_services = len(spec.services) - len(not_ready)
+
+    redis = _store_condition(state("StatefulSet", "redis"), "Redis") if spec.redis.enabled else None
+    postgres = _store_condition(state("StatefulSet", "postgres"), "Postgres") if spec.postgres.enabled else None
+    gateway = state("Deployment", "gateway") if spec.gateway.enabled else None
+    gateway_ready = not spec.gateway.enabled or (gateway is not None and gateway.rolled_out)
+
+    unhealthy = sorted(n for n, h in observed.health.items() if h in ("DEGRADED", "UNHEALTHY"))
+    degraded_reasons: list[tuple[str, str]] = []
+    if observed.apply_errors:
+        degraded_reasons.append(("ApplyFailed", "; ".join(observed.apply_errors)))
+    if failed:
+        degraded_reasons.append(("RolloutFailed", "; ".join(failed)))
+    if unhealthy:
+        degraded_reasons.append(("ServiceUnhealthy", ", ".join(f"{n} is {observed.health[n]}" for n in unhealthy)))
+
+    if spec.postgres.enabled and spec.postgres.backup.enabled:
+        backup = observed.backup_condition or ConditionUpdate("Unknown", "NoBackupYet", "no backup Job has finished")
+    else:
+        backup = ConditionUpdate("True", "Disabled", "backups are disabled")
+    if backup.status == "False":
+        degraded_reasons.append(("BackupUnhealthy", backup.message))
+
+    stores_ready = all(c is None or c.status == "True" for c in (redis, postgres))
+    ready = not not_ready and stores_ready and gateway_ready and not observed.apply_errors
+    waiting = [f"services {', '.join(not_ready)}"] if not_ready else []
+    waiting += [n for n, c in (("redis", redis), ("postgres", postgres)) if c is not None and c.status != "True"]
+    if not gateway_ready:
+        waiting.append("gateway")
+    progressing = bool(rolling) or not stores_ready or not gateway_ready or observed.restarts.in_progress is not None
+
+    updates: dict[ConditionType, ConditionUpdate] = {
+        "Ready": ConditionUpdate("True", "AllComponentsReady", f"{ready_services}/{len(spec.services)} services ready")
+        if ready
+        else ConditionUpdate("False", "ComponentsNotReady", "waiting for " + "; ".join(waiting or ["apply"])),
+        "Progressing": ConditionUpdate("True", "RollingOut", "; ".join(waiting) or "restart in progress")
+        if progressing
+        else ConditionUpdate("False", "Stable", "all rollouts complete"),
+        "Degraded": ConditionUpdate("True", degraded_reasons[0][0], "; ".join(m for _, m in degraded_reasons))
+        if degraded_reasons
+        else ConditionUpdate("False", "AsExpected", ""),
+        "RedisReady": redis or ConditionUpdate("True", "Disabled", "redis.enabled is false"),
+        "PostgresReady": postgres or ConditionUpdate("True", "Disabled", "postgres.enabled is false"),
+        "BackupHealthy": backup,
+    }
+    conditions = list(previous.conditions)
+    for kind, update in updates.items():
+        conditions = set_condition(conditions, kind, update, now, generation)
+
+    phase: Phase = "Degraded" if degraded_reasons else "Ready" if ready else "Progressing"
+    return TradingStackStatus(
+        observed_generation=generation,
+        phase=phase,
+        conditions=sorted(conditions, key=lambda c: c.type),
+        ready_summary=f"{ready_services}/{len(spec.services)}",
+        services=services,
+        redis=observed.redis,
+        postgres=observed.postgres,
+        restarts=observed.restarts,
+    )
+
+
+def invalid_spec_status(
+    previous: TradingStackStatus, problems: list[str], generation: int, now: datetime
+) -> TradingStackStatus:
+    """A spec the API server accepted but the models refuse: Failed, Degraded naming the fields, nothing applied."""
+    message = "; ".join(problems)
+    conditions = set_condition(
+        list(previous.conditions), "Degraded", ConditionUpdate("True", "InvalidSpec", message), now, generation
+    )
+    conditions = set_condition(
+        conditions, "Ready", ConditionUpdate("False", "InvalidSpec", "fix the spec: " + message), now, generation
+    )
+    return previous.model_copy(
+        update={
+            "observed_generation": generation,
+            "phase": "Failed",
+            "conditions": sorted(conditions, key=lambda c: c.type),
+        }
+    )

@@ -1,0 +1,31 @@
+"""Secrets the operator generates once per stack (never from the CR, never re-rendered afterwards).
+
+The random values come from the caller (`new_password`), so this stays pure and testable; the reconciler
+creates these objects only when they do not exist yet and never updates them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tradingstack.api import OwnerReference, TradingStack
+from tradingstack.render import postgres, redis
+from tradingstack.render.common import RETAINED_ANNOTATION, Manifest, manifest, metadata
+
+
+def _secret(stack: TradingStack, owner: OwnerReference, component: str, name: str, data: dict[str, str]) -> Manifest:
+    meta = metadata(stack, owner, component, name=name, annotations={RETAINED_ANNOTATION: "true"})
+    return manifest("v1", "Secret", meta, type="Opaque", stringData=data)
+
+
+def generated_secrets(stack: TradingStack, owner: OwnerReference, new_password: Callable[[], str]) -> list[Manifest]:
+    secrets: list[Manifest] = []
+    if stack.spec.redis.enabled:
+        secrets.append(
+            _secret(stack, owner, "redis", redis.redis_secret_name(stack), {redis.PASSWORD_KEY: new_password()})
+        )
+    if stack.spec.postgres.enabled:
+        password = new_password()
+        data = {"username": stack.spec.postgres.user, "password": password, "dsn": postgres.dsn(stack, password)}
+        secrets.append(_secret(stack, owner, "postgres", postgres.secret_name(stack), data))
+    return secrets

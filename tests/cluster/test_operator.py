@@ -1,0 +1,229 @@
+"""The operator against the real API server: children, status, drift repair, pruning, deletion policy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from tests.fixtures.cluster import REPO, Cluster, wait_for
+from tests.fixtures.operator import OPERATOR_USERNAME, OperatorProcess, wait_for_condition, wait_for_passes
+
+from tradingstack.api import TradingStack
+from tradingstack.render.stack import render
+
+pytestmark = pytest.mark.cluster
+EXAMPLE = REPO / "examples" / "quantum-trader.yaml"
+READY_TIMEOUT = 240
+
+
+def example(namespace: str) -> dict[str, Any]:
+    document = yaml.safe_load(EXAMPLE.read_text())
+    document["metadata"]["namespace"] = namespace
+    return dict(document)
+
+
+def rendered_children(document: dict[str, Any]) -> set[tuple[str, str]]:
+    stack = TradingStack.model_validate(document)
+    return {(o["kind"], o["metadata"]["name"]) for o in render(stack, stack.owner_reference())}
+
+
+def existing(cluster: Cluster, namespace: str, kind: str, name: str) -> dict[str, Any] | None:
+    result = cluster.kubectl("get", kind, name, "-n", namespace, "-o", "json", check=False)
+    return dict(json.loads(result.stdout)) if result.returncode == 0 else None
+
+
+def deploy_and_wait_ready(cluster: Cluster, namespace: str, document: dict[str, Any]) -> dict[str, Any]:
+    cluster.apply(document, namespace=namespace)
+    return wait_for_condition(cluster, namespace, document["metadata"]["name"], "Ready", "True", READY_TIMEOUT)
+
+
+def test_example_reaches_ready_with_every_child(cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
+    document = example(namespace)
+    stack = deploy_and_wait_ready(cluster, namespace, document)
+    for kind, name in rendered_children(document):
+        assert existing(cluster, namespace, kind, name) is not None, (kind, name)
+    for kind, name in (("Secret", "quantum-trader-redis"), ("Secret", "quantum-trader-postgres")):
+        secret = existing(cluster, namespace, kind, name)
+        assert secret is not None and secret["data"]["password"], name
+    status = stack["status"]
+    assert status["observedGeneration"] == stack["metadata"]["generation"]
+    assert status["phase"] == "Ready"
+    assert status["readySummary"] == "6/6"
+    assert status["services"]["ai-engine"] == {
+        "ready": 2,
+        "desired": 2,
+        "health": status["services"]["ai-engine"]["health"],
+    }
+    types = {c["type"]: c for c in status["conditions"]}
+    assert set(types) == {"Ready", "Progressing", "Degraded", "RedisReady", "PostgresReady", "BackupHealthy"}
+    assert types["RedisReady"]["status"] == "True" and types["Degraded"]["status"] == "False"
+    assert all(c["reason"] and c["lastTransitionTime"] for c in types.values())
+
+    table = cluster.kubectl("get", "ts", "-n", namespace).stdout.splitlines()
+    header = table[0].split()
+    assert header[:5] == ["NAME", "READY", "PHASE", "SERVICES", "REDIS"]
+    assert "BACKUP" in header and "RESTART" in header and header[-1] == "AGE"
+    assert table[1].split()[:4] == ["quantum-trader", "True", "Ready", "6/6"]
+
+    reasons = {e["reason"] for e in cluster.kubectl_json("get", "events", "-n", namespace)["items"]}
+    assert {"Reconciling", "Ready"} <= reasons
+
+
+def generations(cluster: Cluster, namespace: str) -> dict[str, tuple[int, str]]:
+    items = cluster.kubectl_json("get", "deployments", "-n", namespace)["items"]
+    return {
+        d["metadata"]["name"]: (d["metadata"]["generation"], d["spec"]["template"]["spec"]["containers"][0]["image"])
+        for d in items
+    }
+
+
+def test_spec_changes_touch_only_what_changed(cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
+    document = example(namespace)
+    deploy_and_wait_ready(cluster, namespace, document)
+    before = generations(cluster, namespace)
+
+    ai = next(s for s in document["spec"]["services"] if s["name"] == "ai-engine")
+    ai.update(replicas=3, image="ghcr.io/quantumtrader/demo-service:0.2.0")
+    cluster.apply(document, namespace=namespace)
+    wait_for(
+        lambda: generations(cluster, namespace)["quantum-trader-ai-engine"][1].endswith(":0.2.0"),
+        timeout=60,
+        what="ai-engine image change",
+    )
+    wait_for_passes(operator)
+    after = generations(cluster, namespace)
+    changed = {name for name in before if before[name] != after[name]}
+    assert changed == {"quantum-trader-ai-engine"}
+    deployment = existing(cluster, namespace, "deployment", "quantum-trader-ai-engine")
+    assert deployment is not None and deployment["spec"]["replicas"] == 3
+
+    document["spec"]["services"] = [s for s in document["spec"]["services"] if s["name"] != "portfolio"]
+    cluster.apply(document, namespace=namespace)
+    wait_for(
+        lambda: (
+            existing(cluster, namespace, "deployment", "quantum-trader-portfolio") is None
+            and existing(cluster, namespace, "service", "quantum-trader-portfolio") is None
+        ),
+        timeout=60,
+        what="portfolio Deployment and Service pruned",
+    )
+    assert existing(cluster, namespace, "deployment", "quantum-trader-execution") is not None
+
+
+def test_children_changed_by_hand_are_restored(cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
+    document = example(namespace)
+    deploy_and_wait_ready(cluster, namespace, document)
+
+    cluster.kubectl("delete", "service", "quantum-trader-execution", "-n", namespace)
+    cluster.kubectl("delete", "configmap", "quantum-trader-gateway", "-n", namespace)
+    wait_for(
+        lambda: (
+            existing(cluster, namespace, "service", "quantum-trader-execution")
+            and existing(cluster, namespace, "configmap", "quantum-trader-gateway")
+        ),
+        timeout=60,
+        what="deleted children restored",
+    )
+
+    cluster.kubectl("scale", "deployment", "quantum-trader-risk-safety", "--replicas=5", "-n", namespace)
+    cluster.kubectl(
+        "patch", "statefulset", "quantum-trader-postgres", "-n", namespace, "--type=json",
+        "-p", '[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"postgres:9"}]',
+    )  # fmt: skip
+
+    def reverted() -> bool:
+        risk = existing(cluster, namespace, "deployment", "quantum-trader-risk-safety")
+        pg = existing(cluster, namespace, "statefulset", "quantum-trader-postgres")
+        return bool(
+            risk
+            and risk["spec"]["replicas"] == 2
+            and pg
+            and pg["spec"]["template"]["spec"]["containers"][0]["image"] == "postgres:16"
+        )
+
+    wait_for(reverted, timeout=60, what="hand edits of managed fields reverted")
+
+
+def test_invalid_spec_is_reported_not_retried_hot(cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
+    # The CRD cannot know IANA zone names; the model can.
+    document = example(namespace)
+    document["spec"]["restarts"]["timeZone"] = "Europe/Atlantis"
+    cluster.apply(document, namespace=namespace)
+    stack = wait_for_condition(cluster, namespace, "quantum-trader", "Degraded", "True", 60)
+    degraded = next(c for c in stack["status"]["conditions"] if c["type"] == "Degraded")
+    assert degraded["reason"] == "InvalidSpec"
+    assert "spec.restarts.timeZone" in degraded["message"]
+    assert stack["status"]["phase"] == "Failed"
+    passes = operator.metric("tradingstack_reconcile_duration_seconds_count")
+    wait_for_passes(operator, count=1)
+    # One pass per resync interval, not a hot loop; nothing rendered was created.
+    assert operator.metric("tradingstack_reconcile_duration_seconds_count") - passes < 5
+    assert existing(cluster, namespace, "deployment", "quantum-trader-ai-engine") is None
+
+
+def test_rejected_by_the_api_server(cluster: Cluster, namespace: str, crd: None) -> None:
+    document = example(namespace)
+    document["spec"]["redis"].update(quorum=4, sentinels=3)
+    result = cluster.kubectl("apply", "-f", "-", "-n", namespace, input=json.dumps(document), check=False)
+    assert result.returncode != 0 and "quorum must be <= sentinels" in result.stderr
+
+
+@pytest.mark.parametrize("policy", ["Retain", "Delete"])
+def test_deletion_policy_decides_what_data_survives(
+    cluster: Cluster, namespace: str, operator: OperatorProcess, policy: str
+) -> None:
+    document = example(namespace)
+    document["spec"]["deletionPolicy"] = policy
+    deploy_and_wait_ready(cluster, namespace, document)
+    claims = {c["metadata"]["name"] for c in cluster.kubectl_json("get", "pvc", "-n", namespace)["items"]}
+    assert "quantum-trader-postgres-backups" in claims and "data-quantum-trader-postgres-0" in claims
+
+    cluster.kubectl("delete", "tradingstack", "quantum-trader", "-n", namespace, "--wait=true", "--timeout=90s")
+    wait_for(
+        lambda: not cluster.kubectl_json("get", "deployments", "-n", namespace)["items"],
+        timeout=90,
+        what="Deployments garbage-collected",
+    )
+
+    def remaining_claims() -> set[str]:
+        items = cluster.kubectl_json("get", "pvc", "-n", namespace)["items"]
+        return {c["metadata"]["name"] for c in items if not c["metadata"].get("deletionTimestamp")}
+
+    if policy == "Retain":
+        wait_for_passes(operator, count=1)
+        assert claims <= remaining_claims()
+        assert existing(cluster, namespace, "secret", "quantum-trader-postgres") is not None
+    else:
+        wait_for(lambda: not remaining_claims(), timeout=90, what="claims deleted with the stack")
+
+
+def write_requests(audit_log: Path, namespace: str, since_line: int) -> list[dict[str, Any]]:
+    writes = []
+    for line in audit_log.read_text().splitlines()[since_line:]:
+        event = json.loads(line)
+        ref = event.get("objectRef", {})
+        if (
+            event.get("stage") == "ResponseComplete"
+            and event["verb"] in ("create", "update", "patch", "delete", "deletecollection")
+            and ref.get("namespace") == namespace
+            and event["user"]["username"] == OPERATOR_USERNAME
+        ):
+            writes.append({"verb": event["verb"], "resource": ref.get("resource"), "name": ref.get("name")})
+    return writes
+
+
+def test_forced_resync_of_a_ready_stack_writes_nothing(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    deploy_and_wait_ready(cluster, namespace, example(namespace))
+    wait_for_passes(operator, count=2)
+    audit = cluster.audit_log
+    mark = len(audit.read_text().splitlines())
+    # The strongest resync: a new operator process with nothing in memory reconciles every stack again.
+    operator.stop()
+    operator.start()
+    wait_for_passes(operator, count=3)
+    assert write_requests(audit, namespace, mark) == []
