@@ -30,6 +30,7 @@ layers: venv
 
 crds: venv ## regenerate the CRD from the pydantic models
 	$(PY) -m tradingstack.api.crd --write crds/tradingstack.yaml charts/tradingstack-operator/crds/tradingstack.yaml
+	$(PY) -m tradingstack.api.reference --write docs/reference.md
 
 unit: venv
 	$(PY) -m pytest tests/unit

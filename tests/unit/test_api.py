@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from tradingstack.api import TradingStack, describe
 from tradingstack.api.crd import build_crd, render_crd_yaml
+from tradingstack.api.reference import render_reference
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_COPIES = [ROOT / "crds/tradingstack.yaml", ROOT / "charts/tradingstack-operator/crds/tradingstack.yaml"]
@@ -115,3 +116,7 @@ def test_crd_has_status_subresource_and_printer_columns() -> None:
     assert version["subresources"] == {"status": {}}
     names = [c["name"] for c in version["additionalPrinterColumns"]]
     assert names == ["Ready", "Phase", "Services", "Redis master", "Last backup", "Next restart", "Age"]
+
+
+def test_committed_field_reference_matches_the_models() -> None:
+    assert (ROOT / "docs/reference.md").read_text() == render_reference(), "stale: run `make crds`"

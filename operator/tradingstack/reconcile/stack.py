@@ -18,11 +18,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from tradingstack.api import TradingStack, TradingStackStatus, describe
+from tradingstack.api.status import RestartsStatus
 from tradingstack.errors import ApiPermanentError
 from tradingstack.kube import events
 from tradingstack.kube.client import ChildKey, Kube, Obj
 from tradingstack.metrics import CHILDREN_APPLIED, CHILDREN_PRUNED, RECONCILE_DURATION
 from tradingstack.reconcile.diff import needs_apply, with_applied_hash
+from tradingstack.reconcile.restart_runner import advance_restarts
 from tradingstack.reconcile.status import Observations, compute_status, invalid_spec_status
 from tradingstack.render.common import STACK_LABEL
 from tradingstack.render.secrets import generated_secrets
@@ -115,9 +117,18 @@ class StackReconciler:
             namespace, stack.metadata.uid, {(o["kind"], o["metadata"]["name"]) for o in desired}, children
         )
 
+        was_degraded = any(c.type == "Degraded" and c.status == "True" for c in previous.conditions)
+
+        async def save_restarts(restarts: RestartsStatus) -> None:
+            await self._write_status(body, previous, previous.model_copy(update={"restarts": restarts}))
+
+        restarts = await advance_restarts(
+            self._kube, body, stack, previous.restarts, was_degraded, children, now, save_restarts
+        )
         observed = Observations(
             workloads={k: v for k, v in children.items() if k[0] in ("Deployment", "StatefulSet")},
             apply_errors=apply_errors,
+            restarts=restarts,
         )
         status = compute_status(stack, observed, previous, now)
         await self._write_status(body, previous, status)
