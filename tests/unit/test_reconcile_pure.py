@@ -1,0 +1,157 @@
+"""Pure reconcile decisions: when an apply is needed, and how status and conditions are computed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tradingstack.api import TradingStack, TradingStackStatus
+from tradingstack.reconcile.diff import contains, needs_apply, with_applied_hash
+from tradingstack.reconcile.status import ConditionUpdate, Observations, compute_status, invalid_spec_status
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+DESIRED = {
+    "apiVersion": "apps/v1",
+    "kind": "Deployment",
+    "metadata": {"name": "qt-api", "namespace": "ns", "labels": {"a": "b"}},
+    "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "api", "image": "x:1"}]}}},
+}
+
+
+def live_copy(desired: dict[str, Any]) -> dict[str, Any]:
+    """What the API server returns: our fields plus its defaults and status."""
+    live: dict[str, Any] = {
+        **desired,
+        "metadata": {**desired["metadata"], "uid": "u", "resourceVersion": "7", "generation": 1},
+        "status": {"replicas": 2},
+    }
+    container = {**desired["spec"]["template"]["spec"]["containers"][0], "imagePullPolicy": "IfNotPresent"}
+    live["spec"] = {**desired["spec"], "strategy": {"type": "RollingUpdate"}}
+    live["spec"]["template"] = {"spec": {"containers": [container], "dnsPolicy": "ClusterFirst"}}
+    return live
+
+
+def test_unchanged_object_with_server_defaults_needs_no_apply() -> None:
+    desired = with_applied_hash(DESIRED)
+    assert not needs_apply(desired, live_copy(desired))
+
+
+def test_missing_changed_or_drifted_objects_need_apply() -> None:
+    desired = with_applied_hash(DESIRED)
+    assert needs_apply(desired, None)
+    drifted = live_copy(desired)
+    drifted["spec"]["replicas"] = 5
+    assert needs_apply(desired, drifted)
+    # A label we stopped rendering: the live object still contains everything now rendered, but only an apply
+    # (SSA drops fields its manager no longer sends) removes the label; the changed hash triggers it.
+    stopped_rendering = {**DESIRED, "metadata": {**DESIRED["metadata"], "labels": {}}}
+    assert contains(live_copy(desired), stopped_rendering)
+    assert needs_apply(with_applied_hash(stopped_rendering), live_copy(desired))
+
+
+def test_lists_must_match_item_by_item() -> None:
+    assert contains([{"a": 1, "b": 2}], [{"a": 1}])
+    assert not contains([{"a": 1}, {"a": 2}], [{"a": 1}])
+    assert not contains([{"a": 2}], [{"a": 1}])
+
+
+def stack(**spec: Any) -> TradingStack:
+    base: dict[str, Any] = {
+        "services": [{"name": "api", "image": "x:1", "port": 8000, "replicas": 2}],
+        "gateway": {"enabled": False},
+        "postgres": {"backup": {"enabled": False}},
+    }
+    return TradingStack.model_validate({"metadata": {"name": "qt", "generation": 3}, "spec": {**base, **spec}})
+
+
+def workload(kind: str, name: str, ready: int, desired: int = 2, generation: int = 1) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "metadata": {"name": name, "generation": generation},
+        "spec": {"replicas": desired},
+        "status": {
+            "observedGeneration": generation,
+            "replicas": desired,
+            "updatedReplicas": desired,
+            "readyReplicas": ready,
+        },
+    }
+
+
+def all_ready() -> dict[tuple[str, str], dict[str, Any]]:
+    return {
+        ("Deployment", "qt-api"): workload("Deployment", "qt-api", 2),
+        ("StatefulSet", "qt-redis"): workload("StatefulSet", "qt-redis", 3, 3),
+        ("StatefulSet", "qt-redis-sentinel"): workload("StatefulSet", "qt-redis-sentinel", 3, 3),
+        ("StatefulSet", "qt-postgres"): workload("StatefulSet", "qt-postgres", 1, 1),
+    }
+
+
+def conditions(status: TradingStackStatus) -> dict[str, str]:
+    return {c.type: c.status for c in status.conditions}
+
+
+def test_ready_when_every_workload_is_rolled_out_and_ready() -> None:
+    status = compute_status(stack(), Observations(workloads=all_ready()), TradingStackStatus(), NOW)
+    assert status.phase == "Ready" and status.ready_summary == "1/1"
+    assert conditions(status) == {
+        "Ready": "True",
+        "Progressing": "False",
+        "Degraded": "False",
+        "RedisReady": "True",
+        "PostgresReady": "True",
+        "BackupHealthy": "True",
+    }
+    assert status.observed_generation == 3
+    assert status.services["api"].ready == 2
+
+
+def test_a_rolling_service_is_progressing_not_ready() -> None:
+    workloads = all_ready()
+    workloads[("Deployment", "qt-api")] = workload("Deployment", "qt-api", 1)
+    status = compute_status(stack(), Observations(workloads=workloads), TradingStackStatus(), NOW)
+    assert status.phase == "Progressing"
+    assert conditions(status)["Ready"] == "False" and conditions(status)["Progressing"] == "True"
+    ready = next(c for c in status.conditions if c.type == "Ready")
+    assert "api" in ready.message
+
+
+def test_transition_time_moves_only_when_the_status_changes() -> None:
+    first = compute_status(stack(), Observations(workloads=all_ready()), TradingStackStatus(), NOW)
+    again = compute_status(stack(), Observations(workloads=all_ready()), first, NOW + timedelta(minutes=5))
+    assert again == first  # a steady stack computes an identical status: nothing to write
+    workloads = all_ready()
+    workloads[("StatefulSet", "qt-redis")] = workload("StatefulSet", "qt-redis", 1, 3)
+    later = NOW + timedelta(minutes=10)
+    changed = compute_status(stack(), Observations(workloads=workloads), again, later)
+    by_type = {c.type: c for c in changed.conditions}
+    assert by_type["RedisReady"].last_transition_time == later
+    assert by_type["PostgresReady"].last_transition_time == NOW
+
+
+def test_apply_errors_and_failed_backups_degrade_the_stack() -> None:
+    observed = Observations(
+        workloads=all_ready(),
+        apply_errors=["Deployment/qt-api: 422 Invalid"],
+        backup_condition=ConditionUpdate("False", "BackupFailed", "job qt-1 failed"),
+    )
+    status = compute_status(stack(postgres={"backup": {"enabled": True}}), observed, TradingStackStatus(), NOW)
+    degraded = next(c for c in status.conditions if c.type == "Degraded")
+    assert status.phase == "Degraded" and degraded.reason == "ApplyFailed"
+    assert "422 Invalid" in degraded.message and "job qt-1 failed" in degraded.message
+    assert conditions(status)["BackupHealthy"] == "False"
+
+
+def test_unreachable_health_is_reported_but_does_not_degrade() -> None:
+    observed = Observations(workloads=all_ready(), health={"api": "UNREACHABLE"})
+    status = compute_status(stack(), observed, TradingStackStatus(), NOW)
+    assert status.phase == "Ready" and status.services["api"].health == "UNREACHABLE"
+    unhealthy = compute_status(stack(), Observations(workloads=all_ready(), health={"api": "UNHEALTHY"}), status, NOW)
+    assert unhealthy.phase == "Degraded"
+
+
+def test_invalid_spec_status_names_the_fields() -> None:
+    status = invalid_spec_status(TradingStackStatus(), ["spec.restarts.timeZone: unknown"], 4, NOW)
+    degraded = next(c for c in status.conditions if c.type == "Degraded")
+    assert status.phase == "Failed" and status.observed_generation == 4
+    assert degraded.reason == "InvalidSpec" and "spec.restarts.timeZone" in degraded.message
