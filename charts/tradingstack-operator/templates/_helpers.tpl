@@ -1,0 +1,130 @@
+{{/* Chart name, overridable. */}}
+{{- define "tradingstack-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+Fully qualified name: <release>-<chart>, or the release name when it already contains the chart name.
+Used for the Deployment, ServiceAccount, Service and RBAC objects.
+*/}}
+{{- define "tradingstack-operator.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "tradingstack-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "tradingstack-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "tradingstack-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "tradingstack-operator.labels" -}}
+helm.sh/chart: {{ include "tradingstack-operator.chart" . }}
+{{ include "tradingstack-operator.selectorLabels" . }}
+app.kubernetes.io/component: operator
+app.kubernetes.io/part-of: quantum-trader
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "tradingstack-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "tradingstack-operator.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "tradingstack-operator.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion (toString .Values.image.tag)) -}}
+{{- end -}}
+
+{{/* The namespaces a namespace-scoped operator watches (default: the release namespace), as a list. */}}
+{{- define "tradingstack-operator.watchNamespaces" -}}
+{{- $namespaces := .Values.watchNamespaces | default (list .Release.Namespace) | uniq -}}
+{{- toJson $namespaces -}}
+{{- end -}}
+
+{{/* Pod-level security context for Pod Security "restricted". */}}
+{{- define "tradingstack-operator.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+fsGroup: 10001
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* Container-level security context for Pod Security "restricted". */}}
+{{- define "tradingstack-operator.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+capabilities:
+  drop:
+    - ALL
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/*
+The operator's permissions on namespaced resources, shared by the ClusterRole (cluster scope) and the Roles
+(namespace scope). Least privilege: explicit verbs and resources, no wildcards.
+*/}}
+{{- define "tradingstack-operator.namespacedRules" -}}
+# The TradingStack resources: watched, patched (kopf's finalizer and progress annotations), status written.
+- apiGroups: ["trading.quantumtrader.dev"]
+  resources: ["tradingstacks"]
+  verbs: ["get", "list", "watch", "patch", "update"]
+- apiGroups: ["trading.quantumtrader.dev"]
+  resources: ["tradingstacks/status"]
+  verbs: ["get", "patch", "update"]
+# Children of a stack.
+- apiGroups: ["apps"]
+  resources: ["deployments", "statefulsets"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+- apiGroups: [""]
+  resources: ["services", "configmaps", "secrets", "persistentvolumeclaims"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+# The operator labels the current Redis master pod (the master Service selects it).
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["batch"]
+  resources: ["cronjobs", "jobs"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+# kopf posts Events about handler progress and errors.
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end -}}
+
+{{/* kopf's runtime observation of CRDs and namespaces (cluster-scoped, read-only). */}}
+{{- define "tradingstack-operator.observationRules" -}}
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["list", "watch"]
+{{- end -}}
