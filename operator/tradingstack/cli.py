@@ -80,7 +80,7 @@ def _cmd_crd(_: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     setup_json_logging(args.log_level)
     start_http_server(args.metrics_port)
-    memo = kopf.Memo(resync_seconds=args.resync_seconds)
+    memo = kopf.Memo(resync_seconds=args.resync_seconds, read_health=args.read_health)
     kopf.run(
         clusterwide=not args.namespace,
         namespaces=args.namespace or (),
@@ -109,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     run_cmd.add_argument("--health-port", type=int, default=8080, help="liveness endpoint port (default 8080)")
     run_cmd.add_argument(
         "--resync-seconds", type=float, default=30.0, help="re-check every stack this often (default 30)"
+    )
+    run_cmd.add_argument(
+        "--no-health-reads",
+        dest="read_health",
+        action="store_false",
+        help="do not read the services' /health documents (status then shows health UNKNOWN)",
     )
     run_cmd.add_argument("--log-level", default="INFO", help="log level (default INFO)")
     run_cmd.set_defaults(handler=_cmd_run)

@@ -130,8 +130,8 @@ def test_rollup_reports_unreachable_apart_from_down() -> None:
     [
         ({}, False, "AllHealthy"),
         ({"a": document("a", redis=UP)}, False, "AllHealthy"),
-        ({"a": document("a", redis=UP), "b": None}, True, "ServicesUnreachable"),
-        ({"a": document("a", redis=SLOW), "b": None}, True, "ServicesUnreachable"),
+        ({"a": document("a", redis=UP), "b": None}, False, "ServicesUnreachable"),
+        ({"a": document("a", redis=SLOW), "b": None}, True, "ServicesDegraded"),
         ({"a": document("a", redis=SLOW)}, True, "ServicesDegraded"),
     ],
 )

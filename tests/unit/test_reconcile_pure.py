@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tradingstack.api import TradingStack, TradingStackStatus
+from tradingstack.health.contract import DependencyHealth, DependencyStatus, ServiceHealth
+from tradingstack.health.rollup import rollup
 from tradingstack.reconcile.diff import contains, needs_apply, with_applied_hash
 from tradingstack.reconcile.status import ConditionUpdate, Observations, compute_status, invalid_spec_status
 
@@ -143,11 +145,18 @@ def test_apply_errors_and_failed_backups_degrade_the_stack() -> None:
 
 
 def test_unreachable_health_is_reported_but_does_not_degrade() -> None:
-    observed = Observations(workloads=all_ready(), health={"api": "UNREACHABLE"})
+    observed = Observations(workloads=all_ready(), health=rollup({"api": None}))
     status = compute_status(stack(), observed, TradingStackStatus(), NOW)
     assert status.phase == "Ready" and status.services["api"].health == "UNREACHABLE"
-    unhealthy = compute_status(stack(), Observations(workloads=all_ready(), health={"api": "UNHEALTHY"}), status, NOW)
-    assert unhealthy.phase == "Degraded"
+    document = ServiceHealth.create(
+        "api", "1", 5.0, NOW, {"redis": DependencyHealth(status=DependencyStatus.DOWN, message="refused")}
+    )
+    unhealthy = compute_status(
+        stack(), Observations(workloads=all_ready(), health=rollup({"api": document})), status, NOW
+    )
+    degraded = next(c for c in unhealthy.conditions if c.type == "Degraded")
+    assert unhealthy.phase == "Degraded" and unhealthy.services["api"].health == "UNHEALTHY"
+    assert degraded.reason == "ServicesUnhealthy" and degraded.message == "api UNHEALTHY (redis DOWN)"
 
 
 def test_invalid_spec_status_names_the_fields() -> None:

@@ -1,7 +1,9 @@
 """Stack-level health from the services' health documents (pure).
 
 The operator fetches each service's document; a service it could not reach is passed as None and reported as
-UNREACHABLE, which is not the same as down: the service may be fine and the operator's network path broken.
+UNREACHABLE, which is not the same as down: the service may be fine and the operator's network path broken
+(a NetworkPolicy, the operator running outside the cluster). So UNREACHABLE is reported but never degrades the
+stack; only a service that itself says DEGRADED or UNHEALTHY does.
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ class StackHealth:
 
     services: dict[str, ServiceHealthState]
     degraded: bool
-    """True when any service is not HEALTHY."""
+    """True when any service reports DEGRADED or UNHEALTHY."""
     reason: str
-    """CamelCase condition reason: AllHealthy, or the worst state found (ServicesUnhealthy, ...)."""
+    """CamelCase reason: AllHealthy, or the worst state found (ServicesUnhealthy, ServicesDegraded, and
+    ServicesUnreachable when nothing worse is present)."""
     message: str
     """Which services are affected and why (dependency names and statuses; never dependency messages, which
     the services wrote and the operator does not control)."""
@@ -38,10 +41,11 @@ class StackHealth:
 
 _REASONS = {
     ServiceHealthState.UNHEALTHY: "ServicesUnhealthy",
-    ServiceHealthState.UNREACHABLE: "ServicesUnreachable",
     ServiceHealthState.DEGRADED: "ServicesDegraded",
+    ServiceHealthState.UNREACHABLE: "ServicesUnreachable",
 }
 """Worst first: the condition's reason names the worst state present."""
+_DEGRADING = {ServiceHealthState.UNHEALTHY, ServiceHealthState.DEGRADED}
 
 
 def _state(document: ServiceHealth | None) -> ServiceHealthState:
@@ -69,4 +73,5 @@ def rollup(documents: Mapping[str, ServiceHealth | None]) -> StackHealth:
         return StackHealth(services, degraded=False, reason="AllHealthy", message="all services are healthy")
     worst = next(state for state in _REASONS if state in services.values())
     message = "; ".join(_describe(name, documents[name]) for name in affected)
-    return StackHealth(services, degraded=True, reason=_REASONS[worst], message=message)
+    degraded = any(state in _DEGRADING for state in services.values())
+    return StackHealth(services, degraded=degraded, reason=_REASONS[worst], message=message)

@@ -20,6 +20,8 @@ from pydantic import ValidationError
 from tradingstack.api import TradingStack, TradingStackStatus, describe
 from tradingstack.api.status import RestartsStatus
 from tradingstack.errors import ApiPermanentError
+from tradingstack.health.fetch import fetch_health_documents
+from tradingstack.health.rollup import StackHealth, rollup
 from tradingstack.kube import events
 from tradingstack.kube.client import ChildKey, Kube, Obj
 from tradingstack.metrics import CHILDREN_APPLIED, CHILDREN_PRUNED, RECONCILE_DURATION
@@ -28,6 +30,7 @@ from tradingstack.reconcile.restart_runner import advance_restarts
 from tradingstack.reconcile.status import Observations, compute_status, invalid_spec_status
 from tradingstack.render.common import STACK_LABEL
 from tradingstack.render.secrets import generated_secrets
+from tradingstack.render.services import service_url
 from tradingstack.render.stack import render
 
 PRUNABLE_KINDS = {
@@ -69,10 +72,12 @@ class StackReconciler:
         kube: Kube,
         clock: Callable[[], datetime] = utc_now,
         new_password: Callable[[], str] = lambda: secrets.token_urlsafe(24),
+        read_health: bool = True,
     ) -> None:
         self._kube = kube
         self._clock = clock
         self._new_password = new_password
+        self._read_health = read_health
 
     async def reconcile(self, body: Mapping[str, Any]) -> TradingStackStatus:
         started = time.perf_counter()
@@ -128,11 +133,17 @@ class StackReconciler:
         observed = Observations(
             workloads={k: v for k, v in children.items() if k[0] in ("Deployment", "StatefulSet")},
             apply_errors=apply_errors,
+            health=await self._service_health(stack) if self._read_health else None,
             restarts=restarts,
         )
         status = compute_status(stack, observed, previous, now)
         await self._write_status(body, previous, status)
         return status
+
+    @staticmethod
+    async def _service_health(stack: TradingStack) -> StackHealth:
+        urls = {s.name: service_url(stack, s) + s.health.path for s in stack.spec.services if s.replicas > 0}
+        return rollup(await fetch_health_documents(urls))
 
     async def _create_missing_secrets(self, stack: TradingStack, children: dict[ChildKey, Obj]) -> None:
         for secret in generated_secrets(stack, stack.owner_reference(), self._new_password):

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from tradingstack.api import Condition, ServiceStatus, TradingStack, TradingStackStatus
 from tradingstack.api.status import ConditionType, HealthState, Phase, PostgresStatus, RedisStatus, RestartsStatus
+from tradingstack.health.rollup import StackHealth
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 
@@ -79,11 +80,18 @@ class Observations:
     """Live Deployments and StatefulSets by (kind, name)."""
 
     apply_errors: list[str] = field(default_factory=list)
-    health: Mapping[str, HealthState] = field(default_factory=dict)
+    health: StackHealth | None = None
+    """Roll-up of the services' health documents; None when the operator does not read them."""
     redis: RedisStatus = field(default_factory=RedisStatus)
     postgres: PostgresStatus = field(default_factory=PostgresStatus)
     backup_condition: ConditionUpdate | None = None
     restarts: RestartsStatus = field(default_factory=RestartsStatus)
+
+
+def _health_state(health: StackHealth | None, service: str) -> HealthState:
+    if health is None or service not in health.services:
+        return "UNKNOWN"
+    return health.services[service].value
 
 
 def _store_condition(state: WorkloadState | None, name: str) -> ConditionUpdate:
@@ -114,7 +122,7 @@ def compute_status(
         services[service.name] = ServiceStatus(
             ready=current.ready if current else 0,
             desired=service.replicas,
-            health=observed.health.get(service.name, "UNKNOWN"),
+            health=_health_state(observed.health, service.name),
         )
         if current is None or not current.rolled_out:
             not_ready.append(service.name)
@@ -128,14 +136,13 @@ def compute_status(
     gateway = state("Deployment", "gateway") if spec.gateway.enabled else None
     gateway_ready = not spec.gateway.enabled or (gateway is not None and gateway.rolled_out)
 
-    unhealthy = sorted(n for n, h in observed.health.items() if h in ("DEGRADED", "UNHEALTHY"))
     degraded_reasons: list[tuple[str, str]] = []
     if observed.apply_errors:
         degraded_reasons.append(("ApplyFailed", "; ".join(observed.apply_errors)))
     if failed:
         degraded_reasons.append(("RolloutFailed", "; ".join(failed)))
-    if unhealthy:
-        degraded_reasons.append(("ServiceUnhealthy", ", ".join(f"{n} is {observed.health[n]}" for n in unhealthy)))
+    if observed.health is not None and observed.health.degraded:
+        degraded_reasons.append((observed.health.reason, observed.health.message))
 
     if spec.postgres.enabled and spec.postgres.backup.enabled:
         backup = observed.backup_condition or ConditionUpdate("Unknown", "NoBackupYet", "no backup Job has finished")
