@@ -7,13 +7,16 @@
 #
 # Needs a Docker engine (`docker info` must work); exits non-zero with a clear message otherwise.
 # Environment: REGISTRY (default ghcr.io/quantumtrader), TAG (default: the version in pyproject.toml),
-# KIND_CLUSTER (default tradingstack), DOCKER_BUILD_ARGS (extra arguments for docker build).
+# KIND_CLUSTER (default tradingstack), POSTGRES_MAJOR (default 16, for the backup image),
+# DOCKER_BUILD_ARGS (extra arguments for docker build).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 REGISTRY="${REGISTRY:-ghcr.io/quantumtrader}"
 TAG="${TAG:-$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$REPO/pyproject.toml" | head -n1)}"
 KIND_CLUSTER="${KIND_CLUSTER:-tradingstack}"
+
+POSTGRES_MAJOR="${POSTGRES_MAJOR:-16}"
 
 # name:dockerfile pairs; the build context is always the repository root.
 IMAGES=(
@@ -25,7 +28,21 @@ IMAGES=(
 log() { printf '[images] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-ref() { printf '%s/%s:%s' "$REGISTRY" "$1" "$TAG"; }
+# The references an image is tagged with (first = primary). The backup image carries the PostgreSQL major
+# version its pg_dump matches (render/postgres.py BACKUP_IMAGE); the demo service is also tagged with the
+# shorter name the examples/ use.
+refs() {
+  case "$1" in
+    tradingstack-backup) printf '%s\n' "$REGISTRY/$1:$TAG-pg$POSTGRES_MAJOR" ;;
+    tradingstack-demo-service) printf '%s\n' "$REGISTRY/$1:$TAG" "$REGISTRY/demo-service:$TAG" ;;
+    *) printf '%s\n' "$REGISTRY/$1:$TAG" ;;
+  esac
+}
+
+all_refs() {
+  local entry
+  for entry in "${IMAGES[@]}"; do refs "${entry%%:*}"; done
+}
 
 need_docker() {
   command -v docker >/dev/null 2>&1 ||
@@ -37,20 +54,25 @@ need_docker() {
 cmd_build() {
   need_docker
   [ -n "$TAG" ] || die "could not read the version from pyproject.toml; set TAG"
-  local entry name dockerfile
+  local entry name dockerfile ref
+  for entry in "${IMAGES[@]}"; do
+    [ -f "$REPO/${entry#*:}" ] || die "${entry#*:} is missing"
+  done
   for entry in "${IMAGES[@]}"; do
     name="${entry%%:*}"
     dockerfile="${entry#*:}"
-    [ -f "$REPO/$dockerfile" ] || die "$dockerfile is missing"
-    log "building $(ref "$name") from $dockerfile"
+    local tags=()
+    while read -r ref; do tags+=(--tag "$ref"); done < <(refs "$name")
+    log "building $name from $dockerfile"
     # shellcheck disable=SC2086  # DOCKER_BUILD_ARGS is a list of words on purpose
     DOCKER_BUILDKIT=1 docker build ${DOCKER_BUILD_ARGS:-} \
       --file "$REPO/$dockerfile" \
       --build-arg "VERSION=$TAG" \
-      --tag "$(ref "$name")" \
+      --build-arg "POSTGRES_MAJOR=$POSTGRES_MAJOR" \
+      "${tags[@]}" \
       "$REPO"
   done
-  log "built: $(for e in "${IMAGES[@]}"; do printf '%s ' "$(ref "${e%%:*}")"; done)"
+  log "built: $(all_refs | tr '\n' ' ')"
 }
 
 cmd_kind_load() {
@@ -58,18 +80,16 @@ cmd_kind_load() {
   command -v kind >/dev/null 2>&1 || die "kind is not installed"
   kind get clusters 2>/dev/null | grep -qx "$KIND_CLUSTER" ||
     die "no kind cluster named '$KIND_CLUSTER' (start one with: CLUSTER=kind hack/cluster.sh up, or set KIND_CLUSTER)"
-  local entry image
-  for entry in "${IMAGES[@]}"; do
-    image="$(ref "${entry%%:*}")"
+  local image
+  while read -r image; do
     docker image inspect "$image" >/dev/null 2>&1 || die "$image is not built; run: hack/images.sh build"
     log "loading $image into kind cluster $KIND_CLUSTER"
     kind load docker-image --name "$KIND_CLUSTER" "$image"
-  done
+  done < <(all_refs)
 }
 
 cmd_list() {
-  local entry
-  for entry in "${IMAGES[@]}"; do ref "${entry%%:*}"; echo; done
+  all_refs
 }
 
 case "${1:-}" in

@@ -465,3 +465,40 @@ def test_images_script_needs_a_docker_engine(tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     assert "needs a Docker engine" in result.stderr
+
+
+FAKE_TOOL = """#!/bin/sh
+echo "$(basename "$0") $*" >> "$CALLS"
+case "$1 $2" in
+  "get clusters") echo tradingstack ;;
+esac
+exit 0
+"""
+
+
+def test_images_script_builds_and_loads_every_image(tmp_path: Path) -> None:
+    """With a (recording) docker and kind on PATH: every image is built from the repo root and loaded."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("docker", "kind"):
+        (bin_dir / tool).write_text(FAKE_TOOL)
+        (bin_dir / tool).chmod(0o755)
+    calls = tmp_path / "calls"
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls), "TAG": "9.9.9"}
+    script = str(REPO / "hack" / "images.sh")
+    for command in ("build", "kind-load"):
+        result = subprocess.run([script, command], capture_output=True, text=True, env=env, timeout=60, check=False)
+        assert result.returncode == 0, result.stderr
+    lines = calls.read_text().splitlines()
+    builds = [line for line in lines if line.startswith("docker build")]
+    assert len(builds) == 3
+    assert all(line.endswith(f" {REPO}") for line in builds)
+    assert "--tag ghcr.io/quantumtrader/tradingstack-operator:9.9.9" in builds[0]
+    assert "images/operator/Dockerfile" in builds[0]
+    loads = [line.rsplit(" ", 1)[-1] for line in lines if line.startswith("kind load docker-image --name tradingstack")]
+    assert loads == [
+        "ghcr.io/quantumtrader/tradingstack-operator:9.9.9",
+        "ghcr.io/quantumtrader/tradingstack-demo-service:9.9.9",
+        "ghcr.io/quantumtrader/demo-service:9.9.9",
+        "ghcr.io/quantumtrader/tradingstack-backup:9.9.9-pg16",
+    ]
