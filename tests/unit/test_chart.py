@@ -22,6 +22,8 @@ import yaml
 
 from tradingstack.api.crd import render_crd_yaml
 from tradingstack.api.spec import TradingStackSpec
+from tradingstack.cli import build_parser
+from tradingstack.render.network import OPERATOR_POD_LABELS
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "tradingstack-operator"
@@ -185,20 +187,55 @@ def test_deployment_runs_the_operator(helm: str) -> None:
     assert pod["serviceAccountName"] == SA_NAME
     (container,) = pod["containers"]
     assert container["image"] == "ghcr.io/quantumtrader/tradingstack-operator:0.1.0"  # tag = appVersion
-    assert container["args"] == ["run", "--all-namespaces"]
+    assert container["args"] == [
+        "run",
+        "--all-namespaces",
+        "--health-port",
+        "8080",
+        "--metrics-port",
+        "9102",
+        "--log-level",
+        "INFO",
+        "--resync-seconds",
+        "30",
+    ]
     for probe in ("livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"health": 8080, "metrics": 9102}
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["TRADINGSTACK_LOG_FORMAT"] == "json"
+    assert env["PYTHONUNBUFFERED"] == "1"
     assert set(spec["selector"]["matchLabels"].items()) <= set(spec["template"]["metadata"]["labels"].items())
+
+
+def operator_args(objs: list[dict[str, Any]]) -> list[str]:
+    args: list[str] = one(objs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    return args
+
+
+@pytest.mark.parametrize("sets", [[], *VARIANTS.values(), ["operator.readHealth=false", "operator.logLevel=debug"]])
+def test_the_operator_cli_accepts_the_rendered_args(helm: str, sets: list[str]) -> None:
+    args = build_parser().parse_args(operator_args(render(helm, *sets)))
+    assert args.command == "run"
+    assert args.health_port == 8080
+    assert args.metrics_port == 9102
+    if "rbac.scope=namespace" in sets:
+        assert args.namespace and not args.all_namespaces
+    else:
+        assert args.all_namespaces and not args.namespace
+    assert args.read_health == ("operator.readHealth=false" not in sets)
+
+
+def test_operator_pods_carry_the_label_the_network_policies_admit(helm: str) -> None:
+    for sets in ([], ["fullnameOverride=ops"]):
+        labels = one(render(helm, *sets), "Deployment")["spec"]["template"]["metadata"]["labels"]
+        assert OPERATOR_POD_LABELS.items() <= labels.items()
 
 
 def test_namespace_mode_watches_only_its_namespaces(helm: str) -> None:
     objs = render(helm, "rbac.scope=namespace", "watchNamespaces={team-a,team-b}")
-    args = one(objs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert args == ["run", "--namespace", "team-a", "--namespace", "team-b"]
+    assert operator_args(objs)[:5] == ["run", "--namespace", "team-a", "--namespace", "team-b"]
+    assert "--all-namespaces" not in operator_args(objs)
     assert not of_kind(objs, "ClusterRole")
     assert not of_kind(objs, "ClusterRoleBinding")
     roles = {r["metadata"]["namespace"]: r for r in of_kind(objs, "Role")}
@@ -218,8 +255,8 @@ def test_namespace_mode_watches_only_its_namespaces(helm: str) -> None:
 def test_namespace_mode_defaults_to_the_release_namespace(helm: str) -> None:
     objs = render(helm, "rbac.scope=namespace")
     assert [r["metadata"]["namespace"] for r in of_kind(objs, "Role")] == [NAMESPACE]
-    args = one(objs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert args == ["run", "--namespace", NAMESPACE]
+    assert operator_args(objs)[:3] == ["run", "--namespace", NAMESPACE]
+    assert operator_args(objs)[3] == "--health-port"
 
 
 def test_cluster_mode_grants_exactly_what_the_operator_needs(helm: str) -> None:

@@ -1,6 +1,9 @@
-{{/* Chart name, overridable. */}}
+{{/*
+The app name. Fixed on purpose: the NetworkPolicies the operator renders admit pods labelled
+app.kubernetes.io/name=tradingstack-operator (tradingstack.render.network.OPERATOR_POD_LABELS).
+*/}}
 {{- define "tradingstack-operator.name" -}}
-{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+tradingstack-operator
 {{- end -}}
 
 {{/*
@@ -11,7 +14,7 @@ Used for the Deployment, ServiceAccount, Service and RBAC objects.
 {{- if .Values.fullnameOverride -}}
 {{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
 {{- else -}}
-{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- $name := include "tradingstack-operator.name" . -}}
 {{- if contains $name .Release.Name -}}
 {{- .Release.Name | trunc 63 | trimSuffix "-" -}}
 {{- else -}}
