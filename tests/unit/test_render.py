@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -14,6 +15,7 @@ from tests.psa import pod_specs, restricted_violations
 from tradingstack.api import TradingStack
 from tradingstack.cli import dump_yaml
 from tradingstack.render.common import RETAINED_ANNOTATION, STACK_LABEL
+from tradingstack.render.secrets import generated_secrets
 from tradingstack.render.stack import render
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -145,3 +147,15 @@ def test_every_pod_is_restricted_and_every_child_is_owned_and_labelled(stack: Tr
         assert len(meta["name"]) <= 63
         for pod in pod_specs(obj):
             assert restricted_violations(pod) == [], (obj["kind"], meta["name"])
+
+
+@pytest.mark.parametrize(("policy", "owned"), [("Retain", False), ("Delete", True)])
+def test_generated_credentials_follow_the_deletion_policy(policy: str, owned: bool) -> None:
+    stack = example("minimal.yaml")
+    stack = stack.model_copy(update={"spec": stack.spec.model_copy(update={"deletion_policy": policy})})
+    secrets = generated_secrets(stack, stack.owner_reference(), lambda: "s3cr3t-value")
+    assert {s["metadata"]["name"] for s in secrets} == {"minimal-redis", "minimal-postgres"}
+    for secret in secrets:
+        assert ("ownerReferences" in secret["metadata"]) is owned
+    postgres = next(s for s in secrets if s["metadata"]["name"] == "minimal-postgres")["stringData"]
+    assert postgres["password"] == "s3cr3t-value" and "s3cr3t-value" in postgres["dsn"]

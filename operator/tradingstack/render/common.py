@@ -123,3 +123,18 @@ def spread_and_anti_affinity(stack: TradingStack, component: str) -> dict[str, A
             ]
         }
     }
+
+
+def apply_deletion_policy(obj: Manifest, policy: str) -> Manifest:
+    """Data survives the stack unless deletionPolicy is Delete.
+
+    Objects marked retained (backup volume, generated credentials) lose their owner reference under Retain, so
+    garbage collection leaves them; StatefulSets keep or delete their claims through their retention policy.
+    """
+    if obj["kind"] == "StatefulSet":
+        retention = {"whenDeleted": "Delete" if policy == "Delete" else "Retain", "whenScaled": "Retain"}
+        obj = {**obj, "spec": {**obj["spec"], "persistentVolumeClaimRetentionPolicy": retention}}
+    retained = obj["metadata"].get("annotations", {}).get(RETAINED_ANNOTATION) == "true"
+    if retained and policy == "Retain":
+        obj = {**obj, "metadata": {k: v for k, v in obj["metadata"].items() if k != "ownerReferences"}}
+    return obj

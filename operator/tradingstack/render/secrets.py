@@ -10,12 +10,13 @@ from collections.abc import Callable
 
 from tradingstack.api import OwnerReference, TradingStack
 from tradingstack.render import postgres, redis
-from tradingstack.render.common import RETAINED_ANNOTATION, Manifest, manifest, metadata
+from tradingstack.render.common import RETAINED_ANNOTATION, Manifest, apply_deletion_policy, manifest, metadata
 
 
 def _secret(stack: TradingStack, owner: OwnerReference, component: str, name: str, data: dict[str, str]) -> Manifest:
     meta = metadata(stack, owner, component, name=name, annotations={RETAINED_ANNOTATION: "true"})
-    return manifest("v1", "Secret", meta, type="Opaque", stringData=data)
+    secret = manifest("v1", "Secret", meta, type="Opaque", stringData=data)
+    return apply_deletion_policy(secret, stack.spec.deletion_policy)
 
 
 def generated_secrets(stack: TradingStack, owner: OwnerReference, new_password: Callable[[], str]) -> list[Manifest]:

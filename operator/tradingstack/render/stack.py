@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tradingstack.api import OwnerReference, TradingStack
-from tradingstack.render.common import RETAINED_ANNOTATION, Manifest
+from tradingstack.render.common import Manifest, apply_deletion_policy
 from tradingstack.render.gateway import render_gateway
 from tradingstack.render.network import render_network_policies
 from tradingstack.render.postgres import render_postgres
@@ -30,21 +30,6 @@ def _sort_key(obj: Manifest) -> tuple[int, str]:
     kind = obj["kind"]
     rank = KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER)
     return rank, obj["metadata"]["name"]
-
-
-def apply_deletion_policy(obj: Manifest, policy: str) -> Manifest:
-    """Data survives the stack unless deletionPolicy is Delete.
-
-    Objects marked retained (backup volume, generated credentials) lose their owner reference under Retain, so
-    garbage collection leaves them; StatefulSets keep or delete their claims through their retention policy.
-    """
-    if obj["kind"] == "StatefulSet":
-        retention = {"whenDeleted": "Delete" if policy == "Delete" else "Retain", "whenScaled": "Retain"}
-        obj = {**obj, "spec": {**obj["spec"], "persistentVolumeClaimRetentionPolicy": retention}}
-    retained = obj["metadata"].get("annotations", {}).get(RETAINED_ANNOTATION) == "true"
-    if retained and policy == "Retain":
-        obj = {**obj, "metadata": {k: v for k, v in obj["metadata"].items() if k != "ownerReferences"}}
-    return obj
 
 
 def render(stack: TradingStack, owner: OwnerReference) -> list[Manifest]:
