@@ -31,7 +31,8 @@ BIN="$CACHE/bin"
 
 CLUSTER="${CLUSTER:-local}"
 CLUSTER_NAME="${CLUSTER_NAME:-tradingstack}"
-STATE="$REPO/.cluster"
+# state (kubeconfig, kwokctl work dir, logs); CLUSTER_STATE_DIR runs a second, separate cluster
+STATE="${CLUSTER_STATE_DIR:-$REPO/.cluster}"
 KUBECONFIG_OUT="$STATE/kubeconfig"
 LOGS="$STATE/logs"
 NODES="${CLUSTER_NODES:-3}"
@@ -139,7 +140,11 @@ cmd_env() {
 # ---------------------------------------------------------------------------------------------------
 # local cluster: kwokctl with the binary runtime and the binaries built above
 
-kubectl_() { "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_OUT" "$@"; }
+kubectl_() {
+  local k="$K8S_BIN/kubectl"
+  [ -x "$k" ] || k=kubectl
+  "$k" --kubeconfig "$KUBECONFIG_OUT" "$@"
+}
 
 kwokctl_() {
   # Every binary kwokctl would otherwise download comes from the cache; nothing is fetched.
@@ -153,18 +158,12 @@ kwokctl_() {
     KWOK_KUBECTL_BINARY="$K8S_BIN/kubectl" \
     KWOK_ETCD_BINARY="$ETCD_BIN/etcd" \
     KWOK_CONTROLLER_BINARY="$KWOK_BIN/kwok" \
-    "$KWOK_BIN/kwokctl" --name "$CLUSTER_NAME" "$@" </dev/null 9>&-
+    "$KWOK_BIN/kwokctl" --config "$STATE/kwokctl.yaml" --name "$CLUSTER_NAME" "$@" </dev/null 9>&-
 }
 
 healthy() {
   [ -s "$KUBECONFIG_OUT" ] || return 1
-  if [ "$CLUSTER" = kind ]; then
-    command -v kubectl >/dev/null || return 1
-    kubectl --kubeconfig "$KUBECONFIG_OUT" get --raw /readyz >/dev/null 2>&1
-  else
-    [ -x "$K8S_BIN/kubectl" ] || return 1
-    kubectl_ --request-timeout=5s get --raw /readyz >/dev/null 2>&1
-  fi
+  kubectl_ --request-timeout=5s get --raw /readyz >/dev/null 2>&1
 }
 
 ready_nodes() {
@@ -204,7 +203,7 @@ cluster_pids() {
 }
 
 local_down() {
-  if [ -x "$KWOK_BIN/kwokctl" ] && [ -d "$KWOK_WORKDIR/clusters/$CLUSTER_NAME" ]; then
+  if [ -x "$KWOK_BIN/kwokctl" ] && [ -f "$STATE/kwokctl.yaml" ] && [ -d "$KWOK_WORKDIR/clusters/$CLUSTER_NAME" ]; then
     kwokctl_ delete cluster --kubeconfig "$KUBECONFIG_OUT" >>"$STATE/kwokctl.log" 2>&1 || true
   fi
   local pids i
@@ -232,6 +231,13 @@ local_up() {
     # half-started or stale (e.g. processes killed after a CI run): start from scratch
     local_down >/dev/null 2>&1 || true
     mkdir -p "$STATE"
+    # every component (etcd has no auth) listens on loopback only
+    cat >"$STATE/kwokctl.yaml" <<'YAML'
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokctlConfiguration
+options:
+  bindAddress: 127.0.0.1
+YAML
     log "creating cluster $CLUSTER_NAME (kwokctl, binary runtime, kubernetes $K8S_VERSION) ..."
     # --kube-admission: the default admission chain (ServiceAccount, PodSecurity, ...) instead of none
     # --kube-authorization: Node,RBAC authorization; the admin kubeconfig is system:masters
