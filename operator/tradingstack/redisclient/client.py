@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -19,7 +20,7 @@ from tradingstack.redisclient.guard import CircuitState, ConnectionGuard
 T = TypeVar("T")
 
 # Error replies that mean "no usable master right now" rather than a bug in the command.
-_UNAVAILABLE_REPLIES = ("NOREPLICAS", "READONLY", "LOADING", "MASTERDOWN", "TRYAGAIN")
+_UNAVAILABLE_REPLY = re.compile(r"^(NOREPLICAS|READONLY|LOADING|MASTERDOWN|TRYAGAIN)\b")
 
 
 class RedisUnavailableError(Exception):
@@ -51,7 +52,7 @@ def no_retry() -> Retry:
 def _is_unavailable(error: Exception) -> bool:
     if isinstance(error, redis.ConnectionError | redis.TimeoutError):
         return True
-    return isinstance(error, redis.ResponseError) and str(error).startswith(_UNAVAILABLE_REPLIES)
+    return isinstance(error, redis.ResponseError) and _UNAVAILABLE_REPLY.match(str(error)) is not None
 
 
 class SentinelRedisClient:
@@ -66,6 +67,7 @@ class SentinelRedisClient:
         clock: Clock | None = None,
         sleep: Sleep = time.sleep,
         socket_timeout: float = 1.0,
+        max_wait_ms: int = 1000,
         failover_grace_seconds: float = 15.0,
         failover_retry_seconds: float = 0.1,
         degraded_latency_ms: float = 100.0,
@@ -78,16 +80,19 @@ class SentinelRedisClient:
             failover_grace_seconds=failover_grace_seconds,
             failover_retry_seconds=failover_retry_seconds,
         )
+        self.max_wait_ms = max_wait_ms
         connection: dict[str, Any] = {
             "password": password,
             "socket_timeout": socket_timeout,
             "socket_connect_timeout": socket_timeout,
             "retry": no_retry(),
         }
+        # WAIT blocks for up to its timeout before answering: the master's read timeout must outlast it.
+        master_connection = connection | {"socket_timeout": socket_timeout + max_wait_ms / 1000}
         # redis-py's Sentinel API carries no type annotations.
         addresses = [parse_address(a) for a in sentinels]
         self._sentinel = Sentinel(addresses, sentinel_kwargs=dict(connection), **connection)  # type: ignore[no-untyped-call]
-        self.master: redis.Redis = self._sentinel.master_for(master_name, **connection)  # type: ignore[no-untyped-call]
+        self.master: redis.Redis = self._sentinel.master_for(master_name, **master_connection)  # type: ignore[no-untyped-call]
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ, **options: Any) -> SentinelRedisClient:
@@ -143,11 +148,14 @@ class SentinelRedisClient:
         `retry_seconds` > 0 retries an unreachable master (e.g. across a failover) for that long.
         """
 
+        if timeout_ms > self.max_wait_ms:
+            raise ValueError(f"timeout_ms {timeout_ms} is above the client's max_wait_ms {self.max_wait_ms}")
+
         def set_and_wait(master: redis.Redis) -> int:
-            pipe = master.pipeline(transaction=False)
-            pipe.set(key, value, ex=ex)
-            pipe.wait(replicas, timeout_ms)
-            return int(pipe.execute()[-1])
+            # Two round trips, not a pipeline: after a refused SET (NOREPLICAS, READONLY) a pipelined WAIT
+            # would still block for its whole timeout.
+            master.set(key, value, ex=ex)
+            return int(master.wait(replicas, timeout_ms))
 
         acknowledged = self.call(set_and_wait, retry_seconds)
         if acknowledged < replicas:

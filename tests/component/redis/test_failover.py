@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.component.redis.processes import RenderedRedis, TwoMasterChecker, wait_until
-from tradingstack.redisclient import SentinelRedisClient, observe_master
+from tradingstack.redisclient import RedisUnavailableError, SentinelRedisClient, observe_master
 
 pytestmark = pytest.mark.component
 
@@ -59,3 +59,15 @@ def test_prestop_hook_of_a_replica_changes_nothing(sentinel_stack: RenderedRedis
     replica = next(i for i in range(stack.spec.replicas) if i != master)
     stack.run_prestop(replica)
     assert stack.agreed_master() == master
+
+
+def test_a_master_without_replicas_refuses_writes_as_unavailable(sentinel_stack: RenderedRedis) -> None:
+    """min-replicas-to-write: a master cut off from its replicas accepts nothing that a failover could lose."""
+    stack = sentinel_stack
+    master = stack.wait_stable(timeout=30)
+    for replica in (i for i in range(stack.spec.replicas) if i != master):
+        stack.kill_redis(replica)
+    client = client_for(stack)
+    with pytest.raises(RedisUnavailableError, match="NOREPLICAS"):
+        client.write_confirmed("unprotected", "1")
+    client.close()
