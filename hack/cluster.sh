@@ -158,7 +158,20 @@ kwokctl_() {
     KWOK_KUBECTL_BINARY="$K8S_BIN/kubectl" \
     KWOK_ETCD_BINARY="$ETCD_BIN/etcd" \
     KWOK_CONTROLLER_BINARY="$KWOK_BIN/kwok" \
-    "$KWOK_BIN/kwokctl" --config "$STATE/kwokctl.yaml" --name "$CLUSTER_NAME" "$@" </dev/null 9>&-
+    detached "$KWOK_BIN/kwokctl" --config "$STATE/kwokctl.yaml" --name "$CLUSTER_NAME" "$@" </dev/null
+}
+
+# Runs a command that starts long-lived processes with every inherited descriptor above stderr closed:
+# the cluster must not keep our lock or a caller's pipe (CI, pytest, make) open after we return.
+detached() {
+  (
+    local fd
+    for fd in /proc/$BASHPID/fd/*; do
+      fd="${fd##*/}"
+      if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+    done
+    exec "$@"
+  )
 }
 
 healthy() {
@@ -184,6 +197,7 @@ wait_for() {
 }
 
 enough_nodes() { [ "$(ready_nodes)" -ge "$NODES" ]; }
+default_sa() { kubectl_ -n default get serviceaccount default -o name >/dev/null 2>&1; }
 
 # pids of processes of this cluster: what kwokctl recorded, plus anything still running from its workdir
 cluster_pids() {
@@ -263,7 +277,7 @@ YAML
   fi
   wait_for "$NODES Ready nodes" 180 enough_nodes
   # pods need the default service account (the ServiceAccount admission plugin is on)
-  wait_for "the default service account" 120 kubectl_ -n default get serviceaccount default -o name
+  wait_for "the default service account" 120 default_sa
   # kwok has no storage: the controller-manager's hostPath provisioner (enabled above) binds PVCs
   # through this default class, so pods of StatefulSets with volumeClaimTemplates can be scheduled
   kubectl_ apply -f - >/dev/null <<'YAML' || die "could not create the default StorageClass"
