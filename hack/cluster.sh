@@ -199,21 +199,18 @@ wait_for() {
 enough_nodes() { [ "$(ready_nodes)" -ge "$NODES" ]; }
 default_sa() { kubectl_ -n default get serviceaccount default -o name >/dev/null 2>&1; }
 
-# pids of processes of this cluster: what kwokctl recorded, plus anything still running from its workdir
+# pids of the processes of this cluster: everything running from its kwokctl work directory
+# (kwokctl starts each binary through a link in <workdir>/clusters/<name>/bin/). Matching the command
+# (argv[0]), not pid files, never hits an unrelated process that reused a pid after a reboot.
 cluster_pids() {
-  local f pid
-  for f in "$KWOK_WORKDIR"/clusters/"$CLUSTER_NAME"/pids/*.pid; do
-    [ -f "$f" ] || continue
-    pid=$(cat "$f" 2>/dev/null || true)
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && echo "$pid"
-  done
+  local f argv0
   for f in /proc/[0-9]*; do
-    pid="${f#/proc/}"
-    [ "$pid" = $$ ] && continue
-    if tr '\0' ' ' <"$f/cmdline" 2>/dev/null | grep -qF "$KWOK_WORKDIR/clusters/$CLUSTER_NAME/"; then
-      echo "$pid"
-    fi
-  done | sort -u
+    argv0=""
+    IFS= read -r -d '' argv0 <"$f/cmdline" 2>/dev/null || true
+    case "$argv0" in
+      "$KWOK_WORKDIR/clusters/$CLUSTER_NAME/"*) echo "${f#/proc/}" ;;
+    esac
+  done
 }
 
 local_down() {
