@@ -133,6 +133,7 @@ link_bins() {
 }
 
 cmd_env() {
+  # shellcheck disable=SC2016 # $PATH is for the shell that evaluates this
   printf 'export PATH=%q:$PATH\n' "$BIN"
   printf 'export KUBECONFIG=%q\n' "$KUBECONFIG_OUT"
 }
@@ -166,7 +167,7 @@ kwokctl_() {
 detached() {
   (
     local fd
-    for fd in /proc/$BASHPID/fd/*; do
+    for fd in /proc/"$BASHPID"/fd/*; do
       fd="${fd##*/}"
       if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
     done
@@ -174,8 +175,13 @@ detached() {
   )
 }
 
+# the context name in the kubeconfig tells which kind of cluster wrote it: kwok-<name> or kind-<name>
+context_name() { if [ "$CLUSTER" = kind ]; then echo "kind-$CLUSTER_NAME"; else echo "kwok-$CLUSTER_NAME"; fi; }
+kubeconfig_is_ours() { grep -q "^current-context: $(context_name)\$" "$KUBECONFIG_OUT" 2>/dev/null; }
+kubeconfig_is_foreign() { grep -Eq '^current-context: +[^" ]' "$KUBECONFIG_OUT" 2>/dev/null && ! kubeconfig_is_ours; }
+
 healthy() {
-  [ -s "$KUBECONFIG_OUT" ] || return 1
+  kubeconfig_is_ours || return 1
   kubectl_ --request-timeout=5s get --raw /readyz >/dev/null 2>&1
 }
 
@@ -226,7 +232,8 @@ local_down() {
     sleep 1
   done
   [ -z "$(cluster_pids)" ] || die "processes still running: $(cluster_pids | tr '\n' ' ')"
-  rm -rf "$KWOK_WORKDIR/clusters/$CLUSTER_NAME" "$LOGS" "$KUBECONFIG_OUT"
+  rm -rf "$KWOK_WORKDIR/clusters/$CLUSTER_NAME" "$LOGS"
+  if ! kubeconfig_is_foreign; then rm -f "$KUBECONFIG_OUT"; fi
 }
 
 local_up() {
@@ -238,6 +245,8 @@ local_up() {
   start=$(date +%s)
   if healthy; then
     log "cluster $CLUSTER_NAME already up"
+  elif kubeconfig_is_foreign; then
+    die "$KUBECONFIG_OUT belongs to another cluster ($(grep '^current-context:' "$KUBECONFIG_OUT")); run 'CLUSTER=kind $0 down' first"
   else
     # half-started or stale (e.g. processes killed after a CI run): start from scratch
     local_down >/dev/null 2>&1 || true
@@ -301,6 +310,9 @@ kind_ok() {
 kind_up() {
   kind_ok || die "CLUSTER=kind needs docker (with a running engine: 'docker info' must work) and kind"
   mkdir -p "$STATE"
+  if kubeconfig_is_foreign; then
+    die "$KUBECONFIG_OUT belongs to another cluster ($(grep '^current-context:' "$KUBECONFIG_OUT")); run '$0 down' first"
+  fi
   if ! kind get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"; then
     kind create cluster --name "$CLUSTER_NAME" --kubeconfig "$KUBECONFIG_OUT" --wait 180s
   else
@@ -311,7 +323,7 @@ kind_up() {
 
 kind_down() {
   if kind_ok; then kind delete cluster --name "$CLUSTER_NAME" || true; fi
-  rm -f "$KUBECONFIG_OUT"
+  if ! kubeconfig_is_foreign; then rm -f "$KUBECONFIG_OUT"; fi
 }
 
 # ---------------------------------------------------------------------------------------------------
