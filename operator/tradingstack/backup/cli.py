@@ -67,11 +67,13 @@ def backup(args: argparse.Namespace, store: BackupStore, database: Database) -> 
             _check_archive(database, partial, restore_check=args.restore_check)
             manifest = manifest.model_copy(update={"verified": True})
         store.commit(partial, manifest)
+    if args.keep_last is not None:
+        for removed in _prune(store, args.keep_last):
+            _log(f"pruned {removed}")
+    # Last, so the termination message reports success only when retention succeeded too.
     result = manifest.info().model_dump(mode="json", by_alias=True)
     _emit(result)
     _write_termination_message(args.termination_log, result)
-    if args.keep_last is not None:
-        _prune(store, args.keep_last)
     return 0
 
 
@@ -96,41 +98,46 @@ def list_backups(args: argparse.Namespace, store: BackupStore, database: Databas
 
 
 def prune(args: argparse.Namespace, store: BackupStore, database: Database) -> int:
-    _prune(store, args.keep_last)
+    for removed in _prune(store, args.keep_last):
+        _emit({"pruned": removed})
     return 0
 
 
 def restore(args: argparse.Namespace, store: BackupStore, database: Database) -> int:
+    target = database.name
+    exists = database.exists(target)
+    # Decided before reading the archive: a bootstrap (--if-empty) on a live database must stay a no-op.
+    replace = exists and not database.is_empty(target)
+    if replace and args.if_empty:
+        _emit({"restored": None, "database": target, "skipped": "database is not empty"})
+        return 0
+    if replace and not args.force:
+        raise RestoreRefusedError(f"database {target} is not empty; pass --force to replace it")
     manifest = store.get(args.source)
     archive = store.archive_path(manifest.name)
     actual = sha256_of(archive)
     if actual != manifest.checksum:
         store.write_manifest(manifest.model_copy(update={"verified": False, "verify_error": "checksum mismatch"}))
         raise ValueError(f"backup {manifest.name}: checksum mismatch ({actual}, manifest {manifest.checksum})")
-    target = database.name
-    if database.exists(target):
-        if not database.is_empty(target):
-            if args.if_empty:
-                _emit({"restored": None, "database": target, "skipped": "database is not empty"})
-                return 0
-            if not args.force:
-                raise RestoreRefusedError(f"database {target} is not empty; pass --force to replace it")
-            database.drop(target)
-            database.create(target)
-    else:
+    if replace:
+        database.drop(target)
+    if replace or not exists:
         database.create(target)
     database.restore(archive, into=target, jobs=args.jobs)
     _emit({"restored": manifest.name, "database": target})
     return 0
 
 
-def _prune(store: BackupStore, keep_last: int) -> None:
+def _prune(store: BackupStore, keep_last: int) -> list[str]:
+    """Apply retention and remove stale leftovers; returns what was removed."""
+    removed = []
     for manifest in to_prune(store.backups(), keep_last):
         store.delete(manifest.name)
-        _emit({"pruned": manifest.name})
+        removed.append(manifest.name)
     for leftover in store.stale_leftovers():
         leftover.unlink(missing_ok=True)
-        _emit({"removedLeftover": leftover.name})
+        removed.append(leftover.name)
+    return removed
 
 
 def _verification_error(database: Database, store: BackupStore, manifest: Manifest, restore_check: bool) -> str | None:

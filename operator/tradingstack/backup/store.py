@@ -77,7 +77,10 @@ class BackupStore:
         """Committed backups (manifest and archive both present), newest first."""
         found = []
         for manifest_path in self.directory.glob(f"*{MANIFEST_SUFFIX}"):
-            manifest = Manifest.model_validate_json(manifest_path.read_text())
+            try:
+                manifest = Manifest.model_validate_json(manifest_path.read_text())
+            except ValueError as err:
+                raise ValueError(f"{manifest_path}: unreadable manifest: {err}") from err
             if self.archive_path(manifest.name).is_file():
                 found.append(manifest)
         return sorted(found, key=lambda m: (m.time, m.name), reverse=True)

@@ -69,7 +69,8 @@ def test_restore_check_restores_into_a_scratch_database_and_removes_it(
 
 def test_retention_keeps_the_last_three_of_five(tool: BackupTool) -> None:
     created = [tool.ok("backup", "--no-verify")[0]["name"] for _ in range(4)]
-    created += [tool.ok("backup", "--keep-last", "3")[0]["name"]]
+    [last] = tool.ok("backup", "--keep-last", "3")  # one result line: the pruned names go to stderr
+    created.append(last["name"])
 
     assert tool.names() == list(reversed(created[-3:]))
     assert sorted(p.name for p in tool.directory.iterdir()) == sorted(
@@ -115,7 +116,10 @@ def test_damaged_archive_is_detected_and_never_counts_as_the_newest_good_backup(
     assert table_fingerprints(postgres_server, tool.database) == before
 
 
-def test_restore_of_a_damaged_archive_by_name_fails_and_marks_it_unverified(tool: BackupTool) -> None:
+def test_restore_of_a_damaged_archive_fails_before_touching_the_database_and_marks_it_unverified(
+    tool: BackupTool, postgres_server: PostgresServer
+) -> None:
+    before = table_fingerprints(postgres_server, tool.database)
     name = tool.ok("backup")[0]["name"]
     _damage(tool.directory / f"{name}.dump")
 
@@ -123,8 +127,11 @@ def test_restore_of_a_damaged_archive_by_name_fails_and_marks_it_unverified(tool
 
     assert completed.returncode == 1
     assert "checksum mismatch" in completed.stderr
+    assert table_fingerprints(postgres_server, tool.database) == before
     assert tool.ok("list")[0]["verified"] is False
-    assert tool.run("restore", "--from", "latest").returncode == 1
+    no_good_backup = tool.run("restore", "--from", "latest", "--force")
+    assert no_good_backup.returncode == 1
+    assert "no verified backup" in no_good_backup.stderr
 
 
 @pytest.mark.parametrize(
@@ -205,4 +212,15 @@ def test_restore_into_an_existing_empty_database(tool: BackupTool, postgres_serv
 
     tool.ok("restore", "--from", name, "--if-empty")
 
+    assert table_fingerprints(postgres_server, tool.database) == before
+
+
+def test_bootstrap_restore_is_a_no_op_on_a_database_with_data_even_without_backups(
+    tool: BackupTool, postgres_server: PostgresServer
+) -> None:
+    before = table_fingerprints(postgres_server, tool.database)
+
+    [skipped] = tool.ok("restore", "--from", "latest", "--if-empty")
+
+    assert skipped["skipped"] == "database is not empty"
     assert table_fingerprints(postgres_server, tool.database) == before
