@@ -181,8 +181,8 @@ fsync and rename, manifest, plus Python start-up and one connection for the serv
 Format choice: the tool writes one custom-format file (`-Fc -Z1`): it is checksummed, verified and published by
 one atomic rename, and `pg_restore -j2` still restores it in parallel. Level 1 needs about 40% less client CPU
 than the default level for an archive of the same size on this data. `-Fd -j2 -Z1` was the fastest raw setting
-in this run (pgbench keeps almost all rows in one table, so it cannot be parallelism across tables; the directory
-writer is simply quicker here); switching would mean a directory archive with per-file checksums, left as a
+in this run (pgbench keeps almost all rows in one table, so not through parallelism across tables; the cause
+was not investigated); switching would mean a directory archive with per-file checksums, left as a
 possible follow-up since the tool already meets its goal (at least as fast as `pg_dump -Fc`, within 0.9 of the
 fastest raw setting, best times). pgbench's filler columns are blank, so archives are tiny (about 2% of the
 database) and compression costs little; on real, less compressible data the gap between level 1 and the
