@@ -6,6 +6,7 @@ Bad input ends with exit code 2 and one line per problem naming the field; never
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -79,6 +80,9 @@ def _cmd_crd(_: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     setup_json_logging(args.log_level)
+    # One line per HTTP request and per handled watch event would drown the operator's own lines.
+    for noisy in ("httpx2", "kopf.objects"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     start_http_server(args.metrics_port)
     memo = kopf.Memo(resync_seconds=args.resync_seconds, read_health=args.read_health)
     kopf.run(

@@ -46,7 +46,13 @@ _KEY_VALUE = re.compile(
 )
 
 # LogRecord attributes that are not `extra` fields.
-_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+# Not extra fields: the record's own attributes, and kopf's whole OperatorSettings, which it attaches to every
+# record of its per-object loggers (kilobytes of repr per line, no information about the event).
+_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "settings",
+}
 
 _context: ContextVar[Mapping[str, Any]] = ContextVar("tradingstack_log_context", default=MappingProxyType({}))
 

@@ -18,7 +18,11 @@ from tradingstack.logs import MASK, MIN_REGISTERED_LENGTH, SecretMasker, log_con
 
 BASE_FIELDS = ("time", "level", "logger", "message")
 LOGGER = "tests.unit.logs"
-FIXED_TEXT = "connect failed for postgresql://trader:@db.internal:5432/trading using token key config Bearer"
+FIXED_TEXT = (
+    "connect failed for postgresql://trader:@db.internal:5432/trading using token key config Bearer"
+    " settings loaded database password host apiKey headers Authorization client_secret"
+)
+"""Text the tests log themselves: a generated secret equal to part of it is not a leak."""
 
 secrets = st.text(min_size=8, max_size=40)
 """Any characters (unicode, quotes, backslashes, '*'); values a secret store could hold."""
@@ -81,6 +85,7 @@ def test_dsn_passwords_never_appear(password: str) -> None:
 
 @given(secret=secrets)
 def test_values_under_secret_keys_never_appear_at_any_depth(secret: str) -> None:
+    assume(secret not in FIXED_TEXT)
     logger, stream = capture()
     logger.info(
         "settings loaded",

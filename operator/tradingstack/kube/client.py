@@ -99,8 +99,18 @@ class Kube:
         return {key: obj for batch in results for key, obj in batch}
 
     async def apply(self, obj: Obj, field_manager: str = FIELD_MANAGER) -> Obj:
+        """Server-side apply of a plain dict: partial objects (a restart stamp) are fine, the server merges."""
+        meta = obj["metadata"]
         async with _api_errors():
-            applied = await self._client.apply(codecs.from_dict(obj), field_manager=field_manager, force=True)
+            applied = await self._client.patch(
+                CHILD_KINDS[obj["kind"]],
+                meta["name"],
+                obj,
+                namespace=meta["namespace"],
+                patch_type=PatchType.APPLY,
+                field_manager=field_manager,
+                force=True,
+            )
         return {**_as_dict(applied), "kind": obj["kind"]}
 
     async def create(self, obj: Obj) -> bool:
