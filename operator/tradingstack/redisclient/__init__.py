@@ -5,6 +5,7 @@
 """
 
 from tradingstack.redisclient.client import (
+    AsyncHealthSource,
     RedisUnavailableError,
     SentinelRedisClient,
     WriteNotAcknowledgedError,
@@ -16,6 +17,7 @@ from tradingstack.redisclient.observe import MasterAddress, MasterObservation, o
 
 __all__ = [
     "BACKOFF_SECONDS",
+    "AsyncHealthSource",
     "CircuitState",
     "Clock",
     "ConnectionGuard",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import time
@@ -56,7 +57,13 @@ def _is_unavailable(error: Exception) -> bool:
 
 
 class SentinelRedisClient:
-    """The current master of `master_name`, discovered through the sentinels on every (re)connect."""
+    """The current master of `master_name`, discovered through the sentinels on every (re)connect.
+
+    Backoff and breaker follow the seed (1 -> 30 s, open after 3 failures for 60 s, see `guard`).
+    `failover_grace_seconds` (15 s by default: the default down-after of 5 s, an election and a promotion
+    with room to spare) is how long an outage is treated as a failover in progress, retried every
+    `failover_retry_seconds`. `clock` and `sleep` are injectable so tests never sleep for real.
+    """
 
     def __init__(
         self,
@@ -181,3 +188,14 @@ class SentinelRedisClient:
     def close(self) -> None:
         self.master.close()
         self._sentinel.close()
+
+
+class AsyncHealthSource:
+    """`health_check` as a coroutine (the blocking check runs in a worker thread), for async health servers
+    (`tradingstack.health.checks.RedisHealthSource`)."""
+
+    def __init__(self, client: SentinelRedisClient) -> None:
+        self.client = client
+
+    async def health_check(self) -> DependencyHealth:
+        return await asyncio.to_thread(self.client.health_check)

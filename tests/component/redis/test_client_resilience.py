@@ -5,6 +5,7 @@ Time is an injected fake clock: the tests move it forward instead of sleeping, a
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from tests.component.redis.processes import RenderedRedis, stack_for, wait_until
 from tradingstack.health.contract import DependencyStatus
 from tradingstack.redisclient import (
     BACKOFF_SECONDS,
+    AsyncHealthSource,
     CircuitState,
     RedisUnavailableError,
     SentinelRedisClient,
@@ -113,6 +115,7 @@ def test_breaker_opens_after_three_failures_then_half_opens(single_server: Rende
     assert recovering.latency_ms is not None
     assert client.guard.state is CircuitState.CLOSED
     assert client.health_check().status is DependencyStatus.UP
+    assert asyncio.run(AsyncHealthSource(client).health_check()).status is DependencyStatus.UP
     client.close()
 
 
