@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from tests.fixtures.cluster import Cluster, CommandError, wait_for
 
 pytestmark = pytest.mark.cluster

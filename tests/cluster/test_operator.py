@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 import yaml
+
 from tests.fixtures.cluster import REPO, Cluster, wait_for
 from tests.fixtures.operator import OPERATOR_USERNAME, OperatorProcess, wait_for_condition, wait_for_passes
-
 from tradingstack.api import TradingStack
 from tradingstack.render.stack import render
 

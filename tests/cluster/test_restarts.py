@@ -6,6 +6,7 @@ rolling at a time" is checked on the transitions the cluster really made, not on
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import threading
@@ -129,7 +130,7 @@ def test_triggered_run_restarts_each_service_once_in_order_one_at_a_time(
     assert set(intervals) == services
     ordered = sorted(intervals, key=lambda name: intervals[name][0])
     assert ordered == [deployment(s) for s in DEFAULT_RESTART_ORDER]
-    for earlier, later in zip(ordered, ordered[1:], strict=False):
+    for earlier, later in itertools.pairwise(ordered):
         assert intervals[earlier][1] <= intervals[later][0], f"{earlier} and {later} rolled at the same time"
 
     reasons = [e["reason"] for e in cluster.kubectl_json("get", "events", "-n", namespace)["items"]]

@@ -9,9 +9,9 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from tests.golden import assert_golden
 from tests.psa import pod_specs, restricted_violations
-
 from tradingstack.api import TradingStack
 from tradingstack.cli import dump_yaml
 from tradingstack.render.common import RETAINED_ANNOTATION, STACK_LABEL
@@ -153,9 +153,10 @@ def test_every_pod_is_restricted_and_every_child_is_owned_and_labelled(stack: Tr
 def test_generated_credentials_follow_the_deletion_policy(policy: str, owned: bool) -> None:
     stack = example("minimal.yaml")
     stack = stack.model_copy(update={"spec": stack.spec.model_copy(update={"deletion_policy": policy})})
-    secrets = generated_secrets(stack, stack.owner_reference(), lambda: "s3cr3t-value")
+    generated = "value-from-the-random-source"
+    secrets = generated_secrets(stack, stack.owner_reference(), lambda: generated)
     assert {s["metadata"]["name"] for s in secrets} == {"minimal-redis", "minimal-postgres"}
     for secret in secrets:
         assert ("ownerReferences" in secret["metadata"]) is owned
     postgres = next(s for s in secrets if s["metadata"]["name"] == "minimal-postgres")["stringData"]
-    assert postgres["password"] == "s3cr3t-value" and "s3cr3t-value" in postgres["dsn"]
+    assert postgres["password"] == generated and generated in postgres["dsn"]

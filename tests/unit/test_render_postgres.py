@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 import yaml
+
 from tests.golden import assert_golden
 from tests.psa import pod_specs, restricted_violations
-
 from tradingstack.api import BackupInfo, TradingStack
 from tradingstack.api.status import PostgresStatus
 from tradingstack.reconcile.backup_health import backup_health, schedule_interval

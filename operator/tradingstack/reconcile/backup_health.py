@@ -157,3 +157,26 @@ def _when(at: datetime) -> str:
 
 def _hours(interval: timedelta) -> str:
     return f"{interval.total_seconds() / 3600:g}h"
+
+
+def backup_runs(
+    children: Mapping[tuple[str, str], Mapping[str, Any]], cronjob: str
+) -> tuple[list[Mapping[str, Any]], dict[str, str]]:
+    """The Jobs of the backup CronJob among a stack's children, and each Job's newest pod's termination message."""
+    jobs = [
+        obj
+        for (kind, _), obj in children.items()
+        if kind == "Job" and any(ref.get("name") == cronjob for ref in obj["metadata"].get("ownerReferences", []))
+    ]
+    names = {job["metadata"]["name"] for job in jobs}
+    newest: dict[str, tuple[str, str]] = {}
+    for (kind, _), pod in children.items():
+        job = pod["metadata"].get("labels", {}).get("batch.kubernetes.io/job-name")
+        if kind != "Pod" or job not in names:
+            continue
+        created = str(pod["metadata"].get("creationTimestamp", ""))
+        for container in pod.get("status", {}).get("containerStatuses", []):
+            message = container.get("state", {}).get("terminated", {}).get("message")
+            if message and created >= newest.get(job, ("", ""))[0]:
+                newest[job] = (created, message)
+    return jobs, {job: message for job, (_, message) in newest.items()}

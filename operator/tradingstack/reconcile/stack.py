@@ -25,10 +25,12 @@ from tradingstack.health.rollup import StackHealth, rollup
 from tradingstack.kube import events
 from tradingstack.kube.client import ChildKey, Kube, Obj
 from tradingstack.metrics import CHILDREN_APPLIED, CHILDREN_PRUNED, RECONCILE_DURATION
+from tradingstack.reconcile.backup_health import backup_health, backup_runs
 from tradingstack.reconcile.diff import needs_apply, with_applied_hash
 from tradingstack.reconcile.restart_runner import advance_restarts
-from tradingstack.reconcile.status import Observations, compute_status, invalid_spec_status
-from tradingstack.render.common import STACK_LABEL
+from tradingstack.reconcile.status import ConditionUpdate, Observations, compute_status, invalid_spec_status
+from tradingstack.render.common import STACK_LABEL, child_name
+from tradingstack.render.postgres import BACKUP_COMPONENT
 from tradingstack.render.secrets import generated_secrets
 from tradingstack.render.services import service_url
 from tradingstack.render.stack import render
@@ -130,9 +132,16 @@ class StackReconciler:
         restarts = await advance_restarts(
             self._kube, body, stack, previous.restarts, was_degraded, children, now, save_restarts
         )
+        backups = stack.spec.postgres.backup
+        backup = None
+        if stack.spec.postgres.enabled and backups.enabled:
+            jobs, messages = backup_runs(children, child_name(stack, BACKUP_COMPONENT))
+            backup = backup_health(jobs, messages, backups.schedule, backups.time_zone, now, previous.postgres)
         observed = Observations(
             workloads={k: v for k, v in children.items() if k[0] in ("Deployment", "StatefulSet")},
             apply_errors=apply_errors,
+            postgres=backup.postgres if backup else previous.postgres,
+            backup_condition=ConditionUpdate(backup.status, backup.reason, backup.message) if backup else None,
             health=await self._service_health(stack) if self._read_health else None,
             restarts=restarts,
         )
