@@ -258,6 +258,16 @@ kind: KwokctlConfiguration
 options:
   bindAddress: 127.0.0.1
 YAML
+    # every write request is audited (who, what, which object); the tests count the operator's writes with it
+    cat >"$STATE/audit-policy.yaml" <<'YAML'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived, ResponseStarted]
+rules:
+  - level: Metadata
+    verbs: [create, update, patch, delete, deletecollection]
+  - level: None
+YAML
     log "creating cluster $CLUSTER_NAME (kwokctl, binary runtime, kubernetes $K8S_VERSION) ..."
     # --kube-admission: the default admission chain (ServiceAccount, PodSecurity, ...) instead of none
     # --kube-authorization: Node,RBAC authorization; the admin kubeconfig is system:masters
@@ -267,6 +277,7 @@ YAML
       --kube-admission=true \
       --kube-authorization=true \
       --extra-args kube-controller-manager=enable-hostpath-provisioner=true \
+      --kube-audit-policy "$STATE/audit-policy.yaml" \
       --quiet-pull \
       --timeout 5m \
       --wait 2m >>"$STATE/kwokctl.log" 2>&1; then
