@@ -8,8 +8,8 @@ from pathlib import Path
 GOLDEN_DIR = Path(__file__).parent / "unit" / "golden"
 
 
-def assert_golden(name: str, text: str) -> None:
-    path = GOLDEN_DIR / name
+def assert_golden(name: str, text: str, directory: Path = GOLDEN_DIR) -> None:
+    path = directory / name
     if os.environ.get("UPDATE_GOLDEN") == "1":
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)

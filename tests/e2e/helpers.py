@@ -1,0 +1,105 @@
+"""Helpers of the e2e suite: the chart installed with helm into PSA-restricted namespaces, cluster detection."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import dataclass, field
+
+from tests.fixtures.cluster import REPO, Cluster, wait_for
+
+CHART = REPO / "charts" / "tradingstack-operator"
+CRD_NAME = "tradingstacks.trading.quantumtrader.dev"
+RESTRICTED = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+    "tradingstack.test/namespace": "true",
+}
+
+
+def is_kind(cluster: Cluster) -> bool:
+    """The current cluster runs real containers: kind nodes carry a `kind://` providerID."""
+    if os.environ.get("CLUSTER") == "kind":
+        return True
+    nodes = cluster.kubectl_json("get", "nodes")["items"]
+    return any(str(n.get("spec", {}).get("providerID", "")).startswith("kind://") for n in nodes)
+
+
+def create_restricted_namespace(cluster: Cluster, prefix: str) -> str:
+    """A fresh namespace enforcing Pod Security 'restricted', with its default ServiceAccount ready."""
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    cluster.apply(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": RESTRICTED}},
+    )
+    wait_for(
+        lambda: cluster.kubectl("-n", name, "get", "serviceaccount", "default", check=False).returncode == 0,
+        timeout=60,
+        what=f"serviceaccount default in {name}",
+    )
+    return name
+
+
+@dataclass
+class Release:
+    name: str
+    namespace: str
+    watched: list[str]
+    installed: bool = True
+
+    @property
+    def service_account(self) -> str:
+        """The chart's fullname rule: <release>-tradingstack-operator unless the release name contains it."""
+        return self.name if "tradingstack-operator" in self.name else f"{self.name}-tradingstack-operator"
+
+    @property
+    def username(self) -> str:
+        return f"system:serviceaccount:{self.namespace}:{self.service_account}"
+
+
+@dataclass
+class ChartInstaller:
+    cluster: Cluster
+    releases: list[Release] = field(default_factory=list)
+    namespaces: list[str] = field(default_factory=list)
+
+    def namespace(self, prefix: str) -> str:
+        name = create_restricted_namespace(self.cluster, prefix)
+        self.namespaces.append(name)
+        return name
+
+    def install(self, namespace: str, *sets: str, watched: list[str] | None = None) -> Release:
+        release = Release(name=f"e2e-{uuid.uuid4().hex[:6]}", namespace=namespace, watched=watched or [namespace])
+        self.releases.append(release)
+        args = [f"--set={s}" for s in sets]
+        # --wait: the operator Deployment becomes available, i.e. its pod was admitted under PSA restricted.
+        self.cluster.helm(
+            "install", release.name, str(CHART), "-n", namespace, "--wait", "--timeout=120s", *args, timeout=180
+        )
+        return release
+
+    def uninstall(self, release: Release) -> None:
+        self.cluster.helm("uninstall", release.name, "-n", release.namespace, "--wait", "--timeout=120s")
+        release.installed = False
+
+    def cleanup(self) -> None:
+        for release in self.releases:
+            for ns in release.watched:
+                self._drop_stacks(ns)
+            if release.installed:
+                self.cluster.helm("uninstall", release.name, "-n", release.namespace, check=False)
+        for ns in self.namespaces:
+            self.cluster.kubectl("delete", "namespace", ns, "--wait=false", "--ignore-not-found", check=False)
+
+    def _drop_stacks(self, namespace: str) -> None:
+        # Teardown after a failed test: the operator is gone, so release kopf's finalizer by hand.
+        result = self.cluster.kubectl("get", "tradingstacks", "-n", namespace, "-o", "json", check=False)
+        if result.returncode != 0:
+            return
+        for item in json.loads(result.stdout)["items"]:
+            name = item["metadata"]["name"]
+            self.cluster.kubectl(
+                "patch", "tradingstack", name, "-n", namespace, "--type=merge",
+                "-p", '{"metadata":{"finalizers":null}}', check=False,
+            )  # fmt: skip
+            self.cluster.kubectl("delete", "tradingstack", name, "-n", namespace, "--wait=false", check=False)
