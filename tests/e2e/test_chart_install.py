@@ -270,7 +270,9 @@ def test_namespace_mode_grants_only_its_namespace(cluster: Cluster, chart: Chart
     cluster_roles = cluster.kubectl_json("get", "clusterroles", "-l", f"app.kubernetes.io/instance={release.name}")
     assert cluster_roles["items"] == []
 
-    # The Role alone is enough to run a stack in that namespace, and to remove it again.
+    # The Role alone is enough to run a stack in that namespace, and to remove it again. Without
+    # rbac.clusterObservation kopf first retries its forbidden CRD/namespace scans (7 attempts, about a minute)
+    # before it serves the namespace, hence READY_TIMEOUT and not less.
     operator = operator_as(release, namespace)
     cluster.apply(load(MINIMAL, namespace), namespace=namespace)
     wait_for_condition(cluster, namespace, "minimal", "Ready", "True", READY_TIMEOUT)
