@@ -6,9 +6,10 @@ Bad input ends with exit code 2 and one line per problem naming the field; never
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,14 @@ import yaml
 from prometheus_client import start_http_server
 from pydantic import ValidationError
 
-from tradingstack import KIND, handlers
+from tradingstack import KIND, handlers, ops
 from tradingstack.api import TradingStack, describe
 from tradingstack.api.crd import render_crd_yaml
+from tradingstack.backup.exit_codes import EXIT_FAILED, EXIT_REFUSED
+from tradingstack.errors import ApiPermanentError, ApiTemporaryError
+from tradingstack.kube.client import Kube
 from tradingstack.logs import setup_json_logging
+from tradingstack.reconcile.restarts import RESTART_NOW_ANNOTATION
 from tradingstack.render.stack import render
 
 EXIT_INVALID = 2
@@ -96,6 +101,63 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_kube(operation: Callable[[Kube], Awaitable[int]]) -> int:
+    async def run() -> int:
+        kube = Kube.from_kubeconfig()
+        try:
+            return await operation(kube)
+        finally:
+            await kube.close()
+
+    try:
+        return asyncio.run(run())
+    except (ops.OperationError, ApiTemporaryError, ApiPermanentError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _cmd_restart(args: argparse.Namespace) -> int:
+    async def restart(kube: Kube) -> int:
+        value = await ops.trigger_restart(kube, args.namespace, args.stack)
+        print(f"restart run requested for {args.namespace}/{args.stack} ({RESTART_NOW_ANNOTATION}={value})")
+        print(f"follow it with: kubectl get ts {args.stack} -n {args.namespace} -o jsonpath='{{.status.restarts}}'")
+        return 0
+
+    return _with_kube(restart)
+
+
+def _report(outcome: ops.JobOutcome) -> int:
+    if outcome.succeeded:
+        return 0
+    error = outcome.result.get("error", "no result reported (see the Job's pod)")
+    print(f"Job {outcome.name} failed: {error}", file=sys.stderr)
+    return EXIT_REFUSED if outcome.result.get("refused") else EXIT_FAILED
+
+
+def _cmd_backup_list(args: argparse.Namespace) -> int:
+    async def backup_list(kube: Kube) -> int:
+        outcome = await ops.list_backups(kube, args.namespace, args.stack, args.timeout)
+        if outcome.succeeded:
+            backups = outcome.result.get("backups", [])
+            print(f"{'NAME':<40} {'TIME':<26} {'SIZE':>14} VERIFIED")
+            for backup in backups:
+                print(f"{backup['name']:<40} {backup['time']:<26} {backup['sizeBytes']:>14} {backup['verified']}")
+            print(f"{len(backups)} of {outcome.result.get('total', len(backups))} backups shown")
+        return _report(outcome)
+
+    return _with_kube(backup_list)
+
+
+def _cmd_backup_restore(args: argparse.Namespace) -> int:
+    async def backup_restore(kube: Kube) -> int:
+        outcome = await ops.restore_backup(kube, args.namespace, args.stack, args.source, args.force, args.timeout)
+        if outcome.succeeded:
+            print(f"restored {outcome.result.get('restored', args.source)} (Job {outcome.name})")
+        return _report(outcome)
+
+    return _with_kube(backup_restore)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tradingstack", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -122,6 +184,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run_cmd.add_argument("--log-level", default="INFO", help="log level (default INFO)")
     run_cmd.set_defaults(handler=_cmd_run)
+
+    restart_cmd = commands.add_parser("restart", help="start a restart run of a stack's services now")
+    restart_cmd.add_argument("stack", help="TradingStack name")
+    restart_cmd.add_argument("-n", "--namespace", default="default", help="namespace (default: default)")
+    restart_cmd.set_defaults(handler=_cmd_restart)
+
+    backup_cmd = commands.add_parser("backup", help="list or restore a stack's Postgres backups")
+    backup_commands = backup_cmd.add_subparsers(dest="backup_command", required=True)
+    list_cmd = backup_commands.add_parser("list", help="list the backups on the stack's backup volume")
+    restore_cmd = backup_commands.add_parser(
+        "restore", help="restore a backup into the stack's database (refuses a non-empty one without --force)"
+    )
+    restore_cmd.add_argument("--from", dest="source", required=True, help="`latest` (newest verified) or a name")
+    restore_cmd.add_argument("--force", action="store_true", help="replace a database that is not empty")
+    for sub, default_timeout in ((list_cmd, 300), (restore_cmd, 3600)):
+        sub.add_argument("stack", help="TradingStack name")
+        sub.add_argument("-n", "--namespace", default="default", help="namespace (default: default)")
+        sub.add_argument("--timeout", type=float, default=default_timeout, help="seconds to wait for the Job")
+    list_cmd.set_defaults(handler=_cmd_backup_list)
+    restore_cmd.set_defaults(handler=_cmd_backup_restore)
 
     crd_cmd = commands.add_parser("crd", help="print the TradingStack CustomResourceDefinition")
     crd_cmd.set_defaults(handler=_cmd_crd)

@@ -87,8 +87,8 @@ def replicasets_per_deployment(cluster: Cluster, namespace: str) -> dict[str, in
     return counts
 
 
-def restarts_status(cluster: Cluster, namespace: str) -> dict[str, Any]:
-    return dict(cluster.kubectl_json("get", "ts", STACK, "-n", namespace).get("status", {}).get("restarts", {}))
+def restarts_status(cluster: Cluster, namespace: str, stack: str = STACK) -> dict[str, Any]:
+    return dict(cluster.kubectl_json("get", "ts", stack, "-n", namespace).get("status", {}).get("restarts", {}))
 
 
 def trigger(cluster: Cluster, namespace: str, value: str) -> None:
@@ -152,21 +152,6 @@ def test_operator_killed_mid_run_finishes_without_restarting_a_service_twice(
     assert {s: after[deployment(s)] - before[deployment(s)] for s in DEFAULT_RESTART_ORDER} == dict.fromkeys(
         DEFAULT_RESTART_ORDER, 1
     )
-
-
-@pytest.fixture
-def cordon_nodes(cluster: Cluster) -> Iterator[Callable[[], None]]:
-    """Cordoning every node leaves new pods unschedulable: a restarted service never becomes ready while its
-    old pods keep serving. The nodes are uncordoned after the test whatever happens."""
-    nodes = [n["metadata"]["name"] for n in cluster.kubectl_json("get", "nodes")["items"]]
-
-    def cordon() -> None:
-        for node in nodes:
-            cluster.kubectl("cordon", node)
-
-    yield cordon
-    for node in nodes:
-        cluster.kubectl("uncordon", node)
 
 
 def test_a_service_that_never_becomes_ready_fails_the_run(

@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from tradingstack.backup.database import DUMP_COMPRESSION, Database, DatabaseError
+from tradingstack.backup.exit_codes import EXIT_FAILED, EXIT_REFUSED
 from tradingstack.backup.store import BackupStore, Manifest, backup_name, sha256_of, to_prune
 
-EXIT_FAILED = 1
-EXIT_REFUSED = 3
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+TERMINATION_MESSAGE_LIMIT = 4096
+"""The kubelet keeps at most this many bytes of a termination message."""
 """Kubernetes copies this file into the pod status (`state.terminated.message`): the operator reads the
 result of a backup Job there, without any access to the backup volume."""
 
@@ -38,11 +39,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.command(args, store, database))
     except RestoreRefusedError as err:
         _log(f"restore refused: {err}")
+        _write_termination_message(args.termination_log, {"error": str(err), "refused": True})
         return EXIT_REFUSED
     except (DatabaseError, LookupError, OSError, ValueError) as err:
         _log(f"{args.command_name} failed: {err}")
-        if args.command_name == "backup":
-            _write_termination_message(args.termination_log, {"error": str(err)})
+        _write_termination_message(args.termination_log, {"error": str(err)})
         return EXIT_FAILED
 
 
@@ -92,8 +93,19 @@ def verify(args: argparse.Namespace, store: BackupStore, database: Database) -> 
 
 
 def list_backups(args: argparse.Namespace, store: BackupStore, database: Database) -> int:
-    for manifest in store.backups():
+    backups = store.backups()
+    for manifest in backups:
         _emit(manifest.model_dump(mode="json", by_alias=True))
+    # The newest that fit in a termination message, for `tradingstack backup list` (reads no pod logs).
+    listed: list[dict[str, Any]] = []
+    for manifest in backups:
+        entry = manifest.info().model_dump(
+            mode="json", by_alias=True, include={"name", "time", "size_bytes", "verified"}
+        )
+        if len(json.dumps({"backups": [*listed, entry], "total": len(backups)})) > TERMINATION_MESSAGE_LIMIT:
+            break
+        listed.append(entry)
+    _write_termination_message(args.termination_log, {"backups": listed, "total": len(backups)})
     return 0
 
 
@@ -124,7 +136,9 @@ def restore(args: argparse.Namespace, store: BackupStore, database: Database) ->
     if replace or not exists:
         database.create(target)
     database.restore(archive, into=target, jobs=args.jobs)
-    _emit({"restored": manifest.name, "database": target})
+    result = {"restored": manifest.name, "database": target}
+    _emit(result)
+    _write_termination_message(args.termination_log, result)
     return 0
 
 
@@ -201,8 +215,16 @@ def _parser() -> argparse.ArgumentParser:
         "--pg-bin", default=os.environ.get("PG_BIN"), help="directory of pg_dump/pg_restore (env PG_BIN; default: PATH)"
     )
     commands = parser.add_subparsers(required=True, dest="command_name")
+    # Every command leaves its result (or error) as the container's termination message, where the operator and
+    # the CLI read it from the pod status without access to logs.
+    result = argparse.ArgumentParser(add_help=False)
+    result.add_argument(
+        "--termination-log",
+        default=os.environ.get("TERMINATION_LOG", DEFAULT_TERMINATION_LOG),
+        help=f"file that receives the result JSON when it exists (default: {DEFAULT_TERMINATION_LOG})",
+    )
 
-    run = commands.add_parser("backup", help="dump the database into a new verified archive")
+    run = commands.add_parser("backup", parents=[result], help="dump the database into a new verified archive")
     run.add_argument("--no-verify", dest="verify", action="store_false", help="skip reading the archive back")
     run.add_argument("--restore-check", action="store_true", help="also restore into a scratch database")
     run.add_argument(
@@ -214,27 +236,26 @@ def _parser() -> argparse.ArgumentParser:
         help=f"pg_dump compression level (default: {DUMP_COMPRESSION})",
     )
     run.add_argument("--keep-last", type=int, help="prune to this many backups after a successful backup")
-    run.add_argument(
-        "--termination-log",
-        default=os.environ.get("TERMINATION_LOG", DEFAULT_TERMINATION_LOG),
-        help=f"file that receives the result JSON when it exists (default: {DEFAULT_TERMINATION_LOG})",
-    )
     run.set_defaults(command=backup)
 
-    check = commands.add_parser("verify", help="check archives (all by default); exit 1 if any is damaged")
+    check = commands.add_parser(
+        "verify", parents=[result], help="check archives (all by default); exit 1 if any is damaged"
+    )
     check.add_argument("names", nargs="*", help="backups to check")
     check.add_argument("--restore-check", action="store_true", help="also restore into a scratch database")
     check.set_defaults(command=verify)
 
-    commands.add_parser("list", help="committed backups, newest first, one JSON line each").set_defaults(
-        command=list_backups
-    )
+    commands.add_parser(
+        "list", parents=[result], help="committed backups, newest first, one JSON line each"
+    ).set_defaults(command=list_backups)
 
-    retention = commands.add_parser("prune", help="delete old backups; the newest verified one is always kept")
+    retention = commands.add_parser(
+        "prune", parents=[result], help="delete old backups; the newest verified one is always kept"
+    )
     retention.add_argument("--keep-last", type=int, required=True)
     retention.set_defaults(command=prune)
 
-    back = commands.add_parser("restore", help="restore a backup into the database")
+    back = commands.add_parser("restore", parents=[result], help="restore a backup into the database")
     back.add_argument("--from", dest="source", required=True, help="`latest` (newest verified) or a backup name")
     back.add_argument("--force", action="store_true", help="replace a database that is not empty")
     back.add_argument("--if-empty", action="store_true", help="do nothing (exit 0) when the database is not empty")

@@ -87,16 +87,8 @@ class Kube:
 
     async def list_children(self, namespace: str, selector: Mapping[str, str]) -> dict[ChildKey, Obj]:
         """Every child of a stack, by kind and name, read with one LIST per kind."""
-
-        async def one_kind(kind: str, resource: Any) -> list[tuple[ChildKey, Obj]]:
-            async with _api_errors():
-                return [
-                    ((kind, item.metadata.name), {**_as_dict(item), "kind": kind})
-                    async for item in self._client.list(resource, namespace=namespace, labels=dict(selector))
-                ]
-
-        results = await asyncio.gather(*(one_kind(k, r) for k, r in CHILD_KINDS.items()))
-        return {key: obj for batch in results for key, obj in batch}
+        batches = await asyncio.gather(*(self.list_objects(kind, namespace, selector) for kind in CHILD_KINDS))
+        return {(obj["kind"], obj["metadata"]["name"]): obj for batch in batches for obj in batch}
 
     async def apply(self, obj: Obj, field_manager: str = FIELD_MANAGER) -> Obj:
         """Server-side apply of a plain dict: partial objects (a restart stamp) are fine, the server merges."""
@@ -113,16 +105,43 @@ class Kube:
             )
         return {**_as_dict(applied), "kind": obj["kind"]}
 
-    async def create(self, obj: Obj) -> bool:
-        """Creates the object; False when it already exists (create-only objects such as generated Secrets)."""
+    async def create(self, obj: Obj) -> Obj | None:
+        """Creates the object and returns it (with its generated name, if any); None when it already exists
+        (create-only objects such as generated Secrets are never updated)."""
         try:
             async with _api_errors():
-                await self._client.create(codecs.from_dict(obj))
+                created = await self._client.create(codecs.from_dict(obj))
         except ApiTemporaryError as err:
             if "409" in str(err):
-                return False
+                return None
             raise
-        return True
+        return {**_as_dict(created), "kind": obj["kind"]}
+
+    async def get(self, kind: str, name: str, namespace: str) -> Obj | None:
+        try:
+            async with _api_errors():
+                return {**_as_dict(await self._client.get(CHILD_KINDS[kind], name, namespace=namespace)), "kind": kind}
+        except ApiPermanentError as err:
+            if err.code == 404:
+                return None
+            raise
+
+    async def list_objects(self, kind: str, namespace: str, selector: Mapping[str, str]) -> list[Obj]:
+        async with _api_errors():
+            return [
+                {**_as_dict(item), "kind": kind}
+                async for item in self._client.list(CHILD_KINDS[kind], namespace=namespace, labels=dict(selector))
+            ]
+
+    async def annotate_stack(self, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
+        async with _api_errors():
+            await self._client.patch(
+                TradingStackResource,
+                name,
+                {"metadata": {"annotations": dict(annotations)}},
+                namespace=namespace,
+                patch_type=PatchType.MERGE,
+            )
 
     async def delete(self, kind: str, name: str, namespace: str) -> None:
         try:

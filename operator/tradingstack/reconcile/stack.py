@@ -157,7 +157,7 @@ class StackReconciler:
     async def _create_missing_secrets(self, stack: TradingStack, children: dict[ChildKey, Obj]) -> None:
         for secret in generated_secrets(stack, stack.owner_reference(), self._new_password):
             key = ("Secret", secret["metadata"]["name"])
-            if key not in children and await self._kube.create(secret):
+            if key not in children and await self._kube.create(secret) is not None:
                 log.info("generated Secret %s", key[1])  # the name only: values never reach a log
 
     async def _prune(self, namespace: str, uid: str, desired: set[ChildKey], children: dict[ChildKey, Obj]) -> None:

@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 from tradingstack.api import OwnerReference, TradingStack
 from tradingstack.api.spec import Resources, StorageSpec
+from tradingstack.backup.exit_codes import EXIT_REFUSED
 from tradingstack.render.common import (
     RETAINED_ANNOTATION,
     Manifest,
@@ -30,6 +31,7 @@ from tradingstack.render.common import (
 COMPONENT = "postgres"
 BACKUP_COMPONENT = "postgres-backup"
 RESTORE_COMPONENT = "postgres-restore"
+LIST_COMPONENT = "postgres-backup-list"
 POSTGRES_PORT = 5432
 POSTGRES_UID = 999
 """uid and gid of the `postgres` user in the official image; the data and backup volumes belong to it."""
@@ -51,7 +53,7 @@ BACKUP_HISTORY = 3
 BACKUP_DEADLINE_SECONDS = 6 * 3600
 """A hung dump is killed: with concurrencyPolicy Forbid it would otherwise block every later backup."""
 
-RESTORE_TTL_SECONDS = 7 * 24 * 3600
+ON_DEMAND_TTL_SECONDS = 7 * 24 * 3600
 """On-demand restore Jobs stay a week for inspection, then garbage collection removes them."""
 
 BACKUP_ANNOTATION = "trading.quantumtrader.dev/backup"
@@ -97,9 +99,20 @@ def render_restore_job(stack: TradingStack, owner: OwnerReference, backup: str, 
     """An on-demand restore (`tradingstack backup restore`): create it, do not apply it (it has generateName).
 
     Without `force` the Job fails with exit status 3 when the database is not empty."""
-    job = _restore_job(stack, owner, backup, ["--force"] if force else [])
+    return _on_demand(_restore_job(stack, owner, backup, ["--force"] if force else []))
+
+
+def render_list_job(stack: TradingStack, owner: OwnerReference) -> Manifest:
+    """An on-demand `list` of the backup volume (`tradingstack backup list`); its result is the termination
+    message of its pod. Create it, do not apply it (it has generateName)."""
+    pod = _tool_pod(stack, LIST_COMPONENT, ["list"])
+    job = manifest("batch/v1", "Job", metadata(stack, owner, LIST_COMPONENT), spec={"backoffLimit": 0, "template": pod})
+    return _on_demand(job)
+
+
+def _on_demand(job: Manifest) -> Manifest:
     job["metadata"]["generateName"] = f"{job['metadata'].pop('name')}-"
-    job["spec"]["ttlSecondsAfterFinished"] = RESTORE_TTL_SECONDS
+    job["spec"]["ttlSecondsAfterFinished"] = ON_DEMAND_TTL_SECONDS
     return job
 
 
@@ -298,5 +311,12 @@ def _restore_job(stack: TradingStack, owner: OwnerReference, backup: str, mode: 
         "batch/v1",
         "Job",
         metadata(stack, owner, RESTORE_COMPONENT, annotations={BACKUP_ANNOTATION: backup}),
-        spec={"backoffLimit": 2, "template": pod},
+        spec={
+            "backoffLimit": 2,
+            # A refusal (the database is not empty) will not change on a retry: fail the Job at once.
+            "podFailurePolicy": {
+                "rules": [{"action": "FailJob", "onExitCodes": {"operator": "In", "values": [EXIT_REFUSED]}}]
+            },
+            "template": pod,
+        },
     )

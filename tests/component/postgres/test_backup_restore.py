@@ -224,3 +224,21 @@ def test_bootstrap_restore_is_a_no_op_on_a_database_with_data_even_without_backu
 
     assert skipped["skipped"] == "database is not empty"
     assert table_fingerprints(postgres_server, tool.database) == before
+
+
+def test_list_and_restore_leave_their_result_as_the_termination_message(tool: BackupTool, tmp_path: Path) -> None:
+    """`tradingstack backup list|restore` read these from the Job's pod status (no access to logs needed)."""
+    termination_log = tmp_path / "termination-log"
+    termination_log.touch()
+    for _ in range(3):
+        tool.ok("backup")
+    tool.ok("list", "--termination-log", str(termination_log))
+    listed = json.loads(termination_log.read_text())
+    assert listed["total"] == 3 and [b["name"] for b in listed["backups"]] == tool.names()
+    assert set(listed["backups"][0]) == {"name", "time", "sizeBytes", "verified"}
+
+    refused = tool.run("restore", "--from", "latest", "--termination-log", str(termination_log))
+    assert refused.returncode == 3
+    assert json.loads(termination_log.read_text())["refused"] is True
+    tool.ok("restore", "--from", "latest", "--force", "--termination-log", str(termination_log))
+    assert json.loads(termination_log.read_text()) == {"database": tool.database, "restored": tool.names()[0]}

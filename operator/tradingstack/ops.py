@@ -1,0 +1,92 @@
+"""Operations a person asks for from the command line: trigger a restart run, list and restore backups.
+
+Backup list and restore run the backup tool as a Job next to the stack's backup volume and read the tool's
+result from the pod's termination message, so they need no access to pod logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from tradingstack.api import TradingStack
+from tradingstack.kube.client import Kube, Obj
+from tradingstack.reconcile.restarts import RESTART_NOW_ANNOTATION
+from tradingstack.render.postgres import render_list_job, render_restore_job
+
+JOB_POLL_SECONDS = 2.0
+
+
+class OperationError(Exception):
+    """The operation could not be carried out; the message says why."""
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    name: str
+    succeeded: bool
+    result: dict[str, Any]
+    """The tool's JSON result from the termination message ({} when none was written)."""
+
+
+async def load_stack(kube: Kube, namespace: str, name: str) -> TradingStack:
+    body = await kube.get_stack(namespace, name)
+    if body is None:
+        raise OperationError(f"TradingStack {namespace}/{name} not found")
+    return TradingStack.model_validate(body)
+
+
+async def trigger_restart(kube: Kube, namespace: str, name: str) -> str:
+    """Starts a restart run now; the value (a timestamp) makes each trigger a new run."""
+    await load_stack(kube, namespace, name)
+    value = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    await kube.annotate_stack(namespace, name, {RESTART_NOW_ANNOTATION: value})
+    return value
+
+
+def _finished(job: Obj) -> bool | None:
+    for condition in job.get("status", {}).get("conditions", []):
+        if condition.get("status") == "True" and condition.get("type") in ("Complete", "Failed"):
+            return bool(condition["type"] == "Complete")
+    return None
+
+
+async def run_tool_job(kube: Kube, job: Obj, timeout_seconds: float) -> JobOutcome:
+    created = await kube.create(job)
+    if created is None:
+        raise OperationError("the Job already exists")
+    name, namespace = created["metadata"]["name"], created["metadata"]["namespace"]
+    deadline = time.monotonic() + timeout_seconds
+    while (current := await kube.get("Job", name, namespace)) is None or (succeeded := _finished(current)) is None:
+        if time.monotonic() > deadline:
+            raise OperationError(f"Job {name} did not finish within {timeout_seconds:.0f}s")
+        await asyncio.sleep(JOB_POLL_SECONDS)
+    pods = await kube.list_objects("Pod", namespace, {"batch.kubernetes.io/job-name": name})
+    messages = [
+        state["message"]
+        for pod in sorted(pods, key=lambda p: str(p["metadata"].get("creationTimestamp", "")))
+        for status in pod.get("status", {}).get("containerStatuses", [])
+        if (state := status.get("state", {}).get("terminated", {})).get("message")
+    ]
+    try:
+        result = json.loads(messages[-1]) if messages else {}
+    except json.JSONDecodeError:
+        result = {"error": messages[-1].strip()}  # a crash: the kubelet kept the log tail instead
+    return JobOutcome(name, succeeded, result if isinstance(result, dict) else {})
+
+
+async def list_backups(kube: Kube, namespace: str, name: str, timeout_seconds: float) -> JobOutcome:
+    stack = await load_stack(kube, namespace, name)
+    return await run_tool_job(kube, render_list_job(stack, stack.owner_reference()), timeout_seconds)
+
+
+async def restore_backup(
+    kube: Kube, namespace: str, name: str, backup: str, force: bool, timeout_seconds: float
+) -> JobOutcome:
+    stack = await load_stack(kube, namespace, name)
+    job = render_restore_job(stack, stack.owner_reference(), backup, force)
+    return await run_tool_job(kube, job, timeout_seconds)
