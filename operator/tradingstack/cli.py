@@ -89,7 +89,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for noisy in ("httpx2", "kopf.objects"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     start_http_server(args.metrics_port)
-    memo = kopf.Memo(resync_seconds=args.resync_seconds, read_health=args.read_health)
+    # Exact namespace names need no scanning: kopf then neither lists namespaces nor watches CRDs, which a
+    # namespace-scoped ServiceAccount may not do (each refusal would be retried for about a minute at start-up).
+    exact_namespaces = bool(args.namespace) and not any(set(ns) & set("*?[!") for ns in args.namespace)
+    memo = kopf.Memo(resync_seconds=args.resync_seconds, read_health=args.read_health, scanning=not exact_namespaces)
     kopf.run(
         clusterwide=not args.namespace,
         namespaces=args.namespace or (),

@@ -71,6 +71,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30
+    settings.scanning.disabled = not memo.get("scanning", True)
     # Our own events are explicit; kopf's INFO handler logs would otherwise become Events (writes) every pass.
     settings.posting.level = logging.WARNING
     # Spread retries of failing API calls instead of kopf's default fixed delays.

@@ -102,7 +102,7 @@ def deployment(cluster: Cluster, namespace: str, service: str) -> dict[str, Any]
 def test_rendered_chart_is_accepted_by_the_api_server(cluster: Cluster, chart: ChartInstaller) -> None:
     """What the unit tests render, the real API server validates (dry-run=server) in both RBAC modes."""
     namespace = chart.namespace("e2e-dryrun")
-    for sets in (["rbac.scope=cluster"], ["rbac.scope=namespace", "rbac.clusterObservation=true"]):
+    for sets in (["rbac.scope=cluster"], ["rbac.scope=namespace"]):
         manifests = cluster.helm(
             "template", "tradingstack-operator", str(CHART), "-n", namespace, "--skip-tests",
             "--set=grafanaDashboard.enabled=true", *[f"--set={s}" for s in sets],
@@ -270,9 +270,8 @@ def test_namespace_mode_grants_only_its_namespace(cluster: Cluster, chart: Chart
     cluster_roles = cluster.kubectl_json("get", "clusterroles", "-l", f"app.kubernetes.io/instance={release.name}")
     assert cluster_roles["items"] == []
 
-    # The Role alone is enough to run a stack in that namespace, and to remove it again. Without
-    # rbac.clusterObservation kopf first retries its forbidden CRD/namespace scans (7 attempts, about a minute)
-    # before it serves the namespace, hence READY_TIMEOUT and not less.
+    # The Role alone is enough to run a stack in that namespace, and to remove it again (the operator does no
+    # cluster-wide scanning for exact namespace names, so nothing it is refused delays it).
     operator = operator_as(release, namespace)
     cluster.apply(load(MINIMAL, namespace), namespace=namespace)
     wait_for_condition(cluster, namespace, "minimal", "Ready", "True", READY_TIMEOUT)

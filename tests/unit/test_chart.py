@@ -147,7 +147,6 @@ VARIANTS: dict[str, list[str]] = {
         "grafanaDashboard.enabled=true",
         "stack.enabled=true",
         "rbac.scope=namespace",
-        "rbac.clusterObservation=true",
     ],
 }
 
@@ -269,15 +268,8 @@ def test_cluster_mode_grants_exactly_what_the_operator_needs(helm: str) -> None:
     assert one(objs, "ServiceAccount")["metadata"]["name"] == SA_NAME
 
 
-def test_namespace_mode_cluster_observation_is_read_only(helm: str) -> None:
-    objs = render(helm, "rbac.scope=namespace", "rbac.clusterObservation=true")
-    assert permissions(one(objs, "ClusterRole")) == OBSERVATION_PERMISSIONS
-
-
 def test_no_cluster_role_grants_secrets_in_namespace_mode(helm: str) -> None:
-    for sets in (["rbac.scope=namespace"], ["rbac.scope=namespace", "rbac.clusterObservation=true"]):
-        for role in of_kind(render(helm, *sets), "ClusterRole"):
-            assert not any(resource == "secrets" for _, resource in permissions(role)), role
+    assert of_kind(render(helm, "rbac.scope=namespace"), "ClusterRole") == []
 
 
 def test_no_wildcards_in_any_role(rendered: list[dict[str, Any]]) -> None:
