@@ -6,7 +6,7 @@ On the local control plane (hack/cluster.sh), for each count N: `kubectl apply` 
 example, renamed) into a fresh namespace with the operator running, and time until every child object the
 renderer produces for them exists. Baseline, in the same run: `kubectl apply --server-side` of exactly those
 rendered objects (owner references removed: their owners do not exist there) into another fresh namespace,
-timed until kubectl returns. The operator runs as a subprocess with --no-health-reads (the services cannot be
+timed until kubectl returns. The operator runs as a subprocess with --no-data-plane-reads (the services cannot be
 reached from outside the cluster anyway); its peak RSS (VmHWM) is read after the largest count.
 """
 
@@ -113,7 +113,7 @@ def main() -> None:
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
     with tempfile.TemporaryDirectory() as tmp:
         log_path = Path(tmp) / "operator.log"
-        operator = OperatorProcess(None, log_path, operator_env(cluster), extra_args=["--no-health-reads"])
+        operator = OperatorProcess(None, log_path, operator_env(cluster), extra_args=["--no-data-plane-reads"])
         operator.start()
         try:
             results = {count: measure(cluster, operator, count) for count in args.stacks}
@@ -135,7 +135,7 @@ def main() -> None:
 
 Command: `.venv/bin/python bench/bench_operator.py --stacks {" ".join(map(str, args.stacks))}`
 Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()} ({platform.machine()}), local control plane
-Kubernetes {cluster.version} with kwok nodes (`{CLUSTER_SH.relative_to(REPO)}`), operator with `--no-health-reads`.
+Kubernetes {cluster.version} with kwok nodes (`{CLUSTER_SH.relative_to(REPO)}`), operator with `--no-data-plane-reads`.
 
 Time from `kubectl apply` of N stacks (examples/minimal.yaml, renamed) until every child object exists, against
 `kubectl apply --server-side` of the same rendered objects (without owner references) in the same run.

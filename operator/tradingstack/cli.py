@@ -92,7 +92,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # Exact namespace names need no scanning: kopf then neither lists namespaces nor watches CRDs, which a
     # namespace-scoped ServiceAccount may not do (each refusal would be retried for about a minute at start-up).
     exact_namespaces = bool(args.namespace) and not any(set(ns) & set("*?[!") for ns in args.namespace)
-    memo = kopf.Memo(resync_seconds=args.resync_seconds, read_health=args.read_health, scanning=not exact_namespaces)
+    memo = kopf.Memo(
+        resync_seconds=args.resync_seconds, read_data_plane=args.read_data_plane, scanning=not exact_namespaces
+    )
     kopf.run(
         clusterwide=not args.namespace,
         namespaces=args.namespace or (),
@@ -180,10 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--resync-seconds", type=float, default=30.0, help="re-check every stack this often (default 30)"
     )
     run_cmd.add_argument(
-        "--no-health-reads",
-        dest="read_health",
+        "--no-data-plane-reads",
+        dest="read_data_plane",
         action="store_false",
-        help="do not read the services' /health documents (status then shows health UNKNOWN)",
+        help="do not read the services' /health documents nor ask the Redis sentinels (for an operator that "
+        "cannot reach the pod network; status then shows health UNKNOWN and no Redis master)",
     )
     run_cmd.add_argument("--log-level", default="INFO", help="log level (default INFO)")
     run_cmd.set_defaults(handler=_cmd_run)

@@ -77,7 +77,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # Spread retries of failing API calls instead of kopf's default fixed delays.
     settings.networking.error_backoffs = [1, 2, 4, 8, 16, 30]
     memo.kube = Kube.from_kubeconfig()
-    memo.reconciler = StackReconciler(memo.kube, read_health=memo.get("read_health", True))
+    memo.reconciler = StackReconciler(memo.kube, read_data_plane=memo.get("read_data_plane", True))
     memo.wakers = {}
     memo.phases = {}
     memo.setdefault("resync_seconds", 30.0)

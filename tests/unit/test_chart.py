@@ -212,7 +212,7 @@ def operator_args(objs: list[dict[str, Any]]) -> list[str]:
     return args
 
 
-@pytest.mark.parametrize("sets", [[], *VARIANTS.values(), ["operator.readHealth=false", "operator.logLevel=debug"]])
+@pytest.mark.parametrize("sets", [[], *VARIANTS.values(), ["operator.readDataPlane=false", "operator.logLevel=debug"]])
 def test_the_operator_cli_accepts_the_rendered_args(helm: str, sets: list[str]) -> None:
     args = build_parser().parse_args(operator_args(render(helm, *sets)))
     assert args.command == "run"
@@ -222,7 +222,7 @@ def test_the_operator_cli_accepts_the_rendered_args(helm: str, sets: list[str]) 
         assert args.namespace and not args.all_namespaces
     else:
         assert args.all_namespaces and not args.namespace
-    assert args.read_health == ("operator.readHealth=false" not in sets)
+    assert args.read_data_plane == ("operator.readDataPlane=false" not in sets)
 
 
 def test_operator_pods_carry_the_label_the_network_policies_admit(helm: str) -> None:

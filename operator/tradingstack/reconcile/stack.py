@@ -27,6 +27,7 @@ from tradingstack.kube.client import ChildKey, Kube, Obj
 from tradingstack.metrics import CHILDREN_APPLIED, CHILDREN_PRUNED, RECONCILE_DURATION
 from tradingstack.reconcile.backup_health import backup_health, backup_runs
 from tradingstack.reconcile.diff import needs_apply, with_applied_hash
+from tradingstack.reconcile.redis_tracker import track_redis_master
 from tradingstack.reconcile.restart_runner import advance_restarts
 from tradingstack.reconcile.status import ConditionUpdate, Observations, compute_status, invalid_spec_status
 from tradingstack.render.common import STACK_LABEL, child_name
@@ -74,12 +75,13 @@ class StackReconciler:
         kube: Kube,
         clock: Callable[[], datetime] = utc_now,
         new_password: Callable[[], str] = lambda: secrets.token_urlsafe(24),
-        read_health: bool = True,
+        read_data_plane: bool = True,
     ) -> None:
         self._kube = kube
         self._clock = clock
         self._new_password = new_password
-        self._read_health = read_health
+        self._read_data_plane = read_data_plane
+        """Read the services' health documents and ask the sentinels (both need the pod network)."""
 
     async def reconcile(self, body: Mapping[str, Any]) -> TradingStackStatus:
         started = time.perf_counter()
@@ -137,12 +139,16 @@ class StackReconciler:
         if stack.spec.postgres.enabled and backups.enabled:
             jobs, messages = backup_runs(children, child_name(stack, BACKUP_COMPONENT))
             backup = backup_health(jobs, messages, backups.schedule, backups.time_zone, now, previous.postgres)
+        redis = previous.redis
+        if stack.spec.redis.enabled and self._read_data_plane:
+            redis = await track_redis_master(self._kube, body, stack, previous.redis, children, now)
         observed = Observations(
             workloads={k: v for k, v in children.items() if k[0] in ("Deployment", "StatefulSet")},
             apply_errors=apply_errors,
             postgres=backup.postgres if backup else previous.postgres,
             backup_condition=ConditionUpdate(backup.status, backup.reason, backup.message) if backup else None,
-            health=await self._service_health(stack) if self._read_health else None,
+            redis=redis,
+            health=await self._service_health(stack) if self._read_data_plane else None,
             restarts=restarts,
         )
         status = compute_status(stack, observed, previous, now)
