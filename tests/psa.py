@@ -1,4 +1,6 @@
-"""Checks a pod spec against Pod Security "restricted" (and the project's own rule: requests and limits set).
+"""Checks a pod spec against Pod Security "restricted", plus the project's own rules: a read-only root
+filesystem, cpu and memory requests, and a memory limit on every container (a CPU limit stays the user's choice:
+it throttles rather than protects).
 
 Used by the unit tests on every rendered pod; the cluster tests prove the same with the real admission plugin.
 """
@@ -62,10 +64,14 @@ def restricted_violations(pod: dict[str, Any]) -> list[str]:
         seccomp = ctx.get("seccompProfile", pod_ctx.get("seccompProfile", {})).get("type")
         if seccomp not in ("RuntimeDefault", "Localhost"):
             problems.append(f"{name}: seccompProfile must be RuntimeDefault")
+        if ctx.get("readOnlyRootFilesystem") is not True:
+            problems.append(f"{name}: root filesystem is writable")
         for port in container.get("ports", []):
             if port.get("hostPort"):
                 problems.append(f"{name}: hostPort")
-        limits = container.get("resources", {})
-        if not limits.get("requests") or not limits.get("limits"):
-            problems.append(f"{name}: requests and limits must be set")
+        resources = container.get("resources", {})
+        if not {"cpu", "memory"} <= set(resources.get("requests", {})):
+            problems.append(f"{name}: requests lack cpu/memory")
+        if "memory" not in resources.get("limits", {}):
+            problems.append(f"{name}: no memory limit")
     return problems

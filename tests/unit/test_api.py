@@ -60,6 +60,11 @@ def test_example_files_parse() -> None:
         ({"services": [service(uses=["redis"])], "redis": {"enabled": False}}, "spec.services[0].uses: redis"),
         ({"restarts": {"order": ["ghost"]}}, "spec.restarts.order: 'ghost' is not a service of this stack"),
         ({"unknownField": 1}, "spec.unknownField: Extra inputs are not permitted"),
+        (
+            {"services": [service(resources={"requests": {"cpu": "1"}, "limits": {"memory": "1Gi"}})]},
+            "spec.services[0].resources.requests: must set memory",
+        ),
+        ({"redis": {"resources": {"limits": {"cpu": "1"}}}}, "spec.redis.resources.limits: must set memory"),
     ],
 )
 def test_invalid_specs_name_the_field(spec: dict[str, Any], expected: str) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.psa import pod_specs, restricted_violations
 from tradingstack.api.crd import render_crd_yaml
 from tradingstack.api.spec import TradingStackSpec
 from tradingstack.cli import build_parser
@@ -286,76 +287,11 @@ def test_no_wildcards_in_any_role(rendered: list[dict[str, Any]]) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 # Pod Security "restricted"
 
-ALLOWED_VOLUME_TYPES = {
-    "configMap",
-    "csi",
-    "downwardAPI",
-    "emptyDir",
-    "ephemeral",
-    "persistentVolumeClaim",
-    "projected",
-    "secret",
-}
-
-
-def pod_specs(objs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-    found = []
-    for obj in objs:
-        name = f"{obj['kind']}/{obj['metadata']['name']}"
-        if obj["kind"] == "Pod":
-            found.append((name, obj["spec"]))
-        elif obj["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet"):
-            found.append((name, obj["spec"]["template"]["spec"]))
-        elif obj["kind"] == "CronJob":
-            found.append((name, obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]))
-    return found
-
-
-def restricted_violations(pod: dict[str, Any]) -> list[str]:
-    """What Pod Security "restricted" (plus our conventions: read-only root, resources) would object to."""
-    problems = []
-    pod_ctx = pod.get("securityContext", {})
-    for flag in ("hostNetwork", "hostPID", "hostIPC"):
-        if pod.get(flag):
-            problems.append(f"{flag} is set")
-    for volume in pod.get("volumes", []):
-        kinds = set(volume) - {"name"}
-        if not kinds <= ALLOWED_VOLUME_TYPES:
-            problems.append(f"volume {volume['name']} uses {kinds}")
-    for container in pod.get("initContainers", []) + pod["containers"]:
-        ctx = container.get("securityContext", {})
-        where = f"container {container['name']}"
-        if ctx.get("runAsNonRoot", pod_ctx.get("runAsNonRoot")) is not True:
-            problems.append(f"{where}: runAsNonRoot is not true")
-        if ctx.get("runAsUser", pod_ctx.get("runAsUser")) == 0:
-            problems.append(f"{where}: runs as uid 0")
-        seccomp = ctx.get("seccompProfile", pod_ctx.get("seccompProfile", {})).get("type")
-        if seccomp not in ("RuntimeDefault", "Localhost"):
-            problems.append(f"{where}: seccompProfile is {seccomp}")
-        if ctx.get("allowPrivilegeEscalation") is not False:
-            problems.append(f"{where}: allowPrivilegeEscalation is not false")
-        if ctx.get("privileged"):
-            problems.append(f"{where}: privileged")
-        caps = ctx.get("capabilities", {})
-        if "ALL" not in caps.get("drop", []):
-            problems.append(f"{where}: capabilities do not drop ALL")
-        if set(caps.get("add", [])) - {"NET_BIND_SERVICE"}:
-            problems.append(f"{where}: adds capabilities {caps['add']}")
-        if ctx.get("readOnlyRootFilesystem") is not True:
-            problems.append(f"{where}: root filesystem is writable")
-        if any(p.get("hostPort") for p in container.get("ports", [])):
-            problems.append(f"{where}: uses a hostPort")
-        resources = container.get("resources", {})
-        for part in ("requests", "limits"):
-            if not {"cpu", "memory"} <= set(resources.get(part, {})):
-                problems.append(f"{where}: {part} lack cpu/memory")
-    return problems
-
 
 def test_every_pod_is_psa_restricted(rendered: list[dict[str, Any]]) -> None:
-    pods = pod_specs(rendered)
+    pods = {f"{obj['kind']}/{obj['metadata']['name']}": pod for obj in rendered for pod in pod_specs(obj)}
     assert len(pods) >= 2  # the operator and the helm test pod
-    problems = {name: restricted_violations(pod) for name, pod in pods}
+    problems = {name: restricted_violations(pod) for name, pod in pods.items()}
     assert not {name: p for name, p in problems.items() if p}
 
 

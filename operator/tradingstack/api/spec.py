@@ -70,10 +70,11 @@ class Resources(ApiModel):
     """CPU and memory for one container, as Kubernetes quantities."""
 
     requests: dict[str, Quantity] = Field(default_factory=lambda: {"cpu": "100m", "memory": "128Mi"})
-    """Guaranteed resources (keys `cpu`, `memory`, `ephemeral-storage`). Default: 100m CPU, 128Mi memory."""
+    """Guaranteed resources (keys `cpu`, `memory`, `ephemeral-storage`; cpu and memory required). Default: 100m
+    CPU, 128Mi memory."""
 
     limits: dict[str, Quantity] = Field(default_factory=lambda: {"cpu": "1", "memory": "512Mi"})
-    """Upper bounds (keys `cpu`, `memory`, `ephemeral-storage`). Default: 1 CPU, 512Mi memory."""
+    """Upper bounds (keys `cpu`, `memory`, `ephemeral-storage`; memory required). Default: 1 CPU, 512Mi memory."""
 
     @field_validator("requests", "limits")
     @classmethod
@@ -82,6 +83,17 @@ class Resources(ApiModel):
         if unknown:
             raise ValueError(f"unknown resource name(s) {', '.join(unknown)}; use cpu, memory, ephemeral-storage")
         return value
+
+    @model_validator(mode="after")
+    def _scheduling_needs(self) -> Resources:
+        # Requests decide where pods fit; a memory limit keeps one pod from starving its node. A CPU limit is
+        # optional: it throttles rather than protects.
+        missing = sorted({"cpu", "memory"} - set(self.requests))
+        if missing:
+            raise ValueError(f"requests: must set {' and '.join(missing)}")
+        if "memory" not in self.limits:
+            raise ValueError("limits: must set memory")
+        return self
 
 
 class SecretKeySelector(ApiModel):
