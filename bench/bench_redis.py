@@ -37,7 +37,6 @@ from tests.component.redis.processes import (  # noqa: E402
     StockRedis,
     stack_for,
 )
-
 from tradingstack.redisclient import (  # noqa: E402
     RedisUnavailableError,
     SentinelRedisClient,

@@ -9,9 +9,9 @@ import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
+
 from tests.golden import assert_golden
 from tests.psa import pod_specs, restricted_violations
-
 from tradingstack.api import TradingStack
 from tradingstack.api.status import RedisStatus
 from tradingstack.reconcile.redis_master import FAILOVER_REASON, MASTER_OBSERVED_REASON, decide_master
