@@ -12,7 +12,15 @@ from typing import Any
 
 import pytest
 
-from tests.component.health.processes import DemoService, free_port, http_status, start_demo_service, stop, wait_for
+from tests.component.health.processes import (
+    POLL_INTERVAL,
+    STARTUP_TIMEOUT,
+    DemoService,
+    http_status,
+    start_demo_service,
+    stop,
+)
+from tests.support import free_port, wait_for
 from tradingstack.api import TradingStack
 from tradingstack.render.gateway import nginx_conf
 
@@ -116,7 +124,7 @@ def start_gateway(demo_services: dict[str, DemoService]) -> Iterator[Callable[..
                 raise AssertionError(f"nginx exited {process.returncode}: {access_log.read_text()}")
             return http_status(f"{gateway_.url}/healthz") == 200
 
-        wait_for(answers, f"nginx on port {port}")
+        wait_for(answers, what=f"nginx on port {port}", timeout=STARTUP_TIMEOUT, interval=POLL_INTERVAL)
         return gateway_
 
     yield start

@@ -10,7 +10,8 @@ import aiohttp
 import pytest
 
 from tests.component.gateway.conftest import Gateway, nginx_test
-from tests.component.health.processes import DemoService, wait_for
+from tests.component.health.processes import POLL_INTERVAL, DemoService
+from tests.support import wait_for
 from tests.unit.test_render_gateway import example_stack
 
 pytestmark = pytest.mark.component
@@ -50,7 +51,9 @@ async def test_request_id_propagates_to_the_service_log_and_back(
         records = demo_services["execution"].log_records()
         return next((r for r in records if r.get("correlation_id") == request_id), None)
 
-    line = wait_for(service_line, "the execution service's log line with the request id", 10)
+    line = wait_for(
+        service_line, what="the execution service's log line with the request id", timeout=10, interval=POLL_INTERVAL
+    )
     assert line["path"] == "/trade"
     assert line["method"] == "POST"
 
@@ -58,7 +61,9 @@ async def test_request_id_propagates_to_the_service_log_and_back(
         records = [json.loads(row) for row in gateway.access_log.read_text().splitlines() if row.startswith("{")]
         return next((r for r in records if r.get("requestId") == request_id), None)
 
-    access = wait_for(access_line, "the gateway's JSON access log line with the request id", 10)
+    access = wait_for(
+        access_line, what="the gateway's JSON access log line with the request id", timeout=10, interval=POLL_INTERVAL
+    )
     assert access["uri"] == "/api/execution/trade"
     assert access["status"] == 200
 

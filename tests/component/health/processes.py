@@ -8,42 +8,23 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import redis
 
+from tests.support import free_port, wait_for
+
 REPO = Path(__file__).resolve().parents[3]
 DEMO_SERVICE_DIR = REPO / "images" / "demo-service"
-STARTUP_DEADLINE_SECONDS = 30.0
-
-T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_for(condition: Callable[[], T | None], what: str, deadline_seconds: float = STARTUP_DEADLINE_SECONDS) -> T:
-    """Poll `condition` until it returns a truthy value (returned), failing with `what` after the deadline."""
-    deadline = time.monotonic() + deadline_seconds
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {deadline_seconds:.0f}s waiting for {what}")
-        time.sleep(0.05)
+STARTUP_TIMEOUT = 30.0
+POLL_INTERVAL = 0.05
+"""Local processes answer within milliseconds: poll quickly, with a generous deadline."""
 
 
 def http_status(url: str) -> int | None:
@@ -112,7 +93,7 @@ def start_demo_service(name: str, log_dir: Path, **env: str) -> DemoService:
         return http_status(f"{service.url}/health/live") == 200
 
     try:
-        wait_for(answers, f"demo service {name} on port {port}")
+        wait_for(answers, what=f"demo service {name} on port {port}", timeout=STARTUP_TIMEOUT, interval=POLL_INTERVAL)
     except BaseException:
         service.stop()
         raise
@@ -152,7 +133,9 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_for(self._answers, f"redis-server on port {self.port}")
+        wait_for(
+            self._answers, what=f"redis-server on port {self.port}", timeout=STARTUP_TIMEOUT, interval=POLL_INTERVAL
+        )
 
     def _answers(self) -> bool:
         client = redis.Redis(port=self.port, password=self.password, socket_timeout=1, socket_connect_timeout=1)

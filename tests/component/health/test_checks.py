@@ -12,8 +12,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.component.health.conftest import PostgresServer
-from tests.component.health.processes import DemoService, RedisServer, free_port, start_demo_service, stop
+from tests.component.health.processes import DemoService, RedisServer, start_demo_service, stop
+from tests.component.postgres.server import PostgresServer
+from tests.support import free_port
 from tradingstack.health.checks import RedisHealthSource, RedisPing, check_http, check_postgres, run_checks
 from tradingstack.health.contract import DependencyStatus
 

@@ -11,8 +11,16 @@ from typing import Any
 
 import pytest
 
-from tests.component.health.conftest import PostgresServer
-from tests.component.health.processes import DemoService, RedisServer, http_status, start_demo_service, wait_for
+from tests.component.health.processes import (
+    POLL_INTERVAL,
+    STARTUP_TIMEOUT,
+    DemoService,
+    RedisServer,
+    http_status,
+    start_demo_service,
+)
+from tests.component.postgres.server import PostgresServer
+from tests.support import wait_for
 from tradingstack.health.contract import ServiceHealth
 
 pytestmark = pytest.mark.component
@@ -62,7 +70,9 @@ def _all_healthy(services: dict[str, DemoService]) -> bool:
 async def test_redis_outage_and_recovery(
     services: dict[str, DemoService], redis_server: RedisServer, postgres: PostgresServer
 ) -> None:
-    wait_for(lambda: _all_healthy(services), "all services HEALTHY")
+    wait_for(
+        lambda: _all_healthy(services), what="all services HEALTHY", timeout=STARTUP_TIMEOUT, interval=POLL_INTERVAL
+    )
     for service in services.values():
         status, document = health(service)
         assert status == 200
@@ -73,7 +83,9 @@ async def test_redis_outage_and_recovery(
     redis_server.stop()
     wait_for(
         lambda: all(health(s)[1].dependencies["redis"].status == "DOWN" for s in services.values()),
-        "redis DOWN in every health document",
+        what="redis DOWN in every health document",
+        timeout=STARTUP_TIMEOUT,
+        interval=POLL_INTERVAL,
     )
     expected: dict[str, tuple[str, int, int]] = {
         # name: (status, /health code, /health/ready code)
@@ -93,7 +105,12 @@ async def test_redis_outage_and_recovery(
         assert f'service_health_status{{status="{status_name}"}} 1.0' in metrics(service)
 
     redis_server.start()
-    wait_for(lambda: _all_healthy(services), "all services HEALTHY again after Redis is back")
+    wait_for(
+        lambda: _all_healthy(services),
+        what="all services HEALTHY again after Redis is back",
+        timeout=STARTUP_TIMEOUT,
+        interval=POLL_INTERVAL,
+    )
     for service in services.values():
         assert http_status(f"{service.url}/health/ready") == 200
         assert 'dependency_up{dependency="redis"} 1.0' in metrics(service)
@@ -106,7 +123,7 @@ async def test_redis_outage_and_recovery(
 
 async def test_refused_postgres_login_is_down_without_the_password(tmp_path: Path, postgres: PostgresServer) -> None:
     wrong = "Wr0ng-pa55word-xyz"
-    service = start_demo_service("risk-safety", tmp_path, DATABASE_URL=postgres.url(wrong), **FAST_CIRCUIT)
+    service = start_demo_service("risk-safety", tmp_path, DATABASE_URL=postgres.url(password=wrong), **FAST_CIRCUIT)
     try:
         code, document = health(service)
         dependency = document.dependencies["postgres"]

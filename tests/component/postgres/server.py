@@ -12,7 +12,6 @@ import os
 import pwd
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -23,6 +22,8 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+
+from tests.support import free_port
 
 SUPERUSER = "trading"
 SERVER_USER = "postgres"
@@ -50,12 +51,6 @@ def _server_user() -> str | None:
     return SERVER_USER
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @dataclass
 class PostgresServer:
     bin_dir: Path
@@ -75,6 +70,9 @@ class PostgresServer:
             "PGDATABASE": database,
             **overrides,
         }
+
+    def url(self, database: str = "postgres", password: str | None = None) -> str:
+        return f"postgresql://{SUPERUSER}:{password or self.password}@127.0.0.1:{self.port}/{database}"
 
     def connect(self, database: str) -> psycopg.Connection[tuple[Any, ...]]:
         return psycopg.connect(
@@ -123,7 +121,7 @@ def running_postgres() -> Iterator[PostgresServer]:
         check=True,
         capture_output=True,
     )
-    server = PostgresServer(bin_dir=bin_dir, port=_free_port(), password=password, run_as=run_as)
+    server = PostgresServer(bin_dir=bin_dir, port=free_port(), password=password, run_as=run_as)
     # Throwaway data: durability settings off so pgbench initialisation and restores are quick.
     options = f"-h 127.0.0.1 -p {server.port} -k {base} -c fsync=off -c full_page_writes=off -c synchronous_commit=off"
     pg_ctl = [str(bin_dir / "pg_ctl"), f"--pgdata={data}", f"--log={base / 'server.log'}"]
