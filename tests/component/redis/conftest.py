@@ -7,16 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.component.redis.processes import RenderedRedis, stack_for
-
-FAST_FAILOVER = {
-    "replicas": 3,
-    "sentinels": 3,
-    "quorum": 2,
-    "downAfterMilliseconds": 2000,  # the lowest the API allows
-    "failoverTimeoutMilliseconds": 10000,
-    "minReplicasToWrite": 1,
-}
+from tests.component.redis.processes import FAST_FAILOVER, RenderedRedis, stack_for
 
 
 @pytest.fixture

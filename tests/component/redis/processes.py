@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import redis
 import yaml
@@ -31,6 +31,15 @@ from tradingstack.redisclient.client import no_retry
 from tradingstack.render.redis import render_redis
 
 HOST = "127.0.0.1"
+
+FAST_FAILOVER = {  # spec.redis of the failover tests
+    "replicas": 3,
+    "sentinels": 3,
+    "quorum": 2,
+    "downAfterMilliseconds": 2000,  # the lowest the API allows
+    "failoverTimeoutMilliseconds": 10000,
+    "minReplicasToWrite": 1,
+}
 
 
 def free_port() -> int:
@@ -58,6 +67,8 @@ class RedisProcesses:
 
     root: Path
     spec: RedisSpec
+    chained_replication: ClassVar[bool] = False
+    """Whether a replica may replicate from another replica (stock) instead of directly from the master."""
     password: str = field(default_factory=lambda: secrets.token_hex(16))
     redis_ports: list[int] = field(init=False)
     sentinel_ports: list[int] = field(init=False)
@@ -155,6 +166,15 @@ class RedisProcesses:
         online = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
         return sum(1 for replica in online if replica.get("state") == "online")
 
+    def replicating(self, index: int) -> bool:
+        """A replica whose link to its master is up."""
+        with contextlib.closing(self.server(index)) as client:
+            try:
+                info = client.info("replication")
+            except redis.RedisError:
+                return False
+        return info.get("role") == "slave" and info.get("master_link_status") == "up"
+
     def sentinels_see_everything(self, master: int) -> bool:
         """Every sentinel knows all replicas and all other sentinels: only then can they fail over."""
         for port in self.sentinel_ports:
@@ -185,15 +205,41 @@ class RedisProcesses:
             master = self.agreed_master()
             if master is None or self.role(master) != "master":
                 return False
-            if self.connected_replicas(master) < len(self.running_redis()) - 1:
+            others = [i for i in self.running_redis() if i != master]
+            if self.chained_replication:
+                if not all(self.replicating(i) for i in others):
+                    return False
+            elif self.connected_replicas(master) < len(others):
                 return False
             if not self.sentinels_see_everything(master):
                 return False
             found[:] = [master]
             return True
 
-        wait_until(stable, timeout, "a stable master with all replicas and sentinels", interval=0.2)
+        try:
+            wait_until(stable, timeout, "a stable master with all replicas and sentinels", interval=0.2)
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n{self.describe()}") from None
         return found[0]
+
+    def describe(self) -> str:
+        """Roles, replicas and every sentinel's view, for the message of a failed wait."""
+        lines = [
+            f"redis-{i} port {port}: role {self.role(i)}, online replicas {self.connected_replicas(i)}"
+            for i, port in enumerate(self.redis_ports)
+        ]
+        for port in self.sentinel_ports:
+            client = redis.Redis(host=HOST, port=port, password=self.password, socket_timeout=0.5, retry=no_retry())
+            with contextlib.closing(client):
+                try:
+                    state = client.sentinel_master(self.spec.master_name)  # type: ignore[no-untyped-call]
+                    replicas = client.sentinel_slaves(self.spec.master_name)  # type: ignore[no-untyped-call]
+                except redis.RedisError as error:
+                    lines.append(f"sentinel port {port}: {error}")
+                    continue
+            seen = ", ".join(f"{r['port']} {r['flags']}" for r in replicas)
+            lines.append(f"sentinel port {port}: master {state['port']} {state['flags']}; replicas {seen}")
+        return "\n".join(lines)
 
 
 class RenderedRedis(RedisProcesses):
@@ -258,8 +304,11 @@ class RenderedRedis(RedisProcesses):
 class StockRedis(RedisProcesses):
     """Stock Sentinel: plain configs with only what is needed to run (ports, auth, monitor, down-after).
 
-    A restarted server comes back as it was configured (server 0 as a master); Sentinel demotes it later.
+    A restarted server comes back as it was configured (server 0 as a master); Sentinel demotes it later,
+    but leaves a restarted replica replicating from whichever server its config names, even another replica.
     """
+
+    chained_replication = True
 
     def redis_command(self, index: int) -> tuple[list[str], dict[str, str]]:
         data_dir = self.root / f"redis-{index}"

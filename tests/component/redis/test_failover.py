@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from tests.component.redis.processes import RenderedRedis, TwoMasterChecker, wait_until
+from tests.component.redis.processes import (
+    FAST_FAILOVER,
+    RenderedRedis,
+    StockRedis,
+    TwoMasterChecker,
+    stack_for,
+    wait_until,
+)
 from tradingstack.redisclient import RedisUnavailableError, SentinelRedisClient, observe_master
 
 pytestmark = pytest.mark.component
@@ -71,3 +80,18 @@ def test_a_master_without_replicas_refuses_writes_as_unavailable(sentinel_stack:
     with pytest.raises(RedisUnavailableError, match="NOREPLICAS"):
         client.write_confirmed("unprotected", "1")
     client.close()
+
+
+def test_checker_sees_two_writable_masters_when_a_stock_master_restarts(tmp_path: Path) -> None:
+    """Negative control: without the start script a restarted old master comes back as a writable master."""
+    stock = StockRedis(tmp_path, stack_for(FAST_FAILOVER).spec.redis)
+    try:
+        stock.start()
+        with TwoMasterChecker(stock).running() as checker:
+            old_master = stock.wait_stable(timeout=30)
+            stock.kill_redis(old_master)
+            wait_until(lambda: stock.agreed_master() not in (None, old_master), 60, "a promoted replica")
+            stock.start_redis(old_master)
+            wait_until(lambda: bool(checker.violations), 60, "the checker to see two writable masters")
+    finally:
+        stock.stop()

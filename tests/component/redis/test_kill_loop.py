@@ -22,11 +22,22 @@ class Writer:
             stack.sentinel_addresses, stack.spec.master_name, stack.password, socket_timeout=0.5
         )
         self.acknowledged: list[str] = []
-        self.refused = 0
+        self.crash: BaseException | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="writer", daemon=True)
 
     def _run(self) -> None:
+        try:
+            self._write_until_stopped()
+        except BaseException as error:  # surfaced by `progressed`, else the test would only time out
+            self.crash = error
+
+    def progressed(self, since: int) -> bool:
+        if self.crash is not None:
+            raise AssertionError("the writer crashed") from self.crash
+        return len(self.acknowledged) > since
+
+    def _write_until_stopped(self) -> None:
         sequence = 0
         while not self._stop.is_set():
             key = f"write:{sequence}"
@@ -34,7 +45,6 @@ class Writer:
             try:
                 self.client.write_confirmed(key, key, replicas=1, timeout_ms=500)
             except (RedisUnavailableError, WriteNotAcknowledgedError):
-                self.refused += 1
                 self._stop.wait(self.client.guard.wait_seconds())
                 continue
             self.acknowledged.append(key)
@@ -55,7 +65,7 @@ def kill_master_until_writes_resume(stack: RenderedRedis, writer: Writer) -> Non
     stack.kill_redis(master)
     wait_until(lambda: stack.agreed_master() not in (None, master), 60, "the sentinels to promote a replica")
     writes_at_switch = len(writer.acknowledged)
-    wait_until(lambda: len(writer.acknowledged) > writes_at_switch, 60, "writes acknowledged by the new master")
+    wait_until(lambda: writer.progressed(since=writes_at_switch), 60, "writes acknowledged by the new master")
     stack.start_redis(master)
 
 
@@ -66,6 +76,7 @@ def test_no_acknowledged_write_is_lost_across_ten_master_kills(sentinel_stack: R
             kill_master_until_writes_resume(stack, writer)
         final_master = stack.wait_stable(timeout=60)
 
+    assert writer.crash is None
     keys = writer.acknowledged
     assert len(keys) > KILLS
     values = stack.server(final_master, timeout=5).mget(keys)
