@@ -144,7 +144,7 @@ class FakeClock:
     def __init__(self) -> None:
         self.now = 1000.0
 
-    def __call__(self) -> float:
+    def monotonic(self) -> float:
         return self.now
 
 
@@ -159,6 +159,10 @@ async def test_circuit_breaker_opens_after_the_threshold_and_retries_after_the_c
 
     breaker = CircuitBreaker(check, failure_threshold=2, cooldown_seconds=30, clock=clock)
     assert (await breaker()).status is DependencyStatus.DOWN
+    backing_off = await breaker()
+    assert len(calls) == 1, "within the backoff after a failure the check is not called"
+    assert backing_off.status is DependencyStatus.DOWN and backing_off.message.startswith("backing off for 1.0s")
+    clock.now += 1  # the first backoff step
     assert (await breaker()).status is DependencyStatus.DOWN
     clock.now += 29
     skipped = await breaker()

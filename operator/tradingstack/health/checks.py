@@ -18,6 +18,8 @@ from redis.asyncio.sentinel import Sentinel
 
 from tradingstack.health.contract import DependencyHealth, DependencyStatus
 from tradingstack.logs import mask_text
+from tradingstack.redisclient.clock import Clock, SystemClock
+from tradingstack.redisclient.guard import ConnectionGuard
 
 Check = Callable[[], Awaitable[DependencyHealth]]
 
@@ -142,9 +144,10 @@ class RedisPing:
 
 
 class CircuitBreaker:
-    """Stops calling a failing check: after `failure_threshold` DOWN results in a row the check is skipped
-    (reported DOWN, "circuit open") for `cooldown_seconds`; then one trial call decides. Keeps health polling
-    from piling connection attempts onto a dependency that is already struggling."""
+    """A check behind the Redis client's `ConnectionGuard`: after a DOWN result the check is not called again
+    for the backoff (1, 2, 4, ... s), and after `failure_threshold` DOWN results in a row not for
+    `cooldown_seconds`; then one trial call decides. Meanwhile the last failure is reported, saying why.
+    Keeps health polling from piling connection attempts onto a dependency that is already struggling."""
 
     def __init__(
         self,
@@ -152,32 +155,24 @@ class CircuitBreaker:
         *,
         failure_threshold: int = 3,
         cooldown_seconds: float = 60.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | None = None,
     ) -> None:
         self._check = check
-        self._threshold = failure_threshold
-        self._cooldown = cooldown_seconds
-        self._clock = clock
-        self._failures = 0
-        self._open: tuple[float, DependencyHealth] | None = None
-        """When the circuit opened, and the failure that opened it."""
+        self._guard = ConnectionGuard(
+            clock or SystemClock(), failure_threshold=failure_threshold, open_seconds=cooldown_seconds
+        )
+        self._failure: DependencyHealth | None = None
 
     async def __call__(self) -> DependencyHealth:
-        if self._open is not None:
-            opened_at, failure = self._open
-            remaining = opened_at + self._cooldown - self._clock()
-            if remaining > 0:
-                return failure.model_copy(
-                    update={"message": f"circuit open for {remaining:.0f}s more after: {failure.message}"}
-                )
+        if self._failure is not None and not self._guard.acquire():
+            return self._failure.model_copy(update={"message": self._guard.describe()})
         result = await self._check()
         if result.status is DependencyStatus.DOWN:
-            self._failures += 1
-            if self._failures >= self._threshold:
-                self._open = (self._clock(), result)
+            self._guard.record_failure(result.message)
+            self._failure = result
         else:
-            self._failures = 0
-            self._open = None
+            self._guard.record_success()
+            self._failure = None
         return result
 
 
