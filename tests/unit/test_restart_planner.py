@@ -344,3 +344,26 @@ def test_the_planner_never_stamps_a_service_already_carrying_the_run_id(
         # The service in motion is the first one of the order that is not done: one at a time, in order.
         assert decision.service == next(name for name in DEFAULT_RESTART_ORDER if name not in step.status.done)
         assert step.status.in_progress == decision.service
+
+
+def test_a_stack_created_inside_the_window_waits_for_the_next_scheduled_time() -> None:
+    created = SCHEDULED + timedelta(minutes=10)
+    step = plan_restart_step(
+        stack(),
+        RestartsStatus(),
+        degraded=False,
+        trigger=None,
+        deployments=Cluster.settled().deployments.values(),
+        now=created + timedelta(seconds=30),
+        created=created,
+    )
+    assert isinstance(step.decision, Idle) and step.decision.next_run == SCHEDULED + timedelta(days=1)
+    without_creation_time = plan_restart_step(
+        stack(),
+        RestartsStatus(),
+        degraded=False,
+        trigger=None,
+        deployments=Cluster.settled().deployments.values(),
+        now=created + timedelta(seconds=30),
+    )
+    assert isinstance(without_creation_time.decision, Stamp)  # the window alone would have started a run

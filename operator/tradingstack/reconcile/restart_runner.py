@@ -41,6 +41,11 @@ def observe_deployment(service: str, live: Mapping[str, Any]) -> DeploymentObser
     )
 
 
+def _created(body: Mapping[str, Any]) -> datetime | None:
+    stamp = body["metadata"].get("creationTimestamp")
+    return datetime.fromisoformat(stamp) if stamp else None
+
+
 def restart_stamp(stack: TradingStack, service: str, run_id: str) -> Obj:
     """The only fields the restart field manager owns: the pod-template annotation."""
     return {
@@ -73,6 +78,7 @@ async def advance_restarts(
         trigger=stack.metadata.annotations.get(RESTART_NOW_ANNOTATION),
         deployments=deployments,
         now=now,
+        created=_created(body),
     )
     decision = step.decision
     if isinstance(decision, Stamp):

@@ -174,12 +174,14 @@ def plan_restart_step(
     trigger: str | None,
     deployments: Iterable[DeploymentObservation],
     now: datetime,
+    created: datetime | None = None,
 ) -> RestartStep:
     """Decide the one thing to do about restarts at `now`.
 
     `status` is the persisted status.restarts; `degraded` whether the stack's Degraded condition is True;
     `trigger` the value of RESTART_NOW_ANNOTATION on the TradingStack (None when absent), acted on once per
-    value; `deployments` the observed Deployments of the services.
+    value; `deployments` the observed Deployments of the services; `created` when the stack was created (the
+    lower bound for scheduled runs while it has none).
 
     An active run (status.inProgress set) is carried on first: a run cannot be preempted. Otherwise a new
     trigger value starts a manual run (regardless of enabled and suspendUntil, which govern scheduled runs; it
@@ -201,7 +203,8 @@ def plan_restart_step(
     if trigger is not None and trigger != status.handled_trigger:
         triggered = status.model_copy(update={"handled_trigger": trigger})
         return plan.start(triggered, manual_run_id(trigger), now, f"requested by {RESTART_NOW_ANNOTATION}", skip=skip)
-    scheduled = due_run(restarts, status.last_run, now)
+    # A stack that never ran counts from its creation: one created at 04:40 is not restarted for 04:30.
+    scheduled = due_run(restarts, status.last_run or created, now)
     if scheduled is not None:
         return plan.start(status, run_id(scheduled), scheduled, f"scheduled for {scheduled.isoformat()}", skip=skip)
     return RestartStep(Idle(status.next_run), status)
