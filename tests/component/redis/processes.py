@@ -12,11 +12,10 @@ import contextlib
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,6 +23,7 @@ from typing import Any, ClassVar
 import redis
 import yaml
 
+from tests.support import free_port, wait_for
 from tradingstack.api import TradingStack
 from tradingstack.api.spec import RedisSpec
 from tradingstack.redisclient import MasterAddress, observe_master
@@ -31,6 +31,7 @@ from tradingstack.redisclient.client import no_retry
 from tradingstack.render.redis import render_redis
 
 HOST = "127.0.0.1"
+POLL_SECONDS = 0.1
 
 FAST_FAILOVER = {  # spec.redis of the failover tests
     "replicas": 3,
@@ -40,21 +41,6 @@ FAST_FAILOVER = {  # spec.redis of the failover tests
     "failoverTimeoutMilliseconds": 10000,
     "minReplicasToWrite": 1,
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
-    """Poll until `predicate()` holds; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def stack_for(redis_spec: dict[str, Any], name: str = "comp") -> TradingStack:
@@ -217,7 +203,7 @@ class RedisProcesses:
             return True
 
         try:
-            wait_until(stable, timeout, "a stable master with all replicas and sentinels", interval=0.2)
+            wait_for(stable, timeout=timeout, interval=0.2, what="a stable master with all replicas and sentinels")
         except AssertionError as error:
             raise AssertionError(f"{error}\n{self.describe()}") from None
         return found[0]

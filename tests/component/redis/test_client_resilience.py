@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.component.redis.processes import RenderedRedis, stack_for, wait_until
+from tests.component.redis.processes import POLL_SECONDS, RenderedRedis, stack_for
+from tests.support import wait_for
 from tradingstack.health.contract import DependencyStatus
 from tradingstack.redisclient import (
     BACKOFF_SECONDS,
@@ -101,7 +102,7 @@ def test_breaker_opens_after_three_failures_then_half_opens(single_server: Rende
     assert stack.password not in down.message
 
     stack.start_redis(0)
-    wait_until(lambda: stack.role(0) == "master", 30, "the server to be back")
+    wait_for(lambda: stack.role(0) == "master", timeout=30, interval=POLL_SECONDS, what="the server to be back")
     before = connections_received(stack)
     clock.advance(59)
     with pytest.raises(RedisUnavailableError, match="circuit open"):

@@ -8,12 +8,13 @@ import pytest
 
 from tests.component.redis.processes import (
     FAST_FAILOVER,
+    POLL_SECONDS,
     RenderedRedis,
     StockRedis,
     TwoMasterChecker,
     stack_for,
-    wait_until,
 )
+from tests.support import wait_for
 from tradingstack.redisclient import RedisUnavailableError, SentinelRedisClient, observe_master
 
 pytestmark = pytest.mark.component
@@ -44,7 +45,12 @@ def test_killed_master_is_replaced_and_rejoins_as_replica(sentinel_stack: Render
         assert stack.role(new_master) == "master"
 
         stack.start_redis(old_master)
-        wait_until(lambda: stack.role(old_master) == "slave", 30, "the old master to come back as a replica")
+        wait_for(
+            lambda: stack.role(old_master) == "slave",
+            timeout=30,
+            interval=POLL_SECONDS,
+            what="the old master to come back as a replica",
+        )
         assert stack.wait_stable(timeout=30) == new_master
         assert client.master.mget(["before-failover", "after-failover"]) == [b"1", b"2"]
     client.close()
@@ -59,7 +65,12 @@ def test_prestop_hook_hands_mastership_over(sentinel_stack: RenderedRedis) -> No
     new_master = stack.agreed_master()
     assert new_master is not None
     assert new_master != old_master
-    wait_until(lambda: stack.role(old_master) == "slave", 30, "the old master to be demoted")
+    wait_for(
+        lambda: stack.role(old_master) == "slave",
+        timeout=30,
+        interval=POLL_SECONDS,
+        what="the old master to be demoted",
+    )
 
 
 def test_prestop_hook_of_a_replica_changes_nothing(sentinel_stack: RenderedRedis) -> None:
@@ -90,8 +101,18 @@ def test_checker_sees_two_writable_masters_when_a_stock_master_restarts(tmp_path
         with TwoMasterChecker(stock).running() as checker:
             old_master = stock.wait_stable(timeout=30)
             stock.kill_redis(old_master)
-            wait_until(lambda: stock.agreed_master() not in (None, old_master), 60, "a promoted replica")
+            wait_for(
+                lambda: stock.agreed_master() not in (None, old_master),
+                timeout=60,
+                interval=POLL_SECONDS,
+                what="a promoted replica",
+            )
             stock.start_redis(old_master)
-            wait_until(lambda: bool(checker.violations), 60, "the checker to see two writable masters")
+            wait_for(
+                lambda: bool(checker.violations),
+                timeout=60,
+                interval=POLL_SECONDS,
+                what="the checker to see two writable masters",
+            )
     finally:
         stock.stop()

@@ -6,7 +6,8 @@ import threading
 
 import pytest
 
-from tests.component.redis.processes import RenderedRedis, TwoMasterChecker, wait_until
+from tests.component.redis.processes import POLL_SECONDS, RenderedRedis, TwoMasterChecker
+from tests.support import wait_for
 from tradingstack.redisclient import RedisUnavailableError, SentinelRedisClient, WriteNotAcknowledgedError
 
 pytestmark = pytest.mark.component
@@ -63,9 +64,19 @@ def kill_master_until_writes_resume(stack: RenderedRedis, writer: Writer) -> Non
     """kill -9 the master, wait for a promoted replica to acknowledge writes, restart the old master."""
     master = stack.wait_stable(timeout=60)
     stack.kill_redis(master)
-    wait_until(lambda: stack.agreed_master() not in (None, master), 60, "the sentinels to promote a replica")
+    wait_for(
+        lambda: stack.agreed_master() not in (None, master),
+        timeout=60,
+        interval=POLL_SECONDS,
+        what="the sentinels to promote a replica",
+    )
     writes_at_switch = len(writer.acknowledged)
-    wait_until(lambda: writer.progressed(since=writes_at_switch), 60, "writes acknowledged by the new master")
+    wait_for(
+        lambda: writer.progressed(since=writes_at_switch),
+        timeout=60,
+        interval=POLL_SECONDS,
+        what="writes acknowledged by the new master",
+    )
     stack.start_redis(master)
 
 
