@@ -7,16 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.component.redis.processes import FAST_FAILOVER, RenderedRedis, stack_for
+from tests.component.redis.processes import FAST_FAILOVER, RenderedRedis, running_redis
 
 
 @pytest.fixture
 def sentinel_stack(tmp_path: Path) -> Iterator[RenderedRedis]:
     """3 redis-server + 3 redis-sentinel from the rendered ConfigMap, master agreed and replicas in sync."""
-    processes = RenderedRedis(tmp_path, stack_for(FAST_FAILOVER).spec.redis)
-    try:
-        processes.start()
+    with running_redis(tmp_path, FAST_FAILOVER) as processes:
         yield processes
-    finally:
-        processes.stop()
-        print(processes.logs())  # pytest shows it only for a failed test

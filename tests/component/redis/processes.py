@@ -365,3 +365,16 @@ class TwoMasterChecker:
         finally:
             self._stop.set()
             self._thread.join()
+
+
+@contextlib.contextmanager
+def running_redis(directory: Path, redis_spec: dict[str, Any]) -> Iterator[RenderedRedis]:
+    """The rendered servers and sentinels for `redis_spec`, started and torn down (logs printed afterwards,
+    which pytest shows only for a failed test)."""
+    processes = RenderedRedis(directory, stack_for(redis_spec).spec.redis)
+    try:
+        processes.start()
+        yield processes
+    finally:
+        processes.stop()
+        print(processes.logs())

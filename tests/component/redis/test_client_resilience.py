@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.component.redis.processes import POLL_SECONDS, RenderedRedis, stack_for
+from tests.component.redis.processes import POLL_SECONDS, RenderedRedis, running_redis
 from tests.support import wait_for
 from tradingstack.health.contract import DependencyStatus
 from tradingstack.redisclient import (
@@ -43,13 +43,8 @@ class FakeClock:
 @pytest.fixture
 def single_server(tmp_path: Path) -> Iterator[RenderedRedis]:
     """One redis-server watched by one sentinel (no failover possible: stopping it is an outage)."""
-    processes = RenderedRedis(tmp_path, stack_for(SINGLE_SERVER).spec.redis)
-    try:
-        processes.start()
+    with running_redis(tmp_path, SINGLE_SERVER) as processes:
         yield processes
-    finally:
-        processes.stop()
-        print(processes.logs())  # pytest shows it only for a failed test
 
 
 def client_for(stack: RenderedRedis, clock: FakeClock, grace: float = 0.0) -> SentinelRedisClient:
