@@ -82,16 +82,23 @@ def redis_secret_name(stack: TradingStack) -> str:
     return child_name(stack, REDIS_COMPONENT)
 
 
+def _pod_host(stack: TradingStack, component: str, pod_name: str) -> str:
+    """Stable DNS name of a StatefulSet pod through its headless Service (named like the StatefulSet)."""
+    return f"{pod_name}.{child_name(stack, component)}.{stack.namespace}.svc.{CLUSTER_DOMAIN}"
+
+
 def redis_pod_host(stack: TradingStack, pod_name: str) -> str:
     """Stable DNS name of a Redis pod, as the sentinels announce it."""
-    return f"{pod_name}.{child_name(stack, REDIS_COMPONENT)}.{stack.namespace}.svc.{CLUSTER_DOMAIN}"
+    return _pod_host(stack, REDIS_COMPONENT, pod_name)
 
 
 def sentinel_addresses(stack: TradingStack) -> list[str]:
-    """`host:port` of every sentinel pod (stable DNS names through the headless sentinel Service)."""
+    """`host:port` of every sentinel pod."""
     name = child_name(stack, SENTINEL_COMPONENT)
-    domain = f"{name}.{stack.namespace}.svc.{CLUSTER_DOMAIN}"
-    return [f"{name}-{ordinal}.{domain}:{SENTINEL_PORT}" for ordinal in range(stack.spec.redis.sentinels)]
+    return [
+        f"{_pod_host(stack, SENTINEL_COMPONENT, f'{name}-{ordinal}')}:{SENTINEL_PORT}"
+        for ordinal in range(stack.spec.redis.sentinels)
+    ]
 
 
 def _password_env(name: str, stack: TradingStack) -> dict[str, Any]:
@@ -303,7 +310,6 @@ def _redis_statefulset(stack: TradingStack, owner: OwnerReference, files: dict[s
 
 def _sentinel_statefulset(stack: TradingStack, owner: OwnerReference, files: dict[str, str]) -> Manifest:
     spec = stack.spec.redis
-    sentinel_service = child_name(stack, SENTINEL_COMPONENT)
     container = {
         "name": "sentinel",
         "image": spec.image,
@@ -313,7 +319,7 @@ def _sentinel_statefulset(stack: TradingStack, owner: OwnerReference, files: dic
             *_shared_env(stack),
             {
                 "name": "SENTINEL_ANNOUNCE_HOST",
-                "value": f"$(POD_NAME).{sentinel_service}.{stack.namespace}.svc.{CLUSTER_DOMAIN}",
+                "value": _pod_host(stack, SENTINEL_COMPONENT, "$(POD_NAME)"),
             },
             {"name": "SENTINEL_PORT", "value": str(SENTINEL_PORT)},
             {"name": "SENTINEL_DIR", "value": SENTINEL_DIR},
