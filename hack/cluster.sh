@@ -36,6 +36,8 @@ STATE="${CLUSTER_STATE_DIR:-$REPO/.cluster}"
 KUBECONFIG_OUT="$STATE/kubeconfig"
 LOGS="$STATE/logs"
 NODES="${CLUSTER_NODES:-3}"
+# The API server's default (a /24) runs out of ClusterIPs at about 60 stacks; the benchmark runs 100.
+SERVICE_CIDR="${CLUSTER_SERVICE_CIDR:-10.96.0.0/16}"
 # kwokctl keeps its cluster state (pki, configs, pids, logs) here, outside the repo.
 export KWOK_WORKDIR="${KWOK_WORKDIR:-$STATE/kwok}"
 
@@ -277,6 +279,8 @@ YAML
       --kube-admission=true \
       --kube-authorization=true \
       --extra-args kube-controller-manager=enable-hostpath-provisioner=true \
+      --extra-args kube-apiserver=service-cluster-ip-range="$SERVICE_CIDR" \
+      --extra-args kube-controller-manager=service-cluster-ip-range="$SERVICE_CIDR" \
       --kube-audit-policy "$STATE/audit-policy.yaml" \
       --quiet-pull \
       --timeout 5m \

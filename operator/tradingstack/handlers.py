@@ -102,18 +102,20 @@ async def run_stack(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Mem
     try:
         while not stopped:
             delay = float(memo.resync_seconds)
-            try:
-                with log_context(stack=key[1], namespace=key[0]):
+            with log_context(stack=key[1], namespace=key[0]):
+                try:
                     status = await memo.reconciler.reconcile(_plain(body))
-                memo.phases[key] = status.phase
-                backoff = 1.0
-            except kopf.TemporaryError as err:
-                RECONCILE_ERRORS.labels(reason=type(err).__name__).inc()
-                log.warning("reconcile of %s/%s will be retried: %s", *key, err)
-                delay, backoff = min(err.delay or backoff, MAX_BACKOFF_SECONDS), min(backoff * 2, MAX_BACKOFF_SECONDS)
-            except kopf.PermanentError as err:
-                RECONCILE_ERRORS.labels(reason=type(err).__name__).inc()
-                log.error("reconcile of %s/%s failed: %s", *key, err)
+                    memo.phases[key] = status.phase
+                    backoff = 1.0
+                except kopf.TemporaryError as err:
+                    RECONCILE_ERRORS.labels(reason=type(err).__name__).inc()
+                    log.warning("reconcile will be retried: %s", err)
+                    # The error's own delay is a floor; repeated failures back off further (1, 2, 4 ... s).
+                    delay = min(max(err.delay or 0.0, backoff), MAX_BACKOFF_SECONDS)
+                    backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+                except kopf.PermanentError as err:
+                    RECONCILE_ERRORS.labels(reason=type(err).__name__).inc()
+                    log.error("reconcile failed: %s", err)
             _publish_phases(memo.phases)
             try:
                 await asyncio.wait_for(wake.wait(), timeout=delay)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,29 @@ def test_example_reaches_ready_with_every_child(cluster: Cluster, namespace: str
 
     reasons = {e["reason"] for e in cluster.kubectl_json("get", "events", "-n", namespace)["items"]}
     assert {"Reconciling", "Ready"} <= reasons
+
+    metrics = operator.metrics()
+    assert operator.metric("tradingstack_reconcile_duration_seconds_count") >= 1
+    assert operator.metric("tradingstack_children_applied_total") >= len(rendered_children(document))
+    assert 'tradingstack_stacks{phase="Ready"} 1.0' in metrics
+    assert "tradingstack_reconcile_errors_total" in metrics
+
+
+def test_logs_are_json_with_the_stack_and_never_a_secret(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    deploy_and_wait_ready(cluster, namespace, example(namespace))
+    secrets = [
+        base64.b64decode(value).decode()
+        for name in ("quantum-trader-redis", "quantum-trader-postgres")
+        for value in cluster.kubectl_json("get", "secret", name, "-n", namespace)["data"].values()
+    ]
+    lines = [json.loads(line) for line in operator.log().splitlines() if line.strip()]
+    ours = [line for line in lines if line["logger"].startswith("tradingstack")]
+    assert any("applied Deployment/quantum-trader-ai-engine" in line["message"] for line in ours)
+    assert all(line.get("stack") == "quantum-trader" and line.get("namespace") == namespace for line in ours)
+    text = operator.log()
+    assert not [value for value in secrets if len(value) >= 8 and value in text]
 
 
 def generations(cluster: Cluster, namespace: str) -> dict[str, tuple[int, str]]:

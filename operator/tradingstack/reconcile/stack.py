@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -106,10 +106,29 @@ class StackReconciler:
         if previous.observed_generation is None:
             events.emit(body, "Normal", "Reconciling", f"Creating the children of {name}")
         children = await self._kube.list_children(namespace, {STACK_LABEL: name})
-        owner = stack.owner_reference()
         await self._create_missing_secrets(stack, children)
-        desired = [with_applied_hash(obj) for obj in render(stack, owner)]
-        apply_errors: list[str] = []
+        apply_errors = await self._apply_desired(body, stack, previous, children)
+        written = previous
+
+        async def save_restarts(restarts: RestartsStatus) -> None:
+            nonlocal written
+            interim = written.model_copy(update={"restarts": restarts})
+            await self._write_status(body, written, interim)
+            written = interim
+
+        observed = await self._observe(body, stack, previous, children, apply_errors, now, save_restarts)
+        status = compute_status(stack, observed, previous, now)
+        await self._write_status(body, written, status)
+        return status
+
+    async def _apply_desired(
+        self, body: Mapping[str, Any], stack: TradingStack, previous: TradingStackStatus, children: dict[ChildKey, Obj]
+    ) -> list[str]:
+        """Applies what differs from `children` (updated in place), prunes what is no longer rendered; returns
+        the children the API server refused, each with its reason."""
+        desired = [with_applied_hash(obj) for obj in render(stack, stack.owner_reference())]
+        reported = next((c.message for c in previous.conditions if c.type == "Degraded"), "")
+        errors: list[str] = []
         for obj in desired:
             key: ChildKey = (obj["kind"], obj["metadata"]["name"])
             if not needs_apply(obj, children.get(key)):
@@ -117,32 +136,40 @@ class StackReconciler:
             try:
                 children[key] = await self._kube.apply(obj)
             except ApiPermanentError as err:
-                apply_errors.append(f"{key[0]}/{key[1]}: {err}")
-                events.emit(body, "Warning", "ApplyFailed", f"{key[0]}/{key[1]}: {err}")
+                errors.append(f"{key[0]}/{key[1]}: {err}")
+                if errors[-1] not in reported:  # one Event per new refusal, not one per resync
+                    events.emit(body, "Warning", "ApplyFailed", errors[-1])
                 continue
             CHILDREN_APPLIED.labels(kind=key[0]).inc()
             log.info("applied %s/%s", *key)
-        await self._prune(
-            namespace, stack.metadata.uid, {(o["kind"], o["metadata"]["name"]) for o in desired}, children
-        )
+        await self._prune(stack, {(o["kind"], o["metadata"]["name"]) for o in desired}, children)
+        return errors
 
-        was_degraded = any(c.type == "Degraded" and c.status == "True" for c in previous.conditions)
-
-        async def save_restarts(restarts: RestartsStatus) -> None:
-            await self._write_status(body, previous, previous.model_copy(update={"restarts": restarts}))
-
+    async def _observe(
+        self,
+        body: Mapping[str, Any],
+        stack: TradingStack,
+        previous: TradingStackStatus,
+        children: dict[ChildKey, Obj],
+        apply_errors: list[str],
+        now: datetime,
+        save_restarts: Callable[[RestartsStatus], Awaitable[None]],
+    ) -> Observations:
+        """Everything the status is computed from; also advances the restart run and follows the Redis master."""
+        degraded = any(c.type == "Degraded" and c.status == "True" for c in previous.conditions)
         restarts = await advance_restarts(
-            self._kube, body, stack, previous.restarts, was_degraded, children, now, save_restarts
+            self._kube, body, stack, previous.restarts, degraded, children, now, save_restarts
         )
-        backups = stack.spec.postgres.backup
+        spec = stack.spec
         backup = None
-        if stack.spec.postgres.enabled and backups.enabled:
+        if spec.postgres.enabled and spec.postgres.backup.enabled:
             jobs, messages = backup_runs(children, child_name(stack, BACKUP_COMPONENT))
-            backup = backup_health(jobs, messages, backups.schedule, backups.time_zone, now, previous.postgres)
+            schedule = spec.postgres.backup
+            backup = backup_health(jobs, messages, schedule.schedule, schedule.time_zone, now, previous.postgres)
         redis = previous.redis
-        if stack.spec.redis.enabled and self._read_data_plane:
+        if spec.redis.enabled and self._read_data_plane:
             redis = await track_redis_master(self._kube, body, stack, previous.redis, children, now)
-        observed = Observations(
+        return Observations(
             workloads={k: v for k, v in children.items() if k[0] in ("Deployment", "StatefulSet")},
             apply_errors=apply_errors,
             postgres=backup.postgres if backup else previous.postgres,
@@ -151,9 +178,6 @@ class StackReconciler:
             health=await self._service_health(stack) if self._read_data_plane else None,
             restarts=restarts,
         )
-        status = compute_status(stack, observed, previous, now)
-        await self._write_status(body, previous, status)
-        return status
 
     @staticmethod
     async def _service_health(stack: TradingStack) -> StackHealth:
@@ -166,10 +190,10 @@ class StackReconciler:
             if key not in children and await self._kube.create(secret) is not None:
                 log.info("generated Secret %s", key[1])  # the name only: values never reach a log
 
-    async def _prune(self, namespace: str, uid: str, desired: set[ChildKey], children: dict[ChildKey, Obj]) -> None:
+    async def _prune(self, stack: TradingStack, desired: set[ChildKey], children: dict[ChildKey, Obj]) -> None:
         for key, obj in list(children.items()):
-            if key[0] in PRUNABLE_KINDS and key not in desired and _owned_by(obj, uid):
-                await self._kube.delete(key[0], key[1], namespace)
+            if key[0] in PRUNABLE_KINDS and key not in desired and _owned_by(obj, stack.metadata.uid):
+                await self._kube.delete(key[0], key[1], stack.namespace)
                 del children[key]
                 CHILDREN_PRUNED.labels(kind=key[0]).inc()
                 log.info("pruned %s/%s", *key)
