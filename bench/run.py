@@ -23,11 +23,17 @@ BENCHES = {
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--only", nargs="+", choices=sorted(BENCHES), default=sorted(BENCHES))
+    parser.add_argument("--only", nargs="*", choices=sorted(BENCHES), default=sorted(BENCHES),
+                        help="benchmarks to run (none: only rebuild docs/benchmarks.md from the sections)")  # fmt: skip
     args = parser.parse_args()
     for name in args.only:
         print(f"== {name}", flush=True)
         subprocess.run([sys.executable, *BENCHES[name]], cwd=REPO, check=True)
+    write_report()
+    return 0
+
+
+def write_report() -> None:
     sections = [(SECTIONS / f"{name}.md").read_text().strip() for name in BENCHES if (SECTIONS / f"{name}.md").exists()]
     (REPO / "docs" / "benchmarks.md").write_text(
         "# Benchmarks\n\nWritten by `make bench` (bench/run.py); each section names the command that reproduces it.\n"
@@ -35,7 +41,6 @@ def main() -> int:
         + "\n\n".join(sections)
         + "\n"
     )
-    return 0
 
 
 if __name__ == "__main__":

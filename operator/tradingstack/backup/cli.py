@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tradingstack.backup.database import DUMP_COMPRESSION, Database, DatabaseError
+from tradingstack.backup.database import DUMP_COMPRESSION, Database, DatabaseError, archive_server_version
 from tradingstack.backup.exit_codes import EXIT_FAILED, EXIT_REFUSED
 from tradingstack.backup.store import BackupStore, Manifest, backup_name, sha256_of, to_prune
 
@@ -52,8 +52,12 @@ def backup(args: argparse.Namespace, store: BackupStore, database: Database) -> 
     started = datetime.now(UTC)
     name = backup_name(database.name, started)
     with store.staging(name) as partial:
-        server_version = database.server_version()
         database.dump(partial, compression=args.compress)
+        if args.verify:
+            listing = _check_archive(database, partial, restore_check=args.restore_check)
+            server_version = archive_server_version(listing)
+        else:
+            server_version = database.server_version()
         manifest = Manifest(
             time=started,
             name=name,
@@ -62,11 +66,8 @@ def backup(args: argparse.Namespace, store: BackupStore, database: Database) -> 
             size_bytes=partial.stat().st_size,
             checksum=sha256_of(partial),
             compression=args.compress,
-            verified=False,
+            verified=args.verify,
         )
-        if args.verify:
-            _check_archive(database, partial, restore_check=args.restore_check)
-            manifest = manifest.model_copy(update={"verified": True})
         store.commit(partial, manifest)
     if args.keep_last is not None:
         for removed in _prune(store, args.keep_last):
@@ -166,8 +167,9 @@ def _verification_error(database: Database, store: BackupStore, manifest: Manife
     return None
 
 
-def _check_archive(database: Database, archive: Path, restore_check: bool) -> None:
-    database.list_archive(archive)
+def _check_archive(database: Database, archive: Path, restore_check: bool) -> str:
+    """Reads the archive back (its table of contents, returned) and optionally restores it into a scratch DB."""
+    listing = database.list_archive(archive)
     if restore_check:
         scratch = f"tradingstack_verify_{os.getpid()}"
         database.drop(scratch)
@@ -176,6 +178,7 @@ def _check_archive(database: Database, archive: Path, restore_check: bool) -> No
             database.restore(archive, into=scratch, jobs=1)
         finally:
             database.drop(scratch)
+    return listing
 
 
 def _write_termination_message(path: str, message: dict[str, Any]) -> None:
