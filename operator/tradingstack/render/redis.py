@@ -25,6 +25,7 @@ through `REDIS_PASSWORD`/`REDISCLI_AUTH`; the start scripts write it into the ru
 from __future__ import annotations
 
 import hashlib
+import math
 from importlib import resources as package_files
 from typing import Any
 
@@ -66,6 +67,9 @@ REDIS_RUN_DIR = "/run/redis"
 SENTINEL_DIR = "/run/sentinel"
 SENTINEL_WAIT_SECONDS = 30
 """How long a start script waits for a sentinel (or the master's DNS name) before bootstrapping."""
+MAX_FAILOVER_WAIT_SECONDS = 120
+"""Cap on how long a restarted master the sentinels are failing over waits for the outcome (its startup probe
+allows 300 s, which must also cover loading the append-only file)."""
 PRESTOP_WAIT_SECONDS = 20
 """How long a stopping master waits for the sentinels to promote another server."""
 
@@ -172,6 +176,11 @@ def _config_hash(files: dict[str, str], names: tuple[str, ...]) -> str:
     return digest.hexdigest()[:16]
 
 
+def failover_wait_seconds(spec: RedisSpec) -> int:
+    """A failover not done within failover-timeout is aborted by Sentinel: waiting longer gains nothing."""
+    return min(math.ceil(spec.failover_timeout_milliseconds / 1000), MAX_FAILOVER_WAIT_SECONDS)
+
+
 def _shared_env(stack: TradingStack) -> list[dict[str, Any]]:
     return [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
@@ -259,6 +268,7 @@ def _redis_statefulset(stack: TradingStack, owner: OwnerReference, files: dict[s
             {"name": "REDIS_DATA_DIR", "value": DATA_DIR},
             {"name": "REDIS_RUN_DIR", "value": REDIS_RUN_DIR},
             {"name": "REDIS_PRESTOP_WAIT_SECONDS", "value": str(PRESTOP_WAIT_SECONDS)},
+            {"name": "REDIS_FAILOVER_WAIT_SECONDS", "value": str(failover_wait_seconds(spec))},
         ],
         "lifecycle": {"preStop": {"exec": {"command": ["sh", f"{CONFIG_DIR}/redis-prestop.sh"]}}},
         # Loading a large append-only file may take a while; liveness applies only once it answers.

@@ -28,7 +28,7 @@ from tradingstack.api import TradingStack
 from tradingstack.api.spec import RedisSpec
 from tradingstack.redisclient import MasterAddress, observe_master
 from tradingstack.redisclient.client import no_retry
-from tradingstack.render.redis import render_redis
+from tradingstack.render.redis import failover_wait_seconds, render_redis
 
 HOST = "127.0.0.1"
 POLL_SECONDS = 0.1
@@ -84,11 +84,48 @@ class RedisProcesses:
                 argv, env={"PATH": os.environ["PATH"], **env}, stdout=log, stderr=subprocess.STDOUT
             )
 
-    def start_redis(self, index: int) -> None:
-        self._spawn(f"redis-{index}", self.redis_command(index))
+    def start_redis(self, index: int, sentinels: list[str] | None = None) -> None:
+        """Start server `index`; `sentinels` replaces the addresses its start script asks (rendered only)."""
+        argv, env = self.redis_command(index)
+        if sentinels is not None:
+            env = env | {"REDIS_SENTINELS": ",".join(sentinels)}
+        self._spawn(f"redis-{index}", (argv, env))
 
     def start_sentinel(self, index: int) -> None:
         self._spawn(f"sentinel-{index}", self.sentinel_command(index))
+
+    def start_isolated_sentinel(self, name: str, master: int) -> str:
+        """A stock sentinel monitoring server `master` that knows no other sentinel: while that server is down
+        it hears of no failover and keeps naming it (a sentinel that has not yet received the news)."""
+        port = free_port()
+        conf = self.root / f"{name}.conf"
+        conf.write_text(plain_sentinel_conf(self, port, self.redis_ports[master]))
+        self._spawn(name, (["redis-sentinel", str(conf)], {}))
+        address = f"{HOST}:{port}"
+        wait_for(lambda: self.sentinel_answers(address), timeout=10, interval=0.05, what=f"{name} to answer")
+        return address
+
+    def sentinel_answers(self, address: str) -> bool:
+        host, _, port = address.rpartition(":")
+        client = redis.Redis(host=host, port=int(port), password=self.password, socket_timeout=0.5, retry=no_retry())
+        with contextlib.closing(client):
+            try:
+                return bool(client.ping())
+            except redis.RedisError:
+                return False
+
+    def master_odown(self) -> bool:
+        """Whether a sentinel holds the master objectively down (a quorum agrees; a failover starts)."""
+        for port in self.sentinel_ports:
+            client = redis.Redis(host=HOST, port=port, password=self.password, socket_timeout=0.5, retry=no_retry())
+            with contextlib.closing(client):
+                try:
+                    state = client.sentinel_master(self.spec.master_name)  # type: ignore[no-untyped-call]
+                except redis.RedisError:
+                    continue
+            if state.get("is_odown"):
+                return True
+        return False
 
     def kill_redis(self, index: int) -> None:
         """kill -9: no shutdown, no handover (a crash or a lost node)."""
@@ -263,6 +300,7 @@ class RenderedRedis(RedisProcesses):
             "REDIS_DATA_DIR": str(data_dir),
             "REDIS_RUN_DIR": str(run_dir),
             "REDIS_PRESTOP_WAIT_SECONDS": "10",
+            "REDIS_FAILOVER_WAIT_SECONDS": str(failover_wait_seconds(self.spec)),
         }
         return ["sh", str(self.config_dir / "redis-start.sh")], env
 
@@ -312,30 +350,35 @@ class StockRedis(RedisProcesses):
         return ["redis-server", str(conf)], {}
 
     def sentinel_command(self, index: int) -> tuple[list[str], dict[str, str]]:
-        name = self.spec.master_name
         conf = self.root / f"sentinel-{index}.conf"
         if not conf.exists():  # Sentinel rewrites its config: keep what it learnt across restarts
-            conf.write_text(
-                "\n".join(
-                    [
-                        f"port {self.sentinel_ports[index]}",
-                        f'requirepass "{self.password}"',
-                        f"sentinel monitor {name} {HOST} {self.redis_ports[0]} {self.spec.quorum}",
-                        f"sentinel down-after-milliseconds {name} {self.spec.down_after_milliseconds}",
-                        f'sentinel auth-pass {name} "{self.password}"',
-                        "",
-                    ]
-                )
-            )
+            conf.write_text(plain_sentinel_conf(self, self.sentinel_ports[index], self.redis_ports[0]))
         return ["redis-sentinel", str(conf)], {}
 
 
+def plain_sentinel_conf(processes: RedisProcesses, port: int, master_port: int) -> str:
+    """Only what a sentinel needs to run: its port, auth, the master to monitor and the spec's down-after."""
+    name, spec = processes.spec.master_name, processes.spec
+    return "\n".join(
+        [
+            f"port {port}",
+            f'requirepass "{processes.password}"',
+            f"sentinel monitor {name} {HOST} {master_port} {spec.quorum}",
+            f"sentinel down-after-milliseconds {name} {spec.down_after_milliseconds}",
+            f'sentinel auth-pass {name} "{processes.password}"',
+            "",
+        ]
+    )
+
+
 class TwoMasterChecker:
-    """Polls ROLE on every server every 100 ms; records any moment where two masters both accept a write."""
+    """Polls ROLE on every server every 100 ms; records any moment where two servers claim to be master
+    (`two_masters`) and, of those, where both accept a write (`violations`)."""
 
     def __init__(self, processes: RedisProcesses, interval: float = 0.1) -> None:
         self.processes = processes
         self.interval = interval
+        self.two_masters: list[list[int]] = []
         self.violations: list[list[int]] = []
         self.polls = 0
         self._stop = threading.Event()
@@ -352,6 +395,8 @@ class TwoMasterChecker:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             masters = [i for i in range(self.processes.spec.replicas) if self.processes.role(i) == "master"]
+            if len(masters) > 1:
+                self.two_masters.append(masters)
             writable = [i for i in masters if self._accepts_write(i)] if len(masters) > 1 else []
             if len(writable) > 1:
                 self.violations.append(writable)

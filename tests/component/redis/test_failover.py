@@ -55,7 +55,69 @@ def test_killed_master_is_replaced_and_rejoins_as_replica(sentinel_stack: Render
         assert client.master.mget(["before-failover", "after-failover"]) == [b"1", b"2"]
     client.close()
     assert checker.polls > 0
+    assert checker.two_masters == [], "two servers were master at the same time"
     assert checker.violations == [], "two masters accepted writes at the same time"
+
+
+def promoted_replica(stack: RenderedRedis, old_master: int) -> int:
+    found: list[int] = []
+
+    def promoted() -> bool:
+        master = stack.agreed_master()
+        found[:] = [] if master in (None, old_master) else [master]
+        return bool(found)
+
+    wait_for(promoted, timeout=60, interval=POLL_SECONDS, what="the sentinels to agree on a promoted replica")
+    return found[0]
+
+
+def test_restarted_master_follows_the_newest_configuration_not_the_majority(sentinel_stack: RenderedRedis) -> None:
+    """For up to 2 s after a failover, sentinels that have not heard of it still name the old master. Asked
+    by a restarting old master, two such sentinels outvote the one that knows: the start script must go by
+    the configuration epoch and rejoin as a replica of the promoted server."""
+    stack = sentinel_stack
+    old_master = stack.wait_stable(timeout=30)
+    stack.kill_redis(old_master)
+    new_master = promoted_replica(stack, old_master)
+    stale = [stack.start_isolated_sentinel(f"stale-sentinel-{i}", old_master) for i in range(2)]
+
+    with TwoMasterChecker(stack).running() as checker:
+        stack.start_redis(old_master, sentinels=[stack.sentinel_addresses[0], *stale])
+        wait_for(
+            lambda: stack.replicating(old_master),
+            timeout=30,
+            interval=POLL_SECONDS,
+            what="the old master to replicate from the promoted server",
+        )
+    assert stack.agreed_master() == new_master
+    assert checker.polls > 0
+    assert checker.two_masters == [], "the restarted old master came back as a second master"
+
+
+def test_master_restarted_during_its_failover_waits_and_rejoins_as_replica(sentinel_stack: RenderedRedis) -> None:
+    """Restarted the moment the sentinels agree it is down (o_down), before a replica is promoted: starting
+    as the master they still name would make two masters until Sentinel demotes it ~10 s later."""
+    stack = sentinel_stack
+    old_master = stack.wait_stable(timeout=30)
+    with TwoMasterChecker(stack).running() as checker:
+        stack.kill_redis(old_master)
+        wait_for(
+            stack.master_odown,
+            timeout=30,
+            interval=0.02,
+            what="a sentinel to flag the master o_down",
+        )
+        stack.start_redis(old_master)
+        new_master = promoted_replica(stack, old_master)
+        wait_for(
+            lambda: stack.replicating(old_master),
+            timeout=30,
+            interval=POLL_SECONDS,
+            what="the old master to replicate from the promoted server",
+        )
+    assert new_master != old_master
+    assert checker.polls > 0
+    assert checker.two_masters == [], "the restarted old master came back as a second master"
 
 
 def test_prestop_hook_hands_mastership_over(sentinel_stack: RenderedRedis) -> None:

@@ -94,4 +94,5 @@ def test_no_acknowledged_write_is_lost_across_ten_master_kills(sentinel_stack: R
     lost = [key for key, value in zip(keys, values, strict=True) if value != key]
     assert lost == [], f"{len(lost)} of {len(keys)} acknowledged writes lost"
     assert checker.polls > 0
+    assert checker.two_masters == [], "two servers were master at the same time"
     assert checker.violations == [], "two masters accepted writes at the same time"

@@ -2,22 +2,48 @@
 # Needs REDIS_SENTINELS (comma-separated host:port), REDIS_MASTER_NAME and REDISCLI_AUTH (the password,
 # which redis-cli reads from the environment so it never shows up in a process listing).
 
-# Prints "host port" of the master that most answering sentinels report; prints nothing when none answers.
-# The most common answer wins so that one sentinel with a stale view cannot make a pod pick the wrong master.
-sentinel_master() {
-    answers=""
+# One line per answering sentinel: "<config-epoch> <host> <port> <flags>".
+# The address comes from get-master-addr-by-name, which names the promoted replica as soon as the failover
+# leader has promoted it; SENTINEL MASTER gives the epoch and flags (o_down, failover_in_progress, ...).
+sentinel_views() {
     for address in $(printf '%s' "$REDIS_SENTINELS" | tr ',' ' '); do
-        reply=$(timeout 2 redis-cli --raw -h "${address%:*}" -p "${address##*:}" \
+        host="${address%:*}"
+        port="${address##*:}"
+        state=$(timeout 2 redis-cli --raw -h "$host" -p "$port" SENTINEL MASTER "$REDIS_MASTER_NAME" 2>/dev/null) ||
+            continue
+        reply=$(timeout 2 redis-cli --raw -h "$host" -p "$port" \
             SENTINEL get-master-addr-by-name "$REDIS_MASTER_NAME" 2>/dev/null) || continue
-        host=$(printf '%s\n' "$reply" | sed -n 1p)
-        port=$(printf '%s\n' "$reply" | sed -n 2p)
-        case "$port" in
+        master_host=$(printf '%s\n' "$reply" | sed -n 1p)
+        master_port=$(printf '%s\n' "$reply" | sed -n 2p)
+        # SENTINEL MASTER answers alternating lines of field name and value.
+        epoch=$(printf '%s\n' "$state" | awk 'NR % 2 == 1 { field = $0; next } field == "config-epoch" { print }')
+        flags=$(printf '%s\n' "$state" | awk 'NR % 2 == 1 { field = $0; next } field == "flags" { print }')
+        case "$master_port$epoch" in
             '' | *[!0-9]*) continue ;;
         esac
-        answers="$answers$host $port
-"
+        printf '%s %s %s %s\n' "$epoch" "$master_host" "$master_port" "${flags:-none}"
     done
-    printf '%s' "$answers" | sed '/^$/d' | sort | uniq -c | sort -rn | head -n 1 | awk '{print $2, $3}'
+}
+
+# Prints "host port state" of the master in the newest configuration any answering sentinel knows (highest
+# config epoch; the most common address among those), where state is "failing-over" while a sentinel of
+# that configuration flags it o_down or failover_in_progress, else "up". Prints nothing when none answers.
+# The newest configuration wins, not the majority: for up to two seconds after a failover the sentinels
+# that have not yet heard of it still name the old master, and a majority of them is no less stale.
+sentinel_master() {
+    sentinel_views | awk '
+        NR == 1 || $1 > newest { newest = $1 }
+        { epoch[NR] = $1; address[NR] = $2 " " $3; flags[NR] = $4 }
+        END {
+            for (i = 1; i <= NR; i++) {
+                if (epoch[i] != newest) continue
+                votes[address[i]]++
+                if (flags[i] ~ /o_down|failover_in_progress/) failing[address[i]] = 1
+            }
+            for (a in votes)
+                if (votes[a] > best || (votes[a] == best && a < chosen)) { best = votes[a]; chosen = a }
+            if (best) print chosen, (failing[chosen] ? "failing-over" : "up")
+        }'
 }
 
 # Writes a config file readable only by this user, so the password it carries stays private.

@@ -17,8 +17,9 @@ done
 
 deadline=$(($(date +%s) + REDIS_PRESTOP_WAIT_SECONDS))
 while [ "$(date +%s)" -lt "$deadline" ]; do
-    master=$(sentinel_master)
-    if [ -n "$master" ] && [ "$master" != "$REDIS_ANNOUNCE_HOST $REDIS_PORT" ]; then
+    view=$(sentinel_master)
+    master="${view% *}"
+    if [ -n "$view" ] && [ "$master" != "$REDIS_ANNOUNCE_HOST $REDIS_PORT" ]; then
         echo "handed over to $master" >&2
         exit 0
     fi

@@ -9,8 +9,9 @@
 set -eu
 . "$REDIS_CONFIG_DIR/redis-lib.sh"
 
-master=$(sentinel_master)
-[ -n "$master" ] || master="${REDIS_BOOTSTRAP_MASTER%:*} ${REDIS_BOOTSTRAP_MASTER##*:}"
+view=$(sentinel_master)
+master="${view% *}"
+[ -n "$view" ] || master="${REDIS_BOOTSTRAP_MASTER%:*} ${REDIS_BOOTSTRAP_MASTER##*:}"
 master_host="${master% *}"
 master_port="${master#* }"
 
