@@ -7,6 +7,7 @@ need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v redis-sentinel >/dev/null || need_apt+=(redis-sentinel)
 command -v nginx >/dev/null || need_apt+=(nginx-light)
+command -v ip >/dev/null || need_apt+=(iproute2)  # network namespaces of the Redis partition test
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need_apt+=(postgresql)
 [ -x /usr/lib/postgresql/15/bin/pgbench ] || need_apt+=(postgresql-contrib)
 if [ ${#need_apt[@]} -gt 0 ]; then

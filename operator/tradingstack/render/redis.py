@@ -11,10 +11,14 @@ Why sentinels run in their own StatefulSet rather than as a sidecar of each Redi
   sentinels stay tiny (no volume, small resources).
 
 Roles are never taken from the pod ordinal alone: `redis-start.sh` asks the sentinels for the current master
-(`SENTINEL get-master-addr-by-name`) and only starts as master when no sentinel knows one and it is ordinal 0.
-A master's preStop hook asks the sentinels to fail over before it stops. `min-replicas-to-write` keeps a
-master that lost its replicas (e.g. on the wrong side of a partition) from accepting writes, so two masters
-never both accept writes.
+and only starts as master when no sentinel knows one and it is ordinal 0. The answer of the sentinel with the
+newest configuration epoch wins, not the majority: right after a failover the sentinels that have not heard
+of it yet (hello messages travel every 2 s) still name the old master. A server the sentinels name as master
+while failing it over (o_down) waits for the outcome instead of starting as a second master. A master's
+preStop hook asks the sentinels to fail over before it stops. `min-replicas-to-write` makes a master that lost
+its replicas refuse writes, but only once it has not heard from them for `min-replicas-max-lag` seconds:
+writes taken in that window by a master on the wrong side of a partition are lost in the failover, which is
+why clients confirm writes with `WAIT` (`SentinelRedisClient.write_confirmed`).
 
 The configs and scripts are parameterised by environment variables (announce host, ports, directories,
 sentinel addresses), so the very same ConfigMap text runs in a pod and in the component tests on 127.0.0.1.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import secrets
 import signal
 import subprocess
@@ -55,6 +56,8 @@ class RedisProcesses:
     spec: RedisSpec
     chained_replication: ClassVar[bool] = False
     """Whether a replica may replicate from another replica (stock) instead of directly from the master."""
+    network: HostNetwork | None = None
+    """Each server on a host of its own (a network namespace) instead of all on 127.0.0.1."""
     password: str = field(default_factory=lambda: secrets.token_hex(16))
     redis_ports: list[int] = field(init=False)
     sentinel_ports: list[int] = field(init=False)
@@ -73,12 +76,23 @@ class RedisProcesses:
         raise NotImplementedError
 
     # -- processes ---------------------------------------------------------------------------------------
+    def redis_host(self, index: int) -> str:
+        return HOST if self.network is None else self.network.host(index)
+
+    @property
+    def sentinel_host(self) -> str:
+        """Where the sentinels (and the tests' clients) are, reachable from every server's host."""
+        return HOST if self.network is None else self.network.gateway
+
     @property
     def sentinel_addresses(self) -> list[str]:
-        return [f"{HOST}:{port}" for port in self.sentinel_ports]
+        return [f"{self.sentinel_host}:{port}" for port in self.sentinel_ports]
 
-    def _spawn(self, name: str, command: tuple[list[str], dict[str, str]]) -> None:
+    def _spawn(self, name: str, command: tuple[list[str], dict[str, str]], host: int | None = None) -> None:
+        """Run `command` logging to logs/<name>.log, on the host of server `host` when there is a network."""
         argv, env = command
+        if self.network is not None and host is not None:
+            argv = self.network.wrap(host, argv)
         with (self.root / "logs" / f"{name}.log").open("ab") as log:
             self._processes[name] = subprocess.Popen(
                 argv, env={"PATH": os.environ["PATH"], **env}, stdout=log, stderr=subprocess.STDOUT
@@ -89,7 +103,7 @@ class RedisProcesses:
         argv, env = self.redis_command(index)
         if sentinels is not None:
             env = env | {"REDIS_SENTINELS": ",".join(sentinels)}
-        self._spawn(f"redis-{index}", (argv, env))
+        self._spawn(f"redis-{index}", (argv, env), host=index)
 
     def start_sentinel(self, index: int) -> None:
         self._spawn(f"sentinel-{index}", self.sentinel_command(index))
@@ -99,16 +113,18 @@ class RedisProcesses:
         it hears of no failover and keeps naming it (a sentinel that has not yet received the news)."""
         port = free_port()
         conf = self.root / f"{name}.conf"
-        conf.write_text(plain_sentinel_conf(self, port, self.redis_ports[master]))
+        conf.write_text(plain_sentinel_conf(self, port, master))
         self._spawn(name, (["redis-sentinel", str(conf)], {}))
-        address = f"{HOST}:{port}"
-        wait_for(lambda: self.sentinel_answers(address), timeout=10, interval=0.05, what=f"{name} to answer")
-        return address
+        wait_for(lambda: self.sentinel_answers(port), timeout=10, interval=0.05, what=f"{name} to answer")
+        return f"{self.sentinel_host}:{port}"
 
-    def sentinel_answers(self, address: str) -> bool:
-        host, _, port = address.rpartition(":")
-        client = redis.Redis(host=host, port=int(port), password=self.password, socket_timeout=0.5, retry=no_retry())
-        with contextlib.closing(client):
+    def sentinel_client(self, port: int) -> redis.Redis:
+        return redis.Redis(
+            host=self.sentinel_host, port=port, password=self.password, socket_timeout=0.5, retry=no_retry()
+        )
+
+    def sentinel_answers(self, port: int) -> bool:
+        with contextlib.closing(self.sentinel_client(port)) as client:
             try:
                 return bool(client.ping())
             except redis.RedisError:
@@ -117,8 +133,7 @@ class RedisProcesses:
     def master_odown(self) -> bool:
         """Whether a sentinel holds the master objectively down (a quorum agrees; a failover starts)."""
         for port in self.sentinel_ports:
-            client = redis.Redis(host=HOST, port=port, password=self.password, socket_timeout=0.5, retry=no_retry())
-            with contextlib.closing(client):
+            with contextlib.closing(self.sentinel_client(port)) as client:
                 try:
                     state = client.sentinel_master(self.spec.master_name)  # type: ignore[no-untyped-call]
                 except redis.RedisError:
@@ -155,7 +170,7 @@ class RedisProcesses:
     # -- questions ---------------------------------------------------------------------------------------
     def server(self, index: int, timeout: float = 0.5) -> redis.Redis:
         return redis.Redis(
-            host=HOST,
+            host=self.redis_host(index),
             port=self.redis_ports[index],
             password=self.password,
             socket_timeout=timeout,
@@ -201,8 +216,7 @@ class RedisProcesses:
     def sentinels_see_everything(self, master: int) -> bool:
         """Every sentinel knows all replicas and all other sentinels: only then can they fail over."""
         for port in self.sentinel_ports:
-            client = redis.Redis(host=HOST, port=port, password=self.password, socket_timeout=0.5, retry=no_retry())
-            with contextlib.closing(client):
+            with contextlib.closing(self.sentinel_client(port)) as client:
                 try:
                     state = client.sentinel_master(self.spec.master_name)  # type: ignore[no-untyped-call]
                 except redis.RedisError:
@@ -252,8 +266,7 @@ class RedisProcesses:
             for i, port in enumerate(self.redis_ports)
         ]
         for port in self.sentinel_ports:
-            client = redis.Redis(host=HOST, port=port, password=self.password, socket_timeout=0.5, retry=no_retry())
-            with contextlib.closing(client):
+            with contextlib.closing(self.sentinel_client(port)) as client:
                 try:
                     state = client.sentinel_master(self.spec.master_name)  # type: ignore[no-untyped-call]
                     replicas = client.sentinel_slaves(self.spec.master_name)  # type: ignore[no-untyped-call]
@@ -295,7 +308,7 @@ class RenderedRedis(RedisProcesses):
         data_dir.mkdir(parents=True, exist_ok=True)
         run_dir.mkdir(parents=True, exist_ok=True)
         env = self._env(f"redis-{index}") | {
-            "REDIS_ANNOUNCE_HOST": HOST,
+            "REDIS_ANNOUNCE_HOST": self.redis_host(index),
             "REDIS_PORT": str(self.redis_ports[index]),
             "REDIS_DATA_DIR": str(data_dir),
             "REDIS_RUN_DIR": str(run_dir),
@@ -308,10 +321,10 @@ class RenderedRedis(RedisProcesses):
         sentinel_dir = self.root / f"sentinel-{index}"
         sentinel_dir.mkdir(exist_ok=True)
         env = self._env(f"sentinel-{index}") | {
-            "SENTINEL_ANNOUNCE_HOST": HOST,
+            "SENTINEL_ANNOUNCE_HOST": self.sentinel_host,
             "SENTINEL_PORT": str(self.sentinel_ports[index]),
             "SENTINEL_DIR": str(sentinel_dir),
-            "REDIS_BOOTSTRAP_MASTER": f"{HOST}:{self.redis_ports[0]}",
+            "REDIS_BOOTSTRAP_MASTER": f"{self.redis_host(0)}:{self.redis_ports[0]}",
         }
         return ["sh", str(self.config_dir / "sentinel-start.sh")], env
 
@@ -344,7 +357,7 @@ class StockRedis(RedisProcesses):
             f'masterauth "{self.password}"',
         ]
         if index:
-            lines.append(f"replicaof {HOST} {self.redis_ports[0]}")
+            lines.append(f"replicaof {self.redis_host(0)} {self.redis_ports[0]}")
         conf = data_dir / "redis.conf"
         conf.write_text("\n".join(lines) + "\n")
         return ["redis-server", str(conf)], {}
@@ -352,23 +365,75 @@ class StockRedis(RedisProcesses):
     def sentinel_command(self, index: int) -> tuple[list[str], dict[str, str]]:
         conf = self.root / f"sentinel-{index}.conf"
         if not conf.exists():  # Sentinel rewrites its config: keep what it learnt across restarts
-            conf.write_text(plain_sentinel_conf(self, self.sentinel_ports[index], self.redis_ports[0]))
+            conf.write_text(plain_sentinel_conf(self, self.sentinel_ports[index], 0))
         return ["redis-sentinel", str(conf)], {}
 
 
-def plain_sentinel_conf(processes: RedisProcesses, port: int, master_port: int) -> str:
-    """Only what a sentinel needs to run: its port, auth, the master to monitor and the spec's down-after."""
+def plain_sentinel_conf(processes: RedisProcesses, port: int, master: int) -> str:
+    """Only what a sentinel needs to run: its port, auth, server `master` to monitor, the spec's down-after."""
     name, spec = processes.spec.master_name, processes.spec
+    master_host, master_port = processes.redis_host(master), processes.redis_ports[master]
     return "\n".join(
         [
             f"port {port}",
             f'requirepass "{processes.password}"',
-            f"sentinel monitor {name} {HOST} {master_port} {spec.quorum}",
+            f"sentinel monitor {name} {master_host} {master_port} {spec.quorum}",
             f"sentinel down-after-milliseconds {name} {spec.down_after_milliseconds}",
             f'sentinel auth-pass {name} "{processes.password}"',
             "",
         ]
     )
+
+
+class HostNetwork:
+    """One host per Redis server: a network namespace joined to a bridge by a veth pair, the bridge carrying
+    the address of the sentinels and tests (the root namespace). `cut` takes a host's link down: its packets
+    are dropped without a reset, as in a network partition, so a master cannot tell that its replicas stopped
+    hearing it. Needs root and iproute2."""
+
+    def __init__(self, hosts: int) -> None:
+        tag = secrets.token_hex(3)
+        self._subnet = f"10.77.{random.randrange(256)}"
+        self.gateway = f"{self._subnet}.1"
+        self._bridge = f"tsbr{tag}"
+        self._namespaces = [f"ts{tag}-{i}" for i in range(hosts)]
+        self._links = [f"tsv{tag}{i}" for i in range(hosts)]  # interface names: at most 15 characters
+
+    def host(self, index: int) -> str:
+        return f"{self._subnet}.{10 + index}"
+
+    def wrap(self, index: int, argv: list[str]) -> list[str]:
+        return ["ip", "netns", "exec", self._namespaces[index], *argv]
+
+    def cut(self, index: int) -> None:
+        _ip("link", "set", self._links[index], "down")
+
+    def heal(self, index: int) -> None:
+        _ip("link", "set", self._links[index], "up")
+
+    def __enter__(self) -> HostNetwork:
+        _ip("link", "add", self._bridge, "type", "bridge")
+        _ip("addr", "add", f"{self.gateway}/24", "dev", self._bridge)
+        _ip("link", "set", self._bridge, "up")
+        for index, (namespace, link) in enumerate(zip(self._namespaces, self._links, strict=True)):
+            _ip("netns", "add", namespace)
+            _ip("link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", namespace)
+            _ip("link", "set", link, "master", self._bridge, "up")
+            _ip("-n", namespace, "addr", "add", f"{self.host(index)}/24", "dev", "eth0")
+            _ip("-n", namespace, "link", "set", "eth0", "up")
+            _ip("-n", namespace, "link", "set", "lo", "up")
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for namespace in self._namespaces:
+            subprocess.run(["ip", "netns", "del", namespace], check=False)  # also removes its veth pair
+        subprocess.run(["ip", "link", "del", self._bridge], check=False)
+
+
+def _ip(*args: str) -> None:
+    result = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+    if result.returncode:
+        raise RuntimeError(f"ip {' '.join(args)}: {result.stderr.strip()} (the partition tests need root and iproute2)")
 
 
 class TwoMasterChecker:
@@ -413,10 +478,12 @@ class TwoMasterChecker:
 
 
 @contextlib.contextmanager
-def running_redis(directory: Path, redis_spec: dict[str, Any]) -> Iterator[RenderedRedis]:
+def running_redis(
+    directory: Path, redis_spec: dict[str, Any], network: HostNetwork | None = None
+) -> Iterator[RenderedRedis]:
     """The rendered servers and sentinels for `redis_spec`, started and torn down (logs printed afterwards,
     which pytest shows only for a failed test)."""
-    processes = RenderedRedis(directory, stack_for(redis_spec).spec.redis)
+    processes = RenderedRedis(directory, stack_for(redis_spec).spec.redis, network=network)
     try:
         processes.start()
         yield processes
