@@ -259,6 +259,18 @@ class RedisProcesses:
             raise AssertionError(f"{error}\n{self.describe()}") from None
         return found[0]
 
+    def wait_promoted(self, old_master: int, timeout: float = 60) -> int:
+        """Wait for the sentinels to agree on a master other than `old_master`; returns its index."""
+        found: list[int] = []
+
+        def promoted() -> bool:
+            master = self.agreed_master()
+            found[:] = [] if master in (None, old_master) else [master]
+            return bool(found)
+
+        wait_for(promoted, timeout=timeout, interval=POLL_SECONDS, what="the sentinels to agree on a promoted replica")
+        return found[0]
+
     def describe(self) -> str:
         """Roles, replicas and every sentinel's view, for the message of a failed wait."""
         lines = [

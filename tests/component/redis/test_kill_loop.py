@@ -64,12 +64,7 @@ def kill_master_until_writes_resume(stack: RenderedRedis, writer: Writer) -> Non
     """kill -9 the master, wait for a promoted replica to acknowledge writes, restart the old master."""
     master = stack.wait_stable(timeout=60)
     stack.kill_redis(master)
-    wait_for(
-        lambda: stack.agreed_master() not in (None, master),
-        timeout=60,
-        interval=POLL_SECONDS,
-        what="the sentinels to promote a replica",
-    )
+    stack.wait_promoted(master)
     writes_at_switch = len(writer.acknowledged)
     wait_for(
         lambda: writer.progressed(since=writes_at_switch),

@@ -10,7 +10,6 @@ from __future__ import annotations
 import pytest
 
 from tests.component.redis.processes import RenderedRedis, TwoMasterChecker
-from tests.component.redis.test_failover import promoted_replica
 from tradingstack.redisclient import SentinelRedisClient, WriteNotAcknowledgedError
 
 pytestmark = pytest.mark.component
@@ -37,7 +36,7 @@ def test_only_writes_confirmed_by_wait_survive_a_partitioned_master(networked_st
         stack.network.cut(old_master)
         for replica in replicas:
             stack.network.heal(replica)
-        new_master = promoted_replica(stack, old_master)
+        new_master = stack.wait_promoted(old_master)
         client.write_confirmed("confirmed-after", "1", retry_seconds=60)
         stack.kill_redis(old_master)
 
