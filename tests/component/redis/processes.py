@@ -271,6 +271,14 @@ class RedisProcesses:
         wait_for(promoted, timeout=timeout, interval=POLL_SECONDS, what="the sentinels to agree on a promoted replica")
         return found[0]
 
+    def wait_replicating(self, index: int, timeout: float = 30) -> None:
+        wait_for(
+            lambda: self.replicating(index),
+            timeout=timeout,
+            interval=POLL_SECONDS,
+            what=f"redis-{index} to replicate from the master",
+        )
+
     def describe(self) -> str:
         """Roles, replicas and every sentinel's view, for the message of a failed wait."""
         lines = [
@@ -478,6 +486,11 @@ class TwoMasterChecker:
             if len(writable) > 1:
                 self.violations.append(writable)
             self.polls += 1
+
+    def assert_single_master(self) -> None:
+        assert self.polls > 0, "the checker never polled"
+        assert self.two_masters == [], "two servers were master at the same time"
+        assert self.violations == [], "two masters accepted writes at the same time"
 
     @contextlib.contextmanager
     def running(self) -> Iterator[TwoMasterChecker]:
