@@ -100,7 +100,7 @@ cmd_build() {
       "-X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v} -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=${K8S_VERSION#v}"
   fi
 
-  if have_all "$K8S_BIN" kube-apiserver kube-controller-manager kube-scheduler kubectl; then
+  if have_all "$K8S_BIN" kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy; then
     log "kubernetes $K8S_VERSION cached in $K8S_BIN"
   else
     minor="${K8S_VERSION#v1.}"
