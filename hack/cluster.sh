@@ -21,11 +21,17 @@ K8S_VERSION=v1.36.3
 ETCD_VERSION=v3.6.16
 KWOK_VERSION=v0.8.0
 HELM_VERSION=v3.22.0
+CONTAINERD_VERSION=v2.4.2
+COREDNS_VERSION=v1.15.0
+LOCAL_PATH_VERSION=v0.0.30
 
 K8S_BIN="$CACHE/k8s-$K8S_VERSION/bin"
 ETCD_BIN="$CACHE/etcd-$ETCD_VERSION/bin"
 KWOK_BIN="$CACHE/kwok-$KWOK_VERSION/bin"
 HELM_BIN="$CACHE/helm-$HELM_VERSION/bin"
+CONTAINERD_BIN="$CACHE/containerd-$CONTAINERD_VERSION/bin"
+COREDNS_BIN="$CACHE/coredns-$COREDNS_VERSION/bin"
+LOCAL_PATH_BIN="$CACHE/local-path-$LOCAL_PATH_VERSION/bin"
 # One directory with links to the versioned binaries: the PATH contract for Makefile, scripts and tests.
 BIN="$CACHE/bin"
 
@@ -35,9 +41,17 @@ CLUSTER_NAME="${CLUSTER_NAME:-tradingstack}"
 STATE="${CLUSTER_STATE_DIR:-$REPO/.cluster}"
 KUBECONFIG_OUT="$STATE/kubeconfig"
 LOGS="$STATE/logs"
-NODES="${CLUSTER_NODES:-3}"
+NODES="${CLUSTER_NODES:-3}"         # kwok's fake nodes (tainted: only namespaces that ask for them land there)
+REAL_NODES="${CLUSTER_REAL_NODES:-1}" # real nodes (containerd + kubelet): real-0, real-1, ... (hack/node.sh)
 # The API server's default (a /24) runs out of ClusterIPs at about 60 stacks; the benchmark runs 100.
 SERVICE_CIDR="${CLUSTER_SERVICE_CIDR:-10.96.0.0/16}"
+export CLUSTER_SERVICE_CIDR="$SERVICE_CIDR"
+# Real node i has 10.244.i.0/24 (its bridge holds 10.244.i.1, also its node IP); kwok's fake pods and nodes get
+# addresses in 10.244.128.0/17, so every address the cluster hands out is routed to a local device.
+export CLUSTER_POD_CIDR=10.244.0.0/16
+FAKE_POD_CIDR=10.244.128.0/24
+FAKE_NODE_IP=10.244.127.1
+FAKE_TAINT=kwok.x-k8s.io/node=fake:NoSchedule
 # kwokctl keeps its cluster state (pki, configs, pids, logs) here, outside the repo.
 export KWOK_WORKDIR="${KWOK_WORKDIR:-$STATE/kwok}"
 
@@ -47,15 +61,16 @@ die() { log "error: $*"; exit 1; }
 # ---------------------------------------------------------------------------------------------------
 # build
 
-# go_build <wrapper dir> <out dir> <ldflags>: builds every `tool` of the wrapper module in one go build.
+# go_build <wrapper dir> <out dir> <ldflags> [package]: builds every `tool` of the wrapper module in one go
+# build (or the given package of it, e.g. "." for a wrapper with its own main.go).
 go_build() {
-  local dir="$1" out="$2" ldflags="$3" tmp
+  local dir="$1" out="$2" ldflags="$3" pkg="${4:-tool}" tmp
   tmp="$out.tmp.$$"
   rm -rf "$tmp" && mkdir -p "$tmp"
   (
     cd "$REPO/hack/gobuild/$dir"
     CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -buildvcs=false" \
-      go build -p "${GO_BUILD_P:-2}" -trimpath -ldflags "-s -w $ldflags" -o "$tmp/" tool
+      go build -p "${GO_BUILD_P:-2}" -trimpath -ldflags "-s -w $ldflags" -o "$tmp/" "$pkg"
   )
   rm -rf "$out" && mv "$tmp" "$out"
 }
@@ -120,6 +135,25 @@ cmd_build() {
       "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
   fi
 
+  if have_all "$CONTAINERD_BIN" containerd containerd-shim-runc-v2 ctr; then
+    log "containerd $CONTAINERD_VERSION cached in $CONTAINERD_BIN"
+  else
+    timed "containerd $CONTAINERD_VERSION" go_build containerd "$CONTAINERD_BIN" \
+      "-X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION"
+  fi
+
+  if have_all "$COREDNS_BIN" coredns; then
+    log "coredns $COREDNS_VERSION cached in $COREDNS_BIN"
+  else
+    timed "coredns $COREDNS_VERSION" go_build coredns "$COREDNS_BIN" "" .
+  fi
+
+  if have_all "$LOCAL_PATH_BIN" local-path-provisioner; then
+    log "local-path-provisioner $LOCAL_PATH_VERSION cached in $LOCAL_PATH_BIN"
+  else
+    timed "local-path-provisioner $LOCAL_PATH_VERSION" go_build local-path "$LOCAL_PATH_BIN" ""
+  fi
+
   link_bins
   log "all binaries ready in $BIN (total $(($(date +%s) - total_start))s)"
 }
@@ -127,7 +161,7 @@ cmd_build() {
 link_bins() {
   mkdir -p "$BIN"
   local d f
-  for d in "$K8S_BIN" "$ETCD_BIN" "$KWOK_BIN" "$HELM_BIN"; do
+  for d in "$K8S_BIN" "$ETCD_BIN" "$KWOK_BIN" "$HELM_BIN" "$CONTAINERD_BIN" "$COREDNS_BIN" "$LOCAL_PATH_BIN"; do
     for f in "$d"/*; do
       [ -x "$f" ] && ln -sfn "$f" "$BIN/$(basename "$f")"
     done
@@ -187,8 +221,8 @@ healthy() {
   kubectl_ --request-timeout=5s get --raw /readyz >/dev/null 2>&1
 }
 
-ready_nodes() {
-  kubectl_ get nodes -o jsonpath='{range .items[*]}{range .status.conditions[?(@.type=="Ready")]}{.status}{"\n"}{end}{end}' \
+ready_nodes() { # ready_nodes [label selector]
+  kubectl_ get nodes ${1:+-l "$1"} -o jsonpath='{range .items[*]}{range .status.conditions[?(@.type=="Ready")]}{.status}{"\n"}{end}{end}' \
     2>/dev/null | grep -c '^True$' || true
 }
 
@@ -204,7 +238,8 @@ wait_for() {
   done
 }
 
-enough_nodes() { [ "$(ready_nodes)" -ge "$NODES" ]; }
+fake_nodes() { kubectl_ get nodes -l type=kwok -o name 2>/dev/null | grep -c . || true; }
+enough_fake_nodes() { [ "$(ready_nodes type=kwok)" -ge "$NODES" ]; }
 default_sa() { kubectl_ -n default get serviceaccount default -o name >/dev/null 2>&1; }
 
 # pids of the processes of this cluster: everything running from its kwokctl work directory
@@ -222,6 +257,10 @@ cluster_pids() {
 }
 
 local_down() {
+  # real nodes first: their kubelets would otherwise outlive the API server and log errors until killed
+  if [ -d /var/lib/tradingstack-nodes ]; then
+    KWOK_CLUSTER_DIR="$KWOK_WORKDIR/clusters/$CLUSTER_NAME" "$REPO/hack/node.sh" down || die "hack/node.sh down failed"
+  fi
   if [ -x "$KWOK_BIN/kwokctl" ] && [ -f "$STATE/kwokctl.yaml" ] && [ -d "$KWOK_WORKDIR/clusters/$CLUSTER_NAME" ]; then
     kwokctl_ delete cluster --kubeconfig "$KUBECONFIG_OUT" >>"$STATE/kwokctl.log" 2>&1 || true
   fi
@@ -254,11 +293,29 @@ local_up() {
     local_down >/dev/null 2>&1 || true
     mkdir -p "$STATE"
     # every component (etcd has no auth) listens on loopback only
-    cat >"$STATE/kwokctl.yaml" <<'YAML'
+    local pki="$KWOK_WORKDIR/clusters/$CLUSTER_NAME/pki" api_ip="${SERVICE_CIDR%.*.*}.0.1"
+    # The API server: a certificate valid for the `kubernetes` Service (pods reach it there), that Service's
+    # endpoint on real-0's bridge, a client certificate for kubelets (logs, exec), and the admission plugins
+    # that pin a namespace's pods to kwok's nodes (namespace annotations, see docs/cluster.md).
+    # kwok-controller drives only its own fake nodes, never a real kubelet's.
+    cat >"$STATE/kwokctl.yaml" <<YAML
 apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokctlConfiguration
 options:
   bindAddress: 127.0.0.1
+  kubeApiserverCertSANs: [$api_ip, kubernetes, kubernetes.default, kubernetes.default.svc, kubernetes.default.svc.cluster.local]
+componentsPatches:
+  - name: kube-apiserver
+    extraArgs:
+      - {key: advertise-address, value: "${CLUSTER_POD_CIDR%.*.*}.0.1"}
+      - {key: kubelet-client-certificate, value: "$pki/admin.crt"}
+      - {key: kubelet-client-key, value: "$pki/admin.key"}
+      - {key: kubelet-preferred-address-types, value: InternalIP}
+      - {key: enable-admission-plugins, value: "PodNodeSelector,PodTolerationRestriction"}
+  - name: kwok-controller
+    extraArgs:
+      - {key: manage-all-nodes, value: "false"}
+      - {key: manage-nodes-with-annotation-selector, value: kwok.x-k8s.io/node=fake}
 YAML
     # every write request is audited (who, what, which object); the tests count the operator's writes with it
     cat >"$STATE/audit-policy.yaml" <<'YAML'
@@ -291,17 +348,24 @@ YAML
     ln -sfn "$KWOK_WORKDIR/clusters/$CLUSTER_NAME/logs" "$LOGS"
   fi
   wait_for "a healthy API server" 180 healthy
-  if ! enough_nodes; then
+  if [ "$(fake_nodes)" -lt "$NODES" ]; then
     log "scaling to $NODES fake nodes ..."
-    kwokctl_ scale node --replicas "$NODES" >>"$STATE/kwokctl.log" 2>&1 \
+    kwokctl_ scale node --replicas "$NODES" \
+      --param ".podCIDRs=[\"$FAKE_POD_CIDR\"]" --param ".nodeIPs=[\"$FAKE_NODE_IP\"]" >>"$STATE/kwokctl.log" 2>&1 \
       || die "kwokctl scale node failed (log: $STATE/kwokctl.log)"
   fi
-  wait_for "$NODES Ready nodes" 180 enough_nodes
+  wait_for "$NODES fake nodes" 180 enough_fake_nodes
+  kubectl_ taint nodes -l type=kwok "$FAKE_TAINT" --overwrite >/dev/null
   # pods need the default service account (the ServiceAccount admission plugin is on)
   wait_for "the default service account" 120 default_sa
-  # kwok has no storage: the controller-manager's hostPath provisioner (enabled above) binds PVCs
-  # through this default class, so pods of StatefulSets with volumeClaimTemplates can be scheduled
-  kubectl_ apply -f - >/dev/null <<'YAML' || die "could not create the default StorageClass"
+  if [ "$REAL_NODES" -gt 0 ]; then
+    log "starting $REAL_NODES real node(s) ..."
+    KWOK_CLUSTER_DIR="$KWOK_WORKDIR/clusters/$CLUSTER_NAME" "$REPO/hack/node.sh" up "$REAL_NODES" \
+      || die "real nodes did not start (logs: $LOGS)"
+  else
+    # Without a real node nothing mounts a volume: the controller-manager's hostPath provisioner (enabled
+    # above) binds PVCs through this default class, so StatefulSet pods of fake nodes can be scheduled.
+    kubectl_ apply -f - >/dev/null <<'YAML' || die "could not create the default StorageClass"
 apiVersion: storage.k8s.io/v1
 kind: StorageClass
 metadata:
@@ -312,6 +376,7 @@ provisioner: kubernetes.io/host-path
 reclaimPolicy: Delete
 volumeBindingMode: Immediate
 YAML
+  fi
   log "cluster $CLUSTER_NAME up in $(($(date +%s) - start))s; KUBECONFIG=$KUBECONFIG_OUT"
 }
 
