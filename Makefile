@@ -56,11 +56,12 @@ demo-down:
 bench: venv ## writes docs/benchmarks.md
 	$(PY) bench/run.py
 
-images:
+images: ## build every image (cached by content) and import them into the running real nodes
 	hack/images.sh build
+	hack/images.sh load
 
 kind-load:
-	hack/images.sh kind-load
+	CLUSTER=kind hack/images.sh load
 
 e2e-kind: venv
 	CLUSTER=kind hack/cluster.sh up

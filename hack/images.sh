@@ -203,7 +203,7 @@ cmd_load() {
     done
     log "imported $(find "$ARCHIVES" -name '*.tar' | wc -l) images into $(basename "$(dirname "$sock")")"
   done
-  [ "$found" = 1 ] || die "no real node is running (make cluster)"
+  [ "$found" = 1 ] || log "no real node is running: nothing to load (a node imports the images when it starts)"
 }
 
 cmd_list() {

@@ -165,7 +165,7 @@ def test_children_changed_by_hand_are_restored(cluster: Cluster, namespace: str,
             risk
             and risk["spec"]["replicas"] == 2
             and pg
-            and pg["spec"]["template"]["spec"]["containers"][0]["image"] == "postgres:16"
+            and pg["spec"]["template"]["spec"]["containers"][0]["image"] == "ghcr.io/quantumtrader/tradingstack-postgres:0.1.0-pg15"
         )
 
     wait_for(reverted, timeout=60, what="hand edits of managed fields reverted")

@@ -277,8 +277,10 @@ class RedisSpec(ApiModel):
     enabled: bool = True
     """Deploy Redis. Default: true."""
 
-    image: Image = "redis:7.4"
-    """Redis image (also runs the sentinels). Default: redis:7.4."""
+    image: Image = "ghcr.io/quantumtrader/tradingstack-redis:0.1.0"
+    """Redis image (also runs the sentinels): any image with redis-server, redis-sentinel, redis-cli and sh on
+    PATH (the pods run the operator's own start scripts), e.g. the official redis:7.4. Default: the project's
+    image (images/redis, Redis from Debian)."""
 
     replicas: int = Field(default=3, ge=1, le=9)
     """Redis pods (one master, the rest replicas). Default: 3."""
@@ -379,8 +381,10 @@ class PostgresSpec(ApiModel):
     enabled: bool = True
     """Deploy PostgreSQL. Default: true."""
 
-    image: Image = "postgres:16"
-    """PostgreSQL image. Default: postgres:16."""
+    image: Image = "ghcr.io/quantumtrader/tradingstack-postgres:0.1.0-pg15"
+    """PostgreSQL image on the official postgres images' environment contract (PGDATA, POSTGRES_USER,
+    POSTGRES_PASSWORD, POSTGRES_DB) with pg_isready on PATH. Its major version must be the backup image's
+    (15). Default: the project's image (images/postgres, PostgreSQL 15 from Debian)."""
 
     database: str = Field(default="trading", pattern=r"^[a-z_][a-z0-9_]*$", max_length=63)
     """Database created for the services. Default: trading."""
@@ -417,8 +421,9 @@ class GatewaySpec(ApiModel):
     enabled: bool = True
     """Deploy the gateway. Default: true."""
 
-    image: Image = "nginxinc/nginx-unprivileged:1.27-alpine"
-    """NGINX image; must run as non-root. Default: nginxinc/nginx-unprivileged:1.27-alpine."""
+    image: Image = "ghcr.io/quantumtrader/tradingstack-nginx:0.1.0"
+    """NGINX image with `nginx` on PATH and the limit_req module; runs as uid 101 with the rendered
+    configuration, e.g. nginxinc/nginx-unprivileged. Default: the project's image (images/nginx)."""
 
     replicas: int = Field(default=2, ge=0, le=20)
     """Gateway pods. Default: 2."""

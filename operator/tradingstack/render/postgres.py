@@ -36,8 +36,8 @@ POSTGRES_PORT = 5432
 POSTGRES_UID = 999
 """uid and gid of the `postgres` user in the official image; the data and backup volumes belong to it."""
 
-BACKUP_IMAGE = "ghcr.io/quantumtrader/tradingstack-backup:0.1.0-pg16"
-"""Backup tool image (images/backup), built FROM postgres:16 so pg_dump matches the default server major."""
+BACKUP_IMAGE = "ghcr.io/quantumtrader/tradingstack-backup:0.1.0-pg15"
+"""Backup tool image (images/backup), built FROM the default server image so pg_dump matches its major."""
 
 POSTGRES_SECRET_KEYS = ("username", "password", "dsn")
 """Keys of the Secret `secret_name(stack)`; the operator generates it once, see `dsn()` for the last one."""
