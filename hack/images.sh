@@ -193,15 +193,24 @@ cmd_load() {
     for entry in "${IMAGES[@]}"; do kind load docker-image --name "$KIND_CLUSTER" "$(field "$entry" 3)"; done
     return 0
   fi
-  local sock archive found=0
+  local sock archive found=0 present digest imported
   for sock in /run/tradingstack-nodes/*/containerd.sock; do
     [ -S "$sock" ] || continue
     found=1
+    imported=0
+    present="$("$BIN/ctr" --address "$sock" -n k8s.io images ls 2>/dev/null | awk 'NR > 1 {print $1 "@" $3}')"
     for archive in "$ARCHIVES"/*.tar; do
-      "$BIN/ctr" --address "$sock" -n k8s.io images import --all-platforms "$archive" >/dev/null \
-        || die "ctr could not import $archive"
+      [ -f "$archive" ] || continue
+      # the archive's index names the reference and the manifest digest: skip what the node has already
+      digest="$(tar -xOf "$archive" index.json | python3 -c 'import json, sys
+m = json.load(sys.stdin)["manifests"][0]
+print(m["annotations"]["org.opencontainers.image.ref.name"] + "@" + m["digest"])')"
+      if grep -qxF "$digest" <<<"$present"; then continue; fi
+      "$BIN/ctr" --address "$sock" -n k8s.io images import --all-platforms "$archive" >/dev/null 2>>"$ARCHIVES/ctr.log" \
+        || die "ctr could not import $archive (see $ARCHIVES/ctr.log)"
+      imported=$((imported + 1))
     done
-    log "imported $(find "$ARCHIVES" -name '*.tar' | wc -l) images into $(basename "$(dirname "$sock")")"
+    log "imported $imported image(s) into $(basename "$(dirname "$sock")")"
   done
   [ "$found" = 1 ] || log "no real node is running: nothing to load (a node imports the images when it starts)"
 }

@@ -397,16 +397,9 @@ wait_until() { # wait_until <what> <seconds> <command...>
   done
 }
 
-# Images built by hack/images.sh (OCI archives in $CACHE/images) are imported into the node's containerd, so
-# pods start without a registry (imagePullPolicy IfNotPresent: every project tag is a version, not latest).
-import_images() {
-  local name="$1" archive
-  for archive in "$CACHE"/images/*.tar; do
-    [ -f "$archive" ] || continue
-    "$BIN/ctr" --address "$(run_dir "$name")/containerd.sock" -n k8s.io images import --all-platforms \
-      "$archive" >/dev/null || die "ctr could not import $archive into $name"
-  done
-}
+# Images built by hack/images.sh are imported into the node's containerd, so pods start without a registry
+# (imagePullPolicy IfNotPresent: every project tag is a version, not latest).
+import_images() { "$REPO/hack/images.sh" load; }
 
 node_stop() { # node loss: everything of one node dies at once, as a crashed machine
   local name="$1"
