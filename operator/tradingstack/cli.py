@@ -21,14 +21,12 @@ from pydantic import ValidationError
 from tradingstack import KIND, handlers, ops
 from tradingstack.api import TradingStack, describe
 from tradingstack.api.crd import render_crd_yaml
-from tradingstack.backup.exit_codes import EXIT_FAILED, EXIT_REFUSED
+from tradingstack.contract import Annotation, ExitCode
+from tradingstack.contract.termination import BackupListing, RestoreResult, ToolFailure
 from tradingstack.errors import ApiPermanentError, ApiTemporaryError
 from tradingstack.kube.client import Kube
 from tradingstack.logs import setup_json_logging
-from tradingstack.reconcile.restarts import RESTART_NOW_ANNOTATION
 from tradingstack.render.stack import render
-
-EXIT_INVALID = 2
 
 
 class InvalidInputError(Exception):
@@ -118,13 +116,13 @@ def _with_kube(operation: Callable[[Kube], Awaitable[int]]) -> int:
         return asyncio.run(run())
     except (ops.OperationError, ApiTemporaryError, ApiPermanentError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return EXIT_FAILED
+        return ExitCode.FAILED
 
 
 def _cmd_restart(args: argparse.Namespace) -> int:
     async def restart(kube: Kube) -> int:
         value = await ops.trigger_restart(kube, args.namespace, args.stack)
-        print(f"restart run requested for {args.namespace}/{args.stack} ({RESTART_NOW_ANNOTATION}={value})")
+        print(f"restart run requested for {args.namespace}/{args.stack} ({Annotation.RESTART_NOW}={value})")
         print(f"follow it with: kubectl get ts {args.stack} -n {args.namespace} -o jsonpath='{{.status.restarts}}'")
         return 0
 
@@ -133,21 +131,24 @@ def _cmd_restart(args: argparse.Namespace) -> int:
 
 def _report(outcome: ops.JobOutcome) -> int:
     if outcome.succeeded:
-        return 0
-    error = outcome.result.get("error", "no result reported (see the Job's pod)")
+        return ExitCode.OK
+    failure = outcome.result if isinstance(outcome.result, ToolFailure) else None
+    error = failure.error if failure else "no result reported (see the Job's pod)"
     print(f"Job {outcome.name} failed: {error}", file=sys.stderr)
-    return EXIT_REFUSED if outcome.result.get("refused") else EXIT_FAILED
+    return ExitCode.REFUSED if failure and failure.refused else ExitCode.FAILED
 
 
 def _cmd_backup_list(args: argparse.Namespace) -> int:
     async def backup_list(kube: Kube) -> int:
         outcome = await ops.list_backups(kube, args.namespace, args.stack, args.timeout)
         if outcome.succeeded:
-            backups = outcome.result.get("backups", [])
+            listing = (
+                outcome.result if isinstance(outcome.result, BackupListing) else BackupListing(backups=[], total=0)
+            )
             print(f"{'NAME':<40} {'TIME':<26} {'SIZE':>14} VERIFIED")
-            for backup in backups:
+            for backup in (entry.model_dump(mode="json", by_alias=True) for entry in listing.backups):
                 print(f"{backup['name']:<40} {backup['time']:<26} {backup['sizeBytes']:>14} {backup['verified']}")
-            print(f"{len(backups)} of {outcome.result.get('total', len(backups))} backups shown")
+            print(f"{len(listing.backups)} of {listing.total} backups shown")
         return _report(outcome)
 
     return _with_kube(backup_list)
@@ -157,7 +158,8 @@ def _cmd_backup_restore(args: argparse.Namespace) -> int:
     async def backup_restore(kube: Kube) -> int:
         outcome = await ops.restore_backup(kube, args.namespace, args.stack, args.source, args.force, args.timeout)
         if outcome.succeeded:
-            print(f"restored {outcome.result.get('restored', args.source)} (Job {outcome.name})")
+            restored = outcome.result.restored if isinstance(outcome.result, RestoreResult) else args.source
+            print(f"restored {restored} (Job {outcome.name})")
         return _report(outcome)
 
     return _with_kube(backup_restore)
@@ -223,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InvalidInputError as err:
         for problem in err.problems:
             print(problem, file=sys.stderr)
-        return EXIT_INVALID
+        return ExitCode.INVALID
     return result
 
 

@@ -18,11 +18,11 @@ from typing import Any
 import kopf
 
 from tradingstack import API_GROUP, API_VERSION, PLURAL
+from tradingstack.contract import Label
 from tradingstack.kube.client import Kube
 from tradingstack.logs import log_context
 from tradingstack.metrics import RECONCILE_ERRORS, STACKS
 from tradingstack.reconcile.stack import StackReconciler
-from tradingstack.render.common import STACK_LABEL
 
 StackKey = tuple[str, str]
 DEBOUNCE_SECONDS = 1.0
@@ -144,10 +144,10 @@ def _register_child_watches() -> None:
     for group, version, plural in CHILD_RESOURCES:
 
         async def child_changed(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
-            _wake(memo, meta.namespace, meta.labels.get(STACK_LABEL))
+            _wake(memo, meta.namespace, meta.labels.get(Label.STACK))
 
         kopf.on.event(
-            group, version, plural, labels={STACK_LABEL: kopf.PRESENT}, id=f"child-{plural}", registry=registry
+            group, version, plural, labels={Label.STACK: kopf.PRESENT}, id=f"child-{plural}", registry=registry
         )(child_changed)
 
 

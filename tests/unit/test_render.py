@@ -14,7 +14,7 @@ from tests.golden import assert_golden
 from tests.psa import pod_specs, restricted_violations
 from tradingstack.api import TradingStack
 from tradingstack.cli import dump_yaml
-from tradingstack.render.common import RETAINED_ANNOTATION, STACK_LABEL
+from tradingstack.contract import Annotation, Label
 from tradingstack.render.secrets import generated_secrets
 from tradingstack.render.stack import render
 
@@ -135,13 +135,13 @@ def test_every_pod_is_restricted_and_every_child_is_owned_and_labelled(stack: Tr
     owner = stack.owner_reference().to_dict()
     for obj in render(stack, stack.owner_reference()):
         meta = obj["metadata"]
-        retained = meta.get("annotations", {}).get(RETAINED_ANNOTATION) == "true"
+        retained = meta.get("annotations", {}).get(Annotation.RETAIN) == "true"
         if retained and stack.spec.deletion_policy == "Retain":
             assert "ownerReferences" not in meta, meta["name"]  # data outlives the stack
         else:
             assert meta["ownerReferences"] == [owner], meta["name"]
         assert meta["namespace"] == "ns"
-        assert meta["labels"][STACK_LABEL] == stack.name
+        assert meta["labels"][Label.STACK] == stack.name
         assert meta["labels"]["app.kubernetes.io/managed-by"] == "tradingstack-operator"
         assert meta["labels"]["app.kubernetes.io/part-of"] == "quantum-trader"
         assert len(meta["name"]) <= 63

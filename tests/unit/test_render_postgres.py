@@ -12,8 +12,8 @@ from tests.golden import assert_golden
 from tests.psa import pod_specs, restricted_violations
 from tradingstack.api import BackupInfo, TradingStack
 from tradingstack.api.status import PostgresStatus
+from tradingstack.contract import Annotation
 from tradingstack.reconcile.backup_health import backup_health, schedule_interval
-from tradingstack.render.common import RETAINED_ANNOTATION
 from tradingstack.render.postgres import (
     BACKUP_IMAGE,
     POSTGRES_SECRET_KEYS,
@@ -134,7 +134,7 @@ def test_backup_cronjob_schedule_history_and_retention() -> None:
     assert tool["terminationMessagePath"] == "/dev/termination-log"
     claim = rendered["PersistentVolumeClaim"]
     assert claim["metadata"]["name"] == "quant-postgres-backups"
-    assert claim["metadata"]["annotations"] == {RETAINED_ANNOTATION: "true"}
+    assert claim["metadata"]["annotations"] == {Annotation.RETAIN: "true"}
     assert claim["spec"]["resources"]["requests"]["storage"] == "20Gi"
     assert {"name": "backups", "persistentVolumeClaim": {"claimName": "quant-postgres-backups"}} in pod["volumes"]
 

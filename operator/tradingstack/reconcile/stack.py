@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from tradingstack.api import TradingStack, TradingStackStatus, describe
 from tradingstack.api.status import RestartsStatus
+from tradingstack.contract import Label
 from tradingstack.errors import ApiPermanentError
 from tradingstack.health.fetch import fetch_health_documents
 from tradingstack.health.rollup import StackHealth, rollup
@@ -30,7 +31,7 @@ from tradingstack.reconcile.diff import needs_apply, with_applied_hash
 from tradingstack.reconcile.redis_tracker import track_redis_master
 from tradingstack.reconcile.restart_runner import advance_restarts
 from tradingstack.reconcile.status import ConditionUpdate, Observations, compute_status, invalid_spec_status
-from tradingstack.render.common import STACK_LABEL, child_name
+from tradingstack.render.common import child_name
 from tradingstack.render.postgres import BACKUP_COMPONENT
 from tradingstack.render.secrets import generated_secrets
 from tradingstack.render.services import service_url
@@ -105,7 +106,7 @@ class StackReconciler:
 
         if previous.observed_generation is None:
             events.emit(body, "Normal", "Reconciling", f"Creating the children of {name}")
-        children = await self._kube.list_children(namespace, {STACK_LABEL: name})
+        children = await self._kube.list_children(namespace, {Label.STACK: name})
         await self._create_missing_secrets(stack, children)
         apply_errors = await self._apply_desired(body, stack, previous, children)
         written = previous

@@ -9,17 +9,9 @@ from typing import Any
 
 from tradingstack.api import OwnerReference, TradingStack
 from tradingstack.api.spec import Resources
+from tradingstack.contract import MANAGED_BY, PART_OF, Annotation, Label
 
 Manifest = dict[str, Any]
-
-PART_OF = "quantum-trader"
-MANAGED_BY = "tradingstack-operator"
-STACK_LABEL = "trading.quantumtrader.dev/stack"
-"""Label carrying the stack name on every child; the operator lists children by it to prune."""
-
-RETAINED_ANNOTATION = "trading.quantumtrader.dev/retain"
-"""Set on objects that hold data (PVCs); the operator removes their owner reference when deletionPolicy is
-Retain so garbage collection leaves them."""
 
 NONROOT_UID = 10001
 
@@ -31,18 +23,18 @@ def child_name(stack: TradingStack, component: str) -> str:
 def selector_labels(stack: TradingStack, component: str) -> dict[str, str]:
     """Labels that select one component's pods (stable: never change them for existing objects)."""
     return {
-        "app.kubernetes.io/name": component,
-        "app.kubernetes.io/instance": stack.name,
+        Label.NAME: component,
+        Label.INSTANCE: stack.name,
     }
 
 
 def labels(stack: TradingStack, component: str) -> dict[str, str]:
     return {
         **selector_labels(stack, component),
-        "app.kubernetes.io/component": component,
-        "app.kubernetes.io/part-of": PART_OF,
-        "app.kubernetes.io/managed-by": MANAGED_BY,
-        STACK_LABEL: stack.name,
+        Label.COMPONENT: component,
+        Label.PART_OF: PART_OF,
+        Label.MANAGED_BY: MANAGED_BY,
+        Label.STACK: stack.name,
     }
 
 
@@ -134,7 +126,7 @@ def apply_deletion_policy(obj: Manifest, policy: str) -> Manifest:
     if obj["kind"] == "StatefulSet":
         retention = {"whenDeleted": "Delete" if policy == "Delete" else "Retain", "whenScaled": "Retain"}
         obj = {**obj, "spec": {**obj["spec"], "persistentVolumeClaimRetentionPolicy": retention}}
-    retained = obj["metadata"].get("annotations", {}).get(RETAINED_ANNOTATION) == "true"
+    retained = obj["metadata"].get("annotations", {}).get(Annotation.RETAIN) == "true"
     if retained and policy == "Retain":
         obj = {**obj, "metadata": {k: v for k, v in obj["metadata"].items() if k != "ownerReferences"}}
     return obj

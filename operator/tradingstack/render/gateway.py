@@ -20,6 +20,7 @@ import hashlib
 from typing import Any
 
 from tradingstack.api import OwnerReference, ServiceSpec, TradingStack
+from tradingstack.contract import Probe
 from tradingstack.render.common import (
     Manifest,
     child_name,
@@ -49,7 +50,6 @@ CONFIG_CHECKSUM_ANNOTATION = "trading.quantumtrader.dev/config-checksum"
 NGINX_UID = 101
 """The nginx user of the nginx-unprivileged image (its files are owned by it)."""
 
-HEALTHZ_PATH = "/healthz"
 RATE_LIMIT_ZONE = "per_client"
 
 _PROXY_HEADERS = (
@@ -154,7 +154,7 @@ def nginx_conf(
         "        add_header X-Request-ID $correlation_id always;",
         "",
         # Answered by NGINX itself, without rate limit: probes must not depend on the services.
-        f"        location = {HEALTHZ_PATH} {{",
+        f"        location = {Probe.GATEWAY} {{",
         "            access_log off;",
         '            return 200 "{\\"status\\":\\"ok\\"}\\n";',
         "        }",
@@ -175,7 +175,7 @@ def nginx_conf(
 
 def _healthz_probe(failure_threshold: int) -> dict[str, Any]:
     return {
-        "httpGet": {"path": HEALTHZ_PATH, "port": "http"},
+        "httpGet": {"path": Probe.GATEWAY, "port": "http"},
         "periodSeconds": 10,
         "failureThreshold": failure_threshold,
     }

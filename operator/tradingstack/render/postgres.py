@@ -14,9 +14,8 @@ from urllib.parse import quote
 
 from tradingstack.api import OwnerReference, TradingStack
 from tradingstack.api.spec import Resources, StorageSpec
-from tradingstack.backup.exit_codes import EXIT_REFUSED
+from tradingstack.contract import TERMINATION_LOG, Annotation, BackupEnv, ExitCode, PostgresEnv, SecretKey
 from tradingstack.render.common import (
-    RETAINED_ANNOTATION,
     Manifest,
     child_name,
     container_security_context,
@@ -39,7 +38,7 @@ POSTGRES_UID = 999
 BACKUP_IMAGE = "ghcr.io/quantumtrader/tradingstack-backup:0.1.0-pg16"
 """Backup tool image (images/backup), built FROM postgres:16 so pg_dump matches the default server major."""
 
-POSTGRES_SECRET_KEYS = ("username", "password", "dsn")
+POSTGRES_SECRET_KEYS = (SecretKey.USERNAME, SecretKey.PASSWORD, SecretKey.DSN)
 """Keys of the Secret `secret_name(stack)`; the operator generates it once, see `dsn()` for the last one."""
 
 DATA_MOUNT = "/var/lib/postgresql/data"
@@ -55,9 +54,6 @@ BACKUP_DEADLINE_SECONDS = 6 * 3600
 
 ON_DEMAND_TTL_SECONDS = 7 * 24 * 3600
 """On-demand restore Jobs stay a week for inspection, then garbage collection removes them."""
-
-BACKUP_ANNOTATION = "trading.quantumtrader.dev/backup"
-"""On restore Jobs: the backup being restored."""
 
 TOOL_COMMAND = ["python3", "-m", "tradingstack.backup"]
 TOOL_RESOURCES = Resources()
@@ -80,7 +76,7 @@ def dsn(stack: TradingStack, password: str) -> str:
 
 def connection_env(stack: TradingStack) -> list[dict[str, Any]]:
     """libpq variables plus DATABASE_URL for a container that connects to the stack's PostgreSQL."""
-    return [*_libpq_env(stack), _secret_env(stack, "DATABASE_URL", "dsn")]
+    return [*_libpq_env(stack), _secret_env(stack, PostgresEnv.URL, SecretKey.DSN)]
 
 
 def render_postgres(stack: TradingStack, owner: OwnerReference) -> list[Manifest]:
@@ -118,11 +114,11 @@ def _on_demand(job: Manifest) -> Manifest:
 
 def _libpq_env(stack: TradingStack) -> list[dict[str, Any]]:
     return [
-        {"name": "PGHOST", "value": host(stack)},
-        {"name": "PGPORT", "value": str(POSTGRES_PORT)},
-        {"name": "PGDATABASE", "value": stack.spec.postgres.database},
-        _secret_env(stack, "PGUSER", "username"),
-        _secret_env(stack, "PGPASSWORD", "password"),
+        {"name": PostgresEnv.HOST, "value": host(stack)},
+        {"name": PostgresEnv.PORT, "value": str(POSTGRES_PORT)},
+        {"name": PostgresEnv.DATABASE, "value": stack.spec.postgres.database},
+        _secret_env(stack, PostgresEnv.USER, SecretKey.USERNAME),
+        _secret_env(stack, PostgresEnv.PASSWORD, SecretKey.PASSWORD),
     ]
 
 
@@ -215,7 +211,7 @@ def _statefulset(stack: TradingStack, owner: OwnerReference) -> Manifest:
             },
             "volumeClaimTemplates": [
                 {
-                    "metadata": {"name": "data", "labels": pod_labels, "annotations": {RETAINED_ANNOTATION: "true"}},
+                    "metadata": {"name": "data", "labels": pod_labels, "annotations": {Annotation.RETAIN: "true"}},
                     "spec": _claim_spec(spec.storage),
                 }
             ],
@@ -227,7 +223,7 @@ def _backup_volume(stack: TradingStack, owner: OwnerReference) -> Manifest:
     return manifest(
         "v1",
         "PersistentVolumeClaim",
-        metadata(stack, owner, BACKUP_COMPONENT, name=_backup_claim(stack), annotations={RETAINED_ANNOTATION: "true"}),
+        metadata(stack, owner, BACKUP_COMPONENT, name=_backup_claim(stack), annotations={Annotation.RETAIN: "true"}),
         spec=_claim_spec(stack.spec.postgres.backup.storage),
     )
 
@@ -243,11 +239,11 @@ def _tool_pod(stack: TradingStack, component: str, args: list[str]) -> dict[str,
         "image": BACKUP_IMAGE,
         "command": TOOL_COMMAND,
         "args": args,
-        "env": [*_libpq_env(stack), {"name": "BACKUP_DIR", "value": BACKUP_MOUNT}],
+        "env": [*_libpq_env(stack), {"name": BackupEnv.DIR, "value": BACKUP_MOUNT}],
         "resources": resources(TOOL_RESOURCES),
         "securityContext": container_security_context(),
         # The tool writes its JSON result there; on a crash the log tail is the next best message.
-        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": [{"name": "backups", "mountPath": BACKUP_MOUNT}, {"name": "tmp", "mountPath": "/tmp"}],
     }
@@ -310,12 +306,12 @@ def _restore_job(stack: TradingStack, owner: OwnerReference, backup: str, mode: 
     return manifest(
         "batch/v1",
         "Job",
-        metadata(stack, owner, RESTORE_COMPONENT, annotations={BACKUP_ANNOTATION: backup}),
+        metadata(stack, owner, RESTORE_COMPONENT, annotations={Annotation.BACKUP: backup}),
         spec={
             "backoffLimit": 2,
             # A refusal (the database is not empty) will not change on a retry: fail the Job at once.
             "podFailurePolicy": {
-                "rules": [{"action": "FailJob", "onExitCodes": {"operator": "In", "values": [EXIT_REFUSED]}}]
+                "rules": [{"action": "FailJob", "onExitCodes": {"operator": "In", "values": [int(ExitCode.REFUSED)]}}]
             },
             "template": pod,
         },

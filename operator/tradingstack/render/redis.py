@@ -35,9 +35,9 @@ from typing import Any
 
 from tradingstack.api import OwnerReference, TradingStack
 from tradingstack.api.spec import RedisSpec, Resources
+from tradingstack.contract import MASTER_ROLE, Annotation, Label, RedisEnv, SecretKey
 from tradingstack.render.common import (
     NONROOT_UID,
-    RETAINED_ANNOTATION,
     Manifest,
     child_name,
     container_security_context,
@@ -55,14 +55,8 @@ SENTINEL_COMPONENT = "redis-sentinel"
 REDIS_PORT = 6379
 SENTINEL_PORT = 26379
 CLUSTER_DOMAIN = "cluster.local"
-ROLE_LABEL = "trading.quantumtrader.dev/redis-role"
-"""Set to `master` by the operator on the pod the sentinels agree is the master (selects `<stack>-redis-master`)."""
-MASTER_ROLE = "master"
-CONFIG_HASH_ANNOTATION = "trading.quantumtrader.dev/config-hash"
-"""Hash of the config files a pod runs, on its template: a changed config rolls exactly the pods that use it."""
 
-PASSWORD_KEY = "password"  # noqa: S105 - the name of a Secret key, not a password
-REDIS_SECRET_KEYS = (PASSWORD_KEY,)
+REDIS_SECRET_KEYS = (SecretKey.PASSWORD,)
 """Keys of the Secret `redis_secret_name(stack)`, which the operator generates once (random values)."""
 
 CONFIG_DIR = "/config"
@@ -110,15 +104,15 @@ def sentinel_addresses(stack: TradingStack) -> list[str]:
 
 
 def _password_env(name: str, stack: TradingStack) -> dict[str, Any]:
-    return {"name": name, "valueFrom": {"secretKeyRef": {"name": redis_secret_name(stack), "key": PASSWORD_KEY}}}
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": redis_secret_name(stack), "key": SecretKey.PASSWORD}}}
 
 
 def connection_env(stack: TradingStack) -> list[dict[str, Any]]:
     """Env vars injected into the services that use Redis: where the sentinels are and how to authenticate."""
     return [
-        {"name": "REDIS_SENTINELS", "value": ",".join(sentinel_addresses(stack))},
-        {"name": "REDIS_MASTER_NAME", "value": stack.spec.redis.master_name},
-        _password_env("REDIS_PASSWORD", stack),
+        {"name": RedisEnv.SENTINELS, "value": ",".join(sentinel_addresses(stack))},
+        {"name": RedisEnv.MASTER_NAME, "value": stack.spec.redis.master_name},
+        _password_env(RedisEnv.PASSWORD, stack),
     ]
 
 
@@ -246,7 +240,7 @@ def _statefulset(
             "template": {
                 "metadata": {
                     "labels": metadata(stack, owner, component)["labels"],
-                    "annotations": {CONFIG_HASH_ANNOTATION: config_hash},
+                    "annotations": {Annotation.CONFIG_HASH: config_hash},
                 },
                 "spec": pod_spec,
             },
@@ -313,7 +307,7 @@ def _redis_statefulset(stack: TradingStack, owner: OwnerReference, files: dict[s
                 "metadata": {
                     "name": "data",
                     "labels": metadata(stack, owner, REDIS_COMPONENT)["labels"],
-                    "annotations": {RETAINED_ANNOTATION: "true"},
+                    "annotations": {Annotation.RETAIN: "true"},
                 },
                 "spec": claim_spec,
             }
@@ -398,7 +392,7 @@ def render_redis(stack: TradingStack, owner: OwnerReference) -> list[Manifest]:
             "redis",
             REDIS_PORT,
             headless=False,
-            extra_selector={ROLE_LABEL: MASTER_ROLE},
+            extra_selector={Label.REDIS_ROLE: MASTER_ROLE},
         ),
         _service(stack, owner, SENTINEL_COMPONENT, sentinel_name, "sentinel", SENTINEL_PORT, headless=True),
         _redis_statefulset(stack, owner, files),

@@ -2,8 +2,9 @@
 
 Probes follow the health contract: liveness asks only whether the process answers (a failing dependency never
 restarts a pod, so an outage of Redis cannot become a restart storm); readiness follows the service status
-(HEALTHY, or DEGRADED when `degradedIsReady`, which the service learns from HEALTH_DEGRADED_IS_READY); the
-startup probe gives slow model loading `startupSeconds` before liveness applies.
+(HEALTHY, or DEGRADED when `degradedIsReady`, which the service learns from `ServiceEnv.DEGRADED_IS_READY`); the
+startup probe gives slow model loading `startupSeconds` before liveness applies. The env names are the
+`tradingstack.contract` ones the service library reads.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import math
 from typing import Any
 
 from tradingstack.api import OwnerReference, ServiceSpec, TradingStack
+from tradingstack.contract import ServiceEnv, format_flag
 from tradingstack.render import postgres, redis
 from tradingstack.render.common import (
     Manifest,
@@ -32,11 +34,14 @@ STARTUP_PERIOD_SECONDS = 5
 def service_env(stack: TradingStack, service: ServiceSpec) -> list[dict[str, Any]]:
     """Identity, health-mapping and connection variables first, then the user's (which may refer to them)."""
     env: list[dict[str, Any]] = [
-        {"name": "SERVICE_NAME", "value": service.name},
-        {"name": "PORT", "value": str(service.port)},
-        {"name": "HEALTH_DEGRADED_IS_READY", "value": str(service.health.degraded_is_ready).lower()},
-        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": ServiceEnv.SERVICE_NAME, "value": service.name},
+        {"name": ServiceEnv.PORT, "value": str(service.port)},
+        {"name": ServiceEnv.DEGRADED_IS_READY, "value": format_flag(service.health.degraded_is_ready)},
+        {"name": ServiceEnv.HEALTH_PATH, "value": service.health.path},
+        {"name": ServiceEnv.LIVE_PATH, "value": service.health.live_path},
+        {"name": ServiceEnv.READY_PATH, "value": service.health.ready_path},
+        {"name": ServiceEnv.POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": ServiceEnv.POD_NAMESPACE, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
     ]
     if "redis" in service.uses:
         env += redis.connection_env(stack)
