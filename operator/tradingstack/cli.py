@@ -26,6 +26,7 @@ from tradingstack.contract.termination import BackupListing, RestoreResult, Tool
 from tradingstack.errors import ApiPermanentError, ApiTemporaryError
 from tradingstack.kube.client import Kube
 from tradingstack.logs import setup_json_logging
+from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN
 from tradingstack.render.stack import render
 
 
@@ -71,7 +72,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
         if args.namespace:
             namespaced = loaded.metadata.model_copy(update={"namespace": args.namespace})
             stack = loaded.model_copy(update={"metadata": namespaced})
-        manifests += render(stack, stack.owner_reference())
+        manifests += render(stack, stack.owner_reference(), args.cluster_domain)
     sys.stdout.write(dump_yaml(manifests))
     return 0
 
@@ -91,7 +92,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # namespace-scoped ServiceAccount may not do (each refusal would be retried for about a minute at start-up).
     exact_namespaces = bool(args.namespace) and not any(set(ns) & set("*?[!") for ns in args.namespace)
     memo = kopf.Memo(
-        resync_seconds=args.resync_seconds, read_data_plane=args.read_data_plane, scanning=not exact_namespaces
+        resync_seconds=args.resync_seconds,
+        read_data_plane=args.read_data_plane,
+        scanning=not exact_namespaces,
+        cluster_domain=args.cluster_domain,
     )
     kopf.run(
         clusterwide=not args.namespace,
@@ -140,7 +144,7 @@ def _report(outcome: ops.JobOutcome) -> int:
 
 def _cmd_backup_list(args: argparse.Namespace) -> int:
     async def backup_list(kube: Kube) -> int:
-        outcome = await ops.list_backups(kube, args.namespace, args.stack, args.timeout)
+        outcome = await ops.list_backups(kube, args.namespace, args.stack, args.timeout, args.cluster_domain)
         if outcome.succeeded:
             listing = (
                 outcome.result if isinstance(outcome.result, BackupListing) else BackupListing(backups=[], total=0)
@@ -156,13 +160,23 @@ def _cmd_backup_list(args: argparse.Namespace) -> int:
 
 def _cmd_backup_restore(args: argparse.Namespace) -> int:
     async def backup_restore(kube: Kube) -> int:
-        outcome = await ops.restore_backup(kube, args.namespace, args.stack, args.source, args.force, args.timeout)
+        outcome = await ops.restore_backup(
+            kube, args.namespace, args.stack, args.source, args.force, args.timeout, args.cluster_domain
+        )
         if outcome.succeeded:
             restored = outcome.result.restored if isinstance(outcome.result, RestoreResult) else args.source
             print(f"restored {restored} (Job {outcome.name})")
         return _report(outcome)
 
     return _with_kube(backup_restore)
+
+
+def _cluster_domain_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cluster-domain",
+        default=DEFAULT_CLUSTER_DOMAIN,
+        help=f"the cluster's DNS domain, in the names pods use to reach each other (default {DEFAULT_CLUSTER_DOMAIN})",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -172,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     render_cmd = commands.add_parser("render", help="print the manifests a TradingStack file renders to")
     render_cmd.add_argument("-f", "--file", type=Path, required=True, help="YAML file with TradingStack documents")
     render_cmd.add_argument("-n", "--namespace", help="namespace to render into (default: the file's or default)")
+    _cluster_domain_option(render_cmd)
     render_cmd.set_defaults(handler=_cmd_render)
 
     run_cmd = commands.add_parser("run", help="run the operator against the current kubeconfig")
@@ -191,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
         "cannot reach the pod network; status then shows health UNKNOWN and no Redis master)",
     )
     run_cmd.add_argument("--log-level", default="INFO", help="log level (default INFO)")
+    _cluster_domain_option(run_cmd)
     run_cmd.set_defaults(handler=_cmd_run)
 
     restart_cmd = commands.add_parser("restart", help="start a restart run of a stack's services now")
@@ -210,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("stack", help="TradingStack name")
         sub.add_argument("-n", "--namespace", default="default", help="namespace (default: default)")
         sub.add_argument("--timeout", type=float, default=default_timeout, help="seconds to wait for the Job")
+        _cluster_domain_option(sub)
     list_cmd.set_defaults(handler=_cmd_backup_list)
     restore_cmd.set_defaults(handler=_cmd_backup_restore)
 

@@ -23,6 +23,7 @@ from tradingstack.kube.client import Kube
 from tradingstack.logs import log_context
 from tradingstack.metrics import RECONCILE_ERRORS, STACKS
 from tradingstack.reconcile.stack import StackReconciler
+from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN
 
 StackKey = tuple[str, str]
 DEBOUNCE_SECONDS = 1.0
@@ -77,7 +78,11 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # Spread retries of failing API calls instead of kopf's default fixed delays.
     settings.networking.error_backoffs = [1, 2, 4, 8, 16, 30]
     memo.kube = Kube.from_kubeconfig()
-    memo.reconciler = StackReconciler(memo.kube, read_data_plane=memo.get("read_data_plane", True))
+    memo.reconciler = StackReconciler(
+        memo.kube,
+        read_data_plane=memo.get("read_data_plane", True),
+        cluster_domain=memo.get("cluster_domain", DEFAULT_CLUSTER_DOMAIN),
+    )
     memo.wakers = {}
     memo.phases = {}
     memo.setdefault("resync_seconds", 30.0)

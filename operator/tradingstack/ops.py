@@ -73,14 +73,14 @@ async def run_tool_job(kube: Kube, job: Obj, timeout_seconds: float) -> JobOutco
     return JobOutcome(name, succeeded, termination.parse(messages[-1]) if messages else None)
 
 
-async def list_backups(kube: Kube, namespace: str, name: str, timeout_seconds: float) -> JobOutcome:
+async def list_backups(kube: Kube, namespace: str, name: str, timeout_seconds: float, domain: str) -> JobOutcome:
     stack = await load_stack(kube, namespace, name)
-    return await run_tool_job(kube, render_list_job(stack, stack.owner_reference()), timeout_seconds)
+    return await run_tool_job(kube, render_list_job(stack, stack.owner_reference(), domain), timeout_seconds)
 
 
 async def restore_backup(
-    kube: Kube, namespace: str, name: str, backup: str, force: bool, timeout_seconds: float
+    kube: Kube, namespace: str, name: str, backup: str, force: bool, timeout_seconds: float, domain: str
 ) -> JobOutcome:
     stack = await load_stack(kube, namespace, name)
-    job = render_restore_job(stack, stack.owner_reference(), backup, force)
+    job = render_restore_job(stack, stack.owner_reference(), backup, force, domain)
     return await run_tool_job(kube, job, timeout_seconds)

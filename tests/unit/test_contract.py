@@ -23,6 +23,7 @@ from tradingstack.contract import PostgresEnv, Probe, ServiceEnv, format_flag, p
 from tradingstack.contract.termination import BackupListing, ListedBackup, RestoreResult, ToolFailure
 from tradingstack.health.contract import HealthStatus, is_ready
 from tradingstack.render import postgres, redis
+from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN as DOMAIN
 from tradingstack.render.common import child_name
 from tradingstack.render.stack import render
 
@@ -79,7 +80,7 @@ def assert_service_reads_its_spec(stack: TradingStack, service: ServiceSpec, con
 
     if "redis" in service.uses:
         sentinels = [
-            (host, int(port)) for host, _, port in (a.rpartition(":") for a in redis.sentinel_addresses(stack))
+            (host, int(port)) for host, _, port in (a.rpartition(":") for a in redis.sentinel_addresses(stack, DOMAIN))
         ]
         assert config.redis_sentinels == sorted(sentinels)
         assert config.redis_master_name == stack.spec.redis.master_name
@@ -88,7 +89,7 @@ def assert_service_reads_its_spec(stack: TradingStack, service: ServiceSpec, con
         assert not config.uses_redis
     if "postgres" in service.uses:
         assert config.postgres_conninfo == secret_stand_in(postgres.secret_name(stack), "dsn")
-        assert env[PostgresEnv.HOST] == postgres.host(stack)
+        assert env[PostgresEnv.HOST] == postgres.host(stack, DOMAIN)
     else:
         assert config.postgres_conninfo is None
     for var in service.env:

@@ -129,6 +129,25 @@ def test_rendering_is_deterministic(stack: TradingStack) -> None:
     assert dump_yaml(render(stack, stack.owner_reference())) == dump_yaml(render(stack, stack.owner_reference()))
 
 
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stacks())
+def test_every_dns_name_uses_the_configured_cluster_domain(stack: TradingStack) -> None:
+    text = dump_yaml(render(stack, stack.owner_reference(), "corp.example"))
+    assert "cluster.local" not in text
+    secrets = generated_secrets(stack, stack.owner_reference(), lambda: "pw", "corp.example")
+    assert all(".svc.corp.example:" in s["stringData"]["dsn"] for s in secrets if "dsn" in s["stringData"])
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stacks())
+def test_claims_follow_the_deletion_policy_through_one_rule(stack: TradingStack) -> None:
+    expected = "Delete" if stack.spec.deletion_policy == "Delete" else "Retain"
+    for obj in render(stack, stack.owner_reference()):
+        if obj["kind"] == "StatefulSet" and "volumeClaimTemplates" in obj["spec"]:
+            retention = obj["spec"]["persistentVolumeClaimRetentionPolicy"]
+            assert retention == {"whenDeleted": expected, "whenScaled": "Retain"}
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(stacks())
 def test_every_pod_is_restricted_and_every_child_is_owned_and_labelled(stack: TradingStack) -> None:

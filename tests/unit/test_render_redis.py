@@ -166,7 +166,7 @@ def test_pods_announce_stable_dns_names() -> None:
 
 
 def test_connection_env_lists_every_sentinel() -> None:
-    env = {var["name"]: var for var in connection_env(example_stack())}
+    env = {var["name"]: var for var in connection_env(example_stack(), "cluster.local")}
     assert env["REDIS_SENTINELS"]["value"].split(",") == [
         f"quant-redis-sentinel-{i}.quant-redis-sentinel.trading.svc.cluster.local:26379" for i in range(5)
     ]

@@ -43,14 +43,16 @@ def _password(children: Mapping[ChildKey, Obj], stack: TradingStack) -> str | No
 
 async def track_redis_master(
     kube: Kube, body: Mapping[str, Any], stack: TradingStack, recorded: RedisStatus, children: Mapping[ChildKey, Obj],
-    now: datetime,
+    now: datetime, domain: str,
 ) -> RedisStatus:  # fmt: skip
     password = _password(children, stack)
     if password is None:
         return recorded  # the Secret is created in this very pass; the sentinels cannot have started yet
     redis = stack.spec.redis
     # redis-py is blocking; a thread keeps the event loop (other stacks, watches, liveness) responsive.
-    observation = await asyncio.to_thread(observe_master, sentinel_addresses(stack), redis.master_name, password)
+    observation = await asyncio.to_thread(
+        observe_master, sentinel_addresses(stack, domain), redis.master_name, password
+    )
     pods = _redis_pods(children)
     labelled = [
         name for name, pod in pods.items() if pod["metadata"].get("labels", {}).get(Label.REDIS_ROLE) == MASTER_ROLE

@@ -31,7 +31,7 @@ from tradingstack.reconcile.diff import needs_apply, with_applied_hash
 from tradingstack.reconcile.redis_tracker import track_redis_master
 from tradingstack.reconcile.restart_runner import advance_restarts
 from tradingstack.reconcile.status import ConditionUpdate, Observations, compute_status, invalid_spec_status
-from tradingstack.render.common import child_name
+from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN, child_name
 from tradingstack.render.postgres import BACKUP_COMPONENT
 from tradingstack.render.secrets import generated_secrets
 from tradingstack.render.services import service_url
@@ -77,8 +77,10 @@ class StackReconciler:
         clock: Callable[[], datetime] = utc_now,
         new_password: Callable[[], str] = lambda: secrets.token_urlsafe(24),
         read_data_plane: bool = True,
+        cluster_domain: str = DEFAULT_CLUSTER_DOMAIN,
     ) -> None:
         self._kube = kube
+        self._domain = cluster_domain
         self._clock = clock
         self._new_password = new_password
         self._read_data_plane = read_data_plane
@@ -127,7 +129,7 @@ class StackReconciler:
     ) -> list[str]:
         """Applies what differs from `children` (updated in place), prunes what is no longer rendered; returns
         the children the API server refused, each with its reason."""
-        desired = [with_applied_hash(obj) for obj in render(stack, stack.owner_reference())]
+        desired = [with_applied_hash(obj) for obj in render(stack, stack.owner_reference(), self._domain)]
         reported = next((c.message for c in previous.conditions if c.type == "Degraded"), "")
         errors: list[str] = []
         for obj in desired:
@@ -169,7 +171,7 @@ class StackReconciler:
             backup = backup_health(jobs, messages, schedule.schedule, schedule.time_zone, now, previous.postgres)
         redis = previous.redis
         if spec.redis.enabled and self._read_data_plane:
-            redis = await track_redis_master(self._kube, body, stack, previous.redis, children, now)
+            redis = await track_redis_master(self._kube, body, stack, previous.redis, children, now, self._domain)
         return Observations(
             workloads={k: v for k, v in children.items() if k[0] in ("Deployment", "StatefulSet")},
             apply_errors=apply_errors,
@@ -180,13 +182,14 @@ class StackReconciler:
             restarts=restarts,
         )
 
-    @staticmethod
-    async def _service_health(stack: TradingStack) -> StackHealth:
-        urls = {s.name: service_url(stack, s) + s.health.path for s in stack.spec.services if s.replicas > 0}
+    async def _service_health(self, stack: TradingStack) -> StackHealth:
+        urls = {
+            s.name: service_url(stack, s, self._domain) + s.health.path for s in stack.spec.services if s.replicas > 0
+        }
         return rollup(await fetch_health_documents(urls))
 
     async def _create_missing_secrets(self, stack: TradingStack, children: dict[ChildKey, Obj]) -> None:
-        for secret in generated_secrets(stack, stack.owner_reference(), self._new_password):
+        for secret in generated_secrets(stack, stack.owner_reference(), self._new_password, self._domain):
             key = ("Secret", secret["metadata"]["name"])
             if key not in children and await self._kube.create(secret) is not None:
                 log.info("generated Secret %s", key[1])  # the name only: values never reach a log

@@ -9,16 +9,13 @@ from typing import Any
 
 from tradingstack.api import OwnerReference, TradingStack
 from tradingstack.contract import OPERATOR_APP_NAME, Label
-from tradingstack.render.common import Manifest, manifest, metadata
+from tradingstack.render.common import POSTGRES_PORT, REDIS_PORT, SENTINEL_PORT, Manifest, Port, manifest, metadata
 
 OPERATOR_POD_LABELS = {Label.NAME: OPERATOR_APP_NAME}
-REDIS_PORT = 6379
-SENTINEL_PORT = 26379
-POSTGRES_PORT = 5432
 
 
-def _ports(*numbers: int) -> list[dict[str, Any]]:
-    return [{"protocol": "TCP", "port": n} for n in numbers]
+def _ports(*ports: Port) -> list[dict[str, Any]]:
+    return [{"protocol": "TCP", "port": port.number} for port in ports]
 
 
 def _policy(

@@ -9,18 +9,30 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from tradingstack.api import OwnerReference, TradingStack
-from tradingstack.contract import Annotation, SecretKey
+from tradingstack.contract import SecretKey
 from tradingstack.render import postgres, redis
-from tradingstack.render.common import Manifest, apply_deletion_policy, manifest, metadata
+from tradingstack.render.common import (
+    DEFAULT_CLUSTER_DOMAIN,
+    Manifest,
+    apply_deletion_policy,
+    manifest,
+    metadata,
+    retained_annotations,
+)
 
 
 def _secret(stack: TradingStack, owner: OwnerReference, component: str, name: str, data: dict[str, str]) -> Manifest:
-    meta = metadata(stack, owner, component, name=name, annotations={Annotation.RETAIN: "true"})
+    meta = metadata(stack, owner, component, name=name, annotations=retained_annotations())
     secret = manifest("v1", "Secret", meta, type="Opaque", stringData=data)
     return apply_deletion_policy(secret, stack.spec.deletion_policy)
 
 
-def generated_secrets(stack: TradingStack, owner: OwnerReference, new_password: Callable[[], str]) -> list[Manifest]:
+def generated_secrets(
+    stack: TradingStack,
+    owner: OwnerReference,
+    new_password: Callable[[], str],
+    domain: str = DEFAULT_CLUSTER_DOMAIN,
+) -> list[Manifest]:
     secrets: list[Manifest] = []
     if stack.spec.redis.enabled:
         secrets.append(
@@ -31,7 +43,7 @@ def generated_secrets(stack: TradingStack, owner: OwnerReference, new_password: 
         data = {
             SecretKey.USERNAME: stack.spec.postgres.user,
             SecretKey.PASSWORD: password,
-            SecretKey.DSN: postgres.dsn(stack, password),
+            SecretKey.DSN: postgres.dsn(stack, password, domain),
         }
         secrets.append(_secret(stack, owner, "postgres", postgres.secret_name(stack), data))
     return secrets

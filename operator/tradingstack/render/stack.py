@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tradingstack.api import OwnerReference, TradingStack
-from tradingstack.render.common import Manifest, apply_deletion_policy
+from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN, Manifest, apply_deletion_policy
 from tradingstack.render.gateway import render_gateway
 from tradingstack.render.network import render_network_policies
 from tradingstack.render.postgres import render_postgres
@@ -32,15 +32,16 @@ def _sort_key(obj: Manifest) -> tuple[int, str]:
     return rank, obj["metadata"]["name"]
 
 
-def render(stack: TradingStack, owner: OwnerReference) -> list[Manifest]:
+def render(stack: TradingStack, owner: OwnerReference, domain: str = DEFAULT_CLUSTER_DOMAIN) -> list[Manifest]:
+    """`domain`: the cluster's DNS domain, in every name one pod uses to reach another."""
     spec = stack.spec
-    manifests = render_services(stack, owner)
+    manifests = render_services(stack, owner, domain)
     if spec.redis.enabled:
-        manifests += render_redis(stack, owner)
+        manifests += render_redis(stack, owner, domain)
     if spec.postgres.enabled:
-        manifests += render_postgres(stack, owner)
+        manifests += render_postgres(stack, owner, domain)
     if spec.gateway.enabled:
-        manifests += render_gateway(stack, owner)
+        manifests += render_gateway(stack, owner, domain)
     manifests += render_network_policies(stack, owner)
     names = [(m["kind"], m["metadata"]["name"]) for m in manifests]
     clashes = sorted({n for n in names if names.count(n) > 1})
