@@ -21,13 +21,13 @@ from pydantic import ValidationError
 from tradingstack import KIND, handlers, ops
 from tradingstack.api import TradingStack, describe
 from tradingstack.api.crd import render_crd_yaml
+from tradingstack.components import render
 from tradingstack.contract import Annotation, ExitCode
 from tradingstack.contract.termination import BackupListing, RestoreResult, ToolFailure
 from tradingstack.errors import ApiPermanentError, ApiTemporaryError
 from tradingstack.kube.client import Kube
 from tradingstack.logs import setup_json_logging
 from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN
-from tradingstack.render.stack import render
 
 
 class InvalidInputError(Exception):

@@ -19,13 +19,13 @@ from demo_service.config import Config
 from tests.unit.test_render import example
 from tradingstack.api import ServiceSpec, TradingStack
 from tradingstack.api.status import BackupInfo
+from tradingstack.components import render
 from tradingstack.contract import PostgresEnv, Probe, ServiceEnv, format_flag, parse_flag, termination
 from tradingstack.contract.termination import BackupListing, ListedBackup, RestoreResult, ToolFailure
 from tradingstack.health.contract import HealthStatus, is_ready
 from tradingstack.render import postgres, redis
 from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN as DOMAIN
 from tradingstack.render.common import child_name
-from tradingstack.render.stack import render
 
 _REFERENCE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 

@@ -14,9 +14,9 @@ from tests.golden import assert_golden
 from tests.psa import pod_specs, restricted_violations
 from tradingstack.api import TradingStack
 from tradingstack.cli import dump_yaml
+from tradingstack.components import render
 from tradingstack.contract import Annotation, Label
 from tradingstack.render.secrets import generated_secrets
-from tradingstack.render.stack import render
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,13 +11,39 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from pydantic import ValidationError
-
-from tradingstack.api import BackupInfo
-from tradingstack.api.base import ApiModel
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.alias_generators import to_camel
 
 MESSAGE_LIMIT = 4096
 """The kubelet keeps at most this many bytes of a termination message."""
+
+
+class ApiModel(BaseModel):
+    """camelCase on the wire, unknown fields rejected: the same rules as the API models (`tradingstack.api.base`),
+    since `BackupInfo` is also part of the TradingStack status."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True, use_attribute_docstrings=True
+    )
+
+
+class BackupInfo(ApiModel):
+    """One backup archive."""
+
+    time: datetime
+    """When the backup was taken."""
+
+    name: str
+    """Backup name (use with restore.from)."""
+
+    size_bytes: int
+    """Archive size."""
+
+    checksum: str
+    """sha256 of the archive."""
+
+    verified: bool
+    """The archive was verified after it was written."""
 
 
 class ToolFailure(ApiModel):

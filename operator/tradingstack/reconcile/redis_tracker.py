@@ -18,7 +18,6 @@ from typing import Any
 from tradingstack.api import TradingStack
 from tradingstack.api.status import RedisStatus
 from tradingstack.contract import MASTER_ROLE, Label, SecretKey
-from tradingstack.kube import events
 from tradingstack.kube.client import ChildKey, Kube, Obj
 from tradingstack.reconcile.redis_master import decide_master
 from tradingstack.redisclient.observe import observe_master
@@ -65,5 +64,5 @@ async def track_redis_master(
     for pod in decision.unlabel:
         await kube.patch_labels("Pod", pod, stack.namespace, {Label.REDIS_ROLE: None})
     if decision.event is not None:
-        events.emit(body, decision.event.type, decision.event.reason, decision.event.message)
+        await kube.post_event(body, decision.event.type, decision.event.reason, decision.event.message)
     return decision.status

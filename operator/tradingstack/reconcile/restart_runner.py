@@ -14,7 +14,6 @@ from typing import Any
 from tradingstack.api import TradingStack
 from tradingstack.api.status import RestartsStatus
 from tradingstack.contract import Annotation
-from tradingstack.kube import events
 from tradingstack.kube.client import RESTART_FIELD_MANAGER, ChildKey, Kube, Obj
 from tradingstack.reconcile.restarts import (
     DeploymentObservation,
@@ -85,5 +84,5 @@ async def advance_restarts(
         stamped = await kube.apply(restart_stamp(stack, decision.service, decision.run_id), RESTART_FIELD_MANAGER)
         children[("Deployment", child_name(stack, decision.service))] = stamped
     if decision.event is not None:
-        events.emit(body, decision.event.type, decision.event.reason, decision.event.message)
+        await kube.post_event(body, decision.event.type, decision.event.reason, decision.event.message)
     return step.status

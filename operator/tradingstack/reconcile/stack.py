@@ -19,11 +19,11 @@ from pydantic import ValidationError
 
 from tradingstack.api import TradingStack, TradingStackStatus, describe
 from tradingstack.api.status import RestartsStatus
+from tradingstack.components import listed_kinds, prunable_kinds, render
 from tradingstack.contract import Label
 from tradingstack.errors import ApiPermanentError
 from tradingstack.health.fetch import fetch_health_documents
 from tradingstack.health.rollup import StackHealth, rollup
-from tradingstack.kube import events
 from tradingstack.kube.client import ChildKey, Kube, Obj
 from tradingstack.metrics import CHILDREN_APPLIED, CHILDREN_PRUNED, RECONCILE_DURATION
 from tradingstack.reconcile.backup_health import backup_health, backup_runs
@@ -33,20 +33,11 @@ from tradingstack.reconcile.restart_runner import advance_restarts
 from tradingstack.reconcile.status import ConditionUpdate, Observations, compute_status, invalid_spec_status
 from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN, child_name
 from tradingstack.render.postgres import BACKUP_COMPONENT
-from tradingstack.render.secrets import generated_secrets
+from tradingstack.render.secrets import generated_secret_names, generated_secrets
 from tradingstack.render.services import service_url
-from tradingstack.render.stack import render
 
-PRUNABLE_KINDS = {
-    "ConfigMap",
-    "Service",
-    "StatefulSet",
-    "Deployment",
-    "CronJob",
-    "PodDisruptionBudget",
-    "NetworkPolicy",
-}
-"""Kinds removed when no longer rendered. Secrets and claims hold data and are never pruned."""
+PRUNABLE_KINDS = prunable_kinds()
+"""Kinds removed when no longer rendered (the components grant them `delete`); data and credentials never are."""
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +98,11 @@ class StackReconciler:
             return status
 
         if previous.observed_generation is None:
-            events.emit(body, "Normal", "Reconciling", f"Creating the children of {name}")
-        children = await self._kube.list_children(namespace, {Label.STACK: name})
+            await self._kube.post_event(body, "Normal", "Reconciling", f"Creating the children of {name}")
+        children = await self._kube.list_children(namespace, {Label.STACK: name}, [u.kind for u in listed_kinds()])
+        for secret in generated_secret_names(stack):  # read by name: the operator may not list Secrets
+            if (found := await self._kube.get("Secret", secret, namespace)) is not None:
+                children[("Secret", secret)] = found
         await self._create_missing_secrets(stack, children)
         apply_errors = await self._apply_desired(body, stack, previous, children)
         written = previous
@@ -141,7 +135,7 @@ class StackReconciler:
             except ApiPermanentError as err:
                 errors.append(f"{key[0]}/{key[1]}: {err}")
                 if errors[-1] not in reported:  # one Event per new refusal, not one per resync
-                    events.emit(body, "Warning", "ApplyFailed", errors[-1])
+                    await self._kube.post_event(body, "Warning", "ApplyFailed", errors[-1])
                 continue
             CHILDREN_APPLIED.labels(kind=key[0]).inc()
             log.info("applied %s/%s", *key)
@@ -210,12 +204,11 @@ class StackReconciler:
         meta = body["metadata"]
         await self._kube.replace_status(meta["namespace"], meta["name"], status_document(status))
         if status.phase != previous.phase:
-            self._announce_phase(body, status)
+            await self._announce_phase(body, status)
 
-    @staticmethod
-    def _announce_phase(body: Mapping[str, Any], status: TradingStackStatus) -> None:
+    async def _announce_phase(self, body: Mapping[str, Any], status: TradingStackStatus) -> None:
         condition = {c.type: c for c in status.conditions}
         if status.phase == "Ready":
-            events.emit(body, "Normal", "Ready", condition["Ready"].message)
+            await self._kube.post_event(body, "Normal", "Ready", condition["Ready"].message)
         elif status.phase in ("Degraded", "Failed"):
-            events.emit(body, "Warning", condition["Degraded"].reason, condition["Degraded"].message)
+            await self._kube.post_event(body, "Warning", condition["Degraded"].reason, condition["Degraded"].message)

@@ -27,6 +27,12 @@ def _secret(stack: TradingStack, owner: OwnerReference, component: str, name: st
     return apply_deletion_policy(secret, stack.spec.deletion_policy)
 
 
+def generated_secret_names(stack: TradingStack) -> list[str]:
+    """The Secrets `generated_secrets` creates for this stack."""
+    names = [redis.redis_secret_name(stack)] if stack.spec.redis.enabled else []
+    return names + ([postgres.secret_name(stack)] if stack.spec.postgres.enabled else [])
+
+
 def generated_secrets(
     stack: TradingStack,
     owner: OwnerReference,
