@@ -51,6 +51,16 @@ APPLIED = "list watch create patch delete"
 """Rendered children: listed and watched by the stack label, server-side applied (create on first apply), deleted
 when no longer rendered."""
 
+GENERATED_SECRETS = uses(
+    "Secret",
+    "v1",
+    "secrets",
+    "get create",
+    "generated credentials: created once, read back by name (never listed, watched, updated or deleted)",
+    apply_rank=1,
+)
+"""The Secrets the operator generates once per stack (Redis password, Postgres credentials)."""
+
 Renderer = Callable[[TradingStack, OwnerReference, str], list[Manifest]]
 
 

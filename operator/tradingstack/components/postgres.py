@@ -3,7 +3,7 @@ termination messages of the backup Jobs' pods."""
 
 from __future__ import annotations
 
-from tradingstack.components.base import APPLIED, Component, uses
+from tradingstack.components.base import APPLIED, GENERATED_SECRETS, Component, uses
 from tradingstack.render.postgres import render_postgres
 
 COMPONENT = Component(
@@ -29,14 +29,7 @@ COMPONENT = Component(
             apply_rank=8,
         ),
         uses("Pod", "v1", "pods", "list", "termination messages of the backup tool's pods"),
-        uses(
-            "Secret",
-            "v1",
-            "secrets",
-            "get create",
-            "generated credentials: created once, read back by name (never listed, watched, updated or deleted)",
-            apply_rank=1,
-        ),
+        GENERATED_SECRETS,
     ),
     enabled=lambda spec: spec.postgres.enabled,
     render=render_postgres,

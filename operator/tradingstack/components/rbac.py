@@ -7,13 +7,11 @@ exists as a comment (docs/architecture.md lists them too).
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from collections.abc import Iterable
-from pathlib import Path
 
 from tradingstack import API_GROUP, PLURAL
+from tradingstack.api.generated import write_or_print
 from tradingstack.components import owned_kinds
 from tradingstack.components.base import VERB_ORDER, KindUse, uses
 
@@ -145,15 +143,7 @@ def render_rbac_template() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--write", type=Path, help="write the template here instead of printing it")
-    args = parser.parse_args(argv)
-    text = render_rbac_template()
-    if args.write:
-        args.write.write_text(text)
-    else:
-        sys.stdout.write(text)
-    return 0
+    return write_or_print(render_rbac_template(), __doc__, argv)
 
 
 if __name__ == "__main__":

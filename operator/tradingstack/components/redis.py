@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tradingstack.components.base import APPLIED, Component, uses
+from tradingstack.components.base import APPLIED, GENERATED_SECRETS, Component, uses
 from tradingstack.render.redis import render_redis
 
 COMPONENT = Component(
@@ -13,14 +13,7 @@ COMPONENT = Component(
         uses("StatefulSet", "apps/v1", "statefulsets", APPLIED, "Redis servers and sentinels", apply_rank=5),
         uses("PodDisruptionBudget", "policy/v1", "poddisruptionbudgets", APPLIED, "keep a quorum", apply_rank=9),
         uses("Pod", "v1", "pods", "list patch", "label the pod the sentinels agree is the master"),
-        uses(
-            "Secret",
-            "v1",
-            "secrets",
-            "get create",
-            "generated credentials: created once, read back by name (never listed, watched, updated or deleted)",
-            apply_rank=1,
-        ),
+        GENERATED_SECRETS,
     ),
     enabled=lambda spec: spec.redis.enabled,
     render=render_redis,
