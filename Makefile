@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CLUSTER ?= local
 export KUBECONFIG ?= $(CURDIR)/.cluster/kubeconfig
 
-.PHONY: venv lint typecheck layers unit test crds cluster cluster-down demo demo-down bench run images kind-load e2e-kind prereqs
+.PHONY: venv lint typecheck layers unit test rbac crds cluster cluster-down demo demo-down bench run images kind-load e2e-kind prereqs
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -21,12 +21,18 @@ prereqs: ## system packages and the cached control-plane binaries
 lint: venv
 	$(VENV)/bin/ruff check operator tests bench images hack
 	$(VENV)/bin/ruff format --check operator tests bench images hack
+	shellcheck hack/*.sh
+	# The scripts the Redis ConfigMap renders run under POSIX sh and source redis-lib.sh from their directory.
+	shellcheck -s sh -x -P operator/tradingstack/render/redis_files operator/tradingstack/render/redis_files/*.sh
 
 typecheck: venv
 	$(VENV)/bin/mypy
 
 layers: venv
 	$(VENV)/bin/lint-imports
+
+rbac: venv ## regenerate the chart's RBAC rules from the components
+	$(PY) -m tradingstack.components.rbac --write charts/tradingstack-operator/templates/rbac.yaml
 
 crds: venv ## regenerate the CRD from the pydantic models
 	$(PY) -m tradingstack.api.crd --write crds/tradingstack.yaml charts/tradingstack-operator/crds/tradingstack.yaml

@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 from tests.fixtures.cluster import BIN_DIR, CLUSTER_SH, KUBECONFIG, Cluster, k8s_version, wait_for  # noqa: E402
 from tests.fixtures.operator import CRD_FILE, OperatorProcess, operator_env  # noqa: E402
 from tradingstack.api import TradingStack  # noqa: E402
-from tradingstack.render.stack import render  # noqa: E402
+from tradingstack.components import render  # noqa: E402
 
 MANAGED = "app.kubernetes.io/managed-by=tradingstack-operator"
 KINDS = (

@@ -21,14 +21,13 @@ from pydantic import ValidationError
 from tradingstack import KIND, handlers, ops
 from tradingstack.api import TradingStack, describe
 from tradingstack.api.crd import render_crd_yaml
-from tradingstack.backup.exit_codes import EXIT_FAILED, EXIT_REFUSED
+from tradingstack.components import render
+from tradingstack.contract import Annotation, ExitCode
+from tradingstack.contract.termination import BackupListing, RestoreResult, ToolFailure
 from tradingstack.errors import ApiPermanentError, ApiTemporaryError
 from tradingstack.kube.client import Kube
 from tradingstack.logs import setup_json_logging
-from tradingstack.reconcile.restarts import RESTART_NOW_ANNOTATION
-from tradingstack.render.stack import render
-
-EXIT_INVALID = 2
+from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN
 
 
 class InvalidInputError(Exception):
@@ -73,7 +72,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
         if args.namespace:
             namespaced = loaded.metadata.model_copy(update={"namespace": args.namespace})
             stack = loaded.model_copy(update={"metadata": namespaced})
-        manifests += render(stack, stack.owner_reference())
+        manifests += render(stack, stack.owner_reference(), args.cluster_domain)
     sys.stdout.write(dump_yaml(manifests))
     return 0
 
@@ -93,7 +92,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # namespace-scoped ServiceAccount may not do (each refusal would be retried for about a minute at start-up).
     exact_namespaces = bool(args.namespace) and not any(set(ns) & set("*?[!") for ns in args.namespace)
     memo = kopf.Memo(
-        resync_seconds=args.resync_seconds, read_data_plane=args.read_data_plane, scanning=not exact_namespaces
+        resync_seconds=args.resync_seconds,
+        read_data_plane=args.read_data_plane,
+        scanning=not exact_namespaces,
+        cluster_domain=args.cluster_domain,
     )
     kopf.run(
         clusterwide=not args.namespace,
@@ -118,13 +120,13 @@ def _with_kube(operation: Callable[[Kube], Awaitable[int]]) -> int:
         return asyncio.run(run())
     except (ops.OperationError, ApiTemporaryError, ApiPermanentError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return EXIT_FAILED
+        return ExitCode.FAILED
 
 
 def _cmd_restart(args: argparse.Namespace) -> int:
     async def restart(kube: Kube) -> int:
         value = await ops.trigger_restart(kube, args.namespace, args.stack)
-        print(f"restart run requested for {args.namespace}/{args.stack} ({RESTART_NOW_ANNOTATION}={value})")
+        print(f"restart run requested for {args.namespace}/{args.stack} ({Annotation.RESTART_NOW}={value})")
         print(f"follow it with: kubectl get ts {args.stack} -n {args.namespace} -o jsonpath='{{.status.restarts}}'")
         return 0
 
@@ -133,21 +135,24 @@ def _cmd_restart(args: argparse.Namespace) -> int:
 
 def _report(outcome: ops.JobOutcome) -> int:
     if outcome.succeeded:
-        return 0
-    error = outcome.result.get("error", "no result reported (see the Job's pod)")
+        return ExitCode.OK
+    failure = outcome.result if isinstance(outcome.result, ToolFailure) else None
+    error = failure.error if failure else "no result reported (see the Job's pod)"
     print(f"Job {outcome.name} failed: {error}", file=sys.stderr)
-    return EXIT_REFUSED if outcome.result.get("refused") else EXIT_FAILED
+    return ExitCode.REFUSED if failure and failure.refused else ExitCode.FAILED
 
 
 def _cmd_backup_list(args: argparse.Namespace) -> int:
     async def backup_list(kube: Kube) -> int:
-        outcome = await ops.list_backups(kube, args.namespace, args.stack, args.timeout)
+        outcome = await ops.list_backups(kube, args.namespace, args.stack, args.timeout, args.cluster_domain)
         if outcome.succeeded:
-            backups = outcome.result.get("backups", [])
+            listing = (
+                outcome.result if isinstance(outcome.result, BackupListing) else BackupListing(backups=[], total=0)
+            )
             print(f"{'NAME':<40} {'TIME':<26} {'SIZE':>14} VERIFIED")
-            for backup in backups:
+            for backup in (entry.model_dump(mode="json", by_alias=True) for entry in listing.backups):
                 print(f"{backup['name']:<40} {backup['time']:<26} {backup['sizeBytes']:>14} {backup['verified']}")
-            print(f"{len(backups)} of {outcome.result.get('total', len(backups))} backups shown")
+            print(f"{len(listing.backups)} of {listing.total} backups shown")
         return _report(outcome)
 
     return _with_kube(backup_list)
@@ -155,12 +160,23 @@ def _cmd_backup_list(args: argparse.Namespace) -> int:
 
 def _cmd_backup_restore(args: argparse.Namespace) -> int:
     async def backup_restore(kube: Kube) -> int:
-        outcome = await ops.restore_backup(kube, args.namespace, args.stack, args.source, args.force, args.timeout)
+        outcome = await ops.restore_backup(
+            kube, args.namespace, args.stack, args.source, args.force, args.timeout, args.cluster_domain
+        )
         if outcome.succeeded:
-            print(f"restored {outcome.result.get('restored', args.source)} (Job {outcome.name})")
+            restored = outcome.result.restored if isinstance(outcome.result, RestoreResult) else args.source
+            print(f"restored {restored} (Job {outcome.name})")
         return _report(outcome)
 
     return _with_kube(backup_restore)
+
+
+def _cluster_domain_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cluster-domain",
+        default=DEFAULT_CLUSTER_DOMAIN,
+        help=f"the cluster's DNS domain, in the names pods use to reach each other (default {DEFAULT_CLUSTER_DOMAIN})",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -170,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     render_cmd = commands.add_parser("render", help="print the manifests a TradingStack file renders to")
     render_cmd.add_argument("-f", "--file", type=Path, required=True, help="YAML file with TradingStack documents")
     render_cmd.add_argument("-n", "--namespace", help="namespace to render into (default: the file's or default)")
+    _cluster_domain_option(render_cmd)
     render_cmd.set_defaults(handler=_cmd_render)
 
     run_cmd = commands.add_parser("run", help="run the operator against the current kubeconfig")
@@ -189,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
         "cannot reach the pod network; status then shows health UNKNOWN and no Redis master)",
     )
     run_cmd.add_argument("--log-level", default="INFO", help="log level (default INFO)")
+    _cluster_domain_option(run_cmd)
     run_cmd.set_defaults(handler=_cmd_run)
 
     restart_cmd = commands.add_parser("restart", help="start a restart run of a stack's services now")
@@ -208,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("stack", help="TradingStack name")
         sub.add_argument("-n", "--namespace", default="default", help="namespace (default: default)")
         sub.add_argument("--timeout", type=float, default=default_timeout, help="seconds to wait for the Job")
+        _cluster_domain_option(sub)
     list_cmd.set_defaults(handler=_cmd_backup_list)
     restore_cmd.set_defaults(handler=_cmd_backup_restore)
 
@@ -223,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InvalidInputError as err:
         for problem in err.problems:
             print(problem, file=sys.stderr)
-        return EXIT_INVALID
+        return ExitCode.INVALID
     return result
 
 

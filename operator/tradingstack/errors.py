@@ -1,16 +1,20 @@
-"""Domain errors. They subclass kopf's so a handler that lets one escape gets kopf's retry semantics; the
-stack daemon handles them itself (temporary: retry with backoff; permanent: report and wait for a change)."""
+"""Domain errors of the API facade (`kube/`). Plain exceptions, so `kube/` does not depend on kopf: the stack
+daemon in `handlers` handles them itself (temporary: retry with backoff; permanent: report and wait for a
+change)."""
 
 from __future__ import annotations
 
-import kopf
 
-
-class ApiTemporaryError(kopf.TemporaryError):
+class ApiTemporaryError(Exception):
     """The API server could not be reached or asked us to come back (5xx, 429, conflicts, timeouts)."""
 
+    def __init__(self, message: str, delay: float = 5.0) -> None:
+        super().__init__(message)
+        self.delay = delay
+        """Seconds to wait at least before retrying."""
 
-class ApiPermanentError(kopf.PermanentError):
+
+class ApiPermanentError(Exception):
     """The API server refused a request for a reason retrying will not fix (invalid object, forbidden)."""
 
     def __init__(self, message: str, code: int) -> None:

@@ -18,28 +18,19 @@ from typing import Any
 import kopf
 
 from tradingstack import API_GROUP, API_VERSION, PLURAL
+from tradingstack.components import watched_kinds
+from tradingstack.contract import Label
+from tradingstack.errors import ApiPermanentError, ApiTemporaryError
 from tradingstack.kube.client import Kube
 from tradingstack.logs import log_context
 from tradingstack.metrics import RECONCILE_ERRORS, STACKS
 from tradingstack.reconcile.stack import StackReconciler
-from tradingstack.render.common import STACK_LABEL
+from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN
 
 StackKey = tuple[str, str]
 DEBOUNCE_SECONDS = 1.0
 """Coalesces a burst of child events (a rollout sends dozens) into one pass."""
 MAX_BACKOFF_SECONDS = 300.0
-CHILD_RESOURCES = (
-    ("apps", "v1", "deployments"),
-    ("apps", "v1", "statefulsets"),
-    ("", "v1", "services"),
-    ("", "v1", "configmaps"),
-    ("", "v1", "secrets"),
-    ("", "v1", "persistentvolumeclaims"),
-    ("batch", "v1", "cronjobs"),
-    ("batch", "v1", "jobs"),
-    ("policy", "v1", "poddisruptionbudgets"),
-    ("networking.k8s.io", "v1", "networkpolicies"),
-)
 
 log = logging.getLogger(__name__)
 registry = kopf.OperatorRegistry()
@@ -77,7 +68,11 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # Spread retries of failing API calls instead of kopf's default fixed delays.
     settings.networking.error_backoffs = [1, 2, 4, 8, 16, 30]
     memo.kube = Kube.from_kubeconfig()
-    memo.reconciler = StackReconciler(memo.kube, read_data_plane=memo.get("read_data_plane", True))
+    memo.reconciler = StackReconciler(
+        memo.kube,
+        read_data_plane=memo.get("read_data_plane", True),
+        cluster_domain=memo.get("cluster_domain", DEFAULT_CLUSTER_DOMAIN),
+    )
     memo.wakers = {}
     memo.phases = {}
     memo.setdefault("resync_seconds", 30.0)
@@ -107,13 +102,13 @@ async def run_stack(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Mem
                     status = await memo.reconciler.reconcile(_plain(body))
                     memo.phases[key] = status.phase
                     backoff = 1.0
-                except kopf.TemporaryError as err:
+                except ApiTemporaryError as err:
                     RECONCILE_ERRORS.labels(reason=type(err).__name__).inc()
                     log.warning("reconcile will be retried: %s", err)
                     # The error's own delay is a floor; repeated failures back off further (1, 2, 4 ... s).
-                    delay = min(max(err.delay or 0.0, backoff), MAX_BACKOFF_SECONDS)
+                    delay = min(max(err.delay, backoff), MAX_BACKOFF_SECONDS)
                     backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-                except kopf.PermanentError as err:
+                except ApiPermanentError as err:
                     RECONCILE_ERRORS.labels(reason=type(err).__name__).inc()
                     log.error("reconcile failed: %s", err)
             _publish_phases(memo.phases)
@@ -141,14 +136,15 @@ async def stack_changed(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
 
 
 def _register_child_watches() -> None:
-    for group, version, plural in CHILD_RESOURCES:
+    for use in watched_kinds():
 
         async def child_changed(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
-            _wake(memo, meta.namespace, meta.labels.get(STACK_LABEL))
+            _wake(memo, meta.namespace, meta.labels.get(Label.STACK))
 
         kopf.on.event(
-            group, version, plural, labels={STACK_LABEL: kopf.PRESENT}, id=f"child-{plural}", registry=registry
-        )(child_changed)
+            use.group, use.version, use.plural, labels={Label.STACK: kopf.PRESENT}, id=f"child-{use.plural}",
+            registry=registry,
+        )(child_changed)  # fmt: skip
 
 
 _register_child_watches()

@@ -7,15 +7,13 @@ result from the pod's termination message, so they need no access to pod logs.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from tradingstack.api import TradingStack
+from tradingstack.contract import Annotation, Label, termination
 from tradingstack.kube.client import Kube, Obj
-from tradingstack.reconcile.restarts import RESTART_NOW_ANNOTATION
 from tradingstack.render.postgres import render_list_job, render_restore_job
 
 JOB_POLL_SECONDS = 2.0
@@ -29,8 +27,8 @@ class OperationError(Exception):
 class JobOutcome:
     name: str
     succeeded: bool
-    result: dict[str, Any]
-    """The tool's JSON result from the termination message ({} when none was written)."""
+    result: termination.TerminationMessage | None
+    """The tool's result from the termination message (None when none was written)."""
 
 
 async def load_stack(kube: Kube, namespace: str, name: str) -> TradingStack:
@@ -44,7 +42,7 @@ async def trigger_restart(kube: Kube, namespace: str, name: str) -> str:
     """Starts a restart run now; the value (a timestamp) makes each trigger a new run."""
     await load_stack(kube, namespace, name)
     value = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    await kube.annotate_stack(namespace, name, {RESTART_NOW_ANNOTATION: value})
+    await kube.annotate_stack(namespace, name, {Annotation.RESTART_NOW: value})
     return value
 
 
@@ -65,28 +63,24 @@ async def run_tool_job(kube: Kube, job: Obj, timeout_seconds: float) -> JobOutco
         if time.monotonic() > deadline:
             raise OperationError(f"Job {name} did not finish within {timeout_seconds:.0f}s")
         await asyncio.sleep(JOB_POLL_SECONDS)
-    pods = await kube.list_objects("Pod", namespace, {"batch.kubernetes.io/job-name": name})
+    pods = await kube.list_objects("Pod", namespace, {Label.JOB_NAME: name})
     messages = [
         state["message"]
         for pod in sorted(pods, key=lambda p: str(p["metadata"].get("creationTimestamp", "")))
         for status in pod.get("status", {}).get("containerStatuses", [])
         if (state := status.get("state", {}).get("terminated", {})).get("message")
     ]
-    try:
-        result = json.loads(messages[-1]) if messages else {}
-    except json.JSONDecodeError:
-        result = {"error": messages[-1].strip()}  # a crash: the kubelet kept the log tail instead
-    return JobOutcome(name, succeeded, result if isinstance(result, dict) else {})
+    return JobOutcome(name, succeeded, termination.parse(messages[-1]) if messages else None)
 
 
-async def list_backups(kube: Kube, namespace: str, name: str, timeout_seconds: float) -> JobOutcome:
+async def list_backups(kube: Kube, namespace: str, name: str, timeout_seconds: float, domain: str) -> JobOutcome:
     stack = await load_stack(kube, namespace, name)
-    return await run_tool_job(kube, render_list_job(stack, stack.owner_reference()), timeout_seconds)
+    return await run_tool_job(kube, render_list_job(stack, stack.owner_reference(), domain), timeout_seconds)
 
 
 async def restore_backup(
-    kube: Kube, namespace: str, name: str, backup: str, force: bool, timeout_seconds: float
+    kube: Kube, namespace: str, name: str, backup: str, force: bool, timeout_seconds: float, domain: str
 ) -> JobOutcome:
     stack = await load_stack(kube, namespace, name)
-    job = render_restore_job(stack, stack.owner_reference(), backup, force)
+    job = render_restore_job(stack, stack.owner_reference(), backup, force, domain)
     return await run_tool_job(kube, job, timeout_seconds)

@@ -13,7 +13,7 @@ import yaml
 from tests.fixtures.cluster import REPO, Cluster, wait_for
 from tests.fixtures.operator import OPERATOR_USERNAME, OperatorProcess, wait_for_condition, wait_for_passes
 from tradingstack.api import TradingStack
-from tradingstack.render.stack import render
+from tradingstack.components import render
 
 pytestmark = pytest.mark.cluster
 EXAMPLE = REPO / "examples" / "quantum-trader.yaml"

@@ -9,8 +9,8 @@ import pytest
 from tests.cluster.test_operator import example
 from tests.fixtures.cluster import Cluster
 from tradingstack.api import TradingStack
+from tradingstack.components import render
 from tradingstack.render.secrets import generated_secrets
-from tradingstack.render.stack import render
 
 pytestmark = pytest.mark.cluster
 

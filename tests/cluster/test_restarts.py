@@ -21,7 +21,8 @@ from tests.cluster.test_operator import deploy_and_wait_ready, example
 from tests.fixtures.cluster import Cluster, wait_for
 from tests.fixtures.operator import OperatorProcess
 from tradingstack.api import DEFAULT_RESTART_ORDER
-from tradingstack.reconcile.restarts import RESTART_NOW_ANNOTATION, manual_run_id
+from tradingstack.contract import Annotation
+from tradingstack.reconcile.restarts import manual_run_id
 
 pytestmark = pytest.mark.cluster
 STACK = "quantum-trader"
@@ -92,7 +93,7 @@ def restarts_status(cluster: Cluster, namespace: str, stack: str = STACK) -> dic
 
 
 def trigger(cluster: Cluster, namespace: str, value: str) -> None:
-    cluster.kubectl("annotate", "ts", STACK, "-n", namespace, f"{RESTART_NOW_ANNOTATION}={value}", "--overwrite")
+    cluster.kubectl("annotate", "ts", STACK, "-n", namespace, f"{Annotation.RESTART_NOW}={value}", "--overwrite")
 
 
 def wait_for_result(cluster: Cluster, namespace: str, run_id: str, result: str, timeout: float = 240) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from tests.psa import pod_specs, restricted_violations
 from tradingstack.api.crd import render_crd_yaml
 from tradingstack.api.spec import TradingStackSpec
 from tradingstack.cli import build_parser
+from tradingstack.components.rbac import render_rbac_template
 from tradingstack.render.network import OPERATOR_POD_LABELS
 from tradingstack.render.postgres import BACKUP_IMAGE
 
@@ -36,24 +37,25 @@ RELEASE = "tradingstack-operator"
 NAMESPACE = "tradingstack-system"
 SA_NAME = RELEASE  # the release name contains the chart name, so fullname == release name
 
-ALL_VERBS = ("get", "list", "watch", "create", "patch", "update", "delete")
-# (apiGroup, resource) -> verbs the operator needs on namespaced objects, in either RBAC mode.
+APPLIED = {"list", "watch", "create", "patch", "delete"}
+# (apiGroup, resource) -> verbs the operator needs on namespaced objects, in either RBAC mode: only what the code
+# uses (server-side apply is a patch that creates a missing object; nothing is ever updated with PUT).
 NAMESPACED_PERMISSIONS: dict[tuple[str, str], set[str]] = {
-    ("trading.quantumtrader.dev", "tradingstacks"): {"get", "list", "watch", "patch", "update"},
-    ("trading.quantumtrader.dev", "tradingstacks/status"): {"get", "patch", "update"},
-    ("apps", "deployments"): set(ALL_VERBS),
-    ("apps", "statefulsets"): set(ALL_VERBS),
-    ("", "services"): set(ALL_VERBS),
-    ("", "configmaps"): set(ALL_VERBS),
-    ("", "secrets"): set(ALL_VERBS),
-    ("", "persistentvolumeclaims"): set(ALL_VERBS),
-    ("", "pods"): {"get", "list", "watch", "patch"},
-    ("batch", "cronjobs"): set(ALL_VERBS),
-    ("batch", "jobs"): set(ALL_VERBS),
-    ("policy", "poddisruptionbudgets"): set(ALL_VERBS),
-    ("networking.k8s.io", "networkpolicies"): set(ALL_VERBS),
-    ("", "events"): {"create", "patch"},
-    ("events.k8s.io", "events"): {"create", "patch"},
+    ("trading.quantumtrader.dev", "tradingstacks"): {"get", "list", "watch", "patch"},
+    ("trading.quantumtrader.dev", "tradingstacks/status"): {"patch"},
+    ("apps", "deployments"): APPLIED,
+    ("apps", "statefulsets"): APPLIED,
+    ("", "services"): APPLIED,
+    ("", "configmaps"): APPLIED,
+    # Generated credentials: created once and read back by name; never listed, watched, changed or deleted.
+    ("", "secrets"): {"get", "create"},
+    ("", "persistentvolumeclaims"): {"list", "watch", "create", "patch"},
+    ("", "pods"): {"list", "patch"},
+    ("batch", "cronjobs"): APPLIED,
+    ("batch", "jobs"): {"get", "list", "watch", "create", "patch"},
+    ("policy", "poddisruptionbudgets"): APPLIED,
+    ("networking.k8s.io", "networkpolicies"): APPLIED,
+    ("", "events"): {"create"},
 }
 OBSERVATION_PERMISSIONS: dict[tuple[str, str], set[str]] = {
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
@@ -268,6 +270,10 @@ def test_cluster_mode_grants_exactly_what_the_operator_needs(helm: str) -> None:
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": SA_NAME, "namespace": NAMESPACE}]
     assert one(objs, "ServiceAccount")["metadata"]["name"] == SA_NAME
+
+
+def test_the_rbac_template_is_generated_from_the_components() -> None:
+    assert (CHART / "templates" / "rbac.yaml").read_text() == render_rbac_template(), "run `make rbac`"
 
 
 def test_no_cluster_role_grants_secrets_in_namespace_mode(helm: str) -> None:

@@ -14,9 +14,9 @@ from tests.golden import assert_golden
 from tests.psa import pod_specs, restricted_violations
 from tradingstack.api import TradingStack
 from tradingstack.cli import dump_yaml
-from tradingstack.render.common import RETAINED_ANNOTATION, STACK_LABEL
+from tradingstack.components import render
+from tradingstack.contract import Annotation, Label
 from tradingstack.render.secrets import generated_secrets
-from tradingstack.render.stack import render
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -129,19 +129,38 @@ def test_rendering_is_deterministic(stack: TradingStack) -> None:
     assert dump_yaml(render(stack, stack.owner_reference())) == dump_yaml(render(stack, stack.owner_reference()))
 
 
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stacks())
+def test_every_dns_name_uses_the_configured_cluster_domain(stack: TradingStack) -> None:
+    text = dump_yaml(render(stack, stack.owner_reference(), "corp.example"))
+    assert "cluster.local" not in text
+    secrets = generated_secrets(stack, stack.owner_reference(), lambda: "pw", "corp.example")
+    assert all(".svc.corp.example:" in s["stringData"]["dsn"] for s in secrets if "dsn" in s["stringData"])
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stacks())
+def test_claims_follow_the_deletion_policy_through_one_rule(stack: TradingStack) -> None:
+    expected = "Delete" if stack.spec.deletion_policy == "Delete" else "Retain"
+    for obj in render(stack, stack.owner_reference()):
+        if obj["kind"] == "StatefulSet" and "volumeClaimTemplates" in obj["spec"]:
+            retention = obj["spec"]["persistentVolumeClaimRetentionPolicy"]
+            assert retention == {"whenDeleted": expected, "whenScaled": "Retain"}
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(stacks())
 def test_every_pod_is_restricted_and_every_child_is_owned_and_labelled(stack: TradingStack) -> None:
     owner = stack.owner_reference().to_dict()
     for obj in render(stack, stack.owner_reference()):
         meta = obj["metadata"]
-        retained = meta.get("annotations", {}).get(RETAINED_ANNOTATION) == "true"
+        retained = meta.get("annotations", {}).get(Annotation.RETAIN) == "true"
         if retained and stack.spec.deletion_policy == "Retain":
             assert "ownerReferences" not in meta, meta["name"]  # data outlives the stack
         else:
             assert meta["ownerReferences"] == [owner], meta["name"]
         assert meta["namespace"] == "ns"
-        assert meta["labels"][STACK_LABEL] == stack.name
+        assert meta["labels"][Label.STACK] == stack.name
         assert meta["labels"]["app.kubernetes.io/managed-by"] == "tradingstack-operator"
         assert meta["labels"]["app.kubernetes.io/part-of"] == "quantum-trader"
         assert len(meta["name"]) <= 63

@@ -9,7 +9,8 @@ from typing import Any
 import yaml
 
 from tradingstack.api import DEFAULT_RESTART_ORDER, TradingStack
-from tradingstack.render.gateway import CONFIG_CHECKSUM_ANNOTATION, nginx_conf, render_gateway
+from tradingstack.contract import Annotation
+from tradingstack.render.gateway import nginx_conf, render_gateway
 
 GOLDEN = Path(__file__).parent / "golden" / "gateway.yaml"
 
@@ -90,7 +91,7 @@ def test_pods_are_restricted_with_a_writable_tmp_only() -> None:
 def test_config_change_changes_the_pod_template() -> None:
     def checksum(stack: TradingStack) -> str:
         template = _deployment(render_gateway(stack, stack.owner_reference()))["spec"]["template"]
-        return str(template["metadata"]["annotations"][CONFIG_CHECKSUM_ANNOTATION])
+        return str(template["metadata"]["annotations"][Annotation.CONFIG_HASH])
 
     assert checksum(example_stack()) == checksum(example_stack())
     assert checksum(example_stack()) != checksum(example_stack(rateLimit={"requestsPerSecond": 10}))

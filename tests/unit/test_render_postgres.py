@@ -12,8 +12,8 @@ from tests.golden import assert_golden
 from tests.psa import pod_specs, restricted_violations
 from tradingstack.api import BackupInfo, TradingStack
 from tradingstack.api.status import PostgresStatus
+from tradingstack.contract import Annotation
 from tradingstack.reconcile.backup_health import backup_health, schedule_interval
-from tradingstack.render.common import RETAINED_ANNOTATION
 from tradingstack.render.postgres import (
     BACKUP_IMAGE,
     POSTGRES_SECRET_KEYS,
@@ -99,8 +99,8 @@ def test_no_secret_is_rendered_and_credentials_come_from_the_generated_secret() 
 
 
 def test_connection_env_for_services() -> None:
-    env = {e["name"]: e for e in connection_env(example_stack())}
-    assert env["PGHOST"]["value"] == "quant-postgres.trading.svc"
+    env = {e["name"]: e for e in connection_env(example_stack(), "cluster.local")}
+    assert env["PGHOST"]["value"] == "quant-postgres.trading.svc.cluster.local"
     assert env["PGPORT"]["value"] == "5432"
     assert env["PGDATABASE"]["value"] == "trading"
     refs = {name: env[name]["valueFrom"]["secretKeyRef"] for name in ("PGUSER", "PGPASSWORD", "DATABASE_URL")}
@@ -113,7 +113,8 @@ def test_connection_env_for_services() -> None:
 
 def test_dsn_percent_encodes_the_password() -> None:
     assert (
-        dsn(example_stack(), "a/b@c:d") == "postgresql://trading:a%2Fb%40c%3Ad@quant-postgres.trading.svc:5432/trading"
+        dsn(example_stack(), "a/b@c:d", "cluster.local")
+        == "postgresql://trading:a%2Fb%40c%3Ad@quant-postgres.trading.svc.cluster.local:5432/trading"
     )
 
 
@@ -134,7 +135,7 @@ def test_backup_cronjob_schedule_history_and_retention() -> None:
     assert tool["terminationMessagePath"] == "/dev/termination-log"
     claim = rendered["PersistentVolumeClaim"]
     assert claim["metadata"]["name"] == "quant-postgres-backups"
-    assert claim["metadata"]["annotations"] == {RETAINED_ANNOTATION: "true"}
+    assert claim["metadata"]["annotations"] == {Annotation.RETAIN: "true"}
     assert claim["spec"]["resources"]["requests"]["storage"] == "20Gi"
     assert {"name": "backups", "persistentVolumeClaim": {"claimName": "quant-postgres-backups"}} in pod["volumes"]
 

@@ -14,12 +14,12 @@ from tests.golden import assert_golden
 from tests.psa import pod_specs, restricted_violations
 from tradingstack.api import TradingStack
 from tradingstack.api.status import RedisStatus
+from tradingstack.contract import Annotation, Label
 from tradingstack.reconcile.redis_master import FAILOVER_REASON, MASTER_OBSERVED_REASON, decide_master
 from tradingstack.redisclient.observe import MasterAddress, MasterObservation, agreed_master
-from tradingstack.render.common import RETAINED_ANNOTATION, selector_labels
+from tradingstack.render.common import selector_labels
 from tradingstack.render.redis import (
     REDIS_SECRET_KEYS,
-    ROLE_LABEL,
     connection_env,
     redis_secret_name,
     render_redis,
@@ -103,7 +103,7 @@ def test_statefulsets_follow_the_spec_counts_and_storage() -> None:
     assert sentinel_set["replicas"] == 5
     (claim,) = redis_set["volumeClaimTemplates"]
     assert claim["metadata"]["name"] == "data"
-    assert claim["metadata"]["annotations"] == {RETAINED_ANNOTATION: "true"}
+    assert claim["metadata"]["annotations"] == {Annotation.RETAIN: "true"}
     assert claim["spec"]["resources"]["requests"]["storage"] == "8Gi"
     assert claim["spec"]["storageClassName"] == "fast-ssd"
     assert redis_set["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Retain"
@@ -123,7 +123,7 @@ def test_services_headless_sentinel_and_master_selector() -> None:
     assert sentinel["ports"][0]["port"] == 26379
     assert sentinel["publishNotReadyAddresses"] is True
     master = objects[("Service", "quant-redis-master")]["spec"]
-    assert master["selector"] == {**selector_labels(example_stack(), "redis"), ROLE_LABEL: "master"}
+    assert master["selector"] == {**selector_labels(example_stack(), "redis"), Label.REDIS_ROLE: "master"}
     assert "clusterIP" not in master
 
 
@@ -166,7 +166,7 @@ def test_pods_announce_stable_dns_names() -> None:
 
 
 def test_connection_env_lists_every_sentinel() -> None:
-    env = {var["name"]: var for var in connection_env(example_stack())}
+    env = {var["name"]: var for var in connection_env(example_stack(), "cluster.local")}
     assert env["REDIS_SENTINELS"]["value"].split(",") == [
         f"quant-redis-sentinel-{i}.quant-redis-sentinel.trading.svc.cluster.local:26379" for i in range(5)
     ]

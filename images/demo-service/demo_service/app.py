@@ -2,7 +2,9 @@
 
 - `/health`: the full `ServiceHealth` document (200, or 503 when UNHEALTHY; the body is always the document).
 - `/health/live`: 200 while the process answers; never looks at dependencies (no restart storms).
-- `/health/ready`: 200 when HEALTHY, or DEGRADED with DEGRADED_IS_READY; 503 otherwise.
+- `/health/ready`: 200 when HEALTHY, or DEGRADED when degraded is ready (`HEALTH_DEGRADED_IS_READY`); 503 otherwise.
+  The three paths are the operator's `spec.services[].health` paths (`HEALTH_PATH`, `HEALTH_LIVE_PATH`,
+  `HEALTH_READY_PATH`), these by default.
 - `/metrics`: request counts and latency, dependency and service status gauges.
 - anything else: echoes the service name, method, path and request id, so a caller (the gateway tests) can
   tell which process answered. Every request runs with the correlation id from `X-Request-ID` (or a new
@@ -27,8 +29,7 @@ from tradingstack.logs import log_context, setup_json_logging
 
 log = logging.getLogger("demo_service")
 
-PROBE_PATHS = frozenset({"/health", "/health/live", "/health/ready", "/metrics"})
-"""Polled constantly by kubelet and Prometheus: logged at DEBUG only."""
+METRICS_PATH = "/metrics"
 
 CONFIG_KEY = web.AppKey("config", Config)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -67,6 +68,8 @@ class ServiceState:
         self.config = config
         self.started = time.monotonic()
         self.metrics = Metrics()
+        self.probe_paths = frozenset({config.health_path, config.live_path, config.ready_path, METRICS_PATH})
+        """Polled constantly by kubelet and Prometheus: logged at DEBUG only."""
         self.redis: RedisPing | None = None
         self.checks: dict[str, Check] = {}
         timeout = config.check_timeout_seconds
@@ -134,7 +137,7 @@ async def correlation_and_metrics(request: web.Request, handler: Handler) -> web
         state.metrics.requests.labels(request.method, route, str(response.status)).inc()
         state.metrics.latency.labels(request.method, route).observe(elapsed)
         log.log(
-            logging.DEBUG if request.path in PROBE_PATHS else logging.INFO,
+            logging.DEBUG if request.path in state.probe_paths else logging.INFO,
             "%s %s -> %s",
             request.method,
             request.path,
@@ -195,10 +198,10 @@ def create_app(config: Config) -> web.Application:
         await state.close()
 
     app.on_cleanup.append(close_state)
-    app.router.add_get("/health", health)
-    app.router.add_get("/health/live", live)
-    app.router.add_get("/health/ready", ready)
-    app.router.add_get("/metrics", metrics)
+    app.router.add_get(config.health_path, health)
+    app.router.add_get(config.live_path, live)
+    app.router.add_get(config.ready_path, ready)
+    app.router.add_get(METRICS_PATH, metrics)
     # Registered last: routes match in registration order.
     app.router.add_route("*", "/{tail:.*}", echo)
     return app

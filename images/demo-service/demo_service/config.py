@@ -1,4 +1,8 @@
-"""Configuration from environment variables (the operator injects them; tests set them for a process)."""
+"""Configuration from environment variables (the operator injects them; tests set them for a process).
+
+The names are `tradingstack.contract`'s, which the operator's renderer uses too (a unit test feeds the rendered
+env of every service of the example into `Config.from_env`).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-
-def _flag(value: str) -> bool:
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+from tradingstack.contract import PostgresEnv, Probe, RedisEnv, ServiceEnv, parse_flag
 
 
 def _names(value: str) -> frozenset[str]:
@@ -22,14 +24,18 @@ class Config:
     version: str
     host: str
     degraded_is_ready: bool
+    health_path: str
+    """Where the full health document is served; the operator reads it there."""
+    live_path: str
+    ready_path: str
     redis_url: str | None
-    """Direct Redis URL (REDIS_URL); takes precedence over Sentinel discovery."""
+    """Direct Redis URL; takes precedence over Sentinel discovery."""
     redis_sentinels: list[tuple[str, int]]
-    """host:port pairs from REDIS_SENTINELS (comma-separated)."""
+    """host:port pairs of the sentinels (comma-separated in the env)."""
     redis_master_name: str
     redis_password: str | None
     postgres_conninfo: str | None
-    """DATABASE_URL, or "" when only PG* variables are set (libpq reads them), or None: no Postgres."""
+    """The Postgres URL, or "" when only the libpq variables are set (libpq reads them), or None: no Postgres."""
     critical_dependencies: frozenset[str]
     """Dependencies whose outage makes the service UNHEALTHY rather than DEGRADED."""
     check_timeout_seconds: float
@@ -44,29 +50,32 @@ class Config:
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Config:
         sentinels = []
-        for address in _names(env.get("REDIS_SENTINELS", "")):
+        for address in _names(env.get(RedisEnv.SENTINELS, "")):
             host, _, port = address.rpartition(":")
             sentinels.append((host, int(port)))
-        if "DATABASE_URL" in env:
-            conninfo: str | None = env["DATABASE_URL"]
-        elif "PGHOST" in env:
+        if PostgresEnv.URL in env:
+            conninfo: str | None = env[PostgresEnv.URL]
+        elif PostgresEnv.HOST in env:
             conninfo = ""
         else:
             conninfo = None
         return cls(
-            service_name=env.get("SERVICE_NAME", "demo-service"),
-            port=int(env.get("PORT", "8000")),
-            version=env.get("VERSION", "0.0.0"),
-            host=env.get("HOST", "0.0.0.0"),  # noqa: S104 - a service in a pod listens on all addresses
-            degraded_is_ready=_flag(env.get("DEGRADED_IS_READY", "true")),
-            redis_url=env.get("REDIS_URL"),
+            service_name=env.get(ServiceEnv.SERVICE_NAME, "demo-service"),
+            port=int(env.get(ServiceEnv.PORT, "8000")),
+            version=env.get(ServiceEnv.VERSION, "0.0.0"),
+            host=env.get(ServiceEnv.HOST, "0.0.0.0"),  # noqa: S104 - a service in a pod listens on all addresses
+            degraded_is_ready=parse_flag(env.get(ServiceEnv.DEGRADED_IS_READY, "true")),
+            health_path=env.get(ServiceEnv.HEALTH_PATH, Probe.HEALTH),
+            live_path=env.get(ServiceEnv.LIVE_PATH, Probe.LIVE),
+            ready_path=env.get(ServiceEnv.READY_PATH, Probe.READY),
+            redis_url=env.get(RedisEnv.URL),
             redis_sentinels=sorted(sentinels),
-            redis_master_name=env.get("REDIS_MASTER_NAME", "tradingstack"),
-            redis_password=env.get("REDIS_PASSWORD") or None,
+            redis_master_name=env.get(RedisEnv.MASTER_NAME, "tradingstack"),
+            redis_password=env.get(RedisEnv.PASSWORD) or None,
             postgres_conninfo=conninfo,
-            critical_dependencies=_names(env.get("CRITICAL_DEPENDENCIES", "redis,postgres")),
-            check_timeout_seconds=float(env.get("HEALTH_CHECK_TIMEOUT_SECONDS", "2")),
-            circuit_failure_threshold=int(env.get("CIRCUIT_FAILURE_THRESHOLD", "3")),
-            circuit_cooldown_seconds=float(env.get("CIRCUIT_COOLDOWN_SECONDS", "60")),
-            log_level=env.get("LOG_LEVEL", "INFO"),
+            critical_dependencies=_names(env.get(ServiceEnv.CRITICAL_DEPENDENCIES, "redis,postgres")),
+            check_timeout_seconds=float(env.get(ServiceEnv.CHECK_TIMEOUT_SECONDS, "2")),
+            circuit_failure_threshold=int(env.get(ServiceEnv.CIRCUIT_FAILURE_THRESHOLD, "3")),
+            circuit_cooldown_seconds=float(env.get(ServiceEnv.CIRCUIT_COOLDOWN_SECONDS, "60")),
+            log_level=env.get(ServiceEnv.LOG_LEVEL, "INFO"),
         )

@@ -8,14 +8,12 @@ the drift test compares the committed files with `render_crd_yaml()`.
 
 from __future__ import annotations
 
-import argparse
-import sys
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from tradingstack import API_GROUP, API_VERSION, KIND, PLURAL
+from tradingstack.api.generated import write_or_print
 from tradingstack.api.resource import MAX_STACK_NAME
 from tradingstack.api.spec import TradingStackSpec
 from tradingstack.api.status import TradingStackStatus
@@ -155,18 +153,7 @@ def render_crd_yaml() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--write", nargs="+", type=Path, help="write the CRD YAML to these files")
-    args = parser.parse_args(argv)
-    text = render_crd_yaml()
-    if not args.write:
-        sys.stdout.write(text)
-        return 0
-    for path in args.write:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists() or path.read_text() != text:
-            path.write_text(text)
-    return 0
+    return write_or_print(render_crd_yaml(), __doc__, argv)
 
 
 if __name__ == "__main__":

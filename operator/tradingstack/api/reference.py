@@ -5,12 +5,10 @@
 
 from __future__ import annotations
 
-import argparse
-import sys
-from pathlib import Path
 from typing import Any
 
 from tradingstack.api.crd import build_crd
+from tradingstack.api.generated import write_or_print
 
 
 def _type(node: dict[str, Any]) -> str:
@@ -53,15 +51,7 @@ def render_reference() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--write", type=Path, help="write the reference to this file")
-    args = parser.parse_args(argv)
-    text = render_reference()
-    if args.write:
-        args.write.write_text(text)
-    else:
-        sys.stdout.write(text)
-    return 0
+    return write_or_print(render_reference(), __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from tradingstack.api.base import (
     cel,
     validations,
 )
+from tradingstack.contract import Probe
 
 DEFAULT_RESTART_ORDER = (
     "rl-training",
@@ -171,13 +172,13 @@ class EnvVar(ApiModel):
 class HealthSpec(ApiModel):
     """How the service's health contract endpoints map to Kubernetes probes."""
 
-    path: str = Field(default="/health", pattern=r"^/\S*$", max_length=256)
+    path: str = Field(default=Probe.HEALTH, pattern=r"^/\S*$", max_length=256)
     """Full health document (JSON), read by the operator for status. Default: /health."""
 
-    live_path: str = Field(default="/health/live", pattern=r"^/\S*$", max_length=256)
+    live_path: str = Field(default=Probe.LIVE, pattern=r"^/\S*$", max_length=256)
     """Liveness: the process answers; never depends on dependencies. Default: /health/live."""
 
-    ready_path: str = Field(default="/health/ready", pattern=r"^/\S*$", max_length=256)
+    ready_path: str = Field(default=Probe.READY, pattern=r"^/\S*$", max_length=256)
     """Readiness: 200 when HEALTHY (or DEGRADED if degradedIsReady), 503 otherwise. Default: /health/ready."""
 
     startup_seconds: int = Field(default=60, ge=5, le=3600)

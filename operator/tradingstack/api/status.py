@@ -8,6 +8,9 @@ from typing import Literal
 from pydantic import Field
 
 from tradingstack.api.base import ApiModel
+from tradingstack.contract.termination import BackupInfo
+
+__all__ = ["BackupInfo"]  # defined with the backup tool's result, reported in status.postgres
 
 ConditionType = Literal["Ready", "Progressing", "Degraded", "RedisReady", "PostgresReady", "BackupHealthy"]
 CONDITION_TYPES: tuple[ConditionType, ...] = (
@@ -65,25 +68,6 @@ class RedisStatus(ApiModel):
 
     last_failover: datetime | None = None
     """When the operator last saw the master change."""
-
-
-class BackupInfo(ApiModel):
-    """One backup archive."""
-
-    time: datetime
-    """When the backup was taken."""
-
-    name: str
-    """Backup name (use with restore.from)."""
-
-    size_bytes: int
-    """Archive size."""
-
-    checksum: str
-    """sha256 of the archive."""
-
-    verified: bool
-    """The archive was verified after it was written."""
 
 
 class PostgresStatus(ApiModel):

@@ -15,14 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from tradingstack.backup.database import DUMP_COMPRESSION, Database, DatabaseError, archive_server_version
-from tradingstack.backup.exit_codes import EXIT_FAILED, EXIT_REFUSED
 from tradingstack.backup.store import BackupStore, Manifest, backup_name, sha256_of, to_prune
-
-DEFAULT_TERMINATION_LOG = "/dev/termination-log"
-TERMINATION_MESSAGE_LIMIT = 4096
-"""The kubelet keeps at most this many bytes of a termination message."""
-"""Kubernetes copies this file into the pod status (`state.terminated.message`): the operator reads the
-result of a backup Job there, without any access to the backup volume."""
+from tradingstack.contract import TERMINATION_LOG, BackupEnv, ExitCode, PostgresEnv, termination
+from tradingstack.contract.termination import BackupListing, ListedBackup, RestoreResult, ToolFailure
 
 
 class RestoreRefusedError(RuntimeError):
@@ -39,12 +34,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.command(args, store, database))
     except RestoreRefusedError as err:
         _log(f"restore refused: {err}")
-        _write_termination_message(args.termination_log, {"error": str(err), "refused": True})
-        return EXIT_REFUSED
+        _write_termination_message(args.termination_log, ToolFailure(error=str(err), refused=True))
+        return ExitCode.REFUSED
     except (DatabaseError, LookupError, OSError, ValueError) as err:
         _log(f"{args.command_name} failed: {err}")
-        _write_termination_message(args.termination_log, {"error": str(err)})
-        return EXIT_FAILED
+        _write_termination_message(args.termination_log, ToolFailure(error=str(err)))
+        return ExitCode.FAILED
 
 
 def backup(args: argparse.Namespace, store: BackupStore, database: Database) -> int:
@@ -73,10 +68,10 @@ def backup(args: argparse.Namespace, store: BackupStore, database: Database) -> 
         for removed in _prune(store, args.keep_last):
             _log(f"pruned {removed}")
     # Last, so the termination message reports success only when retention succeeded too.
-    result = manifest.info().model_dump(mode="json", by_alias=True)
-    _emit(result)
-    _write_termination_message(args.termination_log, result)
-    return 0
+    info = manifest.info()
+    _emit(info.model_dump(mode="json", by_alias=True))
+    _write_termination_message(args.termination_log, info)
+    return ExitCode.OK
 
 
 def verify(args: argparse.Namespace, store: BackupStore, database: Database) -> int:
@@ -90,7 +85,7 @@ def verify(args: argparse.Namespace, store: BackupStore, database: Database) -> 
             store.write_manifest(updated)
         _emit({"name": manifest.name, "verified": error is None, **({"error": error} if error else {})})
         failures += error is not None
-    return EXIT_FAILED if failures else 0
+    return ExitCode.FAILED if failures else ExitCode.OK
 
 
 def list_backups(args: argparse.Namespace, store: BackupStore, database: Database) -> int:
@@ -98,22 +93,21 @@ def list_backups(args: argparse.Namespace, store: BackupStore, database: Databas
     for manifest in backups:
         _emit(manifest.model_dump(mode="json", by_alias=True))
     # The newest that fit in a termination message, for `tradingstack backup list` (reads no pod logs).
-    listed: list[dict[str, Any]] = []
+    listing = BackupListing(backups=[], total=len(backups))
     for manifest in backups:
-        entry = manifest.info().model_dump(
-            mode="json", by_alias=True, include={"name", "time", "size_bytes", "verified"}
-        )
-        if len(json.dumps({"backups": [*listed, entry], "total": len(backups)})) > TERMINATION_MESSAGE_LIMIT:
+        entry = ListedBackup.model_validate(manifest.model_dump(include=set(ListedBackup.model_fields)))
+        longer = listing.model_copy(update={"backups": [*listing.backups, entry]})
+        if len(termination.render(longer)) > termination.MESSAGE_LIMIT:
             break
-        listed.append(entry)
-    _write_termination_message(args.termination_log, {"backups": listed, "total": len(backups)})
-    return 0
+        listing = longer
+    _write_termination_message(args.termination_log, listing)
+    return ExitCode.OK
 
 
 def prune(args: argparse.Namespace, store: BackupStore, database: Database) -> int:
     for removed in _prune(store, args.keep_last):
         _emit({"pruned": removed})
-    return 0
+    return ExitCode.OK
 
 
 def restore(args: argparse.Namespace, store: BackupStore, database: Database) -> int:
@@ -123,7 +117,7 @@ def restore(args: argparse.Namespace, store: BackupStore, database: Database) ->
     replace = exists and not database.is_empty(target)
     if replace and args.if_empty:
         _emit({"restored": None, "database": target, "skipped": "database is not empty"})
-        return 0
+        return ExitCode.OK
     if replace and not args.force:
         raise RestoreRefusedError(f"database {target} is not empty; pass --force to replace it")
     manifest = store.get(args.source)
@@ -137,10 +131,10 @@ def restore(args: argparse.Namespace, store: BackupStore, database: Database) ->
     if replace or not exists:
         database.create(target)
     database.restore(archive, into=target, jobs=args.jobs)
-    result = {"restored": manifest.name, "database": target}
-    _emit(result)
+    result = RestoreResult(restored=manifest.name, database=target)
+    _emit(result.model_dump(mode="json"))
     _write_termination_message(args.termination_log, result)
-    return 0
+    return ExitCode.OK
 
 
 def _prune(store: BackupStore, keep_last: int) -> list[str]:
@@ -181,10 +175,10 @@ def _check_archive(database: Database, archive: Path, restore_check: bool) -> st
     return listing
 
 
-def _write_termination_message(path: str, message: dict[str, Any]) -> None:
+def _write_termination_message(path: str, message: termination.TerminationMessage) -> None:
     # Only an existing writable file: never create one (running as root outside Kubernetes, /dev is writable).
     if path and os.path.isfile(path) and os.access(path, os.W_OK):
-        Path(path).write_text(json.dumps(message, sort_keys=True))
+        Path(path).write_text(termination.render(message))
 
 
 def _emit(record: dict[str, Any]) -> None:
@@ -201,21 +195,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--dir",
-        default=os.environ.get("BACKUP_DIR"),
-        required="BACKUP_DIR" not in os.environ,
-        help="backup directory (env BACKUP_DIR)",
+        default=os.environ.get(BackupEnv.DIR),
+        required=BackupEnv.DIR not in os.environ,
+        help=f"backup directory (env {BackupEnv.DIR})",
     )
     parser.add_argument(
         "--database",
-        default=os.environ.get("PGDATABASE"),
-        required="PGDATABASE" not in os.environ,
-        help="database to back up or restore (env PGDATABASE)",
+        default=os.environ.get(PostgresEnv.DATABASE),
+        required=PostgresEnv.DATABASE not in os.environ,
+        help=f"database to back up or restore (env {PostgresEnv.DATABASE})",
     )
     parser.add_argument(
         "--maintenance-db", default="postgres", help="database used to create/drop databases (default: postgres)"
     )
     parser.add_argument(
-        "--pg-bin", default=os.environ.get("PG_BIN"), help="directory of pg_dump/pg_restore (env PG_BIN; default: PATH)"
+        "--pg-bin",
+        default=os.environ.get(BackupEnv.PG_BIN),
+        help=f"directory of pg_dump/pg_restore (env {BackupEnv.PG_BIN}; default: PATH)",
     )
     commands = parser.add_subparsers(required=True, dest="command_name")
     # Every command leaves its result (or error) as the container's termination message, where the operator and
@@ -223,8 +219,8 @@ def _parser() -> argparse.ArgumentParser:
     result = argparse.ArgumentParser(add_help=False)
     result.add_argument(
         "--termination-log",
-        default=os.environ.get("TERMINATION_LOG", DEFAULT_TERMINATION_LOG),
-        help=f"file that receives the result JSON when it exists (default: {DEFAULT_TERMINATION_LOG})",
+        default=os.environ.get(BackupEnv.TERMINATION_LOG, TERMINATION_LOG),
+        help=f"file that receives the result JSON when it exists (default: {TERMINATION_LOG})",
     )
 
     run = commands.add_parser("backup", parents=[result], help="dump the database into a new verified archive")

@@ -18,8 +18,8 @@ from redis.asyncio.sentinel import Sentinel
 
 from tradingstack.health.contract import DependencyHealth, DependencyStatus
 from tradingstack.logs import mask_text
-from tradingstack.redisclient.clock import Clock, SystemClock
-from tradingstack.redisclient.guard import ConnectionGuard
+from tradingstack.resilience.clock import Clock, SystemClock
+from tradingstack.resilience.guard import ConnectionGuard
 
 Check = Callable[[], Awaitable[DependencyHealth]]
 

@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 import httpx2
 from lightkube import ApiError, AsyncClient, codecs
+from lightkube.codecs import resource_registry
 from lightkube.config.kubeconfig import KubeConfig
 from lightkube.generic_resource import create_namespaced_resource
-from lightkube.resources.apps_v1 import Deployment, StatefulSet
-from lightkube.resources.batch_v1 import CronJob, Job
-from lightkube.resources.core_v1 import ConfigMap, PersistentVolumeClaim, Pod, Secret, Service
-from lightkube.resources.networking_v1 import NetworkPolicy
-from lightkube.resources.policy_v1 import PodDisruptionBudget
 from lightkube.types import PatchType
 
 from tradingstack import API_GROUP, API_VERSION, KIND, PLURAL
+from tradingstack.components import owned_kinds
 from tradingstack.errors import ApiPermanentError, ApiTemporaryError
 
 FIELD_MANAGER = "tradingstack-operator"
@@ -27,21 +25,12 @@ RESTART_FIELD_MANAGER = "tradingstack-restarts"
 
 TradingStackResource = create_namespaced_resource(API_GROUP, API_VERSION, KIND, PLURAL)
 
-CHILD_KINDS: dict[str, Any] = {
-    "Secret": Secret,
-    "ConfigMap": ConfigMap,
-    "PersistentVolumeClaim": PersistentVolumeClaim,
-    "Service": Service,
-    "StatefulSet": StatefulSet,
-    "Deployment": Deployment,
-    "CronJob": CronJob,
-    "Job": Job,
-    "Pod": Pod,
-    "PodDisruptionBudget": PodDisruptionBudget,
-    "NetworkPolicy": NetworkPolicy,
-}
-"""Kinds the operator reads as a stack's children (all carry the stack label)."""
+CHILD_KINDS: dict[str, Any] = {use.kind: resource_registry.load(use.api_version, use.kind) for use in owned_kinds()}
+"""lightkube's resource class of every kind the components own (`tradingstack.components`)."""
 
+EVENT_MESSAGE_LIMIT = 1024
+
+EventType = Literal["Normal", "Warning"]
 Obj = dict[str, Any]
 ChildKey = tuple[str, str]
 """(kind, name) of a child in the stack's namespace."""
@@ -85,9 +74,11 @@ class Kube:
     async def close(self) -> None:
         await self._client.close()
 
-    async def list_children(self, namespace: str, selector: Mapping[str, str]) -> dict[ChildKey, Obj]:
-        """Every child of a stack, by kind and name, read with one LIST per kind."""
-        batches = await asyncio.gather(*(self.list_objects(kind, namespace, selector) for kind in CHILD_KINDS))
+    async def list_children(
+        self, namespace: str, selector: Mapping[str, str], kinds: Iterable[str]
+    ) -> dict[ChildKey, Obj]:
+        """The children of a stack of these kinds, by kind and name, read with one LIST per kind."""
+        batches = await asyncio.gather(*(self.list_objects(kind, namespace, selector) for kind in kinds))
         return {(obj["kind"], obj["metadata"]["name"]): obj for batch in batches for obj in batch}
 
     async def apply(self, obj: Obj, field_manager: str = FIELD_MANAGER) -> Obj:
@@ -181,3 +172,30 @@ class Kube:
             if err.code == 404:
                 return None
             raise
+
+    async def post_event(self, about: Mapping[str, Any], event_type: EventType, reason: str, message: str) -> None:
+        """Posts a core/v1 Event about `about` (a TradingStack): `kubectl describe` and `get events` show it."""
+        meta = about["metadata"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        await self.create(
+            {
+                "apiVersion": "v1",
+                "kind": "Event",
+                "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+                "involvedObject": {
+                    "apiVersion": about["apiVersion"],
+                    "kind": about["kind"],
+                    "name": meta["name"],
+                    "namespace": meta["namespace"],
+                    "uid": meta.get("uid"),
+                },
+                "type": event_type,
+                "reason": reason,
+                "message": message[:EVENT_MESSAGE_LIMIT],
+                "source": {"component": FIELD_MANAGER},
+                "reportingComponent": FIELD_MANAGER,
+                "firstTimestamp": now,
+                "lastTimestamp": now,
+                "count": 1,
+            }
+        )

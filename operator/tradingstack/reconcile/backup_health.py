@@ -7,7 +7,6 @@ history limits, so the previous status carries the newest good backup forward.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,10 +15,10 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from cronsim import CronSim
-from pydantic import ValidationError
 
 from tradingstack.api import BackupInfo
 from tradingstack.api.status import PostgresStatus
+from tradingstack.contract import Label, termination
 
 STALE_AFTER_INTERVALS = 2
 """A backup older than this many schedule intervals means runs are being missed."""
@@ -125,26 +124,13 @@ def _finished_run(job: Mapping[str, Any], termination_messages: Mapping[str, str
         return None
     succeeded = finished["type"] == "Complete"
     at = status.get("completionTime") if succeeded else None
-    backup, error = _parse_message(termination_messages.get(name))
+    text = termination_messages.get(name)
+    result = termination.parse(text) if text else None
+    backup = result if succeeded and isinstance(result, BackupInfo) else None
+    error = result.error if isinstance(result, termination.ToolFailure) else None
     if not succeeded:
         error = error or finished.get("message") or finished.get("reason")
-    return _Run(name, _timestamp(at or finished["lastTransitionTime"]), succeeded, backup if succeeded else None, error)
-
-
-def _parse_message(message: str | None) -> tuple[BackupInfo | None, str | None]:
-    """The tool's JSON result ({BackupInfo fields} or {"error": ...}); other text is the crashed pod's log tail."""
-    if not message:
-        return None, None
-    try:
-        document = json.loads(message)
-    except json.JSONDecodeError:
-        return None, message.strip()
-    if isinstance(document, dict) and "error" in document:
-        return None, str(document["error"])
-    try:
-        return BackupInfo.model_validate(document), None
-    except ValidationError:
-        return None, message.strip()
+    return _Run(name, _timestamp(at or finished["lastTransitionTime"]), succeeded, backup, error)
 
 
 def _timestamp(value: str) -> datetime:
@@ -171,7 +157,7 @@ def backup_runs(
     names = {job["metadata"]["name"] for job in jobs}
     newest: dict[str, tuple[str, str]] = {}
     for (kind, _), pod in children.items():
-        job = pod["metadata"].get("labels", {}).get("batch.kubernetes.io/job-name")
+        job = pod["metadata"].get("labels", {}).get(Label.JOB_NAME)
         if kind != "Pod" or job not in names:
             continue
         created = str(pod["metadata"].get("creationTimestamp", ""))

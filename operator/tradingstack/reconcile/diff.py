@@ -12,7 +12,7 @@ import hashlib
 import json
 from typing import Any
 
-APPLIED_HASH = "trading.quantumtrader.dev/applied-hash"
+from tradingstack.contract import Annotation
 
 
 def rendered_hash(obj: dict[str, Any]) -> str:
@@ -22,7 +22,7 @@ def rendered_hash(obj: dict[str, Any]) -> str:
 
 def with_applied_hash(obj: dict[str, Any]) -> dict[str, Any]:
     meta = obj["metadata"]
-    annotations = {**meta.get("annotations", {}), APPLIED_HASH: rendered_hash(obj)}
+    annotations = {**meta.get("annotations", {}), Annotation.APPLIED_HASH: rendered_hash(obj)}
     return {**obj, "metadata": {**meta, "annotations": annotations}}
 
 
@@ -39,7 +39,7 @@ def needs_apply(desired: dict[str, Any], live: dict[str, Any] | None) -> bool:
     """`desired` carries its applied-hash annotation (see `with_applied_hash`)."""
     if live is None:
         return True
-    live_hash = live.get("metadata", {}).get("annotations", {}).get(APPLIED_HASH)
-    if live_hash != desired["metadata"]["annotations"][APPLIED_HASH]:
+    live_hash = live.get("metadata", {}).get("annotations", {}).get(Annotation.APPLIED_HASH)
+    if live_hash != desired["metadata"]["annotations"][Annotation.APPLIED_HASH]:
         return True
     return not contains(live, desired)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from tradingstack.api.status import RedisStatus
+from tradingstack.contract.sentinel import MasterObservation
 from tradingstack.reconcile.restarts import Event
-from tradingstack.redisclient.observe import MasterObservation
 
 FAILOVER_REASON = "RedisFailover"
 MASTER_OBSERVED_REASON = "RedisMasterObserved"

@@ -17,18 +17,11 @@ from typing import Any
 
 from tradingstack.api import TradingStack
 from tradingstack.api.status import RedisStatus
-from tradingstack.kube import events
+from tradingstack.contract import MASTER_ROLE, Label, SecretKey
 from tradingstack.kube.client import ChildKey, Kube, Obj
 from tradingstack.reconcile.redis_master import decide_master
 from tradingstack.redisclient.observe import observe_master
-from tradingstack.render.redis import (
-    MASTER_ROLE,
-    PASSWORD_KEY,
-    REDIS_COMPONENT,
-    ROLE_LABEL,
-    redis_secret_name,
-    sentinel_addresses,
-)
+from tradingstack.render.redis import REDIS_COMPONENT, redis_secret_name, sentinel_addresses
 
 log = logging.getLogger(__name__)
 
@@ -37,35 +30,39 @@ def _redis_pods(children: Mapping[ChildKey, Obj]) -> dict[str, Obj]:
     return {
         name: pod
         for (kind, name), pod in children.items()
-        if kind == "Pod" and pod["metadata"].get("labels", {}).get("app.kubernetes.io/name") == REDIS_COMPONENT
+        if kind == "Pod" and pod["metadata"].get("labels", {}).get(Label.NAME) == REDIS_COMPONENT
     }
 
 
 def _password(children: Mapping[ChildKey, Obj], stack: TradingStack) -> str | None:
     secret = children.get(("Secret", redis_secret_name(stack)))
-    encoded = (secret or {}).get("data", {}).get(PASSWORD_KEY)
+    encoded = (secret or {}).get("data", {}).get(SecretKey.PASSWORD)
     return base64.b64decode(encoded).decode() if encoded else None
 
 
 async def track_redis_master(
     kube: Kube, body: Mapping[str, Any], stack: TradingStack, recorded: RedisStatus, children: Mapping[ChildKey, Obj],
-    now: datetime,
+    now: datetime, domain: str,
 ) -> RedisStatus:  # fmt: skip
     password = _password(children, stack)
     if password is None:
         return recorded  # the Secret is created in this very pass; the sentinels cannot have started yet
     redis = stack.spec.redis
     # redis-py is blocking; a thread keeps the event loop (other stacks, watches, liveness) responsive.
-    observation = await asyncio.to_thread(observe_master, sentinel_addresses(stack), redis.master_name, password)
+    observation = await asyncio.to_thread(
+        observe_master, sentinel_addresses(stack, domain), redis.master_name, password
+    )
     pods = _redis_pods(children)
-    labelled = [name for name, pod in pods.items() if pod["metadata"].get("labels", {}).get(ROLE_LABEL) == MASTER_ROLE]
+    labelled = [
+        name for name, pod in pods.items() if pod["metadata"].get("labels", {}).get(Label.REDIS_ROLE) == MASTER_ROLE
+    ]
     decision = decide_master(observation, recorded, sorted(pods), labelled, now)
     if decision.changed:
         log.info("redis master: %s", decision.explanation)
     if decision.label is not None:
-        await kube.patch_labels("Pod", decision.label, stack.namespace, {ROLE_LABEL: MASTER_ROLE})
+        await kube.patch_labels("Pod", decision.label, stack.namespace, {Label.REDIS_ROLE: MASTER_ROLE})
     for pod in decision.unlabel:
-        await kube.patch_labels("Pod", pod, stack.namespace, {ROLE_LABEL: None})
+        await kube.patch_labels("Pod", pod, stack.namespace, {Label.REDIS_ROLE: None})
     if decision.event is not None:
-        events.emit(body, decision.event.type, decision.event.reason, decision.event.message)
+        await kube.post_event(body, decision.event.type, decision.event.reason, decision.event.message)
     return decision.status

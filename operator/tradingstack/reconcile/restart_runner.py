@@ -13,11 +13,9 @@ from typing import Any
 
 from tradingstack.api import TradingStack
 from tradingstack.api.status import RestartsStatus
-from tradingstack.kube import events
+from tradingstack.contract import Annotation
 from tradingstack.kube.client import RESTART_FIELD_MANAGER, ChildKey, Kube, Obj
 from tradingstack.reconcile.restarts import (
-    RESTART_NOW_ANNOTATION,
-    RESTARTED_AT_ANNOTATION,
     DeploymentObservation,
     Stamp,
     plan_restart_step,
@@ -30,7 +28,7 @@ def observe_deployment(service: str, live: Mapping[str, Any]) -> DeploymentObser
     template_annotations = spec.get("template", {}).get("metadata", {}).get("annotations") or {}
     return DeploymentObservation(
         service=service,
-        restarted_at=template_annotations.get(RESTARTED_AT_ANNOTATION),
+        restarted_at=template_annotations.get(Annotation.RESTARTED_AT),
         generation=int(live["metadata"].get("generation", 0)),
         observed_generation=int(status.get("observedGeneration", 0)),
         desired_replicas=int(spec.get("replicas", 1)),
@@ -52,7 +50,7 @@ def restart_stamp(stack: TradingStack, service: str, run_id: str) -> Obj:
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": child_name(stack, service), "namespace": stack.namespace},
-        "spec": {"template": {"metadata": {"annotations": {RESTARTED_AT_ANNOTATION: run_id}}}},
+        "spec": {"template": {"metadata": {"annotations": {Annotation.RESTARTED_AT: run_id}}}},
     }
 
 
@@ -75,7 +73,7 @@ async def advance_restarts(
         stack.spec,
         current,
         degraded=degraded,
-        trigger=stack.metadata.annotations.get(RESTART_NOW_ANNOTATION),
+        trigger=stack.metadata.annotations.get(Annotation.RESTART_NOW),
         deployments=deployments,
         now=now,
         created=_created(body),
@@ -86,5 +84,5 @@ async def advance_restarts(
         stamped = await kube.apply(restart_stamp(stack, decision.service, decision.run_id), RESTART_FIELD_MANAGER)
         children[("Deployment", child_name(stack, decision.service))] = stamped
     if decision.event is not None:
-        events.emit(body, decision.event.type, decision.event.reason, decision.event.message)
+        await kube.post_event(body, decision.event.type, decision.event.reason, decision.event.message)
     return step.status

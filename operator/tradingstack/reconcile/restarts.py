@@ -22,17 +22,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
 
-from tradingstack import API_GROUP
 from tradingstack.api.spec import TradingStackSpec
 from tradingstack.api.status import RestartsStatus
+from tradingstack.contract import Annotation
 from tradingstack.schedule.cron import as_utc
 from tradingstack.schedule.restarts import due_run, next_run, restart_order, run_id
-
-RESTARTED_AT_ANNOTATION = f"{API_GROUP}/restartedAt"
-"""Pod-template annotation owned by the operator; its value is the id of the run that last restarted the pods."""
-
-RESTART_NOW_ANNOTATION = f"{API_GROUP}/restart-now"
-"""TradingStack annotation requesting a run now; each new value starts one run."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +37,7 @@ class DeploymentObservation:
     """Service name (as in spec.services), not the Deployment's object name."""
 
     restarted_at: str | None
-    """Current value of RESTARTED_AT_ANNOTATION on the pod template (spec.template.metadata.annotations)."""
+    """Current value of Annotation.RESTARTED_AT on the pod template (spec.template.metadata.annotations)."""
 
     generation: int
     """metadata.generation."""
@@ -115,7 +109,7 @@ class Skip:
 
 @dataclass(frozen=True)
 class Stamp:
-    """Set RESTARTED_AT_ANNOTATION = run_id on the pod template of `service`'s Deployment (server-side apply)."""
+    """Set Annotation.RESTARTED_AT = run_id on the pod template of `service`'s Deployment (server-side apply)."""
 
     service: str
     run_id: str
@@ -179,7 +173,7 @@ def plan_restart_step(
     """Decide the one thing to do about restarts at `now`.
 
     `status` is the persisted status.restarts; `degraded` whether the stack's Degraded condition is True;
-    `trigger` the value of RESTART_NOW_ANNOTATION on the TradingStack (None when absent), acted on once per
+    `trigger` the value of Annotation.RESTART_NOW on the TradingStack (None when absent), acted on once per
     value; `deployments` the observed Deployments of the services; `created` when the stack was created (the
     lower bound for scheduled runs while it has none).
 
@@ -202,7 +196,7 @@ def plan_restart_step(
     skip = degraded and restarts.skip_when_degraded
     if trigger is not None and trigger != status.handled_trigger:
         triggered = status.model_copy(update={"handled_trigger": trigger})
-        return plan.start(triggered, manual_run_id(trigger), now, f"requested by {RESTART_NOW_ANNOTATION}", skip=skip)
+        return plan.start(triggered, manual_run_id(trigger), now, f"requested by {Annotation.RESTART_NOW}", skip=skip)
     # A stack that never ran counts from its creation: one created at 04:40 is not restarted for 04:30.
     scheduled = due_run(restarts, status.last_run or created, now)
     if scheduled is not None:

@@ -19,10 +19,11 @@ from pydantic import ValidationError
 
 from tradingstack.api import TradingStack, TradingStackStatus, describe
 from tradingstack.api.status import RestartsStatus
+from tradingstack.components import listed_kinds, prunable_kinds, render
+from tradingstack.contract import Label
 from tradingstack.errors import ApiPermanentError
 from tradingstack.health.fetch import fetch_health_documents
 from tradingstack.health.rollup import StackHealth, rollup
-from tradingstack.kube import events
 from tradingstack.kube.client import ChildKey, Kube, Obj
 from tradingstack.metrics import CHILDREN_APPLIED, CHILDREN_PRUNED, RECONCILE_DURATION
 from tradingstack.reconcile.backup_health import backup_health, backup_runs
@@ -30,22 +31,13 @@ from tradingstack.reconcile.diff import needs_apply, with_applied_hash
 from tradingstack.reconcile.redis_tracker import track_redis_master
 from tradingstack.reconcile.restart_runner import advance_restarts
 from tradingstack.reconcile.status import ConditionUpdate, Observations, compute_status, invalid_spec_status
-from tradingstack.render.common import STACK_LABEL, child_name
+from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN, child_name
 from tradingstack.render.postgres import BACKUP_COMPONENT
-from tradingstack.render.secrets import generated_secrets
+from tradingstack.render.secrets import generated_secret_names, generated_secrets
 from tradingstack.render.services import service_url
-from tradingstack.render.stack import render
 
-PRUNABLE_KINDS = {
-    "ConfigMap",
-    "Service",
-    "StatefulSet",
-    "Deployment",
-    "CronJob",
-    "PodDisruptionBudget",
-    "NetworkPolicy",
-}
-"""Kinds removed when no longer rendered. Secrets and claims hold data and are never pruned."""
+PRUNABLE_KINDS = prunable_kinds()
+"""Kinds removed when no longer rendered (the components grant them `delete`); data and credentials never are."""
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +68,10 @@ class StackReconciler:
         clock: Callable[[], datetime] = utc_now,
         new_password: Callable[[], str] = lambda: secrets.token_urlsafe(24),
         read_data_plane: bool = True,
+        cluster_domain: str = DEFAULT_CLUSTER_DOMAIN,
     ) -> None:
         self._kube = kube
+        self._domain = cluster_domain
         self._clock = clock
         self._new_password = new_password
         self._read_data_plane = read_data_plane
@@ -104,8 +98,11 @@ class StackReconciler:
             return status
 
         if previous.observed_generation is None:
-            events.emit(body, "Normal", "Reconciling", f"Creating the children of {name}")
-        children = await self._kube.list_children(namespace, {STACK_LABEL: name})
+            await self._kube.post_event(body, "Normal", "Reconciling", f"Creating the children of {name}")
+        children = await self._kube.list_children(namespace, {Label.STACK: name}, [u.kind for u in listed_kinds()])
+        for secret in generated_secret_names(stack):  # read by name: the operator may not list Secrets
+            if (found := await self._kube.get("Secret", secret, namespace)) is not None:
+                children[("Secret", secret)] = found
         await self._create_missing_secrets(stack, children)
         apply_errors = await self._apply_desired(body, stack, previous, children)
         written = previous
@@ -126,7 +123,7 @@ class StackReconciler:
     ) -> list[str]:
         """Applies what differs from `children` (updated in place), prunes what is no longer rendered; returns
         the children the API server refused, each with its reason."""
-        desired = [with_applied_hash(obj) for obj in render(stack, stack.owner_reference())]
+        desired = [with_applied_hash(obj) for obj in render(stack, stack.owner_reference(), self._domain)]
         reported = next((c.message for c in previous.conditions if c.type == "Degraded"), "")
         errors: list[str] = []
         for obj in desired:
@@ -138,7 +135,7 @@ class StackReconciler:
             except ApiPermanentError as err:
                 errors.append(f"{key[0]}/{key[1]}: {err}")
                 if errors[-1] not in reported:  # one Event per new refusal, not one per resync
-                    events.emit(body, "Warning", "ApplyFailed", errors[-1])
+                    await self._kube.post_event(body, "Warning", "ApplyFailed", errors[-1])
                 continue
             CHILDREN_APPLIED.labels(kind=key[0]).inc()
             log.info("applied %s/%s", *key)
@@ -168,7 +165,7 @@ class StackReconciler:
             backup = backup_health(jobs, messages, schedule.schedule, schedule.time_zone, now, previous.postgres)
         redis = previous.redis
         if spec.redis.enabled and self._read_data_plane:
-            redis = await track_redis_master(self._kube, body, stack, previous.redis, children, now)
+            redis = await track_redis_master(self._kube, body, stack, previous.redis, children, now, self._domain)
         return Observations(
             workloads={k: v for k, v in children.items() if k[0] in ("Deployment", "StatefulSet")},
             apply_errors=apply_errors,
@@ -179,13 +176,14 @@ class StackReconciler:
             restarts=restarts,
         )
 
-    @staticmethod
-    async def _service_health(stack: TradingStack) -> StackHealth:
-        urls = {s.name: service_url(stack, s) + s.health.path for s in stack.spec.services if s.replicas > 0}
+    async def _service_health(self, stack: TradingStack) -> StackHealth:
+        urls = {
+            s.name: service_url(stack, s, self._domain) + s.health.path for s in stack.spec.services if s.replicas > 0
+        }
         return rollup(await fetch_health_documents(urls))
 
     async def _create_missing_secrets(self, stack: TradingStack, children: dict[ChildKey, Obj]) -> None:
-        for secret in generated_secrets(stack, stack.owner_reference(), self._new_password):
+        for secret in generated_secrets(stack, stack.owner_reference(), self._new_password, self._domain):
             key = ("Secret", secret["metadata"]["name"])
             if key not in children and await self._kube.create(secret) is not None:
                 log.info("generated Secret %s", key[1])  # the name only: values never reach a log
@@ -206,12 +204,11 @@ class StackReconciler:
         meta = body["metadata"]
         await self._kube.replace_status(meta["namespace"], meta["name"], status_document(status))
         if status.phase != previous.phase:
-            self._announce_phase(body, status)
+            await self._announce_phase(body, status)
 
-    @staticmethod
-    def _announce_phase(body: Mapping[str, Any], status: TradingStackStatus) -> None:
+    async def _announce_phase(self, body: Mapping[str, Any], status: TradingStackStatus) -> None:
         condition = {c.type: c for c in status.conditions}
         if status.phase == "Ready":
-            events.emit(body, "Normal", "Ready", condition["Ready"].message)
+            await self._kube.post_event(body, "Normal", "Ready", condition["Ready"].message)
         elif status.phase in ("Degraded", "Failed"):
-            events.emit(body, "Warning", condition["Degraded"].reason, condition["Degraded"].message)
+            await self._kube.post_event(body, "Warning", condition["Degraded"].reason, condition["Degraded"].message)

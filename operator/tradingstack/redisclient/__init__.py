@@ -11,9 +11,9 @@ from tradingstack.redisclient.client import (
     WriteNotAcknowledgedError,
     parse_address,
 )
-from tradingstack.redisclient.clock import Clock, Sleep, SystemClock
-from tradingstack.redisclient.guard import BACKOFF_SECONDS, CircuitState, ConnectionGuard, backoff_delay
 from tradingstack.redisclient.observe import MasterAddress, MasterObservation, observe_master
+from tradingstack.resilience.clock import Clock, Sleep, SystemClock
+from tradingstack.resilience.guard import BACKOFF_SECONDS, CircuitState, ConnectionGuard, backoff_delay
 
 __all__ = [
     "BACKOFF_SECONDS",

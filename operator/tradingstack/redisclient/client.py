@@ -14,9 +14,10 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
+from tradingstack.contract import RedisEnv
 from tradingstack.health.contract import DependencyHealth, DependencyStatus
-from tradingstack.redisclient.clock import Clock, Sleep, SystemClock
-from tradingstack.redisclient.guard import CircuitState, ConnectionGuard
+from tradingstack.resilience.clock import Clock, Sleep, SystemClock
+from tradingstack.resilience.guard import CircuitState, ConnectionGuard
 
 T = TypeVar("T")
 
@@ -103,11 +104,11 @@ class SentinelRedisClient:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ, **options: Any) -> SentinelRedisClient:
-        """Built from the variables the operator injects: REDIS_SENTINELS, REDIS_MASTER_NAME, REDIS_PASSWORD."""
+        """Built from the variables the operator injects (`contract.RedisEnv`)."""
         return cls(
-            [a for a in environ["REDIS_SENTINELS"].split(",") if a.strip()],
-            environ["REDIS_MASTER_NAME"],
-            environ.get("REDIS_PASSWORD") or None,
+            [a for a in environ[RedisEnv.SENTINELS].split(",") if a.strip()],
+            environ[RedisEnv.MASTER_NAME],
+            environ.get(RedisEnv.PASSWORD) or None,
             **options,
         )
 

@@ -1,48 +1,78 @@
-"""Pieces every renderer shares: names, labels, owner references, Pod Security "restricted" settings.
+"""Pieces every renderer shares: names, DNS names, ports, labels, owner references, Services, claims, config
+hashes and Pod Security "restricted" settings.
 
 Renderers are pure: they take the parsed stack and the owner reference explicitly and return plain dicts.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from tradingstack.api import OwnerReference, TradingStack
-from tradingstack.api.spec import Resources
+from tradingstack.api.spec import Resources, StorageSpec
+from tradingstack.contract import MANAGED_BY, PART_OF, Annotation, Label
 
 Manifest = dict[str, Any]
 
-PART_OF = "quantum-trader"
-MANAGED_BY = "tradingstack-operator"
-STACK_LABEL = "trading.quantumtrader.dev/stack"
-"""Label carrying the stack name on every child; the operator lists children by it to prune."""
-
-RETAINED_ANNOTATION = "trading.quantumtrader.dev/retain"
-"""Set on objects that hold data (PVCs); the operator removes their owner reference when deletionPolicy is
-Retain so garbage collection leaves them."""
-
 NONROOT_UID = 10001
+
+DEFAULT_CLUSTER_DOMAIN = "cluster.local"
+"""The cluster's DNS domain unless the operator is told otherwise (`tradingstack run --cluster-domain`)."""
+
+
+@dataclass(frozen=True)
+class Port:
+    """A named TCP port: containers declare it, Services target it by name."""
+
+    name: str
+    number: int
+
+    def container_port(self) -> dict[str, Any]:
+        return {"name": self.name, "containerPort": self.number, "protocol": "TCP"}
+
+    def service_port(self) -> dict[str, Any]:
+        return {"name": self.name, "port": self.number, "targetPort": self.name, "protocol": "TCP"}
+
+
+REDIS_PORT = Port("redis", 6379)
+SENTINEL_PORT = Port("sentinel", 26379)
+POSTGRES_PORT = Port("postgres", 5432)
+
+
+def http_port(number: int) -> Port:
+    """The port of a trading service or the gateway: its number comes from the spec."""
+    return Port("http", number)
 
 
 def child_name(stack: TradingStack, component: str) -> str:
     return f"{stack.name}-{component}"
 
 
+def service_host(stack: TradingStack, component: str, domain: str, pod: str | None = None) -> str:
+    """Fully qualified DNS name of a child Service, or with `pod` of one StatefulSet pod behind its headless
+    Service (named like the StatefulSet)."""
+    host = f"{child_name(stack, component)}.{stack.namespace}.svc.{domain}"
+    return f"{pod}.{host}" if pod else host
+
+
 def selector_labels(stack: TradingStack, component: str) -> dict[str, str]:
     """Labels that select one component's pods (stable: never change them for existing objects)."""
     return {
-        "app.kubernetes.io/name": component,
-        "app.kubernetes.io/instance": stack.name,
+        Label.NAME: component,
+        Label.INSTANCE: stack.name,
     }
 
 
 def labels(stack: TradingStack, component: str) -> dict[str, str]:
     return {
         **selector_labels(stack, component),
-        "app.kubernetes.io/component": component,
-        "app.kubernetes.io/part-of": PART_OF,
-        "app.kubernetes.io/managed-by": MANAGED_BY,
-        STACK_LABEL: stack.name,
+        Label.COMPONENT: component,
+        Label.PART_OF: PART_OF,
+        Label.MANAGED_BY: MANAGED_BY,
+        Label.STACK: stack.name,
     }
 
 
@@ -67,6 +97,95 @@ def metadata(
 
 def manifest(api_version: str, kind: str, meta: dict[str, Any], **body: Any) -> Manifest:
     return {"apiVersion": api_version, "kind": kind, "metadata": meta, **body}
+
+
+def child_service(
+    stack: TradingStack,
+    owner: OwnerReference,
+    component: str,
+    port: Port,
+    name: str | None = None,
+    headless: bool = False,
+    extra_selector: Mapping[str, str] | None = None,
+) -> Manifest:
+    """The Service in front of a component's pods."""
+    spec: dict[str, Any] = {
+        "type": "ClusterIP",
+        "selector": {**selector_labels(stack, component), **(extra_selector or {})},
+        "ports": [port.service_port()],
+    }
+    if headless:
+        # Stable per-pod DNS names, published before readiness: peers need them while the pods still start.
+        spec |= {"clusterIP": "None", "publishNotReadyAddresses": True}
+    return manifest("v1", "Service", metadata(stack, owner, component, name=name), spec=spec)
+
+
+def config_hash(files: Mapping[str, str]) -> str:
+    """Hash of the configuration files a pod runs, for `Annotation.CONFIG_HASH` on its template: a changed file
+    changes the template, so exactly the pods that use it roll."""
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(f"{name}\0{files[name]}\0".encode())
+    return digest.hexdigest()[:16]
+
+
+def pod_template_metadata(stack: TradingStack, component: str, config: Mapping[str, str] | None = None) -> Any:
+    """Labels of a component's pods, and the hash of the `config` files they run, if any."""
+    template: dict[str, Any] = {"labels": labels(stack, component)}
+    if config is not None:
+        template["annotations"] = {Annotation.CONFIG_HASH: config_hash(config)}
+    return template
+
+
+def claim_spec(storage: StorageSpec) -> dict[str, Any]:
+    spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": storage.size}}}
+    if storage.storage_class_name is not None:
+        spec["storageClassName"] = storage.storage_class_name
+    return spec
+
+
+def retained_annotations() -> dict[str, str]:
+    """On objects that hold data: see `apply_deletion_policy`."""
+    return {Annotation.RETAIN: "true"}
+
+
+def data_claim_template(stack: TradingStack, component: str, storage: StorageSpec) -> dict[str, Any]:
+    """The `data` volume claim of a StatefulSet's pods."""
+    return {
+        "metadata": {"name": "data", "labels": labels(stack, component), "annotations": retained_annotations()},
+        "spec": claim_spec(storage),
+    }
+
+
+def claim_retention(stack: TradingStack) -> dict[str, str]:
+    """The one rule for a StatefulSet's claims: deleted with the stack only under deletionPolicy Delete, never
+    when scaled down (scaling back up finds the data again)."""
+    return {"whenDeleted": "Delete" if stack.spec.deletion_policy == "Delete" else "Retain", "whenScaled": "Retain"}
+
+
+def statefulset(
+    stack: TradingStack,
+    owner: OwnerReference,
+    component: str,
+    replicas: int,
+    pod_spec: dict[str, Any],
+    config: Mapping[str, str] | None = None,
+    data: StorageSpec | None = None,
+    **extra: Any,
+) -> Manifest:
+    """A StatefulSet of one component behind its (headless) Service of the same name; `data` adds the `data`
+    claim of each pod, kept or deleted by `claim_retention`."""
+    spec: dict[str, Any] = {
+        "serviceName": child_name(stack, component),
+        "replicas": replicas,
+        **extra,
+        "selector": {"matchLabels": selector_labels(stack, component)},
+        "template": {"metadata": pod_template_metadata(stack, component, config), "spec": pod_spec},
+    }
+    if data is not None:
+        spec["volumeClaimTemplates"] = [data_claim_template(stack, component, data)]
+        spec["persistentVolumeClaimRetentionPolicy"] = claim_retention(stack)
+    return manifest("apps/v1", "StatefulSet", metadata(stack, owner, component), spec=spec)
 
 
 def pod_security_context(uid: int = NONROOT_UID, fs_group: int | None = None) -> dict[str, Any]:
@@ -129,12 +248,9 @@ def apply_deletion_policy(obj: Manifest, policy: str) -> Manifest:
     """Data survives the stack unless deletionPolicy is Delete.
 
     Objects marked retained (backup volume, generated credentials) lose their owner reference under Retain, so
-    garbage collection leaves them; StatefulSets keep or delete their claims through their retention policy.
+    garbage collection leaves them; StatefulSets keep or delete their claims through `claim_retention`.
     """
-    if obj["kind"] == "StatefulSet":
-        retention = {"whenDeleted": "Delete" if policy == "Delete" else "Retain", "whenScaled": "Retain"}
-        obj = {**obj, "spec": {**obj["spec"], "persistentVolumeClaimRetentionPolicy": retention}}
-    retained = obj["metadata"].get("annotations", {}).get(RETAINED_ANNOTATION) == "true"
+    retained = obj["metadata"].get("annotations", {}).get(Annotation.RETAIN) == "true"
     if retained and policy == "Retain":
         obj = {**obj, "metadata": {k: v for k, v in obj["metadata"].items() if k != "ownerReferences"}}
     return obj

@@ -7,8 +7,8 @@ is passed in `X-Forwarded-Prefix` for services that build absolute links.
 
 Upstream addressing: `upstream` blocks with explicit `server host:port` entries. NGINX resolves those names once
 when it loads the configuration; a Service's ClusterIP never changes during the Service's life, so no runtime
-`resolver` (which would need the cluster DNS address baked into the config) is required. The host is a template
-parameter of `nginx_conf`, so tests render the same configuration pointing at processes on 127.0.0.1.
+`resolver` (which would need the cluster DNS address baked into the config) is required. The host can be given
+to `nginx_conf` as a template, so tests render the same configuration pointing at processes on 127.0.0.1.
 
 Correlation: a client's `X-Request-ID` is passed through; without one NGINX's own `$request_id` is used. Either
 way it is sent upstream, returned to the client and written in the JSON access log.
@@ -16,21 +16,25 @@ way it is sent upstream, returned to the client and written in the JSON access l
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from tradingstack.api import OwnerReference, ServiceSpec, TradingStack
+from tradingstack.contract import Probe
 from tradingstack.render.common import (
+    DEFAULT_CLUSTER_DOMAIN,
     Manifest,
     child_name,
+    child_service,
     container_security_context,
-    labels,
+    http_port,
     manifest,
     metadata,
     pod_disruption_budget,
     pod_security_context,
+    pod_template_metadata,
     resources,
     selector_labels,
+    service_host,
     spread_and_anti_affinity,
 )
 
@@ -40,16 +44,9 @@ CONFIG_DIR = "/etc/nginx/gateway"
 RUNTIME_DIR = "/tmp"
 """The only writable path in the pod (an emptyDir): the root filesystem is read-only."""
 
-CLUSTER_UPSTREAM_HOST = "{stack}-{service}.{namespace}.svc.cluster.local"
-"""Template of a service's upstream host name; fields: stack, service, namespace."""
-
-CONFIG_CHECKSUM_ANNOTATION = "trading.quantumtrader.dev/config-checksum"
-"""On the pod template: a changed nginx.conf changes the template, so the Deployment rolls its pods."""
-
 NGINX_UID = 101
 """The nginx user of the nginx-unprivileged image (its files are owned by it)."""
 
-HEALTHZ_PATH = "/healthz"
 RATE_LIMIT_ZONE = "per_client"
 
 _PROXY_HEADERS = (
@@ -70,8 +67,11 @@ def _routed_services(stack: TradingStack) -> list[ServiceSpec]:
     return sorted((s for s in stack.spec.services if s.route.enabled), key=lambda s: s.route_prefix)
 
 
-def _upstream_block(stack: TradingStack, service: ServiceSpec, upstream_host: str) -> list[str]:
-    host = upstream_host.format(stack=stack.name, service=service.name, namespace=stack.namespace)
+def _upstream_block(stack: TradingStack, service: ServiceSpec, upstream_host: str | None, domain: str) -> list[str]:
+    if upstream_host is None:
+        host = service_host(stack, service.name, domain)
+    else:
+        host = upstream_host.format(stack=stack.name, service=service.name, namespace=stack.namespace)
     return [
         f"    upstream {_upstream_name(service)} {{",
         f"        server {host}:{service.port};",
@@ -96,11 +96,13 @@ def _location_block(service: ServiceSpec, rate_limit: str) -> list[str]:
 
 def nginx_conf(
     stack: TradingStack,
-    upstream_host: str = CLUSTER_UPSTREAM_HOST,
+    upstream_host: str | None = None,
     runtime_dir: str = RUNTIME_DIR,
+    domain: str = DEFAULT_CLUSTER_DOMAIN,
 ) -> str:
-    """The gateway's nginx.conf. `upstream_host` is a template with fields stack, service, namespace (tests pass
-    "127.0.0.1"); `runtime_dir` holds the pid file and temp files (tests pass a private directory)."""
+    """The gateway's nginx.conf. Upstreams are the services' cluster DNS names, unless `upstream_host` (a
+    template with fields stack, service, namespace) says otherwise (tests pass "127.0.0.1"); `runtime_dir`
+    holds the pid file and temp files (tests pass a private directory)."""
     gateway = stack.spec.gateway
     limit = gateway.rate_limit
     rate_limit = f"limit_req zone={RATE_LIMIT_ZONE} burst={limit.burst} nodelay;"
@@ -144,7 +146,7 @@ def nginx_conf(
         "",
     ]
     for service in services:
-        lines += _upstream_block(stack, service, upstream_host)
+        lines += _upstream_block(stack, service, upstream_host, domain)
         lines.append("")
     lines += [
         "    server {",
@@ -154,7 +156,7 @@ def nginx_conf(
         "        add_header X-Request-ID $correlation_id always;",
         "",
         # Answered by NGINX itself, without rate limit: probes must not depend on the services.
-        f"        location = {HEALTHZ_PATH} {{",
+        f"        location = {Probe.GATEWAY} {{",
         "            access_log off;",
         '            return 200 "{\\"status\\":\\"ok\\"}\\n";',
         "        }",
@@ -175,20 +177,20 @@ def nginx_conf(
 
 def _healthz_probe(failure_threshold: int) -> dict[str, Any]:
     return {
-        "httpGet": {"path": HEALTHZ_PATH, "port": "http"},
+        "httpGet": {"path": Probe.GATEWAY, "port": "http"},
         "periodSeconds": 10,
         "failureThreshold": failure_threshold,
     }
 
 
-def _deployment(stack: TradingStack, owner: OwnerReference, config_checksum: str) -> Manifest:
+def _deployment(stack: TradingStack, owner: OwnerReference, config: dict[str, str]) -> Manifest:
     gateway = stack.spec.gateway
     container = {
         "name": "nginx",
         "image": gateway.image,
         # `command` replaces the image's entrypoint, whose scripts try to edit files on the read-only root.
         "command": ["nginx", "-e", "stderr", "-c", f"{CONFIG_DIR}/{CONFIG_KEY}"],
-        "ports": [{"name": "http", "containerPort": gateway.port, "protocol": "TCP"}],
+        "ports": [http_port(gateway.port).container_port()],
         "readinessProbe": _healthz_probe(failure_threshold=3),
         "livenessProbe": _healthz_probe(failure_threshold=6),
         "resources": resources(gateway.resources),
@@ -216,37 +218,21 @@ def _deployment(stack: TradingStack, owner: OwnerReference, config_checksum: str
             "replicas": gateway.replicas,
             "selector": {"matchLabels": selector_labels(stack, COMPONENT)},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-            "template": {
-                "metadata": {
-                    "labels": labels(stack, COMPONENT),
-                    "annotations": {CONFIG_CHECKSUM_ANNOTATION: config_checksum},
-                },
-                "spec": pod_spec,
-            },
+            "template": {"metadata": pod_template_metadata(stack, COMPONENT, config), "spec": pod_spec},
         },
     )
 
 
-def render_gateway(stack: TradingStack, owner: OwnerReference) -> list[Manifest]:
+def render_gateway(stack: TradingStack, owner: OwnerReference, domain: str = DEFAULT_CLUSTER_DOMAIN) -> list[Manifest]:
     """The gateway's manifests; empty when the gateway is disabled."""
     gateway = stack.spec.gateway
     if not gateway.enabled:
         return []
-    config = nginx_conf(stack)
-    checksum = hashlib.sha256(config.encode()).hexdigest()
+    config = {CONFIG_KEY: nginx_conf(stack, domain=domain)}
     manifests = [
-        manifest("v1", "ConfigMap", metadata(stack, owner, COMPONENT), data={CONFIG_KEY: config}),
-        _deployment(stack, owner, checksum),
-        manifest(
-            "v1",
-            "Service",
-            metadata(stack, owner, COMPONENT),
-            spec={
-                "type": "ClusterIP",
-                "selector": selector_labels(stack, COMPONENT),
-                "ports": [{"name": "http", "port": gateway.port, "targetPort": "http", "protocol": "TCP"}],
-            },
-        ),
+        manifest("v1", "ConfigMap", metadata(stack, owner, COMPONENT), data=config),
+        _deployment(stack, owner, config),
+        child_service(stack, owner, COMPONENT, http_port(gateway.port)),
     ]
     if gateway.replicas > 1:
         manifests.append(pod_disruption_budget(stack, owner, COMPONENT))

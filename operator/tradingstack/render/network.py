@@ -8,16 +8,14 @@ from __future__ import annotations
 from typing import Any
 
 from tradingstack.api import OwnerReference, TradingStack
-from tradingstack.render.common import STACK_LABEL, Manifest, manifest, metadata
+from tradingstack.contract import OPERATOR_APP_NAME, Label
+from tradingstack.render.common import POSTGRES_PORT, REDIS_PORT, SENTINEL_PORT, Manifest, Port, manifest, metadata
 
-OPERATOR_POD_LABELS = {"app.kubernetes.io/name": "tradingstack-operator"}
-REDIS_PORT = 6379
-SENTINEL_PORT = 26379
-POSTGRES_PORT = 5432
+OPERATOR_POD_LABELS = {Label.NAME: OPERATOR_APP_NAME}
 
 
-def _ports(*numbers: int) -> list[dict[str, Any]]:
-    return [{"protocol": "TCP", "port": n} for n in numbers]
+def _ports(*ports: Port) -> list[dict[str, Any]]:
+    return [{"protocol": "TCP", "port": port.number} for port in ports]
 
 
 def _policy(
@@ -34,7 +32,7 @@ def _policy(
         spec={
             "podSelector": {
                 "matchLabels": {"app.kubernetes.io/instance": stack.name},
-                "matchExpressions": [{"key": "app.kubernetes.io/name", "operator": "In", "values": pod_names}],
+                "matchExpressions": [{"key": Label.NAME, "operator": "In", "values": pod_names}],
             },
             "policyTypes": ["Ingress"],
             "ingress": ingress,
@@ -43,7 +41,7 @@ def _policy(
 
 
 def render_network_policies(stack: TradingStack, owner: OwnerReference) -> list[Manifest]:
-    from_stack = {"podSelector": {"matchLabels": {STACK_LABEL: stack.name}}}
+    from_stack = {"podSelector": {"matchLabels": {Label.STACK: stack.name}}}
     policies: list[Manifest] = []
     if stack.spec.redis.enabled:
         from_operator = {"namespaceSelector": {}, "podSelector": {"matchLabels": OPERATOR_POD_LABELS}}

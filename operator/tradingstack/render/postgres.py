@@ -13,33 +13,37 @@ from typing import Any
 from urllib.parse import quote
 
 from tradingstack.api import OwnerReference, TradingStack
-from tradingstack.api.spec import Resources, StorageSpec
-from tradingstack.backup.exit_codes import EXIT_REFUSED
+from tradingstack.api.spec import Resources
+from tradingstack.contract import TERMINATION_LOG, Annotation, BackupEnv, ExitCode, PostgresEnv, SecretKey
 from tradingstack.render.common import (
-    RETAINED_ANNOTATION,
+    DEFAULT_CLUSTER_DOMAIN,
+    POSTGRES_PORT,
     Manifest,
     child_name,
+    child_service,
+    claim_spec,
     container_security_context,
     labels,
     manifest,
     metadata,
     pod_security_context,
     resources,
-    selector_labels,
+    retained_annotations,
+    service_host,
+    statefulset,
 )
 
 COMPONENT = "postgres"
 BACKUP_COMPONENT = "postgres-backup"
 RESTORE_COMPONENT = "postgres-restore"
 LIST_COMPONENT = "postgres-backup-list"
-POSTGRES_PORT = 5432
 POSTGRES_UID = 999
 """uid and gid of the `postgres` user in the official image; the data and backup volumes belong to it."""
 
 BACKUP_IMAGE = "ghcr.io/quantumtrader/tradingstack-backup:0.1.0-pg15"
 """Backup tool image (images/backup), built FROM the default server image so pg_dump matches its major."""
 
-POSTGRES_SECRET_KEYS = ("username", "password", "dsn")
+POSTGRES_SECRET_KEYS = (SecretKey.USERNAME, SecretKey.PASSWORD, SecretKey.DSN)
 """Keys of the Secret `secret_name(stack)`; the operator generates it once, see `dsn()` for the last one."""
 
 DATA_MOUNT = "/var/lib/postgresql/data"
@@ -56,9 +60,6 @@ BACKUP_DEADLINE_SECONDS = 6 * 3600
 ON_DEMAND_TTL_SECONDS = 7 * 24 * 3600
 """On-demand restore Jobs stay a week for inspection, then garbage collection removes them."""
 
-BACKUP_ANNOTATION = "trading.quantumtrader.dev/backup"
-"""On restore Jobs: the backup being restored."""
-
 TOOL_COMMAND = ["python3", "-m", "tradingstack.backup"]
 TOOL_RESOURCES = Resources()
 """The backup tool mostly waits on pg_dump's output; the API defaults (100m/128Mi .. 1 CPU/512Mi) suffice."""
@@ -68,44 +69,51 @@ def secret_name(stack: TradingStack) -> str:
     return child_name(stack, COMPONENT)
 
 
-def host(stack: TradingStack) -> str:
-    return f"{child_name(stack, COMPONENT)}.{stack.namespace}.svc"
+def host(stack: TradingStack, domain: str) -> str:
+    return service_host(stack, COMPONENT, domain)
 
 
-def dsn(stack: TradingStack, password: str) -> str:
+def dsn(stack: TradingStack, password: str, domain: str) -> str:
     """The `dsn` key of the Secret: `postgresql://<user>:<password, percent-encoded>@<host>:5432/<database>`."""
     spec = stack.spec.postgres
-    return f"postgresql://{spec.user}:{quote(password, safe='')}@{host(stack)}:{POSTGRES_PORT}/{spec.database}"
+    address = f"{host(stack, domain)}:{POSTGRES_PORT.number}"
+    return f"postgresql://{spec.user}:{quote(password, safe='')}@{address}/{spec.database}"
 
 
-def connection_env(stack: TradingStack) -> list[dict[str, Any]]:
+def connection_env(stack: TradingStack, domain: str) -> list[dict[str, Any]]:
     """libpq variables plus DATABASE_URL for a container that connects to the stack's PostgreSQL."""
-    return [*_libpq_env(stack), _secret_env(stack, "DATABASE_URL", "dsn")]
+    return [*_libpq_env(stack, domain), _secret_env(stack, PostgresEnv.URL, SecretKey.DSN)]
 
 
-def render_postgres(stack: TradingStack, owner: OwnerReference) -> list[Manifest]:
-    manifests = [_service(stack, owner), _statefulset(stack, owner), _backup_volume(stack, owner)]
+def render_postgres(stack: TradingStack, owner: OwnerReference, domain: str = DEFAULT_CLUSTER_DOMAIN) -> list[Manifest]:
+    manifests = [
+        child_service(stack, owner, COMPONENT, POSTGRES_PORT),
+        _statefulset(stack, owner),
+        _backup_volume(stack, owner),
+    ]
     backup = stack.spec.postgres.backup
     if backup.enabled:
-        manifests.append(_backup_cronjob(stack, owner))
+        manifests.append(_backup_cronjob(stack, owner, domain))
     restore = stack.spec.postgres.restore
     if restore is not None:
         # Idempotent: on a database that already holds data the Job succeeds without touching it.
-        manifests.append(_restore_job(stack, owner, restore.from_, ["--if-empty"]))
+        manifests.append(_restore_job(stack, owner, restore.from_, ["--if-empty"], domain))
     return manifests
 
 
-def render_restore_job(stack: TradingStack, owner: OwnerReference, backup: str, force: bool) -> Manifest:
+def render_restore_job(
+    stack: TradingStack, owner: OwnerReference, backup: str, force: bool, domain: str = DEFAULT_CLUSTER_DOMAIN
+) -> Manifest:
     """An on-demand restore (`tradingstack backup restore`): create it, do not apply it (it has generateName).
 
     Without `force` the Job fails with exit status 3 when the database is not empty."""
-    return _on_demand(_restore_job(stack, owner, backup, ["--force"] if force else []))
+    return _on_demand(_restore_job(stack, owner, backup, ["--force"] if force else [], domain))
 
 
-def render_list_job(stack: TradingStack, owner: OwnerReference) -> Manifest:
+def render_list_job(stack: TradingStack, owner: OwnerReference, domain: str = DEFAULT_CLUSTER_DOMAIN) -> Manifest:
     """An on-demand `list` of the backup volume (`tradingstack backup list`); its result is the termination
     message of its pod. Create it, do not apply it (it has generateName)."""
-    pod = _tool_pod(stack, LIST_COMPONENT, ["list"])
+    pod = _tool_pod(stack, LIST_COMPONENT, ["list"], domain)
     job = manifest("batch/v1", "Job", metadata(stack, owner, LIST_COMPONENT), spec={"backoffLimit": 0, "template": pod})
     return _on_demand(job)
 
@@ -116,13 +124,13 @@ def _on_demand(job: Manifest) -> Manifest:
     return job
 
 
-def _libpq_env(stack: TradingStack) -> list[dict[str, Any]]:
+def _libpq_env(stack: TradingStack, domain: str) -> list[dict[str, Any]]:
     return [
-        {"name": "PGHOST", "value": host(stack)},
-        {"name": "PGPORT", "value": str(POSTGRES_PORT)},
-        {"name": "PGDATABASE", "value": stack.spec.postgres.database},
-        _secret_env(stack, "PGUSER", "username"),
-        _secret_env(stack, "PGPASSWORD", "password"),
+        {"name": PostgresEnv.HOST, "value": host(stack, domain)},
+        {"name": PostgresEnv.PORT, "value": str(POSTGRES_PORT.number)},
+        {"name": PostgresEnv.DATABASE, "value": stack.spec.postgres.database},
+        _secret_env(stack, PostgresEnv.USER, SecretKey.USERNAME),
+        _secret_env(stack, PostgresEnv.PASSWORD, SecretKey.PASSWORD),
     ]
 
 
@@ -130,43 +138,24 @@ def _secret_env(stack: TradingStack, name: str, key: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret_name(stack), "key": key}}}
 
 
-def _service(stack: TradingStack, owner: OwnerReference) -> Manifest:
-    return manifest(
-        "v1",
-        "Service",
-        metadata(stack, owner, COMPONENT),
-        spec={
-            "type": "ClusterIP",
-            "selector": selector_labels(stack, COMPONENT),
-            "ports": [{"name": "postgres", "port": POSTGRES_PORT, "targetPort": "postgres", "protocol": "TCP"}],
-        },
-    )
-
-
-def _claim_spec(storage: StorageSpec) -> dict[str, Any]:
-    spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": storage.size}}}
-    if storage.storage_class_name is not None:
-        spec["storageClassName"] = storage.storage_class_name
-    return spec
-
-
 def _pg_isready(stack: TradingStack) -> list[str]:
     spec = stack.spec.postgres
     return [
         "pg_isready",
         "--host=127.0.0.1",
-        f"--port={POSTGRES_PORT}",
+        f"--port={POSTGRES_PORT.number}",
         f"--username={spec.user}",
         f"--dbname={spec.database}",
     ]
 
 
-def _statefulset(stack: TradingStack, owner: OwnerReference) -> Manifest:
+def _postgres_container(stack: TradingStack) -> dict[str, Any]:
+    """The server container: how Postgres starts, its env, probes and mounts."""
     spec = stack.spec.postgres
-    container = {
+    return {
         "name": "postgres",
         "image": spec.image,
-        "ports": [{"name": "postgres", "containerPort": POSTGRES_PORT, "protocol": "TCP"}],
+        "ports": [POSTGRES_PORT.container_port()],
         "env": [
             {"name": "POSTGRES_DB", "value": spec.database},
             _secret_env(stack, "POSTGRES_USER", "username"),
@@ -190,45 +179,28 @@ def _statefulset(stack: TradingStack, owner: OwnerReference) -> Manifest:
             {"name": "tmp", "mountPath": "/tmp"},
         ],
     }
-    pod_labels = labels(stack, COMPONENT)
-    return manifest(
-        "apps/v1",
-        "StatefulSet",
-        metadata(stack, owner, COMPONENT),
-        spec={
-            "replicas": 1,
-            "serviceName": child_name(stack, COMPONENT),
-            "selector": {"matchLabels": selector_labels(stack, COMPONENT)},
-            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
-            "template": {
-                "metadata": {"labels": pod_labels},
-                "spec": {
-                    "securityContext": {
-                        **pod_security_context(POSTGRES_UID, fs_group=POSTGRES_UID),
-                        "fsGroupChangePolicy": "OnRootMismatch",
-                    },
-                    # Time for a fast shutdown (checkpoint) before SIGKILL.
-                    "terminationGracePeriodSeconds": 60,
-                    "containers": [container],
-                    "volumes": [{"name": "run", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
-                },
-            },
-            "volumeClaimTemplates": [
-                {
-                    "metadata": {"name": "data", "labels": pod_labels, "annotations": {RETAINED_ANNOTATION: "true"}},
-                    "spec": _claim_spec(spec.storage),
-                }
-            ],
+
+
+def _statefulset(stack: TradingStack, owner: OwnerReference) -> Manifest:
+    pod_spec = {
+        "securityContext": {
+            **pod_security_context(POSTGRES_UID, fs_group=POSTGRES_UID),
+            "fsGroupChangePolicy": "OnRootMismatch",
         },
-    )
+        # Time for a fast shutdown (checkpoint) before SIGKILL.
+        "terminationGracePeriodSeconds": 60,
+        "containers": [_postgres_container(stack)],
+        "volumes": [{"name": "run", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
+    }
+    return statefulset(stack, owner, COMPONENT, 1, pod_spec, data=stack.spec.postgres.storage)
 
 
 def _backup_volume(stack: TradingStack, owner: OwnerReference) -> Manifest:
     return manifest(
         "v1",
         "PersistentVolumeClaim",
-        metadata(stack, owner, BACKUP_COMPONENT, name=_backup_claim(stack), annotations={RETAINED_ANNOTATION: "true"}),
-        spec=_claim_spec(stack.spec.postgres.backup.storage),
+        metadata(stack, owner, BACKUP_COMPONENT, name=_backup_claim(stack), annotations=retained_annotations()),
+        spec=claim_spec(stack.spec.postgres.backup.storage),
     )
 
 
@@ -236,18 +208,18 @@ def _backup_claim(stack: TradingStack) -> str:
     return child_name(stack, "postgres-backups")
 
 
-def _tool_pod(stack: TradingStack, component: str, args: list[str]) -> dict[str, Any]:
+def _tool_pod(stack: TradingStack, component: str, args: list[str], domain: str) -> dict[str, Any]:
     """Pod template running the backup tool with the backup volume and the database credentials."""
     tool = {
         "name": "backup-tool",
         "image": BACKUP_IMAGE,
         "command": TOOL_COMMAND,
         "args": args,
-        "env": [*_libpq_env(stack), {"name": "BACKUP_DIR", "value": BACKUP_MOUNT}],
+        "env": [*_libpq_env(stack, domain), {"name": BackupEnv.DIR, "value": BACKUP_MOUNT}],
         "resources": resources(TOOL_RESOURCES),
         "securityContext": container_security_context(),
         # The tool writes its JSON result there; on a crash the log tail is the next best message.
-        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": [{"name": "backups", "mountPath": BACKUP_MOUNT}, {"name": "tmp", "mountPath": "/tmp"}],
     }
@@ -266,7 +238,7 @@ def _tool_pod(stack: TradingStack, component: str, args: list[str]) -> dict[str,
     }
 
 
-def _backup_cronjob(stack: TradingStack, owner: OwnerReference) -> Manifest:
+def _backup_cronjob(stack: TradingStack, owner: OwnerReference, domain: str) -> Manifest:
     backup = stack.spec.postgres.backup
     args = ["backup", f"--keep-last={backup.keep_last}"]
     if not backup.verify:
@@ -288,21 +260,21 @@ def _backup_cronjob(stack: TradingStack, owner: OwnerReference) -> Manifest:
                 "spec": {
                     "backoffLimit": 1,
                     "activeDeadlineSeconds": BACKUP_DEADLINE_SECONDS,
-                    "template": _tool_pod(stack, BACKUP_COMPONENT, args),
+                    "template": _tool_pod(stack, BACKUP_COMPONENT, args, domain),
                 },
             },
         },
     )
 
 
-def _restore_job(stack: TradingStack, owner: OwnerReference, backup: str, mode: list[str]) -> Manifest:
-    pod = _tool_pod(stack, RESTORE_COMPONENT, ["restore", f"--from={backup}", *mode])
+def _restore_job(stack: TradingStack, owner: OwnerReference, backup: str, mode: list[str], domain: str) -> Manifest:
+    pod = _tool_pod(stack, RESTORE_COMPONENT, ["restore", f"--from={backup}", *mode], domain)
     pod["spec"]["initContainers"] = [
         {
             "name": "wait-for-postgres",
             "image": BACKUP_IMAGE,
             "command": ["sh", "-c", "until pg_isready --timeout=5; do sleep 2; done"],
-            "env": _libpq_env(stack),
+            "env": _libpq_env(stack, domain),
             "resources": resources(TOOL_RESOURCES),
             "securityContext": container_security_context(),
         }
@@ -310,12 +282,12 @@ def _restore_job(stack: TradingStack, owner: OwnerReference, backup: str, mode: 
     return manifest(
         "batch/v1",
         "Job",
-        metadata(stack, owner, RESTORE_COMPONENT, annotations={BACKUP_ANNOTATION: backup}),
+        metadata(stack, owner, RESTORE_COMPONENT, annotations={Annotation.BACKUP: backup}),
         spec={
             "backoffLimit": 2,
             # A refusal (the database is not empty) will not change on a retry: fail the Job at once.
             "podFailurePolicy": {
-                "rules": [{"action": "FailJob", "onExitCodes": {"operator": "In", "values": [EXIT_REFUSED]}}]
+                "rules": [{"action": "FailJob", "onExitCodes": {"operator": "In", "values": [int(ExitCode.REFUSED)]}}]
             },
             "template": pod,
         },

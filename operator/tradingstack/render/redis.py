@@ -28,41 +28,36 @@ through `REDIS_PASSWORD`/`REDISCLI_AUTH`; the start scripts write it into the ru
 
 from __future__ import annotations
 
-import hashlib
 import math
 from importlib import resources as package_files
 from typing import Any
 
 from tradingstack.api import OwnerReference, TradingStack
 from tradingstack.api.spec import RedisSpec, Resources
+from tradingstack.contract import MASTER_ROLE, Label, RedisEnv, RedisScriptEnv, SecretKey
 from tradingstack.render.common import (
+    DEFAULT_CLUSTER_DOMAIN,
     NONROOT_UID,
-    RETAINED_ANNOTATION,
+    REDIS_PORT,
+    SENTINEL_PORT,
     Manifest,
     child_name,
+    child_service,
     container_security_context,
     manifest,
     metadata,
     pod_disruption_budget,
     pod_security_context,
     resources,
-    selector_labels,
+    service_host,
     spread_and_anti_affinity,
+    statefulset,
 )
 
 REDIS_COMPONENT = "redis"
 SENTINEL_COMPONENT = "redis-sentinel"
-REDIS_PORT = 6379
-SENTINEL_PORT = 26379
-CLUSTER_DOMAIN = "cluster.local"
-ROLE_LABEL = "trading.quantumtrader.dev/redis-role"
-"""Set to `master` by the operator on the pod the sentinels agree is the master (selects `<stack>-redis-master`)."""
-MASTER_ROLE = "master"
-CONFIG_HASH_ANNOTATION = "trading.quantumtrader.dev/config-hash"
-"""Hash of the config files a pod runs, on its template: a changed config rolls exactly the pods that use it."""
 
-PASSWORD_KEY = "password"  # noqa: S105 - the name of a Secret key, not a password
-REDIS_SECRET_KEYS = (PASSWORD_KEY,)
+REDIS_SECRET_KEYS = (SecretKey.PASSWORD,)
 """Keys of the Secret `redis_secret_name(stack)`, which the operator generates once (random values)."""
 
 CONFIG_DIR = "/config"
@@ -90,35 +85,35 @@ def redis_secret_name(stack: TradingStack) -> str:
     return child_name(stack, REDIS_COMPONENT)
 
 
-def _pod_host(stack: TradingStack, component: str, pod_name: str) -> str:
-    """Stable DNS name of a StatefulSet pod through its headless Service (named like the StatefulSet)."""
-    return f"{pod_name}.{child_name(stack, component)}.{stack.namespace}.svc.{CLUSTER_DOMAIN}"
+def master_service_name(stack: TradingStack) -> str:
+    """The Service selecting the pod labelled master (`Label.REDIS_ROLE`)."""
+    return f"{child_name(stack, REDIS_COMPONENT)}-master"
 
 
-def redis_pod_host(stack: TradingStack, pod_name: str) -> str:
+def redis_pod_host(stack: TradingStack, pod_name: str, domain: str) -> str:
     """Stable DNS name of a Redis pod, as the sentinels announce it."""
-    return _pod_host(stack, REDIS_COMPONENT, pod_name)
+    return service_host(stack, REDIS_COMPONENT, domain, pod=pod_name)
 
 
-def sentinel_addresses(stack: TradingStack) -> list[str]:
+def sentinel_addresses(stack: TradingStack, domain: str) -> list[str]:
     """`host:port` of every sentinel pod."""
     name = child_name(stack, SENTINEL_COMPONENT)
     return [
-        f"{_pod_host(stack, SENTINEL_COMPONENT, f'{name}-{ordinal}')}:{SENTINEL_PORT}"
+        f"{service_host(stack, SENTINEL_COMPONENT, domain, pod=f'{name}-{ordinal}')}:{SENTINEL_PORT.number}"
         for ordinal in range(stack.spec.redis.sentinels)
     ]
 
 
 def _password_env(name: str, stack: TradingStack) -> dict[str, Any]:
-    return {"name": name, "valueFrom": {"secretKeyRef": {"name": redis_secret_name(stack), "key": PASSWORD_KEY}}}
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": redis_secret_name(stack), "key": SecretKey.PASSWORD}}}
 
 
-def connection_env(stack: TradingStack) -> list[dict[str, Any]]:
+def connection_env(stack: TradingStack, domain: str) -> list[dict[str, Any]]:
     """Env vars injected into the services that use Redis: where the sentinels are and how to authenticate."""
     return [
-        {"name": "REDIS_SENTINELS", "value": ",".join(sentinel_addresses(stack))},
-        {"name": "REDIS_MASTER_NAME", "value": stack.spec.redis.master_name},
-        _password_env("REDIS_PASSWORD", stack),
+        {"name": RedisEnv.SENTINELS, "value": ",".join(sentinel_addresses(stack, domain))},
+        {"name": RedisEnv.MASTER_NAME, "value": stack.spec.redis.master_name},
+        _password_env(RedisEnv.PASSWORD, stack),
     ]
 
 
@@ -173,25 +168,18 @@ def config_files(spec: RedisSpec) -> dict[str, str]:
     return dict(sorted({**files, "redis.conf": redis_conf(spec), "sentinel.conf": sentinel_conf(spec)}.items()))
 
 
-def _config_hash(files: dict[str, str], names: tuple[str, ...]) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(names):
-        digest.update(f"{name}\0{files[name]}\0".encode())
-    return digest.hexdigest()[:16]
-
-
 def failover_wait_seconds(spec: RedisSpec) -> int:
     """A failover not done within failover-timeout is aborted by Sentinel: waiting longer gains nothing."""
     return min(math.ceil(spec.failover_timeout_milliseconds / 1000), MAX_FAILOVER_WAIT_SECONDS)
 
 
-def _shared_env(stack: TradingStack) -> list[dict[str, Any]]:
+def _shared_env(stack: TradingStack, domain: str) -> list[dict[str, Any]]:
     return [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-        {"name": "REDIS_CONFIG_DIR", "value": CONFIG_DIR},
-        {"name": "REDIS_SENTINEL_WAIT_SECONDS", "value": str(SENTINEL_WAIT_SECONDS)},
-        *connection_env(stack),
-        _password_env("REDISCLI_AUTH", stack),
+        {"name": RedisScriptEnv.CONFIG_DIR, "value": CONFIG_DIR},
+        {"name": RedisScriptEnv.SENTINEL_WAIT_SECONDS, "value": str(SENTINEL_WAIT_SECONDS)},
+        *connection_env(stack, domain),
+        _password_env(RedisScriptEnv.CLI_AUTH, stack),
     ]
 
 
@@ -223,62 +211,42 @@ def _pod_spec(stack: TradingStack, component: str, container: dict[str, Any], vo
     }
 
 
-def _statefulset(
-    stack: TradingStack,
-    owner: OwnerReference,
-    component: str,
-    replicas: int,
-    config_hash: str,
-    pod_spec: dict[str, Any],
-    **extra: Any,
-) -> Manifest:
-    return manifest(
-        "apps/v1",
-        "StatefulSet",
-        metadata(stack, owner, component),
-        spec={
-            "serviceName": child_name(stack, component),
-            "replicas": replicas,
-            # Roles come from the sentinels, not from start order: no reason to start pods one by one.
-            "podManagementPolicy": "Parallel",
-            "updateStrategy": {"type": "RollingUpdate"},
-            "selector": {"matchLabels": selector_labels(stack, component)},
-            "template": {
-                "metadata": {
-                    "labels": metadata(stack, owner, component)["labels"],
-                    "annotations": {CONFIG_HASH_ANNOTATION: config_hash},
-                },
-                "spec": pod_spec,
-            },
-            **extra,
-        },
-    )
+def _files(files: dict[str, str], names: tuple[str, ...]) -> dict[str, str]:
+    return {name: files[name] for name in names}
 
 
-def _redis_statefulset(stack: TradingStack, owner: OwnerReference, files: dict[str, str]) -> Manifest:
+# The statefulset builder's keyword arguments shared by Redis and the sentinels.
+_PARALLEL_ROLLING: dict[str, Any] = {
+    # Roles come from the sentinels, not from start order: no reason to start pods one by one.
+    "podManagementPolicy": "Parallel",
+    "updateStrategy": {"type": "RollingUpdate"},
+}
+
+
+def _redis_statefulset(stack: TradingStack, owner: OwnerReference, files: dict[str, str], domain: str) -> Manifest:
     spec = stack.spec.redis
     container = {
         "name": "redis",
         "image": spec.image,
         "command": ["sh", f"{CONFIG_DIR}/redis-start.sh"],
-        "ports": [{"name": "redis", "containerPort": REDIS_PORT, "protocol": "TCP"}],
+        "ports": [REDIS_PORT.container_port()],
         "env": [
-            *_shared_env(stack),
+            *_shared_env(stack, domain),
             {
-                "name": "REDIS_ANNOUNCE_HOST",
-                "value": redis_pod_host(stack, "$(POD_NAME)"),
+                "name": RedisScriptEnv.ANNOUNCE_HOST,
+                "value": redis_pod_host(stack, "$(POD_NAME)", domain),
             },
-            {"name": "REDIS_PORT", "value": str(REDIS_PORT)},
-            {"name": "REDIS_DATA_DIR", "value": DATA_DIR},
-            {"name": "REDIS_RUN_DIR", "value": REDIS_RUN_DIR},
-            {"name": "REDIS_PRESTOP_WAIT_SECONDS", "value": str(PRESTOP_WAIT_SECONDS)},
-            {"name": "REDIS_FAILOVER_WAIT_SECONDS", "value": str(failover_wait_seconds(spec))},
+            {"name": RedisScriptEnv.PORT, "value": str(REDIS_PORT.number)},
+            {"name": RedisScriptEnv.DATA_DIR, "value": DATA_DIR},
+            {"name": RedisScriptEnv.RUN_DIR, "value": REDIS_RUN_DIR},
+            {"name": RedisScriptEnv.PRESTOP_WAIT_SECONDS, "value": str(PRESTOP_WAIT_SECONDS)},
+            {"name": RedisScriptEnv.FAILOVER_WAIT_SECONDS, "value": str(failover_wait_seconds(spec))},
         ],
         "lifecycle": {"preStop": {"exec": {"command": ["sh", f"{CONFIG_DIR}/redis-prestop.sh"]}}},
         # Loading a large append-only file may take a while; liveness applies only once it answers.
-        "startupProbe": _ping_probe("REDIS_PORT", period=5, failures=60),
-        "livenessProbe": _ping_probe("REDIS_PORT", period=10, failures=3),
-        "readinessProbe": _ping_probe("REDIS_PORT", period=5, failures=2),
+        "startupProbe": _ping_probe(RedisScriptEnv.PORT, period=5, failures=60),
+        "livenessProbe": _ping_probe(RedisScriptEnv.PORT, period=10, failures=3),
+        "readinessProbe": _ping_probe(RedisScriptEnv.PORT, period=5, failures=2),
         "resources": resources(spec.resources),
         "securityContext": container_security_context(),
         "volumeMounts": [
@@ -294,56 +262,41 @@ def _redis_statefulset(stack: TradingStack, owner: OwnerReference, files: dict[s
         [_config_volume(stack, REDIS_FILES), {"name": "run", "emptyDir": {}}],
     )
     pod_spec["terminationGracePeriodSeconds"] = PRESTOP_WAIT_SECONDS + 10
-    claim_spec: dict[str, Any] = {
-        "accessModes": ["ReadWriteOnce"],
-        "resources": {"requests": {"storage": spec.storage.size}},
-    }
-    if spec.storage.storage_class_name:
-        claim_spec["storageClassName"] = spec.storage.storage_class_name
-    retain = "Delete" if stack.spec.deletion_policy == "Delete" else "Retain"
-    return _statefulset(
+    return statefulset(
         stack,
         owner,
         REDIS_COMPONENT,
         spec.replicas,
-        _config_hash(files, REDIS_FILES),
         pod_spec,
-        volumeClaimTemplates=[
-            {
-                "metadata": {
-                    "name": "data",
-                    "labels": metadata(stack, owner, REDIS_COMPONENT)["labels"],
-                    "annotations": {RETAINED_ANNOTATION: "true"},
-                },
-                "spec": claim_spec,
-            }
-        ],
-        persistentVolumeClaimRetentionPolicy={"whenDeleted": retain, "whenScaled": "Retain"},
+        config=_files(files, REDIS_FILES),
+        data=spec.storage,
+        **_PARALLEL_ROLLING,
     )
 
 
-def _sentinel_statefulset(stack: TradingStack, owner: OwnerReference, files: dict[str, str]) -> Manifest:
+def _sentinel_statefulset(stack: TradingStack, owner: OwnerReference, files: dict[str, str], domain: str) -> Manifest:
     spec = stack.spec.redis
+    first_redis_pod = child_name(stack, REDIS_COMPONENT) + "-0"
     container = {
         "name": "sentinel",
         "image": spec.image,
         "command": ["sh", f"{CONFIG_DIR}/sentinel-start.sh"],
-        "ports": [{"name": "sentinel", "containerPort": SENTINEL_PORT, "protocol": "TCP"}],
+        "ports": [SENTINEL_PORT.container_port()],
         "env": [
-            *_shared_env(stack),
+            *_shared_env(stack, domain),
             {
-                "name": "SENTINEL_ANNOUNCE_HOST",
-                "value": _pod_host(stack, SENTINEL_COMPONENT, "$(POD_NAME)"),
+                "name": RedisScriptEnv.SENTINEL_ANNOUNCE_HOST,
+                "value": service_host(stack, SENTINEL_COMPONENT, domain, pod="$(POD_NAME)"),
             },
-            {"name": "SENTINEL_PORT", "value": str(SENTINEL_PORT)},
-            {"name": "SENTINEL_DIR", "value": SENTINEL_DIR},
+            {"name": RedisScriptEnv.SENTINEL_PORT, "value": str(SENTINEL_PORT.number)},
+            {"name": RedisScriptEnv.SENTINEL_DIR, "value": SENTINEL_DIR},
             {
-                "name": "REDIS_BOOTSTRAP_MASTER",
-                "value": f"{redis_pod_host(stack, child_name(stack, REDIS_COMPONENT) + '-0')}:{REDIS_PORT}",
+                "name": RedisScriptEnv.BOOTSTRAP_MASTER,
+                "value": f"{redis_pod_host(stack, first_redis_pod, domain)}:{REDIS_PORT.number}",
             },
         ],
-        "livenessProbe": _ping_probe("SENTINEL_PORT", period=10, failures=3),
-        "readinessProbe": _ping_probe("SENTINEL_PORT", period=5, failures=2),
+        "livenessProbe": _ping_probe(RedisScriptEnv.SENTINEL_PORT, period=10, failures=3),
+        "readinessProbe": _ping_probe(RedisScriptEnv.SENTINEL_PORT, period=5, failures=2),
         "resources": resources(SENTINEL_RESOURCES),
         "securityContext": container_security_context(),
         "volumeMounts": [
@@ -357,52 +310,35 @@ def _sentinel_statefulset(stack: TradingStack, owner: OwnerReference, files: dic
         container,
         [_config_volume(stack, SENTINEL_FILES), {"name": "run", "emptyDir": {}}],
     )
-    return _statefulset(stack, owner, SENTINEL_COMPONENT, spec.sentinels, _config_hash(files, SENTINEL_FILES), pod_spec)
+    return statefulset(
+        stack,
+        owner,
+        SENTINEL_COMPONENT,
+        spec.sentinels,
+        pod_spec,
+        config=_files(files, SENTINEL_FILES),
+        **_PARALLEL_ROLLING,
+    )
 
 
-def _service(
-    stack: TradingStack,
-    owner: OwnerReference,
-    component: str,
-    name: str,
-    port_name: str,
-    port: int,
-    headless: bool,
-    extra_selector: dict[str, str] | None = None,
-) -> Manifest:
-    spec: dict[str, Any] = {
-        "selector": {**selector_labels(stack, component), **(extra_selector or {})},
-        "ports": [{"name": port_name, "port": port, "targetPort": port_name, "protocol": "TCP"}],
-    }
-    if headless:
-        # Stable per-pod DNS names, published before readiness: the sentinels and start scripts need them
-        # while the pods are still starting.
-        spec |= {"clusterIP": "None", "publishNotReadyAddresses": True}
-    return manifest("v1", "Service", metadata(stack, owner, component, name=name), spec=spec)
-
-
-def render_redis(stack: TradingStack, owner: OwnerReference) -> list[Manifest]:
+def render_redis(stack: TradingStack, owner: OwnerReference, domain: str = DEFAULT_CLUSTER_DOMAIN) -> list[Manifest]:
     """ConfigMap, Services, StatefulSets and PodDisruptionBudgets of Redis and its sentinels."""
     files = config_files(stack.spec.redis)
-    redis_name = child_name(stack, REDIS_COMPONENT)
-    sentinel_name = child_name(stack, SENTINEL_COMPONENT)
     config_map_name = child_name(stack, "redis-config")
     return [
         manifest("v1", "ConfigMap", metadata(stack, owner, REDIS_COMPONENT, name=config_map_name), data=files),
-        _service(stack, owner, REDIS_COMPONENT, redis_name, "redis", REDIS_PORT, headless=True),
-        _service(
+        child_service(stack, owner, REDIS_COMPONENT, REDIS_PORT, headless=True),
+        child_service(
             stack,
             owner,
             REDIS_COMPONENT,
-            f"{redis_name}-master",
-            "redis",
             REDIS_PORT,
-            headless=False,
-            extra_selector={ROLE_LABEL: MASTER_ROLE},
+            name=master_service_name(stack),
+            extra_selector={Label.REDIS_ROLE: MASTER_ROLE},
         ),
-        _service(stack, owner, SENTINEL_COMPONENT, sentinel_name, "sentinel", SENTINEL_PORT, headless=True),
-        _redis_statefulset(stack, owner, files),
-        _sentinel_statefulset(stack, owner, files),
+        child_service(stack, owner, SENTINEL_COMPONENT, SENTINEL_PORT, headless=True),
+        _redis_statefulset(stack, owner, files, domain),
+        _sentinel_statefulset(stack, owner, files, domain),
         pod_disruption_budget(stack, owner, REDIS_COMPONENT),
         pod_disruption_budget(stack, owner, SENTINEL_COMPONENT),
     ]

@@ -9,24 +9,47 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from tradingstack.api import OwnerReference, TradingStack
+from tradingstack.contract import SecretKey
 from tradingstack.render import postgres, redis
-from tradingstack.render.common import RETAINED_ANNOTATION, Manifest, apply_deletion_policy, manifest, metadata
+from tradingstack.render.common import (
+    DEFAULT_CLUSTER_DOMAIN,
+    Manifest,
+    apply_deletion_policy,
+    manifest,
+    metadata,
+    retained_annotations,
+)
 
 
 def _secret(stack: TradingStack, owner: OwnerReference, component: str, name: str, data: dict[str, str]) -> Manifest:
-    meta = metadata(stack, owner, component, name=name, annotations={RETAINED_ANNOTATION: "true"})
+    meta = metadata(stack, owner, component, name=name, annotations=retained_annotations())
     secret = manifest("v1", "Secret", meta, type="Opaque", stringData=data)
     return apply_deletion_policy(secret, stack.spec.deletion_policy)
 
 
-def generated_secrets(stack: TradingStack, owner: OwnerReference, new_password: Callable[[], str]) -> list[Manifest]:
+def generated_secret_names(stack: TradingStack) -> list[str]:
+    """The Secrets `generated_secrets` creates for this stack."""
+    names = [redis.redis_secret_name(stack)] if stack.spec.redis.enabled else []
+    return names + ([postgres.secret_name(stack)] if stack.spec.postgres.enabled else [])
+
+
+def generated_secrets(
+    stack: TradingStack,
+    owner: OwnerReference,
+    new_password: Callable[[], str],
+    domain: str = DEFAULT_CLUSTER_DOMAIN,
+) -> list[Manifest]:
     secrets: list[Manifest] = []
     if stack.spec.redis.enabled:
         secrets.append(
-            _secret(stack, owner, "redis", redis.redis_secret_name(stack), {redis.PASSWORD_KEY: new_password()})
+            _secret(stack, owner, "redis", redis.redis_secret_name(stack), {SecretKey.PASSWORD: new_password()})
         )
     if stack.spec.postgres.enabled:
         password = new_password()
-        data = {"username": stack.spec.postgres.user, "password": password, "dsn": postgres.dsn(stack, password)}
+        data = {
+            SecretKey.USERNAME: stack.spec.postgres.user,
+            SecretKey.PASSWORD: password,
+            SecretKey.DSN: postgres.dsn(stack, password, domain),
+        }
         secrets.append(_secret(stack, owner, "postgres", postgres.secret_name(stack), data))
     return secrets

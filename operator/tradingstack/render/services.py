@@ -2,8 +2,9 @@
 
 Probes follow the health contract: liveness asks only whether the process answers (a failing dependency never
 restarts a pod, so an outage of Redis cannot become a restart storm); readiness follows the service status
-(HEALTHY, or DEGRADED when `degradedIsReady`, which the service learns from HEALTH_DEGRADED_IS_READY); the
-startup probe gives slow model loading `startupSeconds` before liveness applies.
+(HEALTHY, or DEGRADED when `degradedIsReady`, which the service learns from `ServiceEnv.DEGRADED_IS_READY`); the
+startup probe gives slow model loading `startupSeconds` before liveness applies. The env names are the
+`tradingstack.contract` ones the service library reads.
 """
 
 from __future__ import annotations
@@ -12,36 +13,44 @@ import math
 from typing import Any
 
 from tradingstack.api import OwnerReference, ServiceSpec, TradingStack
+from tradingstack.contract import ServiceEnv, format_flag
 from tradingstack.render import postgres, redis
 from tradingstack.render.common import (
+    DEFAULT_CLUSTER_DOMAIN,
     Manifest,
-    child_name,
+    child_service,
     container_security_context,
+    http_port,
     manifest,
     metadata,
     pod_disruption_budget,
     pod_security_context,
+    pod_template_metadata,
     resources,
     selector_labels,
+    service_host,
     spread_and_anti_affinity,
 )
 
 STARTUP_PERIOD_SECONDS = 5
 
 
-def service_env(stack: TradingStack, service: ServiceSpec) -> list[dict[str, Any]]:
+def service_env(stack: TradingStack, service: ServiceSpec, domain: str) -> list[dict[str, Any]]:
     """Identity, health-mapping and connection variables first, then the user's (which may refer to them)."""
     env: list[dict[str, Any]] = [
-        {"name": "SERVICE_NAME", "value": service.name},
-        {"name": "PORT", "value": str(service.port)},
-        {"name": "HEALTH_DEGRADED_IS_READY", "value": str(service.health.degraded_is_ready).lower()},
-        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": ServiceEnv.SERVICE_NAME, "value": service.name},
+        {"name": ServiceEnv.PORT, "value": str(service.port)},
+        {"name": ServiceEnv.DEGRADED_IS_READY, "value": format_flag(service.health.degraded_is_ready)},
+        {"name": ServiceEnv.HEALTH_PATH, "value": service.health.path},
+        {"name": ServiceEnv.LIVE_PATH, "value": service.health.live_path},
+        {"name": ServiceEnv.READY_PATH, "value": service.health.ready_path},
+        {"name": ServiceEnv.POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": ServiceEnv.POD_NAMESPACE, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
     ]
     if "redis" in service.uses:
-        env += redis.connection_env(stack)
+        env += redis.connection_env(stack, domain)
     if "postgres" in service.uses:
-        env += postgres.connection_env(stack)
+        env += postgres.connection_env(stack, domain)
     env += [var.model_dump(by_alias=True, exclude_none=True) for var in service.env]
     return env
 
@@ -55,13 +64,13 @@ def _http_probe(path: str, period: int, failures: int, timeout: int = 2) -> dict
     }
 
 
-def _deployment(stack: TradingStack, owner: OwnerReference, service: ServiceSpec) -> Manifest:
+def _deployment(stack: TradingStack, owner: OwnerReference, service: ServiceSpec, domain: str) -> Manifest:
     health = service.health
     container = {
         "name": service.name,
         "image": service.image,
-        "ports": [{"name": "http", "containerPort": service.port, "protocol": "TCP"}],
-        "env": service_env(stack, service),
+        "ports": [http_port(service.port).container_port()],
+        "env": service_env(stack, service, domain),
         "resources": resources(service.resources),
         "securityContext": container_security_context(),
         "startupProbe": _http_probe(
@@ -82,7 +91,7 @@ def _deployment(stack: TradingStack, owner: OwnerReference, service: ServiceSpec
             # Surge one pod and never go below the desired count: daily restarts keep full capacity.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
             "template": {
-                "metadata": {"labels": metadata(stack, owner, service.name)["labels"]},
+                "metadata": pod_template_metadata(stack, service.name),
                 "spec": {
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
@@ -96,28 +105,18 @@ def _deployment(stack: TradingStack, owner: OwnerReference, service: ServiceSpec
     )
 
 
-def _service(stack: TradingStack, owner: OwnerReference, service: ServiceSpec) -> Manifest:
-    return manifest(
-        "v1",
-        "Service",
-        metadata(stack, owner, service.name),
-        spec={
-            "type": "ClusterIP",
-            "selector": selector_labels(stack, service.name),
-            "ports": [{"name": "http", "port": service.port, "targetPort": "http", "protocol": "TCP"}],
-        },
-    )
+def service_url(stack: TradingStack, service: ServiceSpec, domain: str) -> str:
+    """In-cluster base URL of a service (the operator reads its health document there)."""
+    return f"http://{service_host(stack, service.name, domain)}:{service.port}"
 
 
-def service_url(stack: TradingStack, service: ServiceSpec) -> str:
-    """In-cluster base URL of a service (used by the gateway and the operator's health reads)."""
-    return f"http://{child_name(stack, service.name)}.{stack.namespace}.svc:{service.port}"
-
-
-def render_services(stack: TradingStack, owner: OwnerReference) -> list[Manifest]:
+def render_services(stack: TradingStack, owner: OwnerReference, domain: str = DEFAULT_CLUSTER_DOMAIN) -> list[Manifest]:
     manifests: list[Manifest] = []
     for service in stack.spec.services:
-        manifests += [_deployment(stack, owner, service), _service(stack, owner, service)]
+        manifests += [
+            _deployment(stack, owner, service, domain),
+            child_service(stack, owner, service.name, http_port(service.port)),
+        ]
         if service.replicas > 1:
             manifests.append(pod_disruption_budget(stack, owner, service.name))
     return manifests

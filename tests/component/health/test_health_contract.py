@@ -21,11 +21,16 @@ from tests.component.health.processes import (
 )
 from tests.component.postgres.server import PostgresServer
 from tests.support import wait_for
+from tradingstack.contract import PostgresEnv, RedisEnv, ServiceEnv
 from tradingstack.health.contract import ServiceHealth
 
 pytestmark = pytest.mark.component
 
-FAST_CIRCUIT = {"CIRCUIT_FAILURE_THRESHOLD": "2", "CIRCUIT_COOLDOWN_SECONDS": "1", "HEALTH_CHECK_TIMEOUT_SECONDS": "2"}
+FAST_CIRCUIT = {
+    ServiceEnv.CIRCUIT_FAILURE_THRESHOLD: "2",
+    ServiceEnv.CIRCUIT_COOLDOWN_SECONDS: "1",
+    ServiceEnv.CHECK_TIMEOUT_SECONDS: "2",
+}
 
 
 def health(service: DemoService) -> tuple[int, ServiceHealth]:
@@ -44,14 +49,14 @@ def metrics(service: DemoService) -> str:
 @pytest.fixture
 def services(tmp_path: Path, redis_server: RedisServer, postgres: PostgresServer) -> Iterator[dict[str, DemoService]]:
     """Three services on the same Redis and Postgres, differing in how they treat a Redis outage."""
-    common = {"REDIS_URL": redis_server.url, "DATABASE_URL": postgres.url(), **FAST_CIRCUIT}
+    common = {RedisEnv.URL: redis_server.url, PostgresEnv.URL: postgres.url(), **FAST_CIRCUIT}
     variants: dict[str, dict[str, str]] = {
         # Redis is critical: an outage makes it UNHEALTHY.
-        "execution": {"CRITICAL_DEPENDENCIES": "redis,postgres", "DEGRADED_IS_READY": "true"},
+        "execution": {ServiceEnv.CRITICAL_DEPENDENCIES: "redis,postgres", ServiceEnv.DEGRADED_IS_READY: "true"},
         # Copes without Redis (DEGRADED) and keeps serving.
-        "monitoring-health": {"CRITICAL_DEPENDENCIES": "postgres", "DEGRADED_IS_READY": "true"},
+        "monitoring-health": {ServiceEnv.CRITICAL_DEPENDENCIES: "postgres", ServiceEnv.DEGRADED_IS_READY: "true"},
         # Copes without Redis but takes itself out of rotation while DEGRADED.
-        "portfolio": {"CRITICAL_DEPENDENCIES": "postgres", "DEGRADED_IS_READY": "false"},
+        "portfolio": {ServiceEnv.CRITICAL_DEPENDENCIES: "postgres", ServiceEnv.DEGRADED_IS_READY: "false"},
     }
     started: dict[str, DemoService] = {}
     try:

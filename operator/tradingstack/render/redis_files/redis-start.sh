@@ -19,7 +19,9 @@ while :; do
     master="${view% *}"
     now=$(date +%s)
     if [ -n "$view" ]; then
-        [ "$view" = "$myself failing-over" ] && [ "$now" -lt $((started + REDIS_FAILOVER_WAIT_SECONDS)) ] || break
+        if [ "$view" != "$myself failing-over" ] || [ "$now" -ge $((started + REDIS_FAILOVER_WAIT_SECONDS)) ]; then
+            break
+        fi
         echo "the sentinels are failing over from $POD_NAME; waiting for the new master" >&2
     elif [ "$now" -ge $((started + REDIS_SENTINEL_WAIT_SECONDS)) ]; then
         [ "$ordinal" = 0 ] && break

@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 from enum import StrEnum
 
-from tradingstack.redisclient.clock import Clock
+from tradingstack.resilience.clock import Clock
 
 BACKOFF_SECONDS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 

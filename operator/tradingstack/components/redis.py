@@ -1,0 +1,20 @@
+"""Redis with Sentinel: configs, Services, the two StatefulSets, PDBs; the operator labels the master pod."""
+
+from __future__ import annotations
+
+from tradingstack.components.base import APPLIED, GENERATED_SECRETS, Component, uses
+from tradingstack.render.redis import render_redis
+
+COMPONENT = Component(
+    name="redis",
+    kinds=(
+        uses("ConfigMap", "v1", "configmaps", APPLIED, "Redis and Sentinel configs and start scripts", apply_rank=2),
+        uses("Service", "v1", "services", APPLIED, "headless and master Services", apply_rank=4),
+        uses("StatefulSet", "apps/v1", "statefulsets", APPLIED, "Redis servers and sentinels", apply_rank=5),
+        uses("PodDisruptionBudget", "policy/v1", "poddisruptionbudgets", APPLIED, "keep a quorum", apply_rank=9),
+        uses("Pod", "v1", "pods", "list patch", "label the pod the sentinels agree is the master"),
+        GENERATED_SECRETS,
+    ),
+    enabled=lambda spec: spec.redis.enabled,
+    render=render_redis,
+)

@@ -1,0 +1,178 @@
+"""Every name two processes must agree on, in one place: the operator, the pods it renders, the backup tool, the
+service library (demo-service) and the chart import these instead of repeating string literals on each side.
+
+- env names injected into containers, with the module that injects them and the process that reads them;
+- probe and health paths of the health contract;
+- labels and annotations on stacks and their children;
+- exit codes of the backup tool and the CLI;
+- Secret keys of the generated credentials.
+
+The backup tool's termination message (its result as the Job's pod reports it) is modelled in
+`tradingstack.contract.termination`. This module is a leaf: it imports nothing from the project but the API group.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Final
+
+from tradingstack import API_GROUP
+
+
+def format_flag(value: bool) -> str:
+    """How a boolean travels in an env var (`true`/`false`)."""
+    return "true" if value else "false"
+
+
+def parse_flag(value: str) -> bool:
+    """The reading side of `format_flag`; also accepts the usual spellings a person types (1, yes, on)."""
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+class ServiceEnv:
+    """Env of a trading service container: injected by `render.services`, read by the service library
+    (`demo_service.config`). The names below the line are service settings the operator does not inject."""
+
+    SERVICE_NAME: Final = "SERVICE_NAME"
+    PORT: Final = "PORT"
+    DEGRADED_IS_READY: Final = "HEALTH_DEGRADED_IS_READY"
+    """`spec.services[].health.degradedIsReady` as `true`/`false`: is the service ready while DEGRADED."""
+    HEALTH_PATH: Final = "HEALTH_PATH"
+    LIVE_PATH: Final = "HEALTH_LIVE_PATH"
+    READY_PATH: Final = "HEALTH_READY_PATH"
+    """The paths of `spec.services[].health`: the service serves the endpoints where the probes ask."""
+    POD_NAME: Final = "POD_NAME"
+    POD_NAMESPACE: Final = "POD_NAMESPACE"
+
+    VERSION: Final = "VERSION"
+    HOST: Final = "HOST"
+    CRITICAL_DEPENDENCIES: Final = "CRITICAL_DEPENDENCIES"
+    CHECK_TIMEOUT_SECONDS: Final = "HEALTH_CHECK_TIMEOUT_SECONDS"
+    CIRCUIT_FAILURE_THRESHOLD: Final = "CIRCUIT_FAILURE_THRESHOLD"
+    CIRCUIT_COOLDOWN_SECONDS: Final = "CIRCUIT_COOLDOWN_SECONDS"
+    LOG_LEVEL: Final = "LOG_LEVEL"
+
+
+class RedisEnv:
+    """Redis connection env: injected by `render.redis` into services that use Redis and into the Redis and
+    Sentinel pods; read by the service library, `redisclient` and the rendered shell scripts."""
+
+    SENTINELS: Final = "REDIS_SENTINELS"
+    """Comma-separated `host:port` of every sentinel."""
+    MASTER_NAME: Final = "REDIS_MASTER_NAME"
+    PASSWORD: Final = "REDIS_PASSWORD"  # noqa: S105 - the name of a variable, not a password
+    URL: Final = "REDIS_URL"
+    """A direct Redis URL; the operator never injects it (tests and single-server setups do)."""
+
+
+class RedisScriptEnv:
+    """Env of the Redis and Sentinel containers, read by the scripts in `render/redis_files`."""
+
+    CLI_AUTH: Final = "REDISCLI_AUTH"
+    CONFIG_DIR: Final = "REDIS_CONFIG_DIR"
+    SENTINEL_WAIT_SECONDS: Final = "REDIS_SENTINEL_WAIT_SECONDS"
+    ANNOUNCE_HOST: Final = "REDIS_ANNOUNCE_HOST"
+    PORT: Final = "REDIS_PORT"
+    DATA_DIR: Final = "REDIS_DATA_DIR"
+    RUN_DIR: Final = "REDIS_RUN_DIR"
+    PRESTOP_WAIT_SECONDS: Final = "REDIS_PRESTOP_WAIT_SECONDS"
+    FAILOVER_WAIT_SECONDS: Final = "REDIS_FAILOVER_WAIT_SECONDS"
+    SENTINEL_ANNOUNCE_HOST: Final = "SENTINEL_ANNOUNCE_HOST"
+    SENTINEL_PORT: Final = "SENTINEL_PORT"
+    SENTINEL_DIR: Final = "SENTINEL_DIR"
+    BOOTSTRAP_MASTER: Final = "REDIS_BOOTSTRAP_MASTER"
+
+
+class PostgresEnv:
+    """Connection env (libpq's names plus a URL): injected by `render.postgres` into services that use Postgres
+    and into the backup tool's pods; read by libpq, the service library and the backup tool."""
+
+    HOST: Final = "PGHOST"
+    PORT: Final = "PGPORT"
+    DATABASE: Final = "PGDATABASE"
+    USER: Final = "PGUSER"
+    PASSWORD: Final = "PGPASSWORD"  # noqa: S105 - the name of a variable, not a password
+    URL: Final = "DATABASE_URL"
+
+
+class BackupEnv:
+    """Env of the backup tool (`python -m tradingstack.backup`), injected by `render.postgres`."""
+
+    DIR: Final = "BACKUP_DIR"
+    TERMINATION_LOG: Final = "TERMINATION_LOG"
+    PG_BIN: Final = "PG_BIN"
+
+
+class Probe:
+    """Paths of the health contract (defaults of `spec.services[].health`) and of the gateway."""
+
+    HEALTH: Final = "/health"
+    LIVE: Final = "/health/live"
+    READY: Final = "/health/ready"
+    GATEWAY: Final = "/healthz"
+    """Answered by NGINX itself."""
+
+
+TERMINATION_LOG: Final = "/dev/termination-log"
+"""Where the backup tool writes its result; the kubelet copies it into the pod status."""
+
+
+class ExitCode(IntEnum):
+    """Exit statuses of the backup tool and the `tradingstack` CLI; a restore Job fails at once on REFUSED."""
+
+    OK = 0
+    FAILED = 1
+    """Nothing was committed."""
+    INVALID = 2
+    """Bad input (usage, spec): fix it, retrying does not help."""
+    REFUSED = 3
+    """A restore refused because the database is not empty and --force was not given."""
+
+
+class Label:
+    """Labels on a stack's children and on the operator's pods."""
+
+    NAME: Final = "app.kubernetes.io/name"
+    INSTANCE: Final = "app.kubernetes.io/instance"
+    COMPONENT: Final = "app.kubernetes.io/component"
+    PART_OF: Final = "app.kubernetes.io/part-of"
+    MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+    STACK: Final = f"{API_GROUP}/stack"
+    """The stack name on every child: the operator lists, watches and prunes children by it."""
+    REDIS_ROLE: Final = f"{API_GROUP}/redis-role"
+    """`master` on the pod the sentinels agree is the master (the `<stack>-redis-master` Service selects it)."""
+    JOB_NAME: Final = "batch.kubernetes.io/job-name"
+    """Set by the Job controller on a Job's pods."""
+
+
+MASTER_ROLE: Final = "master"
+"""Value of `Label.REDIS_ROLE` on the master."""
+PART_OF: Final = "quantum-trader"
+MANAGED_BY: Final = "tradingstack-operator"
+OPERATOR_APP_NAME: Final = "tradingstack-operator"
+"""`app.kubernetes.io/name` of the operator's pods (fixed in the chart): the NetworkPolicies admit them."""
+
+
+class Annotation:
+    """Annotations the operator reads or writes."""
+
+    RETAIN: Final = f"{API_GROUP}/retain"
+    """On objects that hold data (claims, generated Secrets): they outlive the stack under deletionPolicy Retain."""
+    CONFIG_HASH: Final = f"{API_GROUP}/config-hash"
+    """On a pod template: hash of the configuration its pods run, so a changed config rolls exactly those pods."""
+    APPLIED_HASH: Final = f"{API_GROUP}/applied-hash"
+    """Hash of the rendered object last applied: a resync of an unchanged stack sends no write."""
+    RESTARTED_AT: Final = f"{API_GROUP}/restartedAt"
+    """On a service's pod template: the id of the restart run that last restarted its pods."""
+    RESTART_NOW: Final = f"{API_GROUP}/restart-now"
+    """On a TradingStack: each new value starts one restart run (`tradingstack restart`)."""
+    BACKUP: Final = f"{API_GROUP}/backup"
+    """On restore Jobs: the backup being restored."""
+
+
+class SecretKey:
+    """Keys of the Secrets the operator generates once per stack."""
+
+    PASSWORD: Final = "password"  # noqa: S105 - the name of a key, not a password
+    USERNAME: Final = "username"
+    DSN: Final = "dsn"
