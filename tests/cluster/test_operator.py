@@ -13,6 +13,7 @@ import yaml
 from tests.fixtures.cluster import REPO, Cluster, wait_for
 from tests.fixtures.operator import OPERATOR_USERNAME, OperatorProcess, wait_for_condition, wait_for_passes
 from tradingstack.api import TradingStack
+from tradingstack.api.spec import PostgresSpec
 from tradingstack.components import render
 
 pytestmark = pytest.mark.cluster
@@ -165,7 +166,7 @@ def test_children_changed_by_hand_are_restored(cluster: Cluster, namespace: str,
             risk
             and risk["spec"]["replicas"] == 2
             and pg
-            and pg["spec"]["template"]["spec"]["containers"][0]["image"] == "ghcr.io/quantumtrader/tradingstack-postgres:0.1.0-pg15"
+            and pg["spec"]["template"]["spec"]["containers"][0]["image"] == PostgresSpec().image
         )
 
     wait_for(reverted, timeout=60, what="hand edits of managed fields reverted")

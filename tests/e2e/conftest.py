@@ -1,47 +1,66 @@
-"""e2e fixtures: the operator chart installed for real with helm, the operator run under the chart's identity.
+"""e2e fixtures: the operator chart installed for real with helm, the operator running as its own pod from the
+image `hack/images.sh` builds, and the stacks' pods running real containers on the cluster's real node.
 
-The cluster, namespace and operator-process plumbing comes from the plugins in tests/fixtures (registered in
+The cluster, namespace and kubectl plumbing comes from the plugins in tests/fixtures (registered in
 tests/conftest.py); this file adds only what is e2e-specific:
 
+``real_node`` (session)
+    The names of the Ready nodes that run containers for real (a kubelet with containerd, not kwok). With none
+    (a cluster started with CLUSTER_REAL_NODES=0) every e2e test fails saying so: a scenario that cannot run
+    is not a pass.
+``images`` (session)
+    ``hack/images.sh build`` (cached by content: a few seconds when nothing changed) and ``load`` into the real
+    nodes, so every pod starts from what this checkout builds.
 ``chart``
-    A factory that ``helm install``s charts/tradingstack-operator into a namespace (CRDs from the chart's
-    ``crds/``), and at teardown deletes whatever TradingStacks are left in the watched namespaces, uninstalls
-    every release it installed and deletes the namespaces it created.
-``operator_as``
-    A factory that starts ``tradingstack run`` as a local process with a kubeconfig carrying a token of the
-    chart's ServiceAccount (``kubectl create token``), so the chart's RBAC is exactly what the operator has.
-``kind`` marker
-    Tests marked ``@pytest.mark.kind`` need real containers; one autouse fixture below skips them, with the
-    reason, unless the cluster is kind (``CLUSTER=kind`` or a node whose providerID is ``kind://...``).
+    A factory that ``helm install``s charts/tradingstack-operator (``--wait``: the operator pod is Ready from
+    its own probes), and at teardown deletes the stacks left in the watched namespaces, uninstalls every
+    release it installed and deletes the namespaces it created, waiting until their pods are gone so that the
+    next test has the node's CPU.
+``real_containers`` marker
+    Every e2e test is marked: it needs ``real_node`` and ``images``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+import subprocess
+from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.helpers import ChartInstaller, Release, is_kind
-from tests.fixtures.cluster import Cluster
-from tests.fixtures.operator import OperatorProcess, operator_env, token_kubeconfig
+from tests.e2e.helpers import ChartInstaller, real_nodes
+from tests.fixtures.cluster import REPO, Cluster
 
 
 @pytest.fixture(scope="session")
-def cluster_is_kind(cluster: Cluster) -> bool:
-    return is_kind(cluster)
+def real_node(cluster: Cluster) -> list[str]:
+    nodes = real_nodes(cluster)
+    if not nodes:
+        pytest.fail(
+            "no Ready node runs real containers (kubelet + containerd): start the local cluster with its real node "
+            "(`make cluster-down cluster`, CLUSTER_REAL_NODES >= 1) or use CLUSTER=kind"
+        )
+    return nodes
+
+
+@pytest.fixture(scope="session")
+def images(cluster: Cluster, real_node: list[str]) -> None:
+    for command in ("build", "load"):
+        result = subprocess.run(
+            [str(REPO / "hack" / "images.sh"), command],
+            env=cluster.env,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            check=False,
+        )
+        assert result.returncode == 0, f"hack/images.sh {command} failed:\n{result.stderr[-4000:]}"
 
 
 @pytest.fixture(autouse=True)
-def _skip_kind_only_elsewhere(request: pytest.FixtureRequest) -> None:
-    """The one place that decides whether a `@pytest.mark.kind` scenario runs."""
-    if request.node.get_closest_marker("kind") is None:
-        return
-    if not request.getfixturevalue("cluster_is_kind"):
-        pytest.skip(
-            "needs real containers (Redis/Postgres processes in pods): runs on kind only "
-            "(`make e2e-kind`, CLUSTER=kind); this cluster is kwok-based and no container really runs"
-        )
+def _real_containers(request: pytest.FixtureRequest) -> None:
+    """The one place that gives a `@pytest.mark.real_containers` test its real node and images."""
+    if request.node.get_closest_marker("real_containers") is not None:
+        request.getfixturevalue("images")
 
 
 @pytest.fixture
@@ -51,27 +70,3 @@ def chart(cluster: Cluster) -> Iterator[ChartInstaller]:
         yield installer
     finally:
         installer.cleanup()
-
-
-@pytest.fixture
-def operator_as(cluster: Cluster, tmp_path: Path) -> Iterator[Callable[[Release, str], OperatorProcess]]:
-    """Starts the operator locally as the release's ServiceAccount, watching `namespaces` (a kopf pattern)."""
-    started: list[OperatorProcess] = []
-
-    def start(release: Release, namespaces: str) -> OperatorProcess:
-        index = len(started)
-        kubeconfig = token_kubeconfig(
-            cluster, release.namespace, release.service_account, tmp_path / f"kubeconfig-{index}"
-        )
-        process = OperatorProcess(
-            namespace=namespaces, log_path=tmp_path / f"operator-{index}.log", env=operator_env(cluster, kubeconfig)
-        )
-        started.append(process)
-        process.start()
-        return process
-
-    try:
-        yield start
-    finally:
-        for process in started:
-            process.stop()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from tests.fixtures.cluster import REPO, Cluster, wait_for
 
@@ -18,12 +18,15 @@ RESTRICTED = {
 }
 
 
-def is_kind(cluster: Cluster) -> bool:
-    """The current cluster runs real containers: kind nodes carry a `kind://` providerID."""
-    if os.environ.get("CLUSTER") == "kind":
-        return True
-    nodes = cluster.kubectl_json("get", "nodes")["items"]
-    return any(str(n.get("spec", {}).get("providerID", "")).startswith("kind://") for n in nodes)
+def real_nodes(cluster: Cluster) -> list[str]:
+    """Ready nodes whose kubelet runs containers (containerd), as opposed to kwok's fake nodes."""
+    names = []
+    for node in cluster.kubectl_json("get", "nodes")["items"]:
+        runtime = node["status"].get("nodeInfo", {}).get("containerRuntimeVersion", "")
+        ready = {c["type"]: c["status"] for c in node["status"].get("conditions", [])}.get("Ready")
+        if runtime.startswith("containerd://") and ready == "True":
+            names.append(node["metadata"]["name"])
+    return names
 
 
 def create_restricted_namespace(cluster: Cluster, prefix: str) -> str:
@@ -72,11 +75,20 @@ class ChartInstaller:
         release = Release(name=f"e2e-{uuid.uuid4().hex[:6]}", namespace=namespace, watched=watched or [namespace])
         self.releases.append(release)
         args = [f"--set={s}" for s in sets]
-        # --wait: the operator Deployment becomes available, i.e. its pod was admitted under PSA restricted.
+        # --wait: the operator Deployment becomes available: its pod was admitted under PSA restricted, started
+        # from the image and passes its own readiness probe.
         self.cluster.helm(
-            "install", release.name, str(CHART), "-n", namespace, "--wait", "--timeout=120s", *args, timeout=180
+            "install", release.name, str(CHART), "-n", namespace, "--wait", "--timeout=180s", *args, timeout=240
         )
         return release
+
+    def operator_pod(self, release: Release) -> dict[str, Any]:
+        """The release's one operator pod."""
+        pods = self.cluster.kubectl_json(
+            "get", "pods", "-n", release.namespace, "-l", f"app.kubernetes.io/instance={release.name}"
+        )["items"]
+        assert len(pods) == 1, [p["metadata"]["name"] for p in pods]
+        return dict(pods[0])
 
     def uninstall(self, release: Release) -> None:
         self.cluster.helm("uninstall", release.name, "-n", release.namespace, "--wait", "--timeout=120s")
@@ -90,6 +102,9 @@ class ChartInstaller:
                 self.cluster.helm("uninstall", release.name, "-n", release.namespace, check=False)
         for ns in self.namespaces:
             self.cluster.kubectl("delete", "namespace", ns, "--wait=false", "--ignore-not-found", check=False)
+        # Real pods hold the node's CPU until they are gone: the next test starts on an idle node.
+        for ns in self.namespaces:
+            self.cluster.kubectl("wait", "--for=delete", f"namespace/{ns}", "--timeout=240s", check=False, timeout=260)
 
     def _drop_stacks(self, namespace: str) -> None:
         # Teardown after a failed test: the operator is gone, so release kopf's finalizer by hand.

@@ -1,112 +1,423 @@
-"""e2e scenarios that need real containers: Redis failover, a backup archive written, a restore.
+"""e2e on real containers: the example stack on the real node, its pods started from `make images`, judged by
+the kubelet's own probes. One stack serves the whole module (a start on two cores takes a minute or two); the
+tests run in file order and the last ones delete it.
 
-Marked `kind`: tests/e2e/conftest.py skips them, saying why, unless the cluster is kind (`make e2e-kind`, which
-also needs the images loaded: `make images kind-load`). Under kwok no Redis, Postgres or backup process runs,
-so none of this could be observed there. Here the operator is the chart's own Deployment.
+The operator is the chart's pod (namespace mode: it watches only the module's namespace). Commands inside the
+pods run through `kubectl exec`; the Redis master is also killed from the node's containerd (`ctr tasks kill
+-s SIGKILL`), which is a crash as a node sees it.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import textwrap
+import time
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from tests.e2e.helpers import ChartInstaller
-from tests.e2e.test_chart_install import EXAMPLE, READY_TIMEOUT, STACK, load, stack_status, wait_for_status
-from tests.fixtures.cluster import Cluster, wait_for
+from tests.e2e.test_chart_install import (
+    EXAMPLE,
+    READY_TIMEOUT,
+    RETAINED_CLAIMS,
+    STACK,
+    load,
+    remaining_claims,
+    stack_status,
+    wait_for_status,
+)
+from tests.fixtures.cluster import CACHE, Cluster, wait_for
 from tests.fixtures.operator import wait_for_condition
+from tradingstack.contract import Annotation, Label, ServiceEnv
 
-pytestmark = [pytest.mark.cluster, pytest.mark.kind]
-MASTER_LABEL = "trading.quantumtrader.dev/redis-role=master"
-
-
-def deploy(cluster: Cluster, chart: ChartInstaller) -> str:
-    """On kind the chart's Deployment really runs the operator (image from `make images kind-load`): a local
-    process could not reach the sentinels' pod IPs, which the operator reads to track the master."""
-    namespace = chart.namespace("e2e-kind")
-    chart.install(namespace, "rbac.scope=namespace")
-    cluster.apply(load(EXAMPLE, namespace), namespace=namespace)
-    wait_for_condition(cluster, namespace, STACK, "Ready", "True", READY_TIMEOUT)
-    return namespace
+pytestmark = [pytest.mark.cluster, pytest.mark.real_containers]
+MASTER_LABEL = f"{Label.REDIS_ROLE}=master"
+RESTART_NOW = Annotation.RESTART_NOW
+RESTARTED_AT = Annotation.RESTARTED_AT
+SERVICES = [s["name"] for s in load(EXAMPLE, "x")["spec"]["services"]]
 
 
-def psql(cluster: Cluster, namespace: str, sql: str) -> str:
-    command = 'psql -U "$POSTGRES_USER" -d "$POSTGRES_DB" -v ON_ERROR_STOP=1 -At -c "$0"'
-    return cluster.kubectl(
-        "exec", f"{STACK}-postgres-0", "-n", namespace, "-c", "postgres", "--", "sh", "-c", command, sql
-    ).stdout.strip()
+@dataclass
+class Stack:
+    cluster: Cluster
+    namespace: str
+    nodes: list[str]
+
+    def kubectl(self, *args: str, timeout: float = 120.0, check: bool = True) -> str:
+        return self.cluster.kubectl("-n", self.namespace, *args, timeout=timeout, check=check).stdout
+
+    def pods(self, selector: str) -> list[dict[str, Any]]:
+        return list(self.cluster.kubectl_json("get", "pods", "-n", self.namespace, "-l", selector)["items"])
+
+    def service_pods(self, service: str) -> list[dict[str, Any]]:
+        return [p for p in self.pods(f"{Label.COMPONENT}={service}") if not p["metadata"].get("deletionTimestamp")]
+
+    def python(self, pod: str, code: str, timeout: float = 120.0) -> str:
+        """Runs Python in a pod of the demo-service image (it has the tradingstack package and redis-py)."""
+        return self.kubectl("exec", pod, "--", "python3", "-c", textwrap.dedent(code), timeout=timeout)
+
+    def redis_cli(self, pod: str, *args: str) -> str:
+        return self.kubectl("exec", pod, "-c", "redis", "--", "redis-cli", *args).strip()
+
+    def psql(self, sql: str, database: str = "$POSTGRES_DB") -> str:
+        command = f'psql -U "$POSTGRES_USER" -d "{database}" -v ON_ERROR_STOP=1 -At -c "$0"'
+        return self.kubectl("exec", f"{STACK}-postgres-0", "-c", "postgres", "--", "sh", "-c", command, sql).strip()
+
+    def restart_counts(self) -> dict[str, int]:
+        pods = self.cluster.kubectl_json("get", "pods", "-n", self.namespace)["items"]
+        return {
+            p["metadata"]["name"]: sum(c["restartCount"] for c in p["status"].get("containerStatuses", []))
+            for p in pods
+            if p["metadata"]["name"].startswith(STACK) and p["status"].get("phase") == "Running"
+        }
 
 
-def run_backup(cluster: Cluster, namespace: str) -> dict[str, Any]:
-    job = f"e2e-backup-{uuid.uuid4().hex[:6]}"
-    cluster.kubectl("create", "job", f"--from=cronjob/{STACK}-postgres-backup", job, "-n", namespace)
-    cluster.kubectl("wait", "--for=condition=Complete", f"job/{job}", "-n", namespace, "--timeout=300s", timeout=330)
-    return wait_for_status(
-        cluster,
-        namespace,
-        lambda s: s.get("postgres", {}).get("lastBackupJob") == job and s["postgres"].get("lastBackup"),
-        120,
-        f"status.postgres.lastBackup from {job}",
+@pytest.fixture(scope="module")
+def stack(cluster: Cluster, real_node: list[str], images: None) -> Iterator[Stack]:
+    installer = ChartInstaller(cluster)
+    try:
+        namespace = installer.namespace("e2e-real")
+        installer.install(namespace, "rbac.scope=namespace")
+        cluster.kubectl("-n", namespace, "create", "secret", "generic", "exchange-credentials",
+                        "--from-literal=api-key=e2e")  # fmt: skip
+        cluster.apply(load(EXAMPLE, namespace), namespace=namespace)
+        wait_for_condition(cluster, namespace, STACK, "Ready", "True", READY_TIMEOUT)
+        yield Stack(cluster, namespace, real_node)
+    finally:
+        installer.cleanup()
+
+
+def pod_ready(pod: dict[str, Any]) -> bool:
+    return {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}.get("Ready") == "True"
+
+
+def health_document(stack: Stack, pod: dict[str, Any]) -> dict[str, Any]:
+    port = pod["spec"]["containers"][0]["ports"][0]["containerPort"]
+    out = stack.python(
+        pod["metadata"]["name"],
+        f"""
+        import urllib.error, urllib.request
+        try:
+            print(urllib.request.urlopen("http://127.0.0.1:{port}/health", timeout=10).read().decode())
+        except urllib.error.HTTPError as err:
+            print(err.read().decode())
+        """,
     )
+    return dict(json.loads(out))
 
 
-def test_killing_the_redis_master_fails_over(cluster: Cluster, chart: ChartInstaller) -> None:
-    namespace = deploy(cluster, chart)
-    first = wait_for_status(cluster, namespace, lambda s: s.get("redis", {}).get("master"), 120, "redis.master")
-    old = first["redis"]["master"]
-    labelled = cluster.kubectl_json("get", "pods", "-n", namespace, "-l", MASTER_LABEL)["items"]
-    assert [p["metadata"]["name"] for p in labelled] == [old]
+def test_the_example_stack_is_ready_from_the_kubelets_probes(stack: Stack) -> None:
+    status = stack_status(stack.cluster, stack.namespace)
+    assert status["readySummary"] == "6/6", status
+    pods = [p for p in stack.pods(f"{Label.STACK}={STACK}") if p["status"].get("phase") != "Succeeded"]
+    assert len(pods) >= 18, [p["metadata"]["name"] for p in pods]
+    for pod in pods:
+        assert pod["spec"]["nodeName"] in stack.nodes, pod["metadata"]["name"]
+        assert pod["status"]["phase"] == "Running" and pod_ready(pod), pod["metadata"]["name"]
+    for service in SERVICES:
+        for pod in stack.service_pods(service):
+            document = health_document(stack, pod)
+            assert document["status"] == "HEALTHY", (service, document)
+    before = stack.restart_counts()
+    time.sleep(20)  # a window for a liveness probe that misjudges the contract to restart something
+    assert stack.restart_counts() == before
 
-    cluster.kubectl("delete", "pod", old, "-n", namespace, "--grace-period=0", "--force")
-    status = wait_for_status(
-        cluster,
-        namespace,
-        lambda s: s.get("redis", {}).get("master") not in (None, old) and s["redis"].get("lastFailover"),
-        180,
-        f"a new Redis master after killing {old}",
+
+def test_the_gateway_routes_every_service_and_limits_the_rate(stack: Stack) -> None:
+    """From a pod: /api/<prefix>/ reaches the service that owns the route; a burst past the limit gets 429."""
+    routes = {s["name"]: s["route"]["pathPrefix"] for s in load(EXAMPLE, "x")["spec"]["services"]}
+    client = stack.service_pods("monitoring-health")[0]["metadata"]["name"]
+    gateway = f"http://{STACK}-gateway.{stack.namespace}.svc:8080"
+    out = stack.python(
+        client,
+        f"""
+        import json, urllib.request
+        from concurrent.futures import ThreadPoolExecutor
+        routes = {json.dumps(routes)}
+        answered = {{}}
+        for service, prefix in routes.items():
+            body = json.load(urllib.request.urlopen("{gateway}" + prefix + "ping", timeout=10))
+            answered[service] = body["service"]
+
+        def status(_):
+            try:
+                return urllib.request.urlopen("{gateway}{routes["risk-safety"]}ping", timeout=10).status
+            except urllib.error.HTTPError as err:
+                return err.code
+
+        with ThreadPoolExecutor(16) as pool:  # 600 requests: far past 2 pods x (burst 100 + 50/s)
+            codes = list(pool.map(status, range(600)))
+        print(json.dumps({{"answered": answered, "codes": codes}}))
+        """,
     )
-    new = status["redis"]["master"]
-    wait_for(
-        lambda: [p["metadata"]["name"] for p in cluster.kubectl_json("get", "pods", "-n", namespace,
-                                                                       "-l", MASTER_LABEL)["items"]] == [new],
-        timeout=60,
-        what=f"only {new} labelled master (the master Service follows it)",
+    result = json.loads(out)
+    assert result["answered"] == {name: name for name in routes}, result["answered"]
+    codes = result["codes"]
+    assert set(codes) <= {200, 429}, sorted(set(codes))
+    assert codes.count(200) >= 100, "the burst is served"
+    assert codes.count(429) > 0, "past the burst the gateway answers 429"
+
+
+def set_env(stack: Stack, service: str, name: str, value: str) -> None:
+    document = stack.cluster.kubectl_json("get", "tradingstack", STACK, "-n", stack.namespace)
+    index = next(i for i, s in enumerate(document["spec"]["services"]) if s["name"] == service)
+    env = [e for e in document["spec"]["services"][index].get("env", []) if e["name"] != name]
+    patch = [{"op": "add", "path": f"/spec/services/{index}/env", "value": [*env, {"name": name, "value": value}]}]
+    stack.kubectl("patch", "tradingstack", STACK, "--type=json", "-p", json.dumps(patch))
+
+
+def readiness(stack: Stack, service: str) -> tuple[set[str], set[bool]]:
+    """The health statuses the service's pods report, and their pods' Ready conditions."""
+    pods = [p for p in stack.service_pods(service) if p["status"].get("phase") == "Running"]
+    return {health_document(stack, p)["status"] for p in pods}, {pod_ready(p) for p in pods}
+
+
+def wait_readiness(stack: Stack, expected: dict[str, tuple[str, bool]], what: str) -> None:
+    def reached() -> bool:
+        return all(readiness(stack, s) == ({status}, {ready}) for s, (status, ready) in expected.items())
+
+    wait_for(reached, timeout=120, interval=2, what=what)
+
+
+def test_pod_readiness_follows_the_health_contract_when_dependencies_really_fail(stack: Stack) -> None:
+    """execution (degradedIsReady: false) and portfolio (default true) count Postgres as non-critical, so a
+    Postgres outage makes them DEGRADED; a Redis outage makes them UNHEALTHY. Liveness restarts nothing."""
+    for service in ("execution", "portfolio"):
+        set_env(stack, service, "CRITICAL_DEPENDENCIES", "redis")
+    wait_for_condition(stack.cluster, stack.namespace, STACK, "Ready", "True", READY_TIMEOUT)
+    wait_readiness(stack, {"execution": ("HEALTHY", True), "portfolio": ("HEALTHY", True)}, "HEALTHY and Ready")
+    before = stack.restart_counts()
+
+    # Postgres refuses every new connection to the stack's database.
+    stack.psql("ALTER DATABASE trading ALLOW_CONNECTIONS false", database="postgres")
+    try:
+        wait_readiness(
+            stack,
+            {"execution": ("DEGRADED", False), "portfolio": ("DEGRADED", True)},
+            "DEGRADED: Ready only where degradedIsReady",
+        )
+    finally:
+        stack.psql("ALTER DATABASE trading ALLOW_CONNECTIONS true", database="postgres")
+    wait_readiness(stack, {"execution": ("HEALTHY", True), "portfolio": ("HEALTHY", True)}, "HEALTHY again")
+
+    # Every Redis server stops answering clients for 40 s (sentinels cannot fail over: no server answers).
+    for pod in stack.pods(f"{Label.COMPONENT}=redis"):
+        stack.redis_cli(pod["metadata"]["name"], "CLIENT", "PAUSE", "40000", "ALL")
+    wait_readiness(
+        stack,
+        {"execution": ("UNHEALTHY", False), "portfolio": ("UNHEALTHY", False)},
+        "UNHEALTHY: not Ready",
+    )
+    wait_readiness(stack, {"execution": ("HEALTHY", True), "portfolio": ("HEALTHY", True)}, "HEALTHY after Redis")
+    assert stack.restart_counts() == before, "liveness never restarts a pod because a dependency is down"
+    assert ServiceEnv.DEGRADED_IS_READY in {
+        e["name"] for e in stack.service_pods("execution")[0]["spec"]["containers"][0]["env"]
+    }
+
+
+WRITER = """
+import json, sys, time
+from tradingstack.redisclient import RedisUnavailableError, SentinelRedisClient, WriteNotAcknowledgedError
+client = SentinelRedisClient.from_env()
+acknowledged, refused, deadline, i = [], 0, time.monotonic() + {seconds}, 0
+while time.monotonic() < deadline:
+    i += 1
+    try:
+        client.write_confirmed(f"e2e:{run}:{{i}}", str(i), replicas=1, timeout_ms=500)
+        acknowledged.append(i)
+    except (WriteNotAcknowledgedError, RedisUnavailableError):
+        refused += 1
+        time.sleep(0.1)
+    time.sleep(0.02)
+print(json.dumps({{"acknowledged": acknowledged, "refused": refused}}))
+"""
+
+
+def master(stack: Stack) -> str:
+    status = wait_for_status(stack.cluster, stack.namespace, lambda s: s.get("redis", {}).get("master"), 120,
+                             "status.redis.master")  # fmt: skip
+    return str(status["redis"]["master"])
+
+
+def wait_single_master_followed(stack: Stack, previous: str, what: str) -> str:
+    """After a failover (or the old master's return): one server in the master role, and the status and the
+    master label name it."""
+
+    def settled() -> str | None:
+        roles = {
+            p["metadata"]["name"]: stack.redis_cli(p["metadata"]["name"], "ROLE").splitlines()[0]
+            for p in stack.pods(f"{Label.COMPONENT}=redis")
+            if pod_ready(p)
+        }
+        masters = [name for name, role in roles.items() if role == "master"]
+        status = stack_status(stack.cluster, stack.namespace).get("redis", {})
+        labelled = [p["metadata"]["name"] for p in stack.pods(MASTER_LABEL)]
+        if len(roles) == 3 and len(masters) == 1 and status.get("master") == masters[0] and labelled == masters:
+            return masters[0]
+        return None
+
+    return wait_for(settled, timeout=180, interval=2, what=f"{what}: one master, status and label on it")
+
+
+def kill_container(stack: Stack, pod: str, container: str) -> None:
+    """SIGKILL from the node's containerd: the process dies without its preStop hook or a graceful shutdown."""
+    found = stack.cluster.kubectl_json("get", "pod", pod, "-n", stack.namespace)
+    status = next(c for c in found["status"]["containerStatuses"] if c["name"] == container)
+    container_id = status["containerID"].removeprefix("containerd://")
+    socket = f"/run/tradingstack-nodes/{found['spec']['nodeName']}/containerd.sock"
+    subprocess.run(
+        [str(CACHE / "bin" / "ctr"), "--address", socket, "-n", "k8s.io", "tasks", "kill", "-s", "SIGKILL",
+         container_id],
+        check=True, capture_output=True, timeout=30,
     )  # fmt: skip
-    reply = cluster.kubectl(
-        "exec", new, "-n", namespace, "-c", "redis", "--", "sh", "-c", "redis-cli role | head -1"
-    ).stdout.strip()
-    assert reply == "master"
 
 
-def test_backup_writes_an_archive_that_restores(cluster: Cluster, chart: ChartInstaller) -> None:
-    namespace = deploy(cluster, chart)
+def test_redis_master_loss_keeps_acknowledged_writes(stack: Stack) -> None:
+    """A client in a pod writes with WAIT while the master pod is deleted (preStop hands over) and then the next
+    master's container is killed: one master at a time, status and label follow, every acknowledged write is
+    on the final master."""
+    run = uuid.uuid4().hex[:8]
+    client = stack.service_pods("risk-safety")[0]["metadata"]["name"]
+    writer = subprocess.Popen(
+        [str(stack.cluster.bin_dir / "kubectl"), "--kubeconfig", str(stack.cluster.kubeconfig), "-n",
+         stack.namespace, "exec", client, "--", "python3", "-c", WRITER.format(seconds=150, run=run)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(5)
+        first = master(stack)
+        stack.kubectl("delete", "pod", first, "--wait=false")
+        second = wait_single_master_followed(stack, first, f"after deleting {first}")
+        time.sleep(5)
+        kill_container(stack, second, "redis")
+        final = wait_single_master_followed(stack, second, f"after killing {second}")
+        out, err = writer.communicate(timeout=240)
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+    assert writer.returncode == 0, err
+    result = json.loads(out.strip().splitlines()[-1])
+    acknowledged = result["acknowledged"]
+    assert len(acknowledged) > 100, result
+    present = stack.kubectl(
+        "exec", final, "-c", "redis", "--", "sh", "-c", f"redis-cli --scan --pattern 'e2e:{run}:*' | wc -l"
+    )
+    keys = stack.redis_cli(final, "--scan", "--pattern", f"e2e:{run}:*").split()
+    missing = sorted(set(acknowledged) - {int(k.rsplit(":", 1)[1]) for k in keys})
+    assert not missing, f"acknowledged writes lost: {missing[:20]} (of {len(acknowledged)}; {present} keys)"
+    assert "lastFailover" in stack_status(stack.cluster, stack.namespace)["redis"]
+
+
+def test_the_daily_restart_run_restarts_one_service_at_a_time(stack: Stack) -> None:
+    """On real Deployments: never a moment (polled every 200 ms) with a service at 0 ready pods, never two
+    services rolling at once, and the run ends Succeeded."""
+    trigger = f"e2e-{uuid.uuid4().hex[:8]}"
+    stack.kubectl("annotate", "tradingstack", STACK, f"{RESTART_NOW}={trigger}", "--overwrite")
+    names = {f"{STACK}-{s}": s for s in SERVICES}
+    zero_ready: list[str] = []
+    overlapping: list[list[str]] = []
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        deployments = stack.cluster.kubectl_json("get", "deployments", "-n", stack.namespace)["items"]
+        rolling = []
+        for d in deployments:
+            if d["metadata"]["name"] not in names:
+                continue
+            if d["status"].get("readyReplicas", 0) == 0:
+                zero_ready.append(d["metadata"]["name"])
+            if (
+                d["status"].get("updatedReplicas", 0) < d["spec"]["replicas"]
+                or d["status"].get("replicas", 0) > d["spec"]["replicas"]
+            ):
+                rolling.append(d["metadata"]["name"])
+        if len(rolling) > 1:
+            overlapping.append(rolling)
+        restarts = stack_status(stack.cluster, stack.namespace).get("restarts", {})
+        if restarts.get("handledTrigger") == trigger and not restarts.get("inProgress") and restarts.get("lastResult"):
+            break
+        time.sleep(0.2)
+    assert restarts.get("handledTrigger") == trigger, restarts
+    assert restarts["lastResult"] == "Succeeded", restarts
+    assert not zero_ready, f"a service had no ready pod: {sorted(set(zero_ready))}"
+    assert not overlapping, f"services rolled at the same time: {overlapping[:3]}"
+    replica_sets = stack.cluster.kubectl_json("get", "replicasets", "-n", stack.namespace)["items"]
+    for deployment, service in names.items():
+        stamped = [
+            rs for rs in replica_sets
+            if rs["metadata"]["ownerReferences"][0]["name"] == deployment
+            and rs["spec"]["template"]["metadata"].get("annotations", {}).get(RESTARTED_AT) == restarts["runId"]
+        ]  # fmt: skip
+        assert len(stamped) == 1, f"{service}: expected one ReplicaSet of run {restarts['runId']}"
+
+
+def test_scaling_and_deleted_children_are_reconciled(stack: Stack) -> None:
+    patch = [{"op": "replace", "path": "/spec/services/0/replicas", "value": 3}]
+    stack.kubectl("patch", "tradingstack", STACK, "--type=json", "-p", json.dumps(patch))
+    wait_for_status(stack.cluster, stack.namespace,
+                    lambda s: s.get("services", {}).get("ai-engine", {}).get("ready") == 3, 180,
+                    "ai-engine at 3 ready replicas")  # fmt: skip
+    uid = stack.cluster.kubectl_json("get", "deployment", f"{STACK}-portfolio", "-n", stack.namespace)["metadata"]
+    stack.kubectl("delete", "deployment", f"{STACK}-portfolio")
+    stack.kubectl("delete", "service", f"{STACK}-execution")
+
+    def restored() -> bool:
+        portfolio = stack.cluster.kubectl_json("get", "deployment", f"{STACK}-portfolio", "-n", stack.namespace)
+        stack.kubectl("get", "service", f"{STACK}-execution")
+        return bool(portfolio["metadata"]["uid"] != uid["uid"])
+
+    wait_for(restored, timeout=60, what="the deleted Deployment and Service restored")
+    wait_for_condition(stack.cluster, stack.namespace, STACK, "Ready", "True", READY_TIMEOUT)
+
+
+def run_backup(stack: Stack) -> dict[str, Any]:
+    job = f"e2e-backup-{uuid.uuid4().hex[:6]}"
+    stack.kubectl("create", "job", f"--from=cronjob/{STACK}-postgres-backup", job)
+    stack.kubectl("wait", "--for=condition=Complete", f"job/{job}", "--timeout=300s", timeout=330)
+    return wait_for_status(
+        stack.cluster, stack.namespace,
+        lambda s: s.get("postgres", {}).get("lastBackupJob") == job and s["postgres"].get("lastBackup"),
+        120, f"status.postgres.lastBackup from {job}",
+    )  # fmt: skip
+
+
+def recreate(stack: Stack, document: dict[str, Any]) -> None:
+    stack.kubectl("delete", "tradingstack", STACK, "--wait=true", "--timeout=120s", timeout=150)
+    wait_for(lambda: not stack.cluster.kubectl_json("get", "statefulsets", "-n", stack.namespace)["items"],
+             timeout=120, what="the stack's StatefulSets garbage-collected")  # fmt: skip
+    assert remaining_claims(stack.cluster, stack.namespace) >= RETAINED_CLAIMS, "Retain keeps the volumes"
+    stack.cluster.apply(document, namespace=stack.namespace)
+    wait_for_condition(stack.cluster, stack.namespace, STACK, "Ready", "True", READY_TIMEOUT)
+
+
+def test_retain_keeps_the_data_across_a_deleted_and_recreated_stack(stack: Stack) -> None:
     marker = uuid.uuid4().hex
-    psql(cluster, namespace, f"CREATE TABLE e2e_marker (v text); INSERT INTO e2e_marker VALUES ('{marker}');")  # noqa: S608 - a hex uuid
+    stack.psql(f"CREATE TABLE retained (v text); INSERT INTO retained VALUES ('{marker}')")  # noqa: S608 - hex
+    recreate(stack, load(EXAMPLE, stack.namespace))
+    assert wait_for(lambda: stack.psql("SELECT v FROM retained") == marker, timeout=120, what="the retained row")
 
-    status = run_backup(cluster, namespace)
+
+def test_a_backup_archive_restores_into_a_new_volume(stack: Stack) -> None:
+    marker = uuid.uuid4().hex
+    stack.psql(f"CREATE TABLE restored (v text); INSERT INTO restored VALUES ('{marker}')")  # noqa: S608 - hex
+    status = run_backup(stack)
     backup = status["postgres"]["lastBackup"]
     assert backup["sizeBytes"] > 0 and len(backup["checksum"]) == 64 and backup["verified"] is True, backup
     assert status["postgres"]["lastBackupResult"] == "Succeeded"
     assert {c["type"]: c["status"] for c in status["conditions"]}["BackupHealthy"] == "True"
 
-    # Restore: a new stack of the same name bootstraps an empty database from the retained backup volume.
-    cluster.kubectl("delete", "tradingstack", STACK, "-n", namespace, "--wait=true", "--timeout=120s", timeout=150)
-    wait_for(
-        lambda: not cluster.kubectl_json("get", "statefulsets", "-n", namespace)["items"],
-        timeout=120,
-        what="the stack's StatefulSets garbage-collected",
-    )
-    cluster.kubectl("delete", "pvc", f"data-{STACK}-postgres-0", "-n", namespace, "--wait=true", timeout=150)
-    document = load(EXAMPLE, namespace)
+    # The data volume goes; a new stack of the same name bootstraps from the retained backup volume.
+    document = load(EXAMPLE, stack.namespace)
     document["spec"]["postgres"]["restore"] = {"from": "latest"}
-    cluster.apply(document, namespace=namespace)
-    wait_for_condition(cluster, namespace, STACK, "Ready", "True", READY_TIMEOUT)
-    restored = wait_for(
-        lambda: psql(cluster, namespace, "SELECT v FROM e2e_marker") == marker,
-        timeout=300,
-        what="the marker row restored from the backup",
-    )
-    assert restored
-    assert json.dumps(stack_status(cluster, namespace)).count(marker) == 0, "data never leaks into the status"
+    stack.kubectl("delete", "tradingstack", STACK, "--wait=true", "--timeout=120s", timeout=150)
+    wait_for(lambda: not stack.cluster.kubectl_json("get", "statefulsets", "-n", stack.namespace)["items"],
+             timeout=120, what="the stack's StatefulSets garbage-collected")  # fmt: skip
+    stack.kubectl("delete", "pvc", f"data-{STACK}-postgres-0", "--wait=true", timeout=150)
+    stack.cluster.apply(document, namespace=stack.namespace)
+    wait_for_condition(stack.cluster, stack.namespace, STACK, "Ready", "True", READY_TIMEOUT)
+    assert wait_for(lambda: stack.psql("SELECT v FROM restored") == marker, timeout=300, what="the restored row")
+    assert json.dumps(stack_status(stack.cluster, stack.namespace)).count(marker) == 0, "no data in the status"

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+
 from demo_service.app import create_app
 from demo_service.config import Config
-
 from tests.unit.test_render import example
 from tradingstack.api import ServiceSpec, TradingStack
 from tradingstack.api.status import BackupInfo
