@@ -21,7 +21,7 @@ prereqs: ## system packages and the cached control-plane binaries
 lint: venv
 	$(VENV)/bin/ruff check operator tests bench images hack
 	$(VENV)/bin/ruff format --check operator tests bench images hack
-	shellcheck hack/*.sh
+	shellcheck hack/*.sh images/postgres/docker-entrypoint.sh
 	# The scripts the Redis ConfigMap renders run under POSIX sh and source redis-lib.sh from their directory.
 	shellcheck -s sh -x -P operator/tradingstack/render/redis_files operator/tradingstack/render/redis_files/*.sh
 

@@ -10,6 +10,15 @@ command -v nginx >/dev/null || need_apt+=(nginx-light)
 command -v ip >/dev/null || need_apt+=(iproute2)  # network namespaces of the Redis partition test
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need_apt+=(postgresql)
 [ -x /usr/lib/postgresql/15/bin/pgbench ] || need_apt+=(postgresql-contrib)
+command -v shellcheck >/dev/null || need_apt+=(shellcheck)
+# the local cluster's real node (hack/node.sh) and the images (hack/images.sh)
+command -v runc >/dev/null || need_apt+=(runc)
+[ -x /usr/lib/cni/bridge ] || need_apt+=(containernetworking-plugins)
+command -v nft >/dev/null || need_apt+=(nftables)
+command -v openssl >/dev/null || need_apt+=(openssl)
+command -v curl >/dev/null || need_apt+=(curl)
+command -v buildah >/dev/null || need_apt+=(buildah)
+command -v mmdebstrap >/dev/null || need_apt+=(mmdebstrap)
 if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"

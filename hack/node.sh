@@ -26,7 +26,7 @@ CACHE="${TRADINGSTACK_CACHE:-$HOME/.cache/tradingstack}"
 BIN="$CACHE/bin"
 STATE="${CLUSTER_STATE_DIR:-$REPO/.cluster}"
 KUBECONFIG_ADMIN="$STATE/kubeconfig"
-KWOK_CLUSTER_DIR="${KWOK_CLUSTER_DIR:?set by hack/cluster.sh}"
+KWOK_CLUSTER_DIR="${KWOK_CLUSTER_DIR:-}" # set by hack/cluster.sh; `up` needs it
 PKI="$KWOK_CLUSTER_DIR/pki"
 LOGS="$STATE/logs"
 
@@ -582,6 +582,7 @@ owner_check() {
 
 cmd_up() {
   local count="$1" i
+  [ -n "$KWOK_CLUSTER_DIR" ] || die "KWOK_CLUSTER_DIR is not set (hack/cluster.sh up sets it)"
   [ "$(id -u)" = 0 ] || die "real nodes need root (bridges, nft, mounts, cgroups)"
   for b in runc nft openssl curl; do command -v "$b" >/dev/null || die "$b is missing (hack/install-prereqs.sh)"; done
   [ -x /usr/lib/cni/bridge ] || die "CNI plugins missing in /usr/lib/cni (package containernetworking-plugins)"

@@ -4,13 +4,14 @@ Pod Security Admission and helm. No mocks; every wait polls with a generous time
 from __future__ import annotations
 
 import json
+import subprocess
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.fixtures.cluster import Cluster, CommandError, wait_for
+from tests.fixtures.cluster import REPO, Cluster, CommandError, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -169,7 +170,8 @@ def test_statefulset_gets_its_volume_claims(cluster: Cluster, namespace: str) ->
         return names if {"data-db-0", "data-db-1"} <= names else set()
 
     wait_for(claims, timeout=120, what="PVCs data-db-0 and data-db-1")
-    # the hostPath provisioner of the local cluster binds them, so the pods get scheduled and become ready
+    # local-path provisions them (on kwok's fake nodes its helper pods complete like any Job's), so the pods get
+    # scheduled and become ready
     wait_for(
         lambda: get(cluster, namespace, "statefulset", "db")["status"].get("readyReplicas") == 2,
         timeout=180,
@@ -258,3 +260,40 @@ def test_helm_installs_and_uninstalls_a_chart(cluster: Cluster, namespace: str, 
         what="configmap greet-greeting removed",
     )
     assert cluster.helm("list", "-n", namespace, "-q", env=env).stdout.strip() == ""
+
+
+NODE_SH = REPO / "hack" / "node.sh"
+
+
+def route_device(address: str) -> str:
+    out = subprocess.run(["ip", "-o", "route", "get", address], capture_output=True, text=True, check=True).stdout
+    return out.split(" dev ", 1)[1].split()[0]
+
+
+def guard_drops() -> dict[str, int]:
+    out = subprocess.run([str(NODE_SH), "guard"], capture_output=True, text=True, check=True).stdout
+    return {key: int(value) for key, value in (item.split("=") for item in out.split())}
+
+
+def test_the_real_node_runs_containerd_beside_tainted_fake_nodes(cluster: Cluster) -> None:
+    nodes = {n["metadata"]["name"]: n for n in cluster.kubectl_json("get", "nodes")["items"]}
+    real = nodes["real-0"]
+    assert real["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("containerd://2.")
+    assert {c["type"]: c["status"] for c in real["status"]["conditions"]}["Ready"] == "True"
+    assert not real["spec"].get("taints")
+    fake = [n for n in nodes.values() if n["metadata"].get("labels", {}).get("type") == "kwok"]
+    assert len(fake) >= 3
+    for node in fake:
+        assert {t["key"] for t in node["spec"].get("taints", [])} == {"kwok.x-k8s.io/node"}
+
+
+def test_pod_and_service_addresses_never_leave_this_machine(cluster: Cluster) -> None:
+    """Every Service IP and every pod address (real or kwok's fake ones) routes to a local bridge, and the guard
+    table that drops what would leave through the uplink exists and has dropped nothing so far."""
+    services = cluster.kubectl_json("get", "services", "-A")["items"]
+    service_ips = [s["spec"]["clusterIP"] for s in services if s["spec"].get("clusterIP") not in (None, "None")]
+    pods = cluster.kubectl_json("get", "pods", "-A")["items"]
+    pod_ips = [p["status"]["podIP"] for p in pods if p["status"].get("podIP")]
+    for address in [*service_ips, *pod_ips, "10.96.255.254", "10.244.200.7"]:
+        assert route_device(address).startswith("ts-"), address
+    assert guard_drops() == {"forward": 0, "output": 0}

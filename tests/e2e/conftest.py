@@ -56,11 +56,22 @@ def images(cluster: Cluster, real_node: list[str]) -> None:
         assert result.returncode == 0, f"hack/images.sh {command} failed:\n{result.stderr[-4000:]}"
 
 
+@pytest.fixture(scope="session")
+def network_guard(real_node: list[str]) -> Iterator[None]:
+    """After all the real pods of the session: nothing of the pod or Service ranges tried to leave through the
+    uplink (hack/node.sh's guard table counts what it drops)."""
+    yield
+    result = subprocess.run([str(REPO / "hack" / "node.sh"), "guard"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["forward=0", "output=0"], f"the guard dropped traffic: {result.stdout}"
+
+
 @pytest.fixture(autouse=True)
 def _real_containers(request: pytest.FixtureRequest) -> None:
-    """The one place that gives a `@pytest.mark.real_containers` test its real node and images."""
+    """The one place that gives a `@pytest.mark.real_containers` test its real node, images and network guard."""
     if request.node.get_closest_marker("real_containers") is not None:
         request.getfixturevalue("images")
+        request.getfixturevalue("network_guard")
 
 
 @pytest.fixture
