@@ -10,6 +10,7 @@ pods run through `kubectl exec`; the Redis master is also killed from the node's
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import textwrap
 import time
@@ -413,7 +414,8 @@ def test_a_backup_archive_restores_into_a_new_volume(stack: Stack) -> None:
     stack.psql(f"CREATE TABLE restored (v text); INSERT INTO restored VALUES ('{marker}')")  # noqa: S608 - hex
     status = run_backup(stack)
     backup = status["postgres"]["lastBackup"]
-    assert backup["sizeBytes"] > 0 and len(backup["checksum"]) == 64 and backup["verified"] is True, backup
+    assert backup["sizeBytes"] > 0 and re.fullmatch(r"sha256:[0-9a-f]{64}", backup["checksum"]), backup
+    assert backup["verified"] is True, backup
     assert status["postgres"]["lastBackupResult"] == "Succeeded"
     assert {c["type"]: c["status"] for c in status["conditions"]}["BackupHealthy"] == "True"
 
