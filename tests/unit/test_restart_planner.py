@@ -121,14 +121,14 @@ def stamps(steps: list[RestartStep]) -> list[str]:
 
 
 def test_idle_before_the_scheduled_time_reports_the_next_run() -> None:
-    operator = Operator(stack(), Cluster.settled(), RestartsStatus(lastRun=SCHEDULED - timedelta(days=1)))
+    operator = Operator(stack(), Cluster.settled(), RestartsStatus(last_run=SCHEDULED - timedelta(days=1)))
     step = operator.tick(SCHEDULED - timedelta(minutes=5))
     assert step.decision == Idle(SCHEDULED)
     assert step.status.next_run == SCHEDULED and step.decision.event is None
 
 
 def test_a_full_run_restarts_every_service_once_in_order() -> None:
-    operator = Operator(stack(), Cluster.settled(), RestartsStatus(lastRun=SCHEDULED - timedelta(days=1)))
+    operator = Operator(stack(), Cluster.settled(), RestartsStatus(last_run=SCHEDULED - timedelta(days=1)))
     steps, end = operator.run_until_settled(SCHEDULED + timedelta(seconds=5))
     assert stamps(steps) == list(DEFAULT_RESTART_ORDER)
     assert all(operator.cluster.deployments[name].restarted_at == RUN for name in DEFAULT_RESTART_ORDER)
@@ -148,7 +148,7 @@ def test_a_full_run_restarts_every_service_once_in_order() -> None:
 
 
 def test_an_operator_restarted_mid_run_resumes_without_a_second_stamp() -> None:
-    operator = Operator(stack(), Cluster.settled(), RestartsStatus(lastRun=SCHEDULED - timedelta(days=1)))
+    operator = Operator(stack(), Cluster.settled(), RestartsStatus(last_run=SCHEDULED - timedelta(days=1)))
     now = SCHEDULED + timedelta(seconds=5)
     while stamps([operator.tick(now)]) != ["portfolio"]:
         operator.cluster.roll()
@@ -162,7 +162,7 @@ def test_an_operator_restarted_mid_run_resumes_without_a_second_stamp() -> None:
 
 
 def test_a_stamp_whose_status_write_was_lost_is_not_repeated() -> None:
-    operator = Operator(stack(), Cluster.settled(), RestartsStatus(lastRun=SCHEDULED - timedelta(days=1)))
+    operator = Operator(stack(), Cluster.settled(), RestartsStatus(last_run=SCHEDULED - timedelta(days=1)))
     before = operator.status
     first = operator.tick(SCHEDULED + timedelta(seconds=5))
     assert stamps([first]) == ["rl-training"]
@@ -177,7 +177,7 @@ def test_a_stamp_whose_status_write_was_lost_is_not_repeated() -> None:
 def test_a_service_that_never_becomes_ready_fails_the_run_at_its_deadline() -> None:
     cluster = Cluster.settled(stuck=frozenset({"portfolio"}))
     operator = Operator(
-        stack(serviceReadyTimeoutSeconds=60), cluster, RestartsStatus(lastRun=SCHEDULED - timedelta(days=1))
+        stack(serviceReadyTimeoutSeconds=60), cluster, RestartsStatus(last_run=SCHEDULED - timedelta(days=1))
     )
     steps, end = operator.run_until_settled(SCHEDULED)
     assert stamps(steps) == ["rl-training", "ai-engine", "portfolio"]
@@ -207,7 +207,7 @@ def test_a_service_that_never_becomes_ready_fails_the_run_at_its_deadline() -> N
 def test_an_unready_health_document_holds_the_run() -> None:
     cluster = Cluster.settled()
     cluster.deployments["rl-training"] = replace(settled("rl-training", RUN), health_ready=False)
-    status = RestartsStatus(lastRun=SCHEDULED, runId=RUN, inProgress="rl-training", stampedAt=SCHEDULED)
+    status = RestartsStatus(last_run=SCHEDULED, run_id=RUN, in_progress="rl-training", stamped_at=SCHEDULED)
     step = Operator(stack(), cluster, status).tick(SCHEDULED + timedelta(seconds=30))
     assert step.decision == Wait("rl-training", RUN, SCHEDULED + timedelta(seconds=600))
 
@@ -237,7 +237,7 @@ def test_a_missing_deployment_fails_the_run() -> None:
 
 def test_a_degraded_stack_skips_the_run_with_an_event() -> None:
     operator = Operator(
-        stack(), Cluster.settled(), RestartsStatus(lastRun=SCHEDULED - timedelta(days=1)), degraded=True
+        stack(), Cluster.settled(), RestartsStatus(last_run=SCHEDULED - timedelta(days=1)), degraded=True
     )
     step = operator.tick(SCHEDULED + timedelta(seconds=5))
     assert isinstance(step.decision, Skip) and step.decision.run_id == RUN
@@ -256,7 +256,7 @@ def test_a_degraded_stack_is_restarted_when_skipping_is_off() -> None:
 
 def test_a_manual_trigger_runs_once_per_value() -> None:
     midday = SCHEDULED + timedelta(hours=6)
-    operator = Operator(stack(enabled=False), Cluster.settled(), RestartsStatus(lastRun=SCHEDULED), trigger="please")
+    operator = Operator(stack(enabled=False), Cluster.settled(), RestartsStatus(last_run=SCHEDULED), trigger="please")
     steps, end = operator.run_until_settled(midday)
     run = manual_run_id("please")
     assert stamps(steps) == list(DEFAULT_RESTART_ORDER)
@@ -269,7 +269,7 @@ def test_a_manual_trigger_runs_once_per_value() -> None:
 
 
 def test_a_trigger_during_a_run_starts_after_it_and_a_due_run_is_covered_by_a_trigger() -> None:
-    operator = Operator(stack(), Cluster.settled(), RestartsStatus(lastRun=SCHEDULED - timedelta(days=1)))
+    operator = Operator(stack(), Cluster.settled(), RestartsStatus(last_run=SCHEDULED - timedelta(days=1)))
     operator.tick(SCHEDULED)
     operator.trigger = "now"
     steps, end = operator.run_until_settled(SCHEDULED + TICK)
@@ -278,7 +278,7 @@ def test_a_trigger_during_a_run_starts_after_it_and_a_due_run_is_covered_by_a_tr
     manual, _ = operator.run_until_settled(end + TICK)
     assert isinstance(manual[-1].decision, Finish) and manual[-1].decision.run_id == manual_run_id("now")
     # A trigger pending when the schedule is due runs once and stands for the scheduled run as well.
-    both = Operator(stack(), Cluster.settled(), RestartsStatus(lastRun=SCHEDULED - timedelta(days=1)), trigger="x")
+    both = Operator(stack(), Cluster.settled(), RestartsStatus(last_run=SCHEDULED - timedelta(days=1)), trigger="x")
     steps, end = both.run_until_settled(SCHEDULED + timedelta(seconds=5))
     assert stamps(steps) == list(DEFAULT_RESTART_ORDER)
     assert isinstance(both.tick(end + TICK).decision, Idle)
@@ -290,7 +290,7 @@ def test_nothing_to_restart_finishes_at_once() -> None:
     assert isinstance(step.decision, Finish) and step.status.done == []
 
 
-annotations = st.sampled_from([None, "20261125T043000Z", RUN])
+restart_annotations = st.sampled_from([None, "20261125T043000Z", RUN])
 
 
 @st.composite
@@ -299,7 +299,7 @@ def observations(draw: st.DrawFn, service: str) -> DeploymentObservation:
     desired = draw(st.integers(1, 3))
     return DeploymentObservation(
         service=service,
-        restarted_at=draw(annotations),
+        restarted_at=draw(restart_annotations),
         generation=generation,
         observed_generation=draw(st.integers(generation - 1, generation)),
         desired_replicas=desired,
@@ -326,7 +326,11 @@ def test_the_planner_never_stamps_a_service_already_carrying_the_run_id(
     degraded: bool,
 ) -> None:
     status = RestartsStatus(
-        lastRun=SCHEDULED, runId=RUN, inProgress=in_progress, stampedAt=SCHEDULED if in_progress else None, done=done
+        last_run=SCHEDULED,
+        run_id=RUN,
+        in_progress=in_progress,
+        stamped_at=SCHEDULED if in_progress else None,
+        done=done,
     )
     step = plan_restart_step(
         stack(),
