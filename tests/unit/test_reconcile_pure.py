@@ -12,7 +12,7 @@ from tradingstack.reconcile.diff import contains, needs_apply, with_applied_hash
 from tradingstack.reconcile.status import ConditionUpdate, Observations, compute_status, invalid_spec_status
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-DESIRED = {
+DESIRED: dict[str, Any] = {
     "apiVersion": "apps/v1",
     "kind": "Deployment",
     "metadata": {"name": "qt-api", "namespace": "ns", "labels": {"a": "b"}},

@@ -45,7 +45,8 @@ def _render(stack: TradingStack) -> dict[str, dict[str, Any]]:
 
 
 def _cronjob_pod(stack: TradingStack) -> dict[str, Any]:
-    return _render(stack)["CronJob"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    pod: dict[str, Any] = _render(stack)["CronJob"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    return pod
 
 
 def test_matches_golden_file() -> None:
