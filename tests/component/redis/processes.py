@@ -123,6 +123,13 @@ class RedisProcesses:
             host=self.sentinel_host, port=port, password=self.password, socket_timeout=0.5, retry=no_retry()
         )
 
+    def sentinel_master_state(self, client: redis.Redis) -> dict[str, Any]:
+        """SENTINEL MASTER as the sentinel behind `client` answers it. redis-py types the call dict | bool: the
+        bool is what its Sentinel class returns after asking every sentinel; a single client gets the dict."""
+        state = client.sentinel_master(self.spec.master_name)
+        assert isinstance(state, dict), f"SENTINEL MASTER answered {state!r}"
+        return state
+
     def sentinel_answers(self, port: int) -> bool:
         with contextlib.closing(self.sentinel_client(port)) as client:
             try:
@@ -135,7 +142,7 @@ class RedisProcesses:
         for port in self.sentinel_ports:
             with contextlib.closing(self.sentinel_client(port)) as client:
                 try:
-                    state = client.sentinel_master(self.spec.master_name)  # type: ignore[no-untyped-call]
+                    state = self.sentinel_master_state(client)
                 except redis.RedisError:
                     continue
             if state.get("is_odown"):
@@ -183,7 +190,7 @@ class RedisProcesses:
         """`master`, `slave`, or None when the server does not answer."""
         with contextlib.closing(self.server(index)) as client:
             try:
-                return str(client.execute_command("ROLE")[0])  # type: ignore[no-untyped-call]
+                return str(client.execute_command("ROLE")[0])  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
             except redis.RedisError:
                 return None
 
@@ -218,7 +225,7 @@ class RedisProcesses:
         for port in self.sentinel_ports:
             with contextlib.closing(self.sentinel_client(port)) as client:
                 try:
-                    state = client.sentinel_master(self.spec.master_name)  # type: ignore[no-untyped-call]
+                    state = self.sentinel_master_state(client)
                 except redis.RedisError:
                     return False
             if int(state["port"]) != self.redis_ports[master]:
@@ -288,8 +295,8 @@ class RedisProcesses:
         for port in self.sentinel_ports:
             with contextlib.closing(self.sentinel_client(port)) as client:
                 try:
-                    state = client.sentinel_master(self.spec.master_name)  # type: ignore[no-untyped-call]
-                    replicas = client.sentinel_slaves(self.spec.master_name)  # type: ignore[no-untyped-call]
+                    state = self.sentinel_master_state(client)
+                    replicas = client.sentinel_slaves(self.spec.master_name)
                 except redis.RedisError as error:
                     lines.append(f"sentinel port {port}: {error}")
                     continue
