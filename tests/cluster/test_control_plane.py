@@ -86,7 +86,7 @@ def test_deployment_becomes_available_and_rolls_a_new_replicaset(cluster: Cluste
 
     def available() -> bool:
         status = get(cluster, namespace, "deployment", "web")["status"]
-        return status.get("availableReplicas") == 2 and status.get("readyReplicas") == 2
+        return bool(status.get("availableReplicas") == 2 and status.get("readyReplicas") == 2)
 
     wait_for(available, timeout=180, what="deployment web available")
     first_rs = get(cluster, namespace, "replicasets", "-l", "app=web")["items"]
@@ -101,7 +101,7 @@ def test_deployment_becomes_available_and_rolls_a_new_replicaset(cluster: Cluste
             return False
         by_rev = sorted(items, key=lambda rs: int(rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]))
         old, new = by_rev
-        return (
+        return bool(
             old["metadata"]["uid"] == first_rs[0]["metadata"]["uid"]
             and new["spec"]["replicas"] == 2
             and new["status"].get("availableReplicas") == 2

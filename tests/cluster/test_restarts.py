@@ -97,13 +97,11 @@ def trigger(cluster: Cluster, namespace: str, value: str) -> None:
 
 
 def wait_for_result(cluster: Cluster, namespace: str, run_id: str, result: str, timeout: float = 240) -> dict[str, Any]:
-    return wait_for(
-        lambda: (
-            (s := restarts_status(cluster, namespace)).get("runId") == run_id and s.get("lastResult") == result and s
-        ),
-        timeout=timeout,
-        what=f"restart run {run_id} {result}",
-    )
+    def ended() -> dict[str, Any] | None:
+        status = restarts_status(cluster, namespace)
+        return status if status.get("runId") == run_id and status.get("lastResult") == result else None
+
+    return wait_for(ended, timeout=timeout, what=f"restart run {run_id} {result}")
 
 
 def deployment(service: str) -> str:

@@ -257,7 +257,7 @@ def wait_single_master_followed(stack: Stack, previous: str, what: str) -> str:
     master label name it."""
 
     def settled() -> str | None:
-        roles = {
+        roles: dict[str, str] = {
             p["metadata"]["name"]: stack.redis_cli(p["metadata"]["name"], "ROLE").splitlines()[0]
             for p in stack.pods(f"{Label.COMPONENT}=redis")
             if pod_ready(p)
