@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from tests.component.postgres.conftest import BackupTool, PostgresServer, table_fingerprints
+from tests.component.postgres.conftest import BackupTool, table_fingerprints
+from tests.component.postgres.server import PostgresServer
 
 pytestmark = pytest.mark.component
 
