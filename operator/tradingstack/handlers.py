@@ -124,6 +124,13 @@ async def run_stack(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Mem
         _publish_phases(memo.phases)
 
 
+@kopf.on.delete(API_GROUP, API_VERSION, PLURAL, registry=registry)
+async def release_stack(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Before garbage collection: what outlives the stack follows the deletionPolicy it has now."""
+    with log_context(stack=body.metadata.name, namespace=body.metadata.namespace):
+        await memo.reconciler.release(_plain(body))
+
+
 def _wake(memo: kopf.Memo, namespace: str | None, stack: str | None) -> None:
     waker = memo.wakers.get((namespace or "", stack or ""))
     if waker is not None:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
 from tests.fixtures.cluster import REPO, Cluster, wait_for
-from tests.fixtures.operator import OPERATOR_USERNAME, OperatorProcess, wait_for_condition, wait_for_passes
+from tests.fixtures.operator import OperatorProcess, wait_for_condition, wait_for_passes, write_requests
 from tradingstack.api import TradingStack
 from tradingstack.api.spec import PostgresSpec
 from tradingstack.components import render
@@ -223,21 +222,6 @@ def test_deletion_policy_decides_what_data_survives(
         assert existing(cluster, namespace, "secret", "quantum-trader-postgres") is not None
     else:
         wait_for(lambda: not remaining_claims(), timeout=90, what="claims deleted with the stack")
-
-
-def write_requests(audit_log: Path, namespace: str, since_line: int) -> list[dict[str, Any]]:
-    writes = []
-    for line in audit_log.read_text().splitlines()[since_line:]:
-        event = json.loads(line)
-        ref = event.get("objectRef", {})
-        if (
-            event.get("stage") == "ResponseComplete"
-            and event["verb"] in ("create", "update", "patch", "delete", "deletecollection")
-            and ref.get("namespace") == namespace
-            and event["user"]["username"] == OPERATOR_USERNAME
-        ):
-            writes.append({"verb": event["verb"], "resource": ref.get("resource"), "name": ref.get("name")})
-    return writes
 
 
 def test_forced_resync_of_a_ready_stack_writes_nothing(

@@ -20,6 +20,7 @@ from tradingstack.api.base import (
     FIVE_FIELD_CRON,
     QUANTITY,
     ApiModel,
+    canonical_quantity,
     cel,
     validations,
 )
@@ -61,7 +62,8 @@ def _check_time_zone(value: str) -> str:
 
 
 ServiceName = Annotated[str, Field(pattern=DNS1035_LABEL, min_length=1, max_length=24)]
-Quantity = Annotated[str, Field(pattern=QUANTITY, max_length=32)]
+Quantity = Annotated[str, Field(pattern=QUANTITY, max_length=32), AfterValidator(canonical_quantity)]
+"""Rendered in the API server's canonical form (`canonical_quantity`)."""
 Cron = Annotated[str, Field(pattern=FIVE_FIELD_CRON, max_length=100), AfterValidator(_check_cron)]
 TimeZone = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_check_time_zone)]
 Image = Annotated[str, Field(min_length=1, max_length=512)]
@@ -206,11 +208,17 @@ class ServiceSpec(ApiModel):
             cel(
                 "!(self in [" + ", ".join(f"'{n}'" for n in RESERVED_SERVICE_NAMES) + "])",
                 "name is reserved for a component of the stack: " + ", ".join(RESERVED_SERVICE_NAMES),
-            )
+            ),
+            cel(
+                "![" + ", ".join(f"'-{n}'" for n in RESERVED_SERVICE_NAMES) + "].exists(s, self.endsWith(s))",
+                "name must not end in -<component> (" + ", ".join(RESERVED_SERVICE_NAMES) + "): "
+                "stack a with service b-redis would take the name of stack a-b's Redis",
+            ),
         )
     )
     """Service name (DNS-1035 label, at most 24 characters, unique in the stack; not one of the reserved
-    component names redis, redis-sentinel, redis-master, postgres, postgres-backup, gateway)."""
+    component names redis, redis-sentinel, redis-master, postgres, postgres-backup, gateway, nor ending in
+    `-` and one of them, which would collide with another stack's component)."""
 
     image: Image
     """Container image of the service."""
@@ -241,6 +249,8 @@ class ServiceSpec(ApiModel):
     def _not_reserved(cls, value: str) -> str:
         if value in RESERVED_SERVICE_NAMES:
             raise ValueError(f"{value!r} is reserved for a component of the stack")
+        if any(value.endswith(f"-{reserved}") for reserved in RESERVED_SERVICE_NAMES):
+            raise ValueError(f"{value!r} ends in -<component>, which would collide with another stack's component")
         return value
 
     @field_validator("env")

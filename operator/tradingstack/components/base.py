@@ -55,8 +55,9 @@ GENERATED_SECRETS = uses(
     "Secret",
     "v1",
     "secrets",
-    "get create",
-    "generated credentials: created once, read back by name (never listed, watched, updated or deleted)",
+    "get create patch",
+    "generated credentials: created once, read back by name; patched only in their owner references, which follow"
+    " deletionPolicy (never listed, watched, changed in their data, or deleted)",
     apply_rank=1,
 )
 """The Secrets the operator generates once per stack (Redis password, Postgres credentials)."""

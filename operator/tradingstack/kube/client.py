@@ -155,13 +155,13 @@ class Kube:
             )
 
     async def patch_labels(self, kind: str, name: str, namespace: str, labels: Mapping[str, str | None]) -> None:
+        await self.merge_patch(kind, name, namespace, {"metadata": {"labels": dict(labels)}})
+
+    async def merge_patch(self, kind: str, name: str, namespace: str, patch: Mapping[str, Any]) -> None:
+        """A JSON merge patch of fields the operator does not apply (labels it moves, owner references)."""
         async with _api_errors():
             await self._client.patch(
-                CHILD_KINDS[kind],
-                name,
-                {"metadata": {"labels": dict(labels)}},
-                namespace=namespace,
-                patch_type=PatchType.MERGE,
+                CHILD_KINDS[kind], name, dict(patch), namespace=namespace, patch_type=PatchType.MERGE
             )
 
     async def get_stack(self, namespace: str, name: str) -> Obj | None:

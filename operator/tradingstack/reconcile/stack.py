@@ -8,10 +8,12 @@ depends on a previous pass having run, so a crash between two steps is repaired 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,8 +30,10 @@ from tradingstack.kube.client import ChildKey, Kube, Obj
 from tradingstack.metrics import CHILDREN_APPLIED, CHILDREN_PRUNED, RECONCILE_DURATION
 from tradingstack.reconcile.backup_health import backup_health, backup_runs
 from tradingstack.reconcile.diff import needs_apply, with_applied_hash
+from tradingstack.reconcile.ownership import NameConflict, blocked_by, conflict, controlled_by
 from tradingstack.reconcile.redis_tracker import track_redis_master
 from tradingstack.reconcile.restart_runner import advance_restarts
+from tradingstack.reconcile.retention import retention_patches
 from tradingstack.reconcile.status import ConditionUpdate, Observations, compute_status, invalid_spec_status
 from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN, child_name
 from tradingstack.render.postgres import BACKUP_COMPONENT
@@ -38,6 +42,9 @@ from tradingstack.render.services import service_url
 
 PRUNABLE_KINDS = prunable_kinds()
 """Kinds removed when no longer rendered (the components grant them `delete`); data and credentials never are."""
+
+REASONS_WITH_OWN_EVENTS = frozenset({"ApplyFailed", "NameConflict"})
+"""Each child refused or in conflict has had its own Warning Event; the phase change does not post it again."""
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +62,6 @@ def parse_status(raw: Mapping[str, Any] | None) -> TradingStackStatus:
 
 def status_document(status: TradingStackStatus) -> dict[str, Any]:
     return status.model_dump(mode="json", by_alias=True, exclude_none=True)
-
-
-def _owned_by(obj: Obj, uid: str) -> bool:
-    return any(ref.get("uid") == uid and ref.get("controller") for ref in obj["metadata"].get("ownerReferences", []))
 
 
 class StackReconciler:
@@ -100,11 +103,13 @@ class StackReconciler:
         if previous.observed_generation is None:
             await self._kube.post_event(body, "Normal", "Reconciling", f"Creating the children of {name}")
         children = await self._kube.list_children(namespace, {Label.STACK: name}, [u.kind for u in listed_kinds()])
-        for secret in generated_secret_names(stack):  # read by name: the operator may not list Secrets
-            if (found := await self._kube.get("Secret", secret, namespace)) is not None:
-                children[("Secret", secret)] = found
-        await self._create_missing_secrets(stack, children)
-        apply_errors = await self._apply_desired(body, stack, previous, children)
+        desired = [with_applied_hash(obj) for obj in render(stack, stack.owner_reference(), self._domain)]
+        conflicts = await self._claim(stack, desired, children)
+        await self._report_new(body, previous, "NameConflict", [str(c) for c in conflicts.values()])
+        secrets = generated_secrets(stack, stack.owner_reference(), self._new_password, self._domain)
+        await self._create_missing_secrets(secrets, children, conflicts)
+        apply_errors = await self._apply_desired(body, stack, previous, desired, children, conflicts)
+        await self._align_retention(stack, secrets, children)
         written = previous
 
         async def save_restarts(restarts: RestartsStatus) -> None:
@@ -114,31 +119,67 @@ class StackReconciler:
             written = interim
 
         observed = await self._observe(body, stack, previous, children, apply_errors, now, save_restarts)
+        observed = replace(observed, conflicts=[str(c) for c in conflicts.values()])
         status = compute_status(stack, observed, previous, now)
         await self._write_status(body, written, status)
         return status
 
+    async def _claim(
+        self, stack: TradingStack, desired: list[Obj], children: dict[ChildKey, Obj]
+    ) -> dict[ChildKey, NameConflict]:
+        """Reads by name every rendered child the label LIST did not find, and the generated Secrets (the operator
+        may not list Secrets); keeps in `children` only what is the stack's own and returns the rest."""
+        wanted = [(o["kind"], o["metadata"]["name"]) for o in desired] + [
+            ("Secret", secret) for secret in generated_secret_names(stack)
+        ]
+        unseen = [key for key in wanted if key not in children]
+        found = await asyncio.gather(*(self._kube.get(kind, key, stack.namespace) for kind, key in unseen))
+        children.update({key: obj for key, obj in zip(unseen, found, strict=True) if obj is not None})
+        conflicts: dict[ChildKey, NameConflict] = {}
+        for key in wanted:
+            if (found_conflict := conflict(children.get(key), stack.name, stack.metadata.uid)) is not None:
+                conflicts[key] = found_conflict
+                del children[key]  # not ours: never read into the status, never pruned
+        return conflicts
+
+    async def _report_new(
+        self, body: Mapping[str, Any], previous: TradingStackStatus, reason: str, problems: list[str]
+    ) -> None:
+        """One Warning Event per new problem, not one per resync: the previous Degraded message lists the known."""
+        reported = next((c.message for c in previous.conditions if c.type == "Degraded"), "")
+        for problem in problems:
+            if problem not in reported:
+                await self._kube.post_event(body, "Warning", reason, problem)
+
     async def _apply_desired(
-        self, body: Mapping[str, Any], stack: TradingStack, previous: TradingStackStatus, children: dict[ChildKey, Obj]
+        self,
+        body: Mapping[str, Any],
+        stack: TradingStack,
+        previous: TradingStackStatus,
+        desired: list[Obj],
+        children: dict[ChildKey, Obj],
+        conflicts: Mapping[ChildKey, NameConflict],
     ) -> list[str]:
         """Applies what differs from `children` (updated in place), prunes what is no longer rendered; returns
-        the children the API server refused, each with its reason."""
-        desired = [with_applied_hash(obj) for obj in render(stack, stack.owner_reference(), self._domain)]
-        reported = next((c.message for c in previous.conditions if c.type == "Degraded"), "")
+        the children the API server refused, each with its reason. Conflicting names are left alone, and so is
+        every child whose pods would read a conflicting Secret."""
+        foreign_secrets = {name for kind, name in conflicts if kind == "Secret"}
         errors: list[str] = []
         for obj in desired:
             key: ChildKey = (obj["kind"], obj["metadata"]["name"])
-            if not needs_apply(obj, children.get(key)):
+            if key in conflicts or not needs_apply(obj, children.get(key)):
+                continue
+            if (secret := blocked_by(obj, foreign_secrets)) is not None:
+                errors.append(f"{key[0]}/{key[1]}: not applied, its pods would read Secret/{secret} (name conflict)")
                 continue
             try:
                 children[key] = await self._kube.apply(obj)
             except ApiPermanentError as err:
                 errors.append(f"{key[0]}/{key[1]}: {err}")
-                if errors[-1] not in reported:  # one Event per new refusal, not one per resync
-                    await self._kube.post_event(body, "Warning", "ApplyFailed", errors[-1])
                 continue
             CHILDREN_APPLIED.labels(kind=key[0]).inc()
             log.info("applied %s/%s", *key)
+        await self._report_new(body, previous, "ApplyFailed", errors)
         await self._prune(stack, {(o["kind"], o["metadata"]["name"]) for o in desired}, children)
         return errors
 
@@ -182,15 +223,40 @@ class StackReconciler:
         }
         return rollup(await fetch_health_documents(urls))
 
-    async def _create_missing_secrets(self, stack: TradingStack, children: dict[ChildKey, Obj]) -> None:
-        for secret in generated_secrets(stack, stack.owner_reference(), self._new_password, self._domain):
+    async def _create_missing_secrets(
+        self, secrets: list[Obj], children: dict[ChildKey, Obj], conflicts: Mapping[ChildKey, NameConflict]
+    ) -> None:
+        for secret in secrets:
             key = ("Secret", secret["metadata"]["name"])
-            if key not in children and await self._kube.create(secret) is not None:
+            if key in children or key in conflicts:
+                continue
+            if (created := await self._kube.create(secret)) is not None:
+                children[key] = created
                 log.info("generated Secret %s", key[1])  # the name only: values never reach a log
+
+    async def _align_retention(self, stack: TradingStack, desired: list[Obj], children: Mapping[ChildKey, Obj]) -> None:
+        for patch in retention_patches(desired, children, stack.metadata.uid):
+            await self._kube.merge_patch(patch.kind, patch.name, stack.namespace, patch.patch)
+            log.info("%s/%s follows deletionPolicy %s", patch.kind, patch.name, stack.spec.deletion_policy)
+
+    async def release(self, body: Mapping[str, Any]) -> None:
+        """On deletion: the policy the stack has now decides what garbage collection removes with it, even when
+        it was changed after the last pass."""
+        try:
+            stack = TradingStack.model_validate(body)
+        except ValidationError:
+            return  # nothing was ever applied for a spec the models refuse
+        children = await self._kube.list_children(
+            stack.namespace, {Label.STACK: stack.name}, [u.kind for u in listed_kinds()]
+        )
+        desired = render(stack, stack.owner_reference(), self._domain)
+        await self._claim(stack, desired, children)
+        secrets = generated_secrets(stack, stack.owner_reference(), self._new_password, self._domain)
+        await self._align_retention(stack, desired + secrets, children)
 
     async def _prune(self, stack: TradingStack, desired: set[ChildKey], children: dict[ChildKey, Obj]) -> None:
         for key, obj in list(children.items()):
-            if key[0] in PRUNABLE_KINDS and key not in desired and _owned_by(obj, stack.metadata.uid):
+            if key[0] in PRUNABLE_KINDS and key not in desired and controlled_by(obj, stack.metadata.uid):
                 await self._kube.delete(key[0], key[1], stack.namespace)
                 del children[key]
                 CHILDREN_PRUNED.labels(kind=key[0]).inc()
@@ -210,5 +276,5 @@ class StackReconciler:
         condition = {c.type: c for c in status.conditions}
         if status.phase == "Ready":
             await self._kube.post_event(body, "Normal", "Ready", condition["Ready"].message)
-        elif status.phase in ("Degraded", "Failed"):
+        elif status.phase in ("Degraded", "Failed") and condition["Degraded"].reason not in REASONS_WITH_OWN_EVENTS:
             await self._kube.post_event(body, "Warning", condition["Degraded"].reason, condition["Degraded"].message)

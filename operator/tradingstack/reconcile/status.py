@@ -80,6 +80,8 @@ class Observations:
     """Live Deployments and StatefulSets by (kind, name)."""
 
     apply_errors: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+    """Rendered children whose names are taken by objects the stack does not own (not applied)."""
     health: StackHealth | None = None
     """Roll-up of the services' health documents; None when the operator does not read them."""
     redis: RedisStatus = field(default_factory=RedisStatus)
@@ -129,7 +131,12 @@ def compute_status(
             rolling.append(service.name)
         if current is not None and current.failure:
             failed.append(f"{service.name}: {current.failure}")
-    ready_services = len(spec.services) - len(not_ready)
+    # A service scaled to zero is what the spec asks for, so it holds nothing up, but it serves nothing either.
+    scaled_to_zero = [s.name for s in spec.services if s.replicas == 0 and s.name not in not_ready]
+    ready_services = len(spec.services) - len(not_ready) - len(scaled_to_zero)
+    services_ready = f"{ready_services}/{len(spec.services)} services ready"
+    if scaled_to_zero:
+        services_ready += f", scaled to zero: {', '.join(scaled_to_zero)}"
 
     redis = _store_condition(state("StatefulSet", "redis"), "Redis") if spec.redis.enabled else None
     postgres = _store_condition(state("StatefulSet", "postgres"), "Postgres") if spec.postgres.enabled else None
@@ -137,6 +144,8 @@ def compute_status(
     gateway_ready = not spec.gateway.enabled or (gateway is not None and gateway.rolled_out)
 
     degraded_reasons: list[tuple[str, str]] = []
+    if observed.conflicts:
+        degraded_reasons.append(("NameConflict", "; ".join(observed.conflicts)))
     if observed.apply_errors:
         degraded_reasons.append(("ApplyFailed", "; ".join(observed.apply_errors)))
     if failed:
@@ -152,7 +161,7 @@ def compute_status(
         degraded_reasons.append(("BackupUnhealthy", backup.message))
 
     stores_ready = all(c is None or c.status == "True" for c in (redis, postgres))
-    ready = not not_ready and stores_ready and gateway_ready and not observed.apply_errors
+    ready = not not_ready and stores_ready and gateway_ready and not observed.apply_errors and not observed.conflicts
     waiting = [f"services {', '.join(not_ready)}"] if not_ready else []
     waiting += [n for n, c in (("redis", redis), ("postgres", postgres)) if c is not None and c.status != "True"]
     if not gateway_ready:
@@ -160,7 +169,7 @@ def compute_status(
     progressing = bool(rolling) or not stores_ready or not gateway_ready or observed.restarts.in_progress is not None
 
     updates: dict[ConditionType, ConditionUpdate] = {
-        "Ready": ConditionUpdate("True", "AllComponentsReady", f"{ready_services}/{len(spec.services)} services ready")
+        "Ready": ConditionUpdate("True", "AllComponentsReady", services_ready)
         if ready
         else ConditionUpdate("False", "ComponentsNotReady", "waiting for " + "; ".join(waiting or ["apply"])),
         "Progressing": ConditionUpdate("True", "RollingOut", "; ".join(waiting) or "restart in progress")
