@@ -236,3 +236,17 @@ def test_forced_resync_of_a_ready_stack_writes_nothing(
     operator.start()
     wait_for_passes(operator, count=3)
     assert write_requests(audit, namespace, mark) == []
+
+
+def test_pods_that_cannot_run_are_reported_naming_the_service(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    document = example(namespace)
+    engine = next(s for s in document["spec"]["services"] if s["name"] == "ai-engine")
+    engine["resources"] = {"requests": {"cpu": "500", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
+    cluster.apply(document, namespace=namespace)
+    stack = wait_for_condition(cluster, namespace, "quantum-trader", "Degraded", "True", READY_TIMEOUT)
+    degraded = next(c for c in stack["status"]["conditions"] if c["type"] == "Degraded")
+    assert degraded["reason"] == "PodsFailing"
+    assert degraded["message"].startswith("ai-engine: pod quantum-trader-ai-engine-")
+    assert "Unschedulable: " in degraded["message"] and "Insufficient cpu" in degraded["message"]

@@ -194,7 +194,20 @@ def test_the_policy_at_deletion_time_decides_for_the_credentials(
         wait_for(lambda: not generated & secrets_left(cluster, namespace), timeout=90, what="credentials deleted")
 
 
-NON_CANONICAL = ["0.5", "1.5Gi", "2048Mi", "1000M", "1.0", "1500m", "0.25Gi", "1331.2", "0.0001", "1024k"]
+NON_CANONICAL = [
+    "0.5",
+    "1.5Gi",
+    "2048Mi",
+    "1000M",
+    "1.0",
+    "1500m",
+    "0.25Gi",
+    "1331.2",
+    "0.0001",
+    "1024k",
+    "437.5Ki",
+    "448000",
+]
 
 
 def test_canonical_quantities_are_the_api_servers(cluster: Cluster, namespace: str) -> None:

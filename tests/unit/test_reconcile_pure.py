@@ -6,10 +6,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tradingstack.api import TradingStack, TradingStackStatus
+from tradingstack.contract import Label
 from tradingstack.health.contract import DependencyHealth, DependencyStatus, ServiceHealth
 from tradingstack.health.rollup import rollup
 from tradingstack.reconcile.diff import contains, needs_apply, with_applied_hash
-from tradingstack.reconcile.status import ConditionUpdate, Observations, compute_status, invalid_spec_status
+from tradingstack.reconcile.status import (
+    ConditionUpdate,
+    Observations,
+    compute_status,
+    invalid_spec_status,
+    pod_failures,
+)
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 DESIRED: dict[str, Any] = {
@@ -164,3 +171,23 @@ def test_invalid_spec_status_names_the_fields() -> None:
     degraded = next(c for c in status.conditions if c.type == "Degraded")
     assert status.phase == "Failed" and status.observed_generation == 4
     assert degraded.reason == "InvalidSpec" and "spec.restarts.timeZone" in degraded.message
+
+
+def test_pods_that_will_not_run_are_named_by_component() -> None:
+    def pod(name: str, component: str, **status: object) -> dict[str, object]:
+        return {"metadata": {"name": name, "labels": {Label.COMPONENT: component}}, "status": status}
+
+    unschedulable = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/4 nodes"}
+    pull = {"state": {"waiting": {"reason": "ErrImagePull", "message": "not found"}}}
+    starting = {"state": {"waiting": {"reason": "ContainerCreating"}}}
+    refused = {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": "quota exceeded"}
+    found = pod_failures(
+        [pod("a-1", "api", conditions=[unschedulable]), pod("w-1", "web", containerStatuses=[pull]),
+         pod("o-1", "ok", containerStatuses=[starting])],
+        [{"metadata": {"labels": {Label.COMPONENT: "db"}}, "status": {"conditions": [refused]}}],
+    )  # fmt: skip
+    assert found == {
+        "api": "pod a-1: Unschedulable: 0/4 nodes",
+        "web": "pod w-1: ErrImagePull: not found",
+        "db": "FailedCreate: quota exceeded",
+    }

@@ -66,7 +66,13 @@ Quantity = Annotated[str, Field(pattern=QUANTITY, max_length=32), AfterValidator
 """Rendered in the API server's canonical form (`canonical_quantity`)."""
 Cron = Annotated[str, Field(pattern=FIVE_FIELD_CRON, max_length=100), AfterValidator(_check_cron)]
 TimeZone = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_check_time_zone)]
-Image = Annotated[str, Field(min_length=1, max_length=512)]
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+IMAGE_REFERENCE = (
+    rf"^(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
+)
+"""An image reference as the container runtimes parse it: [registry[:port]/]path[:tag][@sha256:digest]."""
+Image = Annotated[str, Field(min_length=1, max_length=512, pattern=IMAGE_REFERENCE)]
 
 
 class Resources(ApiModel):
@@ -270,13 +276,8 @@ class ServiceSpec(ApiModel):
 class StorageSpec(ApiModel):
     """A persistent volume claim."""
 
-    size: Quantity = Field(
-        default="1Gi",
-        json_schema_extra=validations(
-            cel("self == oldSelf", "size is immutable (volume claim templates cannot change)")
-        ),
-    )
-    """Requested size. Immutable once set."""
+    size: Quantity = "1Gi"
+    """Requested size. Immutable once the stack exists, also by leaving it out (which means the default)."""
 
     storage_class_name: str | None = Field(default=None, max_length=253)
     """Storage class; the cluster default when unset."""
@@ -480,6 +481,24 @@ class RestartsSpec(ApiModel):
     """How long one service may take to roll out and become ready before the run stops as Failed."""
 
 
+STORAGE_DEFAULTS = {
+    ("redis", "storage"): "1Gi",
+    ("postgres", "storage"): "10Gi",
+    ("postgres", "backup", "storage"): "20Gi",
+}
+"""Each volume's size when the spec leaves it out (the models' defaults; a drift test compares them)."""
+
+
+def _effective(root: str, path: tuple[str, ...], default: str) -> str:
+    """CEL for the size a volume has: the spec's value, or the default when it (or a parent) is left out, so that
+    removing `size` and then setting another value is still a change of size."""
+    steps = [root + "".join(f".{p}" for p in path[: i + 1]) for i in range(len(path))] + [
+        root + "".join(f".{p}" for p in path) + ".size"
+    ]
+    present = " && ".join(f"has({step})" for step in steps)
+    return f"({present} ? {steps[-1]} : '{default}')"
+
+
 class TradingStackSpec(ApiModel):
     """A Quantum Trader stack: services, Redis Sentinel, PostgreSQL with backups, gateway, daily restarts."""
 
@@ -504,6 +523,25 @@ class TradingStackSpec(ApiModel):
 
     deletion_policy: Literal["Retain", "Delete"] = "Retain"
     """What happens to volumes and backups when the stack is deleted. Retain keeps them. Default: Retain."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            *(
+                cel(
+                    f"{_effective('self', path, default)} == {_effective('oldSelf', path, default)}",
+                    f"{'.'.join(path)}.size is immutable (volume claim templates cannot change); "
+                    f"leaving it out means {default}",
+                )
+                for path, default in STORAGE_DEFAULTS.items()
+            ),
+            cel(
+                "!has(self.postgres) || !has(self.postgres.restore) || (has(oldSelf.postgres) && "
+                "has(oldSelf.postgres.restore) && self.postgres.restore == oldSelf.postgres.restore)",
+                "postgres.restore bootstraps a new stack only and cannot be added or changed later; "
+                "restore a running stack with `tradingstack backup restore`",
+            ),
+        )
+    }
 
     @model_validator(mode="after")
     def _references(self) -> TradingStackSpec:

@@ -209,6 +209,7 @@ class StackReconciler:
             redis = await track_redis_master(self._kube, body, stack, previous.redis, children, now, self._domain)
         return Observations(
             workloads={k: v for k, v in children.items() if k[0] in ("Deployment", "StatefulSet")},
+            pods=[v for k, v in children.items() if k[0] == "Pod"],
             apply_errors=apply_errors,
             postgres=backup.postgres if backup else previous.postgres,
             backup_condition=ConditionUpdate(backup.status, backup.reason, backup.message) if backup else None,

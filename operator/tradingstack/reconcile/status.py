@@ -7,13 +7,14 @@ and the operator writes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
 from tradingstack.api import Condition, ServiceStatus, TradingStack, TradingStackStatus
 from tradingstack.api.status import ConditionType, HealthState, Phase, PostgresStatus, RedisStatus, RestartsStatus
+from tradingstack.contract import Label
 from tradingstack.health.rollup import StackHealth
 
 ConditionStatus = Literal["True", "False", "Unknown"]
@@ -72,6 +73,39 @@ def workload_state(obj: Mapping[str, Any] | None) -> WorkloadState | None:
     return WorkloadState(desired, ready, current and updated and settled and ready >= desired, failure)
 
 
+POD_FAILURES = frozenset(
+    {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CrashLoopBackOff", "CreateContainerConfigError",
+     "CreateContainerError", "RunContainerError"}
+)  # fmt: skip
+"""Waiting reasons of a container that will not start without a change: reported, not waited for."""
+
+
+def pod_failures(pods: Iterable[Mapping[str, Any]], workloads: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """Why a component's pods do not run, by component: a pod that cannot be scheduled, a container that
+    cannot start, or a workload whose pods cannot be created (ReplicaFailure, e.g. a quota or admission refusal)."""
+    found: dict[str, str] = {}
+    for pod in pods:
+        component = pod["metadata"].get("labels", {}).get(Label.COMPONENT)
+        status = pod.get("status", {})
+        problems = [
+            f"{c.get('reason')}: {c.get('message', '')}".rstrip(": ")
+            for c in status.get("conditions", [])
+            if c.get("type") == "PodScheduled" and c.get("status") == "False" and c.get("reason") == "Unschedulable"
+        ]
+        for container in status.get("initContainerStatuses", []) + status.get("containerStatuses", []):
+            waiting = container.get("state", {}).get("waiting") or {}
+            if waiting.get("reason") in POD_FAILURES:
+                problems.append(f"{waiting['reason']}: {waiting.get('message', '')}".rstrip(": "))
+        if component and problems and component not in found:
+            found[component] = f"pod {pod['metadata']['name']}: {problems[0]}"
+    for workload in workloads:
+        component = workload["metadata"].get("labels", {}).get(Label.COMPONENT)
+        for c in workload.get("status", {}).get("conditions", []):
+            if c.get("type") == "ReplicaFailure" and c.get("status") == "True" and component:
+                found.setdefault(component, f"{c.get('reason')}: {c.get('message', '')}")
+    return found
+
+
 @dataclass(frozen=True)
 class Observations:
     """Everything the status is computed from, gathered by the reconciler."""
@@ -81,6 +115,8 @@ class Observations:
 
     apply_errors: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
+    pods: list[Mapping[str, Any]] = field(default_factory=list)
+    """The stack's live pods (by the stack label)."""
     """Rendered children whose names are taken by objects the stack does not own (not applied)."""
     health: StackHealth | None = None
     """Roll-up of the services' health documents; None when the operator does not read them."""
@@ -104,6 +140,21 @@ def _store_condition(state: WorkloadState | None, name: str) -> ConditionUpdate:
     if not state.rolled_out:
         return ConditionUpdate("False", "NotReady", f"{state.ready}/{state.desired} pods ready")
     return ConditionUpdate("True", "Ready", f"{state.ready}/{state.desired} pods ready")
+
+
+def _degraded_reasons(observed: Observations, rollouts_failed: list[str]) -> list[tuple[str, str]]:
+    """(reason, message) of everything that keeps the stack from working as specified, most actionable first."""
+    failing = pod_failures(observed.pods, observed.workloads.values())
+    candidates = [
+        ("NameConflict", "; ".join(observed.conflicts)),
+        ("ApplyFailed", "; ".join(observed.apply_errors)),
+        ("PodsFailing", "; ".join(f"{c}: {m}" for c, m in sorted(failing.items()))),
+        ("RolloutFailed", "; ".join(rollouts_failed)),
+    ]
+    reasons = [(reason, message) for reason, message in candidates if message]
+    if observed.health is not None and observed.health.degraded:
+        reasons.append((observed.health.reason, observed.health.message))
+    return reasons
 
 
 def compute_status(
@@ -143,15 +194,7 @@ def compute_status(
     gateway = state("Deployment", "gateway") if spec.gateway.enabled else None
     gateway_ready = not spec.gateway.enabled or (gateway is not None and gateway.rolled_out)
 
-    degraded_reasons: list[tuple[str, str]] = []
-    if observed.conflicts:
-        degraded_reasons.append(("NameConflict", "; ".join(observed.conflicts)))
-    if observed.apply_errors:
-        degraded_reasons.append(("ApplyFailed", "; ".join(observed.apply_errors)))
-    if failed:
-        degraded_reasons.append(("RolloutFailed", "; ".join(failed)))
-    if observed.health is not None and observed.health.degraded:
-        degraded_reasons.append((observed.health.reason, observed.health.message))
+    degraded_reasons = _degraded_reasons(observed, failed)
 
     if spec.postgres.enabled and spec.postgres.backup.enabled:
         backup = observed.backup_condition or ConditionUpdate("Unknown", "NoBackupYet", "no backup Job has finished")

@@ -1,0 +1,64 @@
+"""Rules the API server enforces across updates (CEL transition rules of the CRD), on the real API server."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from tests.fixtures.cluster import Cluster
+
+pytestmark = pytest.mark.cluster
+
+
+def document(namespace: str, **postgres: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "trading.quantumtrader.dev/v1alpha1",
+        "kind": "TradingStack",
+        "metadata": {"name": "s", "namespace": namespace},
+        "spec": {
+            "services": [{"name": "api", "image": "ghcr.io/quantumtrader/demo-service:0.1.0", "port": 8000}],
+            "postgres": postgres,
+        },
+    }
+
+
+def apply(cluster: Cluster, namespace: str, doc: dict[str, Any]) -> str:
+    """Applies as the same field manager every time (so leaving a field out removes it); the refusal, if any."""
+    result = cluster.kubectl(
+        "apply", "--server-side", "--field-manager=test", "-f", "-", "-n", namespace,
+        input=json.dumps(doc), check=False,
+    )  # fmt: skip
+    return "" if result.returncode == 0 else result.stderr
+
+
+def test_a_volume_size_cannot_change_by_leaving_it_out_first(cluster: Cluster, namespace: str, crd: None) -> None:
+    sized = document(namespace, storage={"size": "10Gi"})
+    assert apply(cluster, namespace, sized) == ""
+    unsized = copy.deepcopy(sized)
+    del unsized["spec"]["postgres"]["storage"]
+    assert apply(cluster, namespace, unsized) == ""  # the default is 10Gi: no change of size
+    bigger = document(namespace, storage={"size": "30Gi"})
+    refused = apply(cluster, namespace, bigger)
+    assert "postgres.storage.size is immutable" in refused and "leaving it out means 10Gi" in refused
+    assert apply(cluster, namespace, document(namespace, backup={"storage": {"size": "5Gi"}})) != ""
+
+
+def test_restore_from_only_when_the_stack_is_created(cluster: Cluster, namespace: str, crd: None) -> None:
+    assert apply(cluster, namespace, document(namespace)) == ""
+    refused = apply(cluster, namespace, document(namespace, restore={"from": "latest"}))
+    assert "postgres.restore bootstraps a new stack only" in refused
+    cluster.kubectl("delete", "tradingstack", "s", "-n", namespace)
+
+    assert apply(cluster, namespace, document(namespace, restore={"from": "latest"})) == ""
+    assert "bootstraps a new stack only" in apply(cluster, namespace, document(namespace, restore={"from": "b-1"}))
+    assert apply(cluster, namespace, document(namespace)) == ""  # removing it is fine
+
+
+@pytest.mark.parametrize("image", ["Demo:1", "demo service:1", "ghcr.io/x/y:tag@sha256:abc", "x/y:", "-x"])
+def test_an_invalid_image_reference_is_refused(cluster: Cluster, namespace: str, crd: None, image: str) -> None:
+    doc = document(namespace)
+    doc["spec"]["services"][0]["image"] = image
+    assert "spec.services[0].image" in apply(cluster, namespace, doc)
