@@ -62,3 +62,23 @@ def test_an_invalid_image_reference_is_refused(cluster: Cluster, namespace: str,
     doc = document(namespace)
     doc["spec"]["services"][0]["image"] = image
     assert "spec.services[0].image" in apply(cluster, namespace, doc)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "refusal"),
+    [
+        ("redis", {"sentinels": 1}, "quorum must be <= sentinels"),
+        ("service-resources", {"requests": {"cpu": "1", "memory": "1Gi", "gpu": "1"}}, "unknown resource name"),
+        ("restarts", {"schedule": "0 5\u2003* * * *"}, "spec.restarts.schedule"),
+    ],
+    ids=["one-sentinel-default-quorum", "unknown-resource", "unicode-whitespace-cron"],
+)
+def test_specs_the_operator_would_fail_are_refused_by_the_api_server(
+    cluster: Cluster, namespace: str, crd: None, field: str, value: dict[str, Any], refusal: str
+) -> None:
+    doc = document(namespace)
+    if field == "service-resources":
+        doc["spec"]["services"][0]["resources"] = value
+    else:
+        doc["spec"][field] = value
+    assert refusal in apply(cluster, namespace, doc)

@@ -11,8 +11,10 @@ from pydantic.alias_generators import to_camel
 
 DNS1035_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|Pi|Ei|M|G|T|P|E)?$"
-# Five whitespace-separated fields; the model checks each field with the cron library too.
-FIVE_FIELD_CRON = r"^\s*\S+\s+\S+\s+\S+\s+\S+\s+\S+\s*$"
+# Five fields separated by spaces or tabs; the model checks each field with the cron library too.
+_CRON_FIELD = r"[0-9A-Za-z*/,?#-]+"
+FIVE_FIELD_CRON = rf"^[ \t]*{_CRON_FIELD}(?:[ \t]+{_CRON_FIELD}){{4}}[ \t]*$"
+"""ASCII only, so the API server (RE2) and the models (Python) read the same five fields."""
 _QUANTITY_RE = re.compile(QUANTITY)
 
 

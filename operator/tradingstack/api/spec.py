@@ -75,20 +75,33 @@ IMAGE_REFERENCE = (
 Image = Annotated[str, Field(min_length=1, max_length=512, pattern=IMAGE_REFERENCE)]
 
 
+RESOURCE_NAMES = ("cpu", "memory", "ephemeral-storage")
+_KNOWN_RESOURCES = validations(
+    cel(
+        "self.all(name, name in [" + ", ".join(f"'{n}'" for n in RESOURCE_NAMES) + "])",
+        "unknown resource name; use " + ", ".join(RESOURCE_NAMES),
+    )
+)
+
+
 class Resources(ApiModel):
     """CPU and memory for one container, as Kubernetes quantities."""
 
-    requests: dict[str, Quantity] = Field(default_factory=lambda: {"cpu": "100m", "memory": "128Mi"})
+    requests: dict[str, Quantity] = Field(
+        default_factory=lambda: {"cpu": "100m", "memory": "128Mi"}, json_schema_extra=_KNOWN_RESOURCES
+    )
     """Guaranteed resources (keys `cpu`, `memory`, `ephemeral-storage`; cpu and memory required). Default: 100m
     CPU, 128Mi memory."""
 
-    limits: dict[str, Quantity] = Field(default_factory=lambda: {"cpu": "1", "memory": "512Mi"})
+    limits: dict[str, Quantity] = Field(
+        default_factory=lambda: {"cpu": "1", "memory": "512Mi"}, json_schema_extra=_KNOWN_RESOURCES
+    )
     """Upper bounds (keys `cpu`, `memory`, `ephemeral-storage`; memory required). Default: 1 CPU, 512Mi memory."""
 
     @field_validator("requests", "limits")
     @classmethod
     def _known_keys(cls, value: dict[str, str]) -> dict[str, str]:
-        unknown = sorted(set(value) - {"cpu", "memory", "ephemeral-storage"})
+        unknown = sorted(set(value) - set(RESOURCE_NAMES))
         if unknown:
             raise ValueError(f"unknown resource name(s) {', '.join(unknown)}; use cpu, memory, ephemeral-storage")
         return value
@@ -332,8 +345,8 @@ class RedisSpec(ApiModel):
     model_config = ApiModel.model_config | {
         "json_schema_extra": validations(
             cel(
-                "!has(self.quorum) || self.quorum <= (has(self.sentinels) ? self.sentinels : 3)",
-                "quorum must be <= sentinels",
+                "(has(self.quorum) ? self.quorum : 2) <= (has(self.sentinels) ? self.sentinels : 3)",
+                "quorum must be <= sentinels (quorum defaults to 2, sentinels to 3)",
                 fieldPath=".quorum",
             ),
             cel(
