@@ -271,3 +271,38 @@ def test_one_event_per_refused_child(cluster: Cluster, namespace: str, operator:
     wait_for_passes(operator, count=3)
     refused = warnings(cluster, namespace, "s", "ApplyFailed")
     assert len(refused) == 1 and "Deployment/s-api" in refused[0]["message"]
+
+
+def test_an_existing_secret_is_used_only_when_referenced_and_complete(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    document = stack("s", namespace, [service("api", uses=["postgres"])], redis={"enabled": False},
+                     postgres={"existingSecret": "desk-db"})  # fmt: skip
+    cluster.apply(document)
+    degraded = wait_for_condition(cluster, namespace, "s", "Degraded", "True", TIMEOUT)
+    message = next(c for c in degraded["status"]["conditions"] if c["type"] == "Degraded")
+    assert (
+        message["reason"] == "SecretInvalid" and "Secret/desk-db (existingSecret) does not exist" in message["message"]
+    )
+    assert get(cluster, "deployment", "s-api", namespace) is None
+
+    credentials = {"username": "trading", "password": "from-the-desk"}
+    partial = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "desk-db", "namespace": namespace},
+               "stringData": credentials}  # fmt: skip
+    cluster.apply(partial)
+    wait_for(
+        lambda: "lacks the key(s) dsn" in condition(cluster, namespace, "s", "Degraded")["message"],
+        timeout=TIMEOUT,
+        what="the missing key reported",
+    )
+    credentials["dsn"] = f"postgresql://trading:from-the-desk@s-postgres.{namespace}.svc:5432/trading"
+    cluster.apply(partial)
+    wait_for_condition(cluster, namespace, "s", "Ready", "True", TIMEOUT)
+    api = get(cluster, "deployment", "s-api", namespace)
+    assert api is not None and '"name": "desk-db"' in json.dumps(api["spec"]["template"])
+    assert get(cluster, "secret", "s-postgres", namespace) is None  # nothing generated
+    before = get(cluster, "secret", "desk-db", namespace)
+    cluster.kubectl("delete", "tradingstack", "s", "-n", namespace, "--wait=true", "--timeout=90s")
+    after = get(cluster, "secret", "desk-db", namespace)
+    assert before is not None and after is not None
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]

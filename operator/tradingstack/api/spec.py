@@ -61,6 +61,7 @@ def _check_time_zone(value: str) -> str:
     return value
 
 
+SecretName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)]
 ServiceName = Annotated[str, Field(pattern=DNS1035_LABEL, min_length=1, max_length=24)]
 Quantity = Annotated[str, Field(pattern=QUANTITY, max_length=32), AfterValidator(canonical_quantity)]
 """Rendered in the API server's canonical form (`canonical_quantity`)."""
@@ -121,7 +122,7 @@ class Resources(ApiModel):
 class SecretKeySelector(ApiModel):
     """A key of a Secret in the stack's namespace."""
 
-    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)
+    name: SecretName
     """Name of the Secret."""
 
     key: str = Field(min_length=1, max_length=253)
@@ -310,6 +311,12 @@ class RedisSpec(ApiModel):
     replicas: int = Field(default=3, ge=1, le=9)
     """Redis pods (one master, the rest replicas). Default: 3."""
 
+    existing_secret: SecretName | None = None
+    """A Secret of yours, in the stack's namespace, holding the Redis and Sentinel password under the key
+    `password`: used instead of the generated `<stack>-redis`, and never changed or deleted by the operator.
+    Without it the operator generates `<stack>-redis` once; an object of that name it did not create is a
+    NameConflict, never taken as the password."""
+
     sentinels: int = Field(default=3, ge=1, le=9)
     """Sentinel processes (odd numbers avoid split votes). Default: 3."""
 
@@ -416,6 +423,12 @@ class PostgresSpec(ApiModel):
 
     user: str = Field(default="trading", pattern=r"^[a-z_][a-z0-9_]*$", max_length=63)
     """Role the services connect as; its password is generated into a Secret. Default: trading."""
+
+    existing_secret: SecretName | None = None
+    """A Secret of yours, in the stack's namespace, with the keys `username` (the role above), `password` and
+    `dsn` (`postgresql://user:password@host:5432/database`): used instead of the generated `<stack>-postgres`,
+    and never changed or deleted by the operator. Without it the operator generates `<stack>-postgres` once; an
+    object of that name it did not create is a NameConflict, never taken as the credentials."""
 
     storage: StorageSpec = Field(default_factory=lambda: StorageSpec(size="10Gi"))
     """Data volume."""

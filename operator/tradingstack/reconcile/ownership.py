@@ -84,6 +84,14 @@ def referenced_secrets(obj: Any) -> set[str]:
     return found
 
 
-def blocked_by(obj: Obj, conflicting_secrets: Iterable[str]) -> str | None:
-    """A child that would hand a foreign Secret's values to its pods is not applied either."""
-    return next(iter(sorted(referenced_secrets(obj) & set(conflicting_secrets))), None)
+def blocked_by(obj: Obj, unusable_secrets: Iterable[str]) -> str | None:
+    """A child whose pods would read a foreign or an unusable Secret is not applied either."""
+    return next(iter(sorted(referenced_secrets(obj) & set(unusable_secrets))), None)
+
+
+def user_secret_problem(name: str, live: Obj | None, keys: Iterable[str]) -> str | None:
+    """Why a Secret the spec references (`existingSecret`) cannot be used, if it cannot."""
+    if live is None:
+        return f"Secret/{name} (existingSecret) does not exist"
+    missing = [key for key in keys if key not in (live.get("data") or {})]
+    return f"Secret/{name} (existingSecret) lacks the key(s) {', '.join(missing)}" if missing else None

@@ -30,20 +30,20 @@ from tradingstack.kube.client import ChildKey, Kube, Obj
 from tradingstack.metrics import CHILDREN_APPLIED, CHILDREN_PRUNED, RECONCILE_DURATION
 from tradingstack.reconcile.backup_health import backup_health, backup_runs
 from tradingstack.reconcile.diff import needs_apply, with_applied_hash
-from tradingstack.reconcile.ownership import NameConflict, blocked_by, conflict, controlled_by
+from tradingstack.reconcile.ownership import NameConflict, blocked_by, conflict, controlled_by, user_secret_problem
 from tradingstack.reconcile.redis_tracker import track_redis_master
 from tradingstack.reconcile.restart_runner import advance_restarts
 from tradingstack.reconcile.retention import retention_patches
 from tradingstack.reconcile.status import ConditionUpdate, Observations, compute_status, invalid_spec_status
 from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN, child_name
 from tradingstack.render.postgres import BACKUP_COMPONENT
-from tradingstack.render.secrets import generated_secret_names, generated_secrets
+from tradingstack.render.secrets import generated_secret_names, generated_secrets, referenced_secret_keys
 from tradingstack.render.services import service_url
 
 PRUNABLE_KINDS = prunable_kinds()
 """Kinds removed when no longer rendered (the components grant them `delete`); data and credentials never are."""
 
-REASONS_WITH_OWN_EVENTS = frozenset({"ApplyFailed", "NameConflict"})
+REASONS_WITH_OWN_EVENTS = frozenset({"ApplyFailed", "NameConflict", "SecretInvalid"})
 """Each child refused or in conflict has had its own Warning Event; the phase change does not post it again."""
 
 log = logging.getLogger(__name__)
@@ -106,9 +106,12 @@ class StackReconciler:
         desired = [with_applied_hash(obj) for obj in render(stack, stack.owner_reference(), self._domain)]
         conflicts = await self._claim(stack, desired, children)
         await self._report_new(body, previous, "NameConflict", [str(c) for c in conflicts.values()])
+        secret_problems = await self._check_user_secrets(stack)
+        await self._report_new(body, previous, "SecretInvalid", list(secret_problems.values()))
         secrets = generated_secrets(stack, stack.owner_reference(), self._new_password, self._domain)
         await self._create_missing_secrets(secrets, children, conflicts)
-        apply_errors = await self._apply_desired(body, stack, previous, desired, children, conflicts)
+        unusable = {name for kind, name in conflicts if kind == "Secret"} | set(secret_problems)
+        apply_errors = await self._apply_desired(body, stack, previous, desired, children, conflicts, unusable)
         await self._align_retention(stack, secrets, children)
         written = previous
 
@@ -119,7 +122,9 @@ class StackReconciler:
             written = interim
 
         observed = await self._observe(body, stack, previous, children, apply_errors, now, save_restarts)
-        observed = replace(observed, conflicts=[str(c) for c in conflicts.values()])
+        observed = replace(
+            observed, conflicts=[str(c) for c in conflicts.values()], secret_problems=list(secret_problems.values())
+        )
         status = compute_status(stack, observed, previous, now)
         await self._write_status(body, written, status)
         return status
@@ -142,6 +147,16 @@ class StackReconciler:
                 del children[key]  # not ours: never read into the status, never pruned
         return conflicts
 
+    async def _check_user_secrets(self, stack: TradingStack) -> dict[str, str]:
+        """The Secrets the spec references (`existingSecret`) that are missing or lack keys, with why. Secrets
+        are not watched: a fixed Secret is seen at the next resync."""
+        problems: dict[str, str] = {}
+        for name, keys in referenced_secret_keys(stack).items():
+            live = await self._kube.get("Secret", name, stack.namespace)
+            if (problem := user_secret_problem(name, live, keys)) is not None:
+                problems[name] = problem
+        return problems
+
     async def _report_new(
         self, body: Mapping[str, Any], previous: TradingStackStatus, reason: str, problems: list[str]
     ) -> None:
@@ -159,18 +174,18 @@ class StackReconciler:
         desired: list[Obj],
         children: dict[ChildKey, Obj],
         conflicts: Mapping[ChildKey, NameConflict],
+        unusable_secrets: set[str],
     ) -> list[str]:
         """Applies what differs from `children` (updated in place), prunes what is no longer rendered; returns
         the children the API server refused, each with its reason. Conflicting names are left alone, and so is
-        every child whose pods would read a conflicting Secret."""
-        foreign_secrets = {name for kind, name in conflicts if kind == "Secret"}
+        every child whose pods would read a foreign or unusable Secret."""
         errors: list[str] = []
         for obj in desired:
             key: ChildKey = (obj["kind"], obj["metadata"]["name"])
             if key in conflicts or not needs_apply(obj, children.get(key)):
                 continue
-            if (secret := blocked_by(obj, foreign_secrets)) is not None:
-                errors.append(f"{key[0]}/{key[1]}: not applied, its pods would read Secret/{secret} (name conflict)")
+            if (secret := blocked_by(obj, unusable_secrets)) is not None:
+                errors.append(f"{key[0]}/{key[1]}: not applied, its pods would read Secret/{secret}")
                 continue
             try:
                 children[key] = await self._kube.apply(obj)

@@ -115,6 +115,8 @@ class Observations:
 
     apply_errors: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
+    secret_problems: list[str] = field(default_factory=list)
+    """Secrets the spec references (existingSecret) that are missing or lack keys."""
     pods: list[Mapping[str, Any]] = field(default_factory=list)
     """The stack's live pods (by the stack label)."""
     """Rendered children whose names are taken by objects the stack does not own (not applied)."""
@@ -147,6 +149,7 @@ def _degraded_reasons(observed: Observations, rollouts_failed: list[str]) -> lis
     failing = pod_failures(observed.pods, observed.workloads.values())
     candidates = [
         ("NameConflict", "; ".join(observed.conflicts)),
+        ("SecretInvalid", "; ".join(observed.secret_problems)),
         ("ApplyFailed", "; ".join(observed.apply_errors)),
         ("PodsFailing", "; ".join(f"{c}: {m}" for c, m in sorted(failing.items()))),
         ("RolloutFailed", "; ".join(rollouts_failed)),
@@ -204,7 +207,8 @@ def compute_status(
         degraded_reasons.append(("BackupUnhealthy", backup.message))
 
     stores_ready = all(c is None or c.status == "True" for c in (redis, postgres))
-    ready = not not_ready and stores_ready and gateway_ready and not observed.apply_errors and not observed.conflicts
+    not_applied = observed.apply_errors or observed.conflicts or observed.secret_problems
+    ready = not not_ready and stores_ready and gateway_ready and not not_applied
     waiting = [f"services {', '.join(not_ready)}"] if not_ready else []
     waiting += [n for n, c in (("redis", redis), ("postgres", postgres)) if c is not None and c.status != "True"]
     if not gateway_ready:

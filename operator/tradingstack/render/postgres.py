@@ -66,7 +66,8 @@ TOOL_RESOURCES = Resources()
 
 
 def secret_name(stack: TradingStack) -> str:
-    return child_name(stack, COMPONENT)
+    """The Secret with `POSTGRES_SECRET_KEYS`: the user's `existingSecret`, or the one the operator generates."""
+    return stack.spec.postgres.existing_secret or child_name(stack, COMPONENT)
 
 
 def host(stack: TradingStack, domain: str) -> str:

@@ -82,7 +82,7 @@ SENTINEL_RESOURCES = Resources(requests={"cpu": "50m", "memory": "32Mi"}, limits
 
 def redis_secret_name(stack: TradingStack) -> str:
     """The Secret holding the Redis (and Sentinel) password under the key `password`."""
-    return child_name(stack, REDIS_COMPONENT)
+    return stack.spec.redis.existing_secret or child_name(stack, REDIS_COMPONENT)
 
 
 def master_service_name(stack: TradingStack) -> str:

@@ -27,10 +27,29 @@ def _secret(stack: TradingStack, owner: OwnerReference, component: str, name: st
     return apply_deletion_policy(secret, stack.spec.deletion_policy)
 
 
+def _generates_redis(stack: TradingStack) -> bool:
+    return stack.spec.redis.enabled and stack.spec.redis.existing_secret is None
+
+
+def _generates_postgres(stack: TradingStack) -> bool:
+    return stack.spec.postgres.enabled and stack.spec.postgres.existing_secret is None
+
+
 def generated_secret_names(stack: TradingStack) -> list[str]:
     """The Secrets `generated_secrets` creates for this stack."""
-    names = [redis.redis_secret_name(stack)] if stack.spec.redis.enabled else []
-    return names + ([postgres.secret_name(stack)] if stack.spec.postgres.enabled else [])
+    names = [redis.redis_secret_name(stack)] if _generates_redis(stack) else []
+    return names + ([postgres.secret_name(stack)] if _generates_postgres(stack) else [])
+
+
+def referenced_secret_keys(stack: TradingStack) -> dict[str, tuple[str, ...]]:
+    """The users' Secrets the stack's pods read (`existingSecret`), with the keys each must have."""
+    keys: dict[str, tuple[str, ...]] = {}
+    if stack.spec.redis.enabled and stack.spec.redis.existing_secret:
+        keys[stack.spec.redis.existing_secret] = (SecretKey.PASSWORD,)
+    if stack.spec.postgres.enabled and stack.spec.postgres.existing_secret:
+        name = stack.spec.postgres.existing_secret
+        keys[name] = tuple(dict.fromkeys(keys.get(name, ()) + postgres.POSTGRES_SECRET_KEYS))
+    return keys
 
 
 def generated_secrets(
@@ -40,11 +59,11 @@ def generated_secrets(
     domain: str = DEFAULT_CLUSTER_DOMAIN,
 ) -> list[Manifest]:
     secrets: list[Manifest] = []
-    if stack.spec.redis.enabled:
+    if _generates_redis(stack):
         secrets.append(
             _secret(stack, owner, "redis", redis.redis_secret_name(stack), {SecretKey.PASSWORD: new_password()})
         )
-    if stack.spec.postgres.enabled:
+    if _generates_postgres(stack):
         password = new_password()
         data = {
             SecretKey.USERNAME: stack.spec.postgres.user,
