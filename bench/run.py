@@ -18,6 +18,7 @@ BENCHES = {
     "restarts": ["bench/bench_restarts.py"],
     "redis": ["bench/bench_redis.py"],
     "postgres": ["bench/bench_postgres.py"],
+    "real-pods": ["bench/bench_real_pods.py"],
 }
 
 
