@@ -191,16 +191,20 @@ class EnvVar(ApiModel):
         return self
 
 
+HTTP_PATH = r"^/[!-~]*$"
+"""Printable ASCII without spaces: the API server (RE2) and the models (Python) agree on what it accepts."""
+
+
 class HealthSpec(ApiModel):
     """How the service's health contract endpoints map to Kubernetes probes."""
 
-    path: str = Field(default=Probe.HEALTH, pattern=r"^/\S*$", max_length=256)
+    path: str = Field(default=Probe.HEALTH, pattern=HTTP_PATH, max_length=256)
     """Full health document (JSON), read by the operator for status. Default: /health."""
 
-    live_path: str = Field(default=Probe.LIVE, pattern=r"^/\S*$", max_length=256)
+    live_path: str = Field(default=Probe.LIVE, pattern=HTTP_PATH, max_length=256)
     """Liveness: the process answers; never depends on dependencies. Default: /health/live."""
 
-    ready_path: str = Field(default=Probe.READY, pattern=r"^/\S*$", max_length=256)
+    ready_path: str = Field(default=Probe.READY, pattern=HTTP_PATH, max_length=256)
     """Readiness: 200 when HEALTHY (or DEGRADED if degradedIsReady), 503 otherwise. Default: /health/ready."""
 
     startup_seconds: int = Field(default=60, ge=5, le=3600)
