@@ -166,6 +166,15 @@ def test_every_pod_is_restricted_and_every_child_is_owned_and_labelled(stack: Tr
         assert len(meta["name"]) <= 63
         for pod in pod_specs(obj):
             assert restricted_violations(pod) == [], (obj["kind"], meta["name"])
+            # No stack pod calls the API: none gets a token; scratch space is bounded.
+            assert pod["automountServiceAccountToken"] is False, (obj["kind"], meta["name"])
+            for volume in pod.get("volumes", []):
+                if "emptyDir" in volume:
+                    assert volume["emptyDir"].get("sizeLimit"), (meta["name"], volume["name"])
+        if obj["kind"] == "PodDisruptionBudget":
+            assert obj["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+        if obj["kind"] == "CronJob":
+            assert obj["spec"]["startingDeadlineSeconds"] > 0
 
 
 @pytest.mark.parametrize(("policy", "owned"), [("Retain", False), ("Delete", True)])

@@ -223,8 +223,18 @@ def pod_disruption_budget(
         "policy/v1",
         "PodDisruptionBudget",
         metadata(stack, owner, component),
-        spec={"maxUnavailable": max_unavailable, "selector": {"matchLabels": selector_labels(stack, component)}},
+        spec={
+            "maxUnavailable": max_unavailable,
+            "selector": {"matchLabels": selector_labels(stack, component)},
+            # A pod that is not ready protects nothing: let a node drain evict it instead of blocking.
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
     )
+
+
+def scratch_volume(name: str, size_limit: str) -> dict[str, Any]:
+    """An emptyDir with a size limit: a runaway writer is evicted instead of filling the node's disk."""
+    return {"name": name, "emptyDir": {"sizeLimit": size_limit}}
 
 
 def spread_and_anti_affinity(stack: TradingStack, component: str) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from tradingstack.render.common import (
     pod_security_context,
     pod_template_metadata,
     resources,
+    scratch_volume,
     selector_labels,
     service_host,
     spread_and_anti_affinity,
@@ -207,7 +208,7 @@ def _deployment(stack: TradingStack, owner: OwnerReference, config: dict[str, st
         "containers": [container],
         "volumes": [
             {"name": "config", "configMap": {"name": child_name(stack, COMPONENT)}},
-            {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+            scratch_volume("tmp", "64Mi"),
         ],
     }
     return manifest(

@@ -29,6 +29,7 @@ from tradingstack.render.common import (
     pod_security_context,
     resources,
     retained_annotations,
+    scratch_volume,
     service_host,
     statefulset,
 )
@@ -56,6 +57,15 @@ BACKUP_HISTORY = 3
 
 BACKUP_DEADLINE_SECONDS = 6 * 3600
 """A hung dump is killed: with concurrencyPolicy Forbid it would otherwise block every later backup."""
+
+BACKUP_STARTING_DEADLINE_SECONDS = 6 * 3600
+"""A run missed while the CronJob controller was away still starts up to 6 h late; older misses are skipped
+(without a deadline the controller gives up on a CronJob that missed more than 100 schedules)."""
+
+RUN_LIMIT = "16Mi"
+"""The server's socket and lock files."""
+TMP_LIMIT = "256Mi"
+"""Scratch space: sorts and dumps go to the data and backup volumes, not here."""
 
 ON_DEMAND_TTL_SECONDS = 7 * 24 * 3600
 """On-demand restore Jobs stay a week for inspection, then garbage collection removes them."""
@@ -190,8 +200,9 @@ def _statefulset(stack: TradingStack, owner: OwnerReference) -> Manifest:
         },
         # Time for a fast shutdown (checkpoint) before SIGKILL.
         "terminationGracePeriodSeconds": 60,
+        "automountServiceAccountToken": False,
         "containers": [_postgres_container(stack)],
-        "volumes": [{"name": "run", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
+        "volumes": [scratch_volume("run", RUN_LIMIT), scratch_volume("tmp", TMP_LIMIT)],
     }
     return statefulset(stack, owner, COMPONENT, 1, pod_spec, data=stack.spec.postgres.storage)
 
@@ -230,10 +241,11 @@ def _tool_pod(stack: TradingStack, component: str, args: list[str], domain: str)
             "securityContext": pod_security_context(POSTGRES_UID, fs_group=POSTGRES_UID),
             # Never: each attempt is a new pod, so a failed attempt's termination message is kept.
             "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
             "containers": [tool],
             "volumes": [
                 {"name": "backups", "persistentVolumeClaim": {"claimName": _backup_claim(stack)}},
-                {"name": "tmp", "emptyDir": {}},
+                scratch_volume("tmp", TMP_LIMIT),
             ],
         },
     }
@@ -254,6 +266,7 @@ def _backup_cronjob(stack: TradingStack, owner: OwnerReference, domain: str) -> 
             "schedule": backup.schedule,
             "timeZone": backup.time_zone,
             "concurrencyPolicy": "Forbid",
+            "startingDeadlineSeconds": BACKUP_STARTING_DEADLINE_SECONDS,
             "successfulJobsHistoryLimit": BACKUP_HISTORY,
             "failedJobsHistoryLimit": BACKUP_HISTORY,
             "jobTemplate": {

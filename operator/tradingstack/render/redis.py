@@ -49,6 +49,7 @@ from tradingstack.render.common import (
     pod_disruption_budget,
     pod_security_context,
     resources,
+    scratch_volume,
     service_host,
     spread_and_anti_affinity,
     statefulset,
@@ -259,7 +260,7 @@ def _redis_statefulset(stack: TradingStack, owner: OwnerReference, files: dict[s
         stack,
         REDIS_COMPONENT,
         container,
-        [_config_volume(stack, REDIS_FILES), {"name": "run", "emptyDir": {}}],
+        [_config_volume(stack, REDIS_FILES), scratch_volume("run", "16Mi")],
     )
     pod_spec["terminationGracePeriodSeconds"] = PRESTOP_WAIT_SECONDS + 10
     return statefulset(
@@ -308,7 +309,7 @@ def _sentinel_statefulset(stack: TradingStack, owner: OwnerReference, files: dic
         stack,
         SENTINEL_COMPONENT,
         container,
-        [_config_volume(stack, SENTINEL_FILES), {"name": "run", "emptyDir": {}}],
+        [_config_volume(stack, SENTINEL_FILES), scratch_volume("run", "16Mi")],
     )
     return statefulset(
         stack,
