@@ -23,7 +23,7 @@ from tradingstack.contract import Label
 from tradingstack.errors import ApiPermanentError, ApiTemporaryError
 from tradingstack.kube.client import Kube
 from tradingstack.logs import log_context
-from tradingstack.metrics import RECONCILE_ERRORS, STACKS
+from tradingstack.metrics import RECONCILE_ERRORS, STACK_METRICS, STACKS
 from tradingstack.reconcile.stack import StackReconciler
 from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN
 
@@ -101,6 +101,7 @@ async def run_stack(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Mem
                 try:
                     status = await memo.reconciler.reconcile(_plain(body))
                     memo.phases[key] = status.phase
+                    STACK_METRICS.update(key, status)
                     backoff = 1.0
                 except ApiTemporaryError as err:
                     RECONCILE_ERRORS.labels(reason=type(err).__name__).inc()
@@ -121,6 +122,7 @@ async def run_stack(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Mem
     finally:
         memo.wakers.pop(key, None)
         memo.phases.pop(key, None)
+        STACK_METRICS.forget(key)
         _publish_phases(memo.phases)
 
 

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import threading
+from collections.abc import Iterator
+from typing import get_args
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from tradingstack.api import TradingStackStatus
+from tradingstack.api.status import HealthState
+
+HEALTH_STATES: tuple[str, ...] = get_args(HealthState)
 
 RECONCILE_DURATION = Histogram(
     "tradingstack_reconcile_duration_seconds",
@@ -17,3 +28,88 @@ CHILDREN_APPLIED = Counter(
 )
 CHILDREN_PRUNED = Counter("tradingstack_children_pruned_total", "Child objects deleted as no longer desired.", ["kind"])
 STACKS = Gauge("tradingstack_stacks", "Stacks handled by this operator, by phase.", ["phase"])
+
+
+StackKey = tuple[str, str]
+"""(namespace, stack)."""
+
+
+class StackMetrics(Collector):
+    """Per-stack series, read from each stack's last computed status at scrape time: a deleted stack's series
+    disappear with it (`forget`), and nothing is kept that the status does not say."""
+
+    def __init__(self) -> None:
+        self._statuses: dict[StackKey, TradingStackStatus] = {}
+        self._master_changes: dict[StackKey, int] = {}
+        self._lock = threading.Lock()
+
+    def update(self, key: StackKey, status: TradingStackStatus) -> None:
+        with self._lock:
+            before = self._statuses.get(key)
+            changes = self._master_changes.setdefault(key, 0)
+            if before is not None and before.redis.master and status.redis.master != before.redis.master:
+                self._master_changes[key] = changes + 1
+            self._statuses[key] = status
+
+    def forget(self, key: StackKey) -> None:
+        with self._lock:
+            self._statuses.pop(key, None)
+            self._master_changes.pop(key, None)
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            statuses, changes = dict(self._statuses), dict(self._master_changes)
+        families = {
+            name: (CounterMetricFamily if counter else GaugeMetricFamily)(
+                name.removesuffix("_total"), text, labels=["namespace", "stack", *extra]
+            )
+            for name, (counter, text, extra) in STACK_SERIES.items()
+        }
+        for key, status in sorted(statuses.items()):
+            for name, labels, value in stack_samples(status, changes.get(key, 0)):
+                families[name].add_metric([*key, *labels], value)
+        yield from families.values()
+
+
+STACK_SERIES: dict[str, tuple[bool, str, tuple[str, ...]]] = {
+    "tradingstack_stack_condition": (False, "1 when the stack's condition is True, else 0.", ("condition",)),
+    "tradingstack_service_ready_replicas": (False, "Ready pods of a service.", ("service",)),
+    "tradingstack_service_desired_replicas": (False, "Desired pods of a service.", ("service",)),
+    "tradingstack_service_health": (False, "1 for the service's health state, else 0.", ("service", "state")),
+    "tradingstack_redis_master_changes_total": (True, "Redis master changes the operator followed.", ()),
+    "tradingstack_redis_master_known": (False, "1 when the sentinels agree on a Redis master.", ()),
+    "tradingstack_backup_last_success_timestamp_seconds": (False, "Time of the last successful backup.", ()),
+    "tradingstack_backup_last_size_bytes": (False, "Size of the last successful backup.", ()),
+    "tradingstack_backup_last_failed": (False, "1 when the last backup Job failed.", ()),
+    "tradingstack_restart_last_failed": (False, "1 when the last restart run failed.", ()),
+    "tradingstack_restart_next_run_timestamp_seconds": (False, "Time of the next scheduled restart run.", ()),
+}
+"""The per-stack series: name -> (counter?, help, labels after namespace and stack). docs/operating.md lists them."""
+
+Sample = tuple[str, tuple[str, ...], float]
+
+
+def stack_samples(status: TradingStackStatus, master_changes: int) -> Iterator[Sample]:
+    """The per-stack series of one status (pure: the collector adds the namespace and stack labels)."""
+    for c in status.conditions:
+        yield "tradingstack_stack_condition", (c.type,), 1.0 if c.status == "True" else 0.0
+    for service, state in sorted(status.services.items()):
+        yield "tradingstack_service_ready_replicas", (service,), state.ready
+        yield "tradingstack_service_desired_replicas", (service,), state.desired
+        for value in HEALTH_STATES:
+            yield "tradingstack_service_health", (service, value), 1.0 if state.health == value else 0.0
+    yield "tradingstack_redis_master_changes_total", (), master_changes
+    yield "tradingstack_redis_master_known", (), 1.0 if status.redis.master else 0.0
+    if (backup := status.postgres.last_backup) is not None:
+        yield "tradingstack_backup_last_success_timestamp_seconds", (), backup.time.timestamp()
+        yield "tradingstack_backup_last_size_bytes", (), backup.size_bytes
+    if status.postgres.last_backup_result is not None:
+        yield "tradingstack_backup_last_failed", (), 1.0 if status.postgres.last_backup_result == "Failed" else 0.0
+    if status.restarts.last_result is not None:
+        yield "tradingstack_restart_last_failed", (), 1.0 if status.restarts.last_result == "Failed" else 0.0
+    if status.restarts.next_run is not None:
+        yield "tradingstack_restart_next_run_timestamp_seconds", (), status.restarts.next_run.timestamp()
+
+
+STACK_METRICS = StackMetrics()
+REGISTRY.register(STACK_METRICS)

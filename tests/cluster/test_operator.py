@@ -76,6 +76,10 @@ def test_example_reaches_ready_with_every_child(cluster: Cluster, namespace: str
     assert operator.metric("tradingstack_reconcile_duration_seconds_count") >= 1
     assert operator.metric("tradingstack_children_applied_total") >= len(rendered_children(document))
     assert 'tradingstack_stacks{phase="Ready"} 1.0' in metrics
+    per_stack = f'namespace="{namespace}",service="ai-engine",stack="quantum-trader"'
+    assert f"tradingstack_service_ready_replicas{{{per_stack}}} 2.0" in metrics
+    ready = f'condition="Ready",namespace="{namespace}",stack="quantum-trader"'
+    assert f"tradingstack_stack_condition{{{ready}}} 1.0" in metrics
     assert "tradingstack_reconcile_errors_total" in metrics
 
 
