@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from tradingstack.contract.termination import BackupListing, RestoreResult, Tool
 from tradingstack.errors import ApiPermanentError, ApiTemporaryError
 from tradingstack.kube.client import Kube
 from tradingstack.logs import setup_json_logging
+from tradingstack.overview import overview_text
 from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN
 
 
@@ -133,6 +136,18 @@ def _cmd_restart(args: argparse.Namespace) -> int:
     return _with_kube(restart)
 
 
+def _cmd_status(args: argparse.Namespace) -> int:
+    async def status(kube: Kube) -> int:
+        document = await ops.stack_overview(kube, args.namespace, args.stack)
+        if args.output == "json":
+            print(json.dumps(document, indent=2, sort_keys=True))
+        else:
+            sys.stdout.write(overview_text(document, datetime.now(UTC)))
+        return 0
+
+    return _with_kube(status)
+
+
 def _report(outcome: ops.JobOutcome) -> int:
     if outcome.succeeded:
         return ExitCode.OK
@@ -213,6 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
     restart_cmd.add_argument("stack", help="TradingStack name")
     restart_cmd.add_argument("-n", "--namespace", default="default", help="namespace (default: default)")
     restart_cmd.set_defaults(handler=_cmd_restart)
+
+    status_cmd = commands.add_parser("status", help="one screen with the state of a stack (also: kubectl tradingstack)")
+    status_cmd.add_argument("stack", help="TradingStack name")
+    status_cmd.add_argument("-n", "--namespace", default="default", help="namespace (default: default)")
+    status_cmd.add_argument("-o", "--output", choices=["text", "json"], default="text", help="format (default text)")
+    status_cmd.set_defaults(handler=_cmd_status)
 
     backup_cmd = commands.add_parser("backup", help="list or restore a stack's Postgres backups")
     backup_commands = backup_cmd.add_subparsers(dest="backup_command", required=True)

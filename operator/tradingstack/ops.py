@@ -10,10 +10,12 @@ import asyncio
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from tradingstack.api import TradingStack
 from tradingstack.contract import Annotation, Label, termination
 from tradingstack.kube.client import Kube, Obj
+from tradingstack.overview import overview_document
 from tradingstack.render.postgres import render_list_job, render_restore_job
 
 JOB_POLL_SECONDS = 2.0
@@ -36,6 +38,14 @@ async def load_stack(kube: Kube, namespace: str, name: str) -> TradingStack:
     if body is None:
         raise OperationError(f"TradingStack {namespace}/{name} not found")
     return TradingStack.model_validate(body)
+
+
+async def stack_overview(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
+    """The document of `tradingstack status` (see `tradingstack.overview`)."""
+    body = await kube.get_stack(namespace, name)
+    if body is None:
+        raise OperationError(f"TradingStack {namespace}/{name} not found")
+    return overview_document(body, await kube.warning_events(namespace, name))
 
 
 async def trigger_restart(kube: Kube, namespace: str, name: str) -> str:

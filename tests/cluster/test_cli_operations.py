@@ -9,9 +9,11 @@ controller, the command's wait and its reading of the message are all real.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +22,7 @@ from tests.cluster.test_backups import minimal
 from tests.cluster.test_restarts import restarts_status
 from tests.fixtures.cluster import Cluster, wait_for
 from tests.fixtures.operator import OperatorProcess, wait_for_condition
+from tests.golden import assert_golden
 
 pytestmark = pytest.mark.cluster
 
@@ -112,3 +115,36 @@ def test_commands_on_a_missing_stack_fail_with_one_line(cluster: Cluster, namesp
     _, err = command.communicate(timeout=60)
     assert command.returncode == 1
     assert err.strip().splitlines() == [f"error: TradingStack {namespace}/ghost not found"]
+
+
+def normalised(text: str, namespace: str) -> str:
+    text = text.replace(namespace, "NAMESPACE")
+    text = re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ \((in )?\d+[smh]( ago)?\)", "TIME", text)
+    return re.sub(r"minimal-redis-\d", "minimal-redis-N", text)
+
+
+def test_status_shows_the_stack_at_a_glance(cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
+    # kwok runs no sentinels and no backup, so no master is agreed and no backup is listed.
+    document = minimal(namespace)
+    del document["spec"]["postgres"]  # the daily default schedule: no backup Job during the test
+    cluster.apply(document)
+    wait_for_condition(cluster, namespace, "minimal", "Ready", "True", 180)
+    wait_for(lambda: restarts_status(cluster, namespace, "minimal").get("nextRun"), timeout=60, what="next run")
+    text = subprocess.run(
+        [str(Path(sys.executable).parent / "kubectl-tradingstack"), "status", "minimal", "-n", namespace],
+        capture_output=True, text=True, env=cluster.env, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    assert_golden("status-minimal.txt", normalised(text, namespace))
+    as_json = subprocess.run(
+        [sys.executable, "-m", "tradingstack.cli", "status", "minimal", "-n", namespace, "-o", "json"],
+        capture_output=True, text=True, env=cluster.env, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    document = json.loads(as_json)
+    assert document["status"]["phase"] == "Ready" and document["warnings"] == []
+    # Through kubectl's plugin lookup too (the console script is on PATH in the venv).
+    env = {**cluster.env, "PATH": f"{Path(sys.executable).parent}:{cluster.env['PATH']}"}
+    via_kubectl = subprocess.run(
+        [str(cluster.bin_dir / "kubectl"), "tradingstack", "status", "minimal", "-n", namespace],
+        capture_output=True, text=True, env=env, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    assert normalised(via_kubectl, namespace) == normalised(text, namespace)

@@ -13,6 +13,8 @@ from lightkube import ApiError, AsyncClient, codecs
 from lightkube.codecs import resource_registry
 from lightkube.config.kubeconfig import KubeConfig
 from lightkube.generic_resource import create_namespaced_resource
+from lightkube.operators import BinaryOperator, SequenceOperator
+from lightkube.resources.core_v1 import Event
 from lightkube.types import PatchType
 
 from tradingstack import API_GROUP, API_VERSION, KIND, PLURAL
@@ -172,6 +174,16 @@ class Kube:
             if err.code == 404:
                 return None
             raise
+
+    async def warning_events(self, namespace: str, name: str) -> list[Obj]:
+        """Warning Events about the TradingStack `name`."""
+        selector: dict[str, str | BinaryOperator | SequenceOperator] = {
+            "involvedObject.kind": KIND,
+            "involvedObject.name": name,
+            "type": "Warning",
+        }
+        async with _api_errors():
+            return [_as_dict(e) async for e in self._client.list(Event, namespace=namespace, fields=selector)]
 
     async def post_event(self, about: Mapping[str, Any], event_type: EventType, reason: str, message: str) -> None:
         """Posts a core/v1 Event about `about` (a TradingStack): `kubectl describe` and `get events` show it."""

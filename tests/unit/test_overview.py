@@ -1,0 +1,23 @@
+"""`tradingstack status`: the one-screen text from a status and its Warning Events (pure, golden)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from tests.golden import assert_golden
+from tests.unit.test_metrics import status
+from tradingstack.overview import overview_document, overview_text
+
+
+def test_the_overview_of_a_stack_with_a_failed_backup_and_a_warning() -> None:
+    body = {
+        "metadata": {"namespace": "trading", "name": "qt"},
+        "status": status("qt-redis-1", health="DEGRADED").model_dump(mode="json", by_alias=True, exclude_none=True),
+    }
+    warnings = [
+        {"reason": "ApplyFailed", "message": f"Deployment/qt-{i}: refused", "lastTimestamp": f"2026-12-02T0{i}:00:00Z"}
+        for i in range(7)
+    ]
+    document = overview_document(body, warnings)
+    assert [w["message"] for w in document["warnings"]] == [f"Deployment/qt-{i}: refused" for i in range(2, 7)]
+    assert_golden("overview.txt", overview_text(document, datetime(2026, 12, 2, 6, 30, tzinfo=UTC)))
