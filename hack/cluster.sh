@@ -2,7 +2,7 @@
 # Local Kubernetes control plane for the tests and the demo, without Docker.
 #
 #   hack/cluster.sh build    build kube-apiserver/-controller-manager/-scheduler, kubectl, etcd, kwok,
-#                            kwokctl and helm from Go modules (wrappers in hack/gobuild/*), cached by
+#                            kwokctl, helm and promtool from Go modules (wrappers in hack/gobuild/*), cached by
 #                            version under ~/.cache/tradingstack/; skips what is cached
 #   hack/cluster.sh up       start the cluster (kwokctl, binary runtime, 3 fake nodes) unless it is up;
 #                            waits for a healthy API server and Ready nodes; kubeconfig in .cluster/kubeconfig
@@ -24,6 +24,7 @@ HELM_VERSION=v3.22.0
 CONTAINERD_VERSION=v2.4.2
 COREDNS_VERSION=v1.15.0
 LOCAL_PATH_VERSION=v0.0.30
+PROMETHEUS_VERSION=v0.316.0 # the Go module's version of Prometheus 3.x; promtool tests the alert rules
 
 K8S_BIN="$CACHE/k8s-$K8S_VERSION/bin"
 ETCD_BIN="$CACHE/etcd-$ETCD_VERSION/bin"
@@ -32,6 +33,7 @@ HELM_BIN="$CACHE/helm-$HELM_VERSION/bin"
 CONTAINERD_BIN="$CACHE/containerd-$CONTAINERD_VERSION/bin"
 COREDNS_BIN="$CACHE/coredns-$COREDNS_VERSION/bin"
 LOCAL_PATH_BIN="$CACHE/local-path-$LOCAL_PATH_VERSION/bin"
+PROMETHEUS_BIN="$CACHE/prometheus-$PROMETHEUS_VERSION/bin"
 # One directory with links to the versioned binaries: the PATH contract for Makefile, scripts and tests.
 BIN="$CACHE/bin"
 
@@ -154,6 +156,13 @@ cmd_build() {
     timed "local-path-provisioner $LOCAL_PATH_VERSION" go_build local-path "$LOCAL_PATH_BIN" ""
   fi
 
+  if have_all "$PROMETHEUS_BIN" promtool; then
+    log "promtool $PROMETHEUS_VERSION cached in $PROMETHEUS_BIN"
+  else
+    timed "promtool $PROMETHEUS_VERSION" go_build prometheus "$PROMETHEUS_BIN" \
+      "-X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION#v}"
+  fi
+
   link_bins
   log "all binaries ready in $BIN (total $(($(date +%s) - total_start))s)"
 }
@@ -161,7 +170,8 @@ cmd_build() {
 link_bins() {
   mkdir -p "$BIN"
   local d f
-  for d in "$K8S_BIN" "$ETCD_BIN" "$KWOK_BIN" "$HELM_BIN" "$CONTAINERD_BIN" "$COREDNS_BIN" "$LOCAL_PATH_BIN"; do
+  for d in "$K8S_BIN" "$ETCD_BIN" "$KWOK_BIN" "$HELM_BIN" "$CONTAINERD_BIN" "$COREDNS_BIN" "$LOCAL_PATH_BIN" \
+    "$PROMETHEUS_BIN"; do
     for f in "$d"/*; do
       [ -x "$f" ] && ln -sfn "$f" "$BIN/$(basename "$f")"
     done

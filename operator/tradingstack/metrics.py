@@ -99,7 +99,8 @@ def stack_samples(status: TradingStackStatus, master_changes: int) -> Iterator[S
         for value in HEALTH_STATES:
             yield "tradingstack_service_health", (service, value), 1.0 if state.health == value else 0.0
     yield "tradingstack_redis_master_changes_total", (), master_changes
-    yield "tradingstack_redis_master_known", (), 1.0 if status.redis.master else 0.0
+    if any(c.type == "RedisReady" and c.reason != "Disabled" for c in status.conditions):
+        yield "tradingstack_redis_master_known", (), 1.0 if status.redis.master else 0.0
     if (backup := status.postgres.last_backup) is not None:
         yield "tradingstack_backup_last_success_timestamp_seconds", (), backup.time.timestamp()
         yield "tradingstack_backup_last_size_bytes", (), backup.size_bytes

@@ -15,8 +15,12 @@ def status(master: str | None, health: str = "HEALTHY") -> TradingStackStatus:
     return TradingStackStatus.model_validate(
         {
             "phase": "Ready",
-            "conditions": [{"type": "Ready", "status": "True", "reason": "AllComponentsReady", "message": "",
-                            "lastTransitionTime": "2026-12-02T05:00:00Z"}],
+            "conditions": [
+                {"type": "Ready", "status": "True", "reason": "AllComponentsReady", "message": "",
+                 "lastTransitionTime": "2026-12-02T05:00:00Z"},
+                {"type": "RedisReady", "status": "True", "reason": "Ready", "message": "3/3 pods ready",
+                 "lastTransitionTime": "2026-12-02T05:00:00Z"},
+            ],
             "services": {"api": {"ready": 2, "desired": 3, "health": health}},
             "redis": {"master": master},
             "postgres": {"lastBackupResult": "Failed", "lastBackup": {"time": "2026-12-02T04:00:00Z",
@@ -63,3 +67,13 @@ def test_series_per_stack_follow_the_status_and_vanish_with_the_stack() -> None:
 
     metrics.forget(key)
     assert scrape(metrics) == {}
+
+
+def test_no_master_series_for_a_stack_without_redis() -> None:
+    disabled = status(None)
+    conditions = [
+        c.model_copy(update={"reason": "Disabled"}) if c.type == "RedisReady" else c for c in disabled.conditions
+    ]
+    metrics = StackMetrics()
+    metrics.update(("trading", "qt"), disabled.model_copy(update={"conditions": conditions}))
+    assert "tradingstack_redis_master_known" not in {name for name, _ in scrape(metrics)}
