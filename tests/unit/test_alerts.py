@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +20,7 @@ from tradingstack.metrics import STACK_SERIES
 RULES = REPO / "charts" / "tradingstack-operator" / "alerts" / "tradingstack.rules.yaml"
 RULE_TESTS = REPO / "tests" / "alerts" / "tradingstack.test.yaml"
 RUNBOOKS = REPO / "docs" / "runbooks.md"
+DASHBOARD = REPO / "charts" / "tradingstack-operator" / "dashboards" / "tradingstack-operator.json"
 
 
 @pytest.fixture(scope="module")
@@ -70,3 +73,16 @@ def test_every_metric_an_alert_reads_is_one_the_operator_exports() -> None:
         for name in re.findall(r"\btradingstack_[a-z_]+", alert["expr"]):
             family = re.sub(r"_(total|count|sum|bucket)$", "", name)
             assert family in exported, f"{alert['alert']} reads {name}, which the operator does not export"
+
+
+def test_every_dashboard_query_parses(promtool: str, tmp_path: Path) -> None:
+    # promtool parses each expression as a recording rule; the e2e evaluates them in a real Prometheus.
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
+    rules = {"groups": [{"name": "dashboard", "rules": [
+        {"record": f"dashboard:query_{i}", "expr": expr} for i, expr in enumerate(exprs)]}]}  # fmt: skip
+    path = tmp_path / "dashboard.rules.yaml"
+    path.write_text(yaml.safe_dump(rules))
+    result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len(exprs) >= 15
