@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CLUSTER ?= local
 export KUBECONFIG ?= $(CURDIR)/.cluster/kubeconfig
 
-.PHONY: venv lint typecheck layers unit test rbac crds cluster cluster-down demo demo-down bench run images kind-load e2e-kind prereqs
+.PHONY: venv lint typecheck layers unit test rbac crds cluster cluster-down demo demo-down bench chaos run images kind-load e2e-kind prereqs
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -58,6 +58,9 @@ demo: venv
 
 demo-down:
 	hack/demo.sh down
+
+chaos: venv ## the adversarial run at size: CHAOS_SPECS generated specs (default 500) and the hostile set
+	TRADINGSTACK_GENERATED_SPECS=$${CHAOS_SPECS:-500} $(PY) -m pytest tests/cluster/test_adversarial.py -s --timeout=3600
 
 bench: venv ## writes docs/benchmarks.md
 	$(PY) bench/run.py

@@ -57,7 +57,7 @@ def test_generated_and_hostile_specs_never_crash_or_loop(
         else:
             refused[name] = result.stderr.strip()
     assert all("is invalid" in why or "denied" in why for why in refused.values()), refused
-    stacks = wait_for(lambda: processed(cluster, namespace, accepted), timeout=600, interval=3,
+    stacks = wait_for(lambda: processed(cluster, namespace, accepted), timeout=max(600, 4 * len(accepted)), interval=3,
                       what=f"{len(accepted)} stacks processed")  # fmt: skip
 
     outcomes: Counter[str] = Counter()
