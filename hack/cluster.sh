@@ -24,7 +24,7 @@ HELM_VERSION=v3.22.0
 CONTAINERD_VERSION=v2.4.2
 COREDNS_VERSION=v1.15.0
 LOCAL_PATH_VERSION=v0.0.30
-PROMETHEUS_VERSION=v0.316.0 # the Go module's version of Prometheus 3.x; promtool tests the alert rules
+PROMETHEUS_VERSION=v0.316.0 # the Go module's version of Prometheus 3.x: promtool tests the alerts, the e2e scrapes
 
 K8S_BIN="$CACHE/k8s-$K8S_VERSION/bin"
 ETCD_BIN="$CACHE/etcd-$ETCD_VERSION/bin"
@@ -156,10 +156,10 @@ cmd_build() {
     timed "local-path-provisioner $LOCAL_PATH_VERSION" go_build local-path "$LOCAL_PATH_BIN" ""
   fi
 
-  if have_all "$PROMETHEUS_BIN" promtool; then
-    log "promtool $PROMETHEUS_VERSION cached in $PROMETHEUS_BIN"
+  if have_all "$PROMETHEUS_BIN" prometheus promtool; then
+    log "prometheus and promtool $PROMETHEUS_VERSION cached in $PROMETHEUS_BIN"
   else
-    timed "promtool $PROMETHEUS_VERSION" go_build prometheus "$PROMETHEUS_BIN" \
+    timed "prometheus $PROMETHEUS_VERSION" go_build prometheus "$PROMETHEUS_BIN" \
       "-X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION#v}"
   fi
 
