@@ -17,11 +17,14 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.e2e.helpers import ChartInstaller
+from tests.e2e.prometheus import SCRAPE_SECONDS, start_prometheus
 from tests.e2e.test_chart_install import (
     EXAMPLE,
     READY_TIMEOUT,
@@ -32,15 +35,21 @@ from tests.e2e.test_chart_install import (
     stack_status,
     wait_for_status,
 )
-from tests.fixtures.cluster import CACHE, Cluster, wait_for
+from tests.fixtures.cluster import CACHE, REPO, Cluster, wait_for
 from tests.fixtures.operator import wait_for_condition
-from tradingstack.contract import Annotation, Label, ServiceEnv
+from tradingstack.contract import OPERATOR_APP_NAME, Annotation, Label, ServiceEnv
 
 pytestmark = [pytest.mark.cluster, pytest.mark.real_containers]
 MASTER_LABEL = f"{Label.REDIS_ROLE}=master"
 RESTART_NOW = Annotation.RESTART_NOW
 RESTARTED_AT = Annotation.RESTARTED_AT
 SERVICES = [s["name"] for s in load(EXAMPLE, "x")["spec"]["services"]]
+CHART_DIR = REPO / "charts" / "tradingstack-operator"
+ALERT_RULES = CHART_DIR / "alerts" / "tradingstack.rules.yaml"
+DASHBOARD = CHART_DIR / "dashboards" / "tradingstack-operator.json"
+UNHEALTHY_FOR = 120
+"""`for` of TradingStackServiceUnhealthy, in seconds (the test checks it against the rules file)."""
+REDIS_OUTAGE_SECONDS = 200
 
 
 @dataclass
@@ -226,6 +235,51 @@ def test_pod_readiness_follows_the_health_contract_when_dependencies_really_fail
     )
     wait_readiness(stack, {"execution": ("HEALTHY", True), "portfolio": ("HEALTHY", True)}, "HEALTHY after Redis")
     assert stack.restart_counts() == before, "liveness never restarts a pod because a dependency is down"
+
+
+def test_alerts_fire_and_resolve_in_a_real_prometheus(stack: Stack, tmp_path: Path) -> None:
+    """Prometheus scrapes the operator's pod and the services' pods and evaluates the chart's rules: every
+    dashboard query evaluates; a service made UNHEALTHY fires its alert within the rule's `for` plus two scrape
+    intervals of the operator seeing it, and recovery resolves it."""
+    rules = [r for g in yaml.safe_load(ALERT_RULES.read_text())["groups"] for r in g["rules"]]
+    assert next(r["for"] for r in rules if r["alert"] == "TradingStackServiceUnhealthy") == f"{UNHEALTHY_FOR // 60}m"
+    operator = stack.pods(f"{Label.NAME}={OPERATOR_APP_NAME}")[0]
+    services = [p for p in stack.pods(f"{Label.PART_OF}=quantum-trader") if p["metadata"]["labels"].get(
+        Label.COMPONENT) in SERVICES and pod_ready(p)]  # fmt: skip
+    targets = {
+        "tradingstack-operator": [f"{operator['status']['podIP']}:9102"],
+        "demo-service": [f"{p['status']['podIP']}:{p['spec']['containers'][0]['ports'][0]['containerPort']}"
+                         for p in services],
+    }  # fmt: skip
+    prometheus = start_prometheus(tmp_path, targets, ALERT_RULES)
+    try:
+        wait_for(lambda: prometheus.query('tradingstack_stack_condition{condition="Ready"} == 1'), timeout=90,
+                 what="the stack's per-stack series scraped")  # fmt: skip
+        dashboard = json.loads(DASHBOARD.read_text())
+        for expr in (t["expr"] for panel in dashboard["panels"] for t in panel.get("targets", [])):
+            prometheus.query(expr)  # evaluates (an error fails the test)
+        for name in ("tradingstack_service_ready_replicas", "tradingstack_service_health", "tradingstack_stacks"):
+            assert prometheus.query(name), f"no {name} series scraped"
+        assert not prometheus.firing("TradingStackServiceUnhealthy")
+
+        for pod in stack.pods(f"{Label.COMPONENT}=redis"):
+            stack.redis_cli(pod["metadata"]["name"], "CLIENT", "PAUSE", str(REDIS_OUTAGE_SECONDS * 1000), "ALL")
+        unhealthy = 'tradingstack_service_health{service="execution",state="UNHEALTHY"} == 1'
+        wait_for(lambda: prometheus.query(unhealthy), timeout=120, interval=1, what="execution UNHEALTHY scraped")
+        seen = time.monotonic()
+        wait_for(lambda: [a for a in prometheus.firing("TradingStackServiceUnhealthy")
+                          if a["labels"]["service"] == "execution"], timeout=UNHEALTHY_FOR + 60, interval=1,
+                 what="TradingStackServiceUnhealthy firing for execution")  # fmt: skip
+        fired_after = time.monotonic() - seen
+        assert fired_after <= UNHEALTHY_FOR + 2 * SCRAPE_SECONDS, fired_after
+
+        for pod in stack.pods(f"{Label.COMPONENT}=redis"):
+            stack.redis_cli(pod["metadata"]["name"], "CLIENT", "UNPAUSE")
+        wait_for(lambda: not prometheus.firing("TradingStackServiceUnhealthy"), timeout=240, interval=2,
+                 what="the alert resolved after recovery")  # fmt: skip
+    finally:
+        prometheus.stop()
+    wait_readiness(stack, {"execution": ("HEALTHY", True), "portfolio": ("HEALTHY", True)}, "HEALTHY again")
 
 
 WRITER = """
