@@ -36,6 +36,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.stats import percentile  # noqa: E402
 from tests.cluster.test_restarts import trigger, wait_for_result  # noqa: E402
 from tests.e2e.helpers import ChartInstaller, real_nodes  # noqa: E402
 from tests.e2e.test_chart_install import EXAMPLE, READY_TIMEOUT, STACK, load  # noqa: E402
@@ -77,9 +78,7 @@ class Figures:
     seconds: list[float]
 
     def percentile(self, q: int) -> float:
-        if len(self.seconds) == 1:
-            return self.seconds[0]
-        return statistics.quantiles(self.seconds, n=100, method="inclusive")[q - 1]
+        return percentile(self.seconds, q)
 
     def row(self) -> str:
         runs = ", ".join(f"{s:.2f}" for s in self.seconds)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.stats import percentile  # noqa: E402
 from tests.component.redis.processes import (  # noqa: E402
     RedisProcesses,
     RenderedRedis,
@@ -59,9 +59,7 @@ class Series:
     seconds: list[float]
 
     def percentile(self, q: int) -> float:
-        if len(self.seconds) == 1:
-            return self.seconds[0]
-        return statistics.quantiles(self.seconds, n=100, method="inclusive")[q - 1]
+        return percentile(self.seconds, q)
 
     def row(self) -> str:
         floor = self.down_after_ms / 1000
