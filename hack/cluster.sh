@@ -173,7 +173,8 @@ link_bins() {
   for d in "$K8S_BIN" "$ETCD_BIN" "$KWOK_BIN" "$HELM_BIN" "$CONTAINERD_BIN" "$COREDNS_BIN" "$LOCAL_PATH_BIN" \
     "$PROMETHEUS_BIN"; do
     for f in "$d"/*; do
-      [ -x "$f" ] && ln -sfn "$f" "$BIN/$(basename "$f")"
+      [ -x "$f" ] || continue # a version not built (yet): its directory is missing
+      ln -sfn "$f" "$BIN/$(basename "$f")"
     done
   done
 }
