@@ -15,6 +15,7 @@ import pytest
 from tests.fixtures.cluster import Cluster, wait_for
 from tests.fixtures.operator import OperatorProcess, wait_for_condition, wait_for_passes, write_requests
 from tradingstack.api.base import canonical_quantity
+from tradingstack.render.common import NONROOT_UID, container_security_context, pod_security_context
 
 pytestmark = pytest.mark.cluster
 TIMEOUT = 180
@@ -217,10 +218,16 @@ def test_canonical_quantities_are_the_api_servers(cluster: Cluster, namespace: s
         "kind": "Pod",
         "metadata": {"name": "quantities", "namespace": namespace},
         "spec": {
+            "securityContext": pod_security_context(NONROOT_UID),
             "containers": [
-                {"name": f"c{i}", "image": IMAGE, "resources": {"requests": {"cpu": value, "memory": value}}}
+                {
+                    "name": f"c{i}",
+                    "image": IMAGE,
+                    "resources": {"requests": {"cpu": value, "memory": value}},
+                    "securityContext": container_security_context(),
+                }
                 for i, value in enumerate(NON_CANONICAL)
-            ]
+            ],
         },
     }
     result = cluster.kubectl("create", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(pod))

@@ -20,7 +20,7 @@ def document(namespace: str, **postgres: Any) -> dict[str, Any]:
         "metadata": {"name": "s", "namespace": namespace},
         "spec": {
             "services": [{"name": "api", "image": "ghcr.io/quantumtrader/demo-service:0.1.0", "port": 8000}],
-            "postgres": postgres,
+            **({"postgres": postgres} if postgres else {}),  # kubectl sends an empty object as null
         },
     }
 
@@ -38,7 +38,7 @@ def test_a_volume_size_cannot_change_by_leaving_it_out_first(cluster: Cluster, n
     sized = document(namespace, storage={"size": "10Gi"})
     assert apply(cluster, namespace, sized) == ""
     unsized = copy.deepcopy(sized)
-    del unsized["spec"]["postgres"]["storage"]
+    del unsized["spec"]["postgres"]
     assert apply(cluster, namespace, unsized) == ""  # the default is 10Gi: no change of size
     bigger = document(namespace, storage={"size": "30Gi"})
     refused = apply(cluster, namespace, bigger)

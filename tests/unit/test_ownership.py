@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 from hypothesis import given
@@ -116,13 +116,16 @@ def value_of(quantity: str) -> Decimal:
     st.sampled_from(["", ".5", ".25", ".125", ".0", ".001"]),
     st.sampled_from(SUFFIXES),
 )
-def test_canonical_quantities_keep_their_value(whole: int, fraction: str, suffix: str) -> None:
-    # Not idempotent, as in Kubernetes: 437.5Ki is stored as 448000, which parsed again is 448k (the cluster tier
-    # compares the forms with the API server's).
+def test_canonical_quantities_keep_their_value_and_are_stable(whole: int, fraction: str, suffix: str) -> None:
+    # The cluster tier compares the forms with the API server's.
     quantity = f"{whole}{fraction}{suffix}"
     assert is_quantity(quantity)
     canonical = canonical_quantity(quantity)
-    assert value_of(canonical) == value_of(quantity)
+    if is_quantity(canonical):
+        assert canonical_quantity(canonical) == canonical
+    exact = value_of(quantity)
+    # Finer than 1m is rounded up to the next milli, as the API server does for container resources.
+    assert value_of(canonical) == (exact / Decimal("0.001")).to_integral_value(ROUND_CEILING) * Decimal("0.001")
 
 
 def test_the_storage_defaults_the_cel_rules_assume_are_the_models() -> None:

@@ -33,33 +33,33 @@ def is_quantity(value: str) -> bool:
 
 _DECIMAL_SUFFIXES = {"m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
 _BINARY_SUFFIXES = {"Ki": 10, "Mi": 20, "Gi": 30, "Ti": 40, "Pi": 50, "Ei": 60}
-_NANO = Decimal("1e-9")
+_MILLI = Decimal("1e-3")
 
 
 def canonical_quantity(value: str) -> str:
     """The form in which the API server stores a quantity (`QUANTITY`), so a rendered `0.5` or `2048Mi` equals
     the live `500m` or `2Gi` and a resync writes nothing. Kubernetes' rules: binary suffixes stay binary for
-    whole values of at least 1Ki (the largest exact power of 1024); everything else becomes the largest decimal
-    suffix (n to E, steps of 1000) with a whole number before it, rounded up to 1n."""
+    whole multiples of 1Ki (the largest exact power of 1024); everything else becomes the largest decimal
+    suffix (m to E, steps of 1000) with a whole number before it; container resources finer than 1m are rounded
+    up to it (tests/cluster compares these forms with the API server's)."""
     match = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", value)
     if match is None or not is_quantity(value):
         raise ValueError(f"{value!r} is not a quantity")
     number, suffix = Decimal(match[1]), match[2]
     if suffix in _BINARY_SUFFIXES:
         amount = number * (1 << _BINARY_SUFFIXES[suffix])
-        if amount >= 1024 and amount == amount.to_integral_value():
+        if amount >= 1024 and amount == amount.to_integral_value() and int(amount) % 1024 == 0:
             whole, power = int(amount), 0
             while whole % 1024 == 0 and power < 60:
                 whole, power = whole // 1024, power + 10
-            return f"{whole}{next((s for s, p in _BINARY_SUFFIXES.items() if p == power), '')}"
+            return f"{whole}{next(s for s, p in _BINARY_SUFFIXES.items() if p == power)}"
     else:
         amount = number.scaleb(_DECIMAL_SUFFIXES[suffix])
-    amount = (amount / _NANO).to_integral_value(ROUND_CEILING) * _NANO
+    amount = (amount / _MILLI).to_integral_value(ROUND_CEILING) * _MILLI
     if amount == 0:
         return "0"
-    units = {"n": -9, "u": -6, **_DECIMAL_SUFFIXES}
-    exponent = max(e for e in units.values() if amount.scaleb(-e) == amount.scaleb(-e).to_integral_value())
-    unit = next(s for s, e in units.items() if e == exponent)
+    exponent = max(e for e in _DECIMAL_SUFFIXES.values() if amount.scaleb(-e) == amount.scaleb(-e).to_integral_value())
+    unit = next(s for s, e in _DECIMAL_SUFFIXES.items() if e == exponent)
     return f"{int(amount.scaleb(-exponent))}{unit}"
 
 

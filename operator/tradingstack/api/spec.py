@@ -89,13 +89,17 @@ class Resources(ApiModel):
     """CPU and memory for one container, as Kubernetes quantities."""
 
     requests: dict[str, Quantity] = Field(
-        default_factory=lambda: {"cpu": "100m", "memory": "128Mi"}, json_schema_extra=_KNOWN_RESOURCES
+        default_factory=lambda: {"cpu": "100m", "memory": "128Mi"},
+        max_length=len(RESOURCE_NAMES),
+        json_schema_extra=_KNOWN_RESOURCES,
     )
     """Guaranteed resources (keys `cpu`, `memory`, `ephemeral-storage`; cpu and memory required). Default: 100m
     CPU, 128Mi memory."""
 
     limits: dict[str, Quantity] = Field(
-        default_factory=lambda: {"cpu": "1", "memory": "512Mi"}, json_schema_extra=_KNOWN_RESOURCES
+        default_factory=lambda: {"cpu": "1", "memory": "512Mi"},
+        max_length=len(RESOURCE_NAMES),
+        json_schema_extra=_KNOWN_RESOURCES,
     )
     """Upper bounds (keys `cpu`, `memory`, `ephemeral-storage`; memory required). Default: 1 CPU, 512Mi memory."""
 
