@@ -47,8 +47,9 @@ NAMESPACED_PERMISSIONS: dict[tuple[str, str], set[str]] = {
     ("apps", "statefulsets"): APPLIED,
     ("", "services"): APPLIED,
     ("", "configmaps"): APPLIED,
-    # Generated credentials: created once and read back by name; never listed, watched, changed or deleted.
-    ("", "secrets"): {"get", "create"},
+    # Generated credentials: created once and read back by name; patched only in their owner references (which
+    # follow deletionPolicy); never listed, watched, changed in their data or deleted.
+    ("", "secrets"): {"get", "create", "patch"},
     ("", "persistentvolumeclaims"): {"list", "watch", "create", "patch"},
     ("", "pods"): {"list", "patch"},
     ("batch", "cronjobs"): APPLIED,
@@ -149,6 +150,7 @@ VARIANTS: dict[str, list[str]] = {
     "everything": [
         "serviceMonitor.enabled=true",
         "grafanaDashboard.enabled=true",
+        "prometheusRule.enabled=true",
         "stack.enabled=true",
         "rbac.scope=namespace",
     ],
@@ -333,6 +335,15 @@ def test_service_monitor_scrapes_the_metrics_port(helm: str) -> None:
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
     assert monitor["spec"]["selector"]["matchLabels"].items() <= one(objs, "Service")["metadata"]["labels"].items()
     assert not of_kind(render(helm), "ServiceMonitor")
+
+
+def test_prometheus_rule_carries_the_tested_alerts(helm: str) -> None:
+    objs = render(helm, "prometheusRule.enabled=true", "prometheusRule.labels.release=prom")
+    rule = one(objs, "PrometheusRule")
+    assert rule["metadata"]["labels"]["release"] == "prom"
+    shipped = yaml.safe_load((CHART / "alerts" / "tradingstack.rules.yaml").read_text())
+    assert rule["spec"] == shipped  # the file promtool tests, unchanged (Prometheus templates kept as text)
+    assert not of_kind(render(helm), "PrometheusRule")
 
 
 def test_grafana_dashboard_uses_the_operator_metrics(helm: str) -> None:
