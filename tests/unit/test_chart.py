@@ -37,7 +37,7 @@ RELEASE = "tradingstack-operator"
 NAMESPACE = "tradingstack-system"
 SA_NAME = RELEASE  # the release name contains the chart name, so fullname == release name
 
-APPLIED = {"list", "watch", "create", "patch", "delete"}
+APPLIED = {"get", "list", "watch", "create", "patch", "delete"}
 # (apiGroup, resource) -> verbs the operator needs on namespaced objects, in either RBAC mode: only what the code
 # uses (server-side apply is a patch that creates a missing object; nothing is ever updated with PUT).
 NAMESPACED_PERMISSIONS: dict[tuple[str, str], set[str]] = {
@@ -50,7 +50,7 @@ NAMESPACED_PERMISSIONS: dict[tuple[str, str], set[str]] = {
     # Generated credentials: created once and read back by name; patched only in their owner references (which
     # follow deletionPolicy); never listed, watched, changed in their data or deleted.
     ("", "secrets"): {"get", "create", "patch"},
-    ("", "persistentvolumeclaims"): {"list", "watch", "create", "patch"},
+    ("", "persistentvolumeclaims"): {"get", "list", "watch", "create", "patch"},
     ("", "pods"): {"list", "patch"},
     ("batch", "cronjobs"): APPLIED,
     ("batch", "jobs"): {"get", "list", "watch", "create", "patch"},

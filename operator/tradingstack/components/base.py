@@ -47,9 +47,10 @@ def uses(kind: str, api_version: str, plural: str, verbs: str, why: str, apply_r
     return KindUse(kind, api_version, plural, chosen, why, apply_rank)  # type: ignore[arg-type]
 
 
-APPLIED = "list watch create patch delete"
-"""Rendered children: listed and watched by the stack label, server-side applied (create on first apply), deleted
-when no longer rendered."""
+APPLIED = "get list watch create patch delete"
+"""Rendered children: listed and watched by the stack label, read by name when the list did not find them (so an
+object of that name that is not the stack's is never taken over), server-side applied (create on first apply),
+deleted when no longer rendered."""
 
 GENERATED_SECRETS = uses(
     "Secret",

@@ -15,7 +15,7 @@ COMPONENT = Component(
             "PersistentVolumeClaim",
             "v1",
             "persistentvolumeclaims",
-            "list watch create patch",
+            "get list watch create patch",
             "the backup volume (holds data: never deleted by the operator)",
             apply_rank=3,
         ),
