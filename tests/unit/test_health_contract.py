@@ -19,7 +19,7 @@ from tradingstack.health.contract import (
     is_ready,
     overall_status,
 )
-from tradingstack.health.rollup import ServiceHealthState, rollup
+from tradingstack.health.rollup import ServiceHealthState, rollup, worst_document
 from tradingstack.health.schema import schema_text
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "docs" / "health-contract.schema.json"
@@ -123,6 +123,15 @@ def test_rollup_reports_unreachable_apart_from_down() -> None:
         == "execution UNHEALTHY (redis DOWN); portfolio DEGRADED (redis DEGRADED); risk-safety UNREACHABLE"
     )
     assert "connection refused" not in result.message
+
+
+def test_a_service_is_as_healthy_as_its_worst_answering_pod() -> None:
+    healthy, degraded, unhealthy = document("a", redis=UP), document("a", redis=SLOW), document("a", redis=DOWN)
+    assert worst_document([healthy, unhealthy, None, degraded]) is unhealthy
+    assert worst_document([None, healthy, degraded]) is degraded
+    assert worst_document([None, healthy]) is healthy
+    assert worst_document([None, None]) is None
+    assert worst_document([]) is None
 
 
 @pytest.mark.parametrize(

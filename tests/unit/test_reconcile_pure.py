@@ -16,6 +16,7 @@ from tradingstack.reconcile.status import (
     compute_status,
     invalid_spec_status,
     pod_failures,
+    serving_pod_ips,
 )
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -191,3 +192,13 @@ def test_pods_that_will_not_run_are_named_by_component() -> None:
         "web": "pod w-1: ErrImagePull: not found",
         "db": "FailedCreate: quota exceeded",
     }
+
+
+def test_health_is_read_from_every_running_pod_ready_or_not() -> None:
+    def pod(ip: str, component: str = "api", phase: str = "Running", **meta: object) -> dict[str, object]:
+        return {"metadata": {"labels": {Label.COMPONENT: component}, **meta}, "status": {"phase": phase, "podIP": ip,
+                "conditions": [{"type": "Ready", "status": "False"}]}}  # fmt: skip
+
+    pods = [pod("10.0.0.2"), pod("10.0.0.1"), pod("10.0.0.3", "web"), pod("10.0.0.4", phase="Pending"),
+            pod("10.0.0.5", deletionTimestamp="2026-11-26T12:00:00Z"), pod("")]  # fmt: skip
+    assert serving_pod_ips(pods, "api") == ["10.0.0.1", "10.0.0.2"]

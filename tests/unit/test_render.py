@@ -17,6 +17,7 @@ from tradingstack.cli import dump_yaml
 from tradingstack.components import render
 from tradingstack.contract import Annotation, Label
 from tradingstack.render.secrets import generated_secrets
+from tradingstack.render.services import health_url
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,6 +80,16 @@ def test_probes_follow_the_health_contract() -> None:
     assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
     startup = container["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 300
+
+
+def test_the_operator_reads_health_on_the_container_port() -> None:
+    stack = example("quantum-trader.yaml")
+    service = stack.spec.services[0]
+    deployment = next(o for o in render(stack, stack.owner_reference())
+                      if o["kind"] == "Deployment" and o["metadata"]["name"].endswith(service.name))  # fmt: skip
+    port = deployment["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"]
+    assert health_url(service, "10.244.0.7") == f"http://10.244.0.7:{port}{service.health.path}"
+    assert health_url(service, "fd00::7") == f"http://[fd00::7]:{port}{service.health.path}"
 
 
 names = st.from_regex(r"[a-z][a-z0-9]{0,10}", fullmatch=True).filter(

@@ -57,7 +57,8 @@ class ServiceStatus(ApiModel):
     """Desired pods."""
 
     health: HealthState = "UNKNOWN"
-    """Status from the service's health document; UNREACHABLE when it could not be read."""
+    """The worst state among the health documents of its running pods (read by pod IP, ready or not); UNREACHABLE
+    when none could be read."""
 
 
 class RedisStatus(ApiModel):

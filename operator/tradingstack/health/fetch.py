@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
+from typing import TypeVar
 
 import aiohttp
 from pydantic import ValidationError
 
 from tradingstack.health.contract import ServiceHealth
+
+K = TypeVar("K", bound=Hashable)
 
 
 async def _fetch(session: aiohttp.ClientSession, url: str) -> ServiceHealth | None:
@@ -20,10 +23,8 @@ async def _fetch(session: aiohttp.ClientSession, url: str) -> ServiceHealth | No
         return None
 
 
-async def fetch_health_documents(
-    urls: Mapping[str, str], timeout_seconds: float = 2.0
-) -> dict[str, ServiceHealth | None]:
-    """Each service's document by name; None when it could not be read (reported as UNREACHABLE)."""
+async def fetch_health_documents(urls: Mapping[K, str], timeout_seconds: float = 2.0) -> dict[K, ServiceHealth | None]:
+    """The document at each URL, by the URL's key; None when it could not be read."""
     if not urls:
         return {}
     timeout = aiohttp.ClientTimeout(total=timeout_seconds)

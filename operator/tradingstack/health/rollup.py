@@ -1,18 +1,20 @@
 """Stack-level health from the services' health documents (pure).
 
-The operator fetches each service's document; a service it could not reach is passed as None and reported as
-UNREACHABLE, which is not the same as down: the service may be fine and the operator's network path broken
-(a NetworkPolicy, the operator running outside the cluster). So UNREACHABLE is reported but never degrades the
-stack; only a service that itself says DEGRADED or UNHEALTHY does.
+The operator reads the document of every running pod of a service by the pod's IP, not through the Service:
+the Service drops a pod once its readiness probe fails, which is exactly when its UNHEALTHY document matters.
+A service's state is its worst pod's (`worst_document`). A service none of whose pods answered is passed as
+None and reported as UNREACHABLE, which is not the same as down: the service may be fine and the operator's
+network path broken (a NetworkPolicy, the operator running outside the cluster). So UNREACHABLE is reported but
+never degrades the stack; only a service that itself says DEGRADED or UNHEALTHY does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from tradingstack.health.contract import DependencyStatus, ServiceHealth
+from tradingstack.health.contract import DependencyStatus, HealthStatus, ServiceHealth
 
 
 class ServiceHealthState(StrEnum):
@@ -46,6 +48,16 @@ _REASONS = {
 }
 """Worst first: the condition's reason names the worst state present."""
 _DEGRADING = {ServiceHealthState.UNHEALTHY, ServiceHealthState.DEGRADED}
+
+
+_SEVERITY = {HealthStatus.HEALTHY: 0, HealthStatus.DEGRADED: 1, HealthStatus.UNHEALTHY: 2}
+
+
+def worst_document(documents: Iterable[ServiceHealth | None]) -> ServiceHealth | None:
+    """The document of a service's worst pod; None when no pod answered. A pod that did not answer (starting,
+    stopping) does not hide the others' state: the ready counts report it."""
+    answered = [document for document in documents if document is not None]
+    return max(answered, key=lambda document: _SEVERITY[document.status], default=None)
 
 
 def _state(document: ServiceHealth | None) -> ServiceHealthState:

@@ -25,7 +25,7 @@ from tradingstack.components import listed_kinds, prunable_kinds, render
 from tradingstack.contract import Label
 from tradingstack.errors import ApiPermanentError
 from tradingstack.health.fetch import fetch_health_documents
-from tradingstack.health.rollup import StackHealth, rollup
+from tradingstack.health.rollup import StackHealth, rollup, worst_document
 from tradingstack.kube.client import ChildKey, Kube, Obj
 from tradingstack.metrics import CHILDREN_APPLIED, CHILDREN_PRUNED, RECONCILE_DURATION
 from tradingstack.reconcile.backup_health import backup_health, backup_runs
@@ -34,11 +34,17 @@ from tradingstack.reconcile.ownership import NameConflict, blocked_by, conflict,
 from tradingstack.reconcile.redis_tracker import track_redis_master
 from tradingstack.reconcile.restart_runner import advance_restarts
 from tradingstack.reconcile.retention import retention_patches
-from tradingstack.reconcile.status import ConditionUpdate, Observations, compute_status, invalid_spec_status
+from tradingstack.reconcile.status import (
+    ConditionUpdate,
+    Observations,
+    compute_status,
+    invalid_spec_status,
+    serving_pod_ips,
+)
 from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN, child_name
 from tradingstack.render.postgres import BACKUP_COMPONENT
 from tradingstack.render.secrets import generated_secret_names, generated_secrets, referenced_secret_keys
-from tradingstack.render.services import service_url
+from tradingstack.render.services import health_url
 
 PRUNABLE_KINDS = prunable_kinds()
 """Kinds removed when no longer rendered (the components grant them `delete`); data and credentials never are."""
@@ -219,25 +225,28 @@ class StackReconciler:
             jobs, messages = backup_runs(children, child_name(stack, BACKUP_COMPONENT))
             schedule = spec.postgres.backup
             backup = backup_health(jobs, messages, schedule.schedule, schedule.time_zone, now, previous.postgres)
+        pods: list[Mapping[str, Any]] = [v for k, v in children.items() if k[0] == "Pod"]
         redis = previous.redis
         if spec.redis.enabled and self._read_data_plane:
             redis = await track_redis_master(self._kube, body, stack, previous.redis, children, now, self._domain)
         return Observations(
             workloads={k: v for k, v in children.items() if k[0] in ("Deployment", "StatefulSet")},
-            pods=[v for k, v in children.items() if k[0] == "Pod"],
+            pods=pods,
             apply_errors=apply_errors,
             postgres=backup.postgres if backup else previous.postgres,
             backup_condition=ConditionUpdate(backup.status, backup.reason, backup.message) if backup else None,
             redis=redis,
-            health=await self._service_health(stack) if self._read_data_plane else None,
+            health=await self._service_health(stack, pods) if self._read_data_plane else None,
             restarts=restarts,
         )
 
-    async def _service_health(self, stack: TradingStack) -> StackHealth:
-        urls = {
-            s.name: service_url(stack, s, self._domain) + s.health.path for s in stack.spec.services if s.replicas > 0
-        }
-        return rollup(await fetch_health_documents(urls))
+    async def _service_health(self, stack: TradingStack, pods: list[Mapping[str, Any]]) -> StackHealth:
+        services = [s for s in stack.spec.services if s.replicas > 0]
+        urls = {(s.name, ip): health_url(s, ip) for s in services for ip in serving_pod_ips(pods, s.name)}
+        documents = await fetch_health_documents(urls)
+        return rollup(
+            {s.name: worst_document(d for (name, _), d in documents.items() if name == s.name) for s in services}
+        )
 
     async def _create_missing_secrets(
         self, secrets: list[Obj], children: dict[ChildKey, Obj], conflicts: Mapping[ChildKey, NameConflict]

@@ -106,6 +106,19 @@ def pod_failures(pods: Iterable[Mapping[str, Any]], workloads: Iterable[Mapping[
     return found
 
 
+def serving_pod_ips(pods: Iterable[Mapping[str, Any]], component: str) -> list[str]:
+    """IPs of a component's pods that run and are not being deleted: those that can serve a health document,
+    ready or not."""
+    return sorted(
+        pod["status"]["podIP"]
+        for pod in pods
+        if pod["metadata"].get("labels", {}).get(Label.COMPONENT) == component
+        and not pod["metadata"].get("deletionTimestamp")
+        and pod.get("status", {}).get("phase") == "Running"
+        and pod["status"].get("podIP")
+    )
+
+
 @dataclass(frozen=True)
 class Observations:
     """Everything the status is computed from, gathered by the reconciler."""

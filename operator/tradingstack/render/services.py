@@ -29,7 +29,6 @@ from tradingstack.render.common import (
     resources,
     scratch_volume,
     selector_labels,
-    service_host,
     spread_and_anti_affinity,
 )
 
@@ -106,9 +105,10 @@ def _deployment(stack: TradingStack, owner: OwnerReference, service: ServiceSpec
     )
 
 
-def service_url(stack: TradingStack, service: ServiceSpec, domain: str) -> str:
-    """In-cluster base URL of a service (the operator reads its health document there)."""
-    return f"http://{service_host(stack, service.name, domain)}:{service.port}"
+def health_url(service: ServiceSpec, pod_ip: str) -> str:
+    """The health document of one pod of a service, by the pod's IP (the operator reads each pod's)."""
+    host = f"[{pod_ip}]" if ":" in pod_ip else pod_ip
+    return f"http://{host}:{service.port}{service.health.path}"
 
 
 def render_services(stack: TradingStack, owner: OwnerReference, domain: str = DEFAULT_CLUSTER_DOMAIN) -> list[Manifest]:
