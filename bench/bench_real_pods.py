@@ -13,9 +13,9 @@ by the chart as its own pod (namespace mode), in one run:
 - Redis: a writer in a pod (SentinelRedisClient, WAIT 1 500, a write every 20 ms) runs while the master pod is
   deleted (graceful: its preStop pauses writes and hands over) or its container is killed from containerd
   (kill -9); the figure is the time from the delete/kill to the first acknowledged write after the longest
-  gap in the writer's acknowledgements. Kill runs follow each other as soon as the previous failover is
-  complete and followed (status and label), with no extra settle. The floor of a kill is the sentinels'
-  down-after (5 s by default); a graceful handover has none.
+  gap in the writer's acknowledgements. Each fault starts once the previous failover is complete and
+  followed (status and label) and every sentinel is quiet again (no o_down or failover in progress). The
+  floor of a kill is the sentinels' down-after (5 s by default); a graceful handover has none.
 """
 
 from __future__ import annotations
@@ -40,7 +40,13 @@ from bench.stats import percentile  # noqa: E402
 from tests.cluster.test_restarts import trigger, wait_for_result  # noqa: E402
 from tests.e2e.helpers import ChartInstaller, real_nodes  # noqa: E402
 from tests.e2e.test_chart_install import EXAMPLE, READY_TIMEOUT, STACK, load  # noqa: E402
-from tests.e2e.test_real_containers import Stack, kill_container, master, wait_single_master_followed  # noqa: E402
+from tests.e2e.test_real_containers import (  # noqa: E402
+    Stack,
+    kill_container,
+    master,
+    wait_sentinels_quiet,
+    wait_single_master_followed,
+)
 from tests.fixtures.cluster import BIN_DIR, CLUSTER_SH, KUBECONFIG, Cluster, k8s_version, wait_for  # noqa: E402
 from tests.fixtures.operator import wait_for_condition  # noqa: E402
 from tradingstack.api import DEFAULT_RESTART_ORDER, TradingStack  # noqa: E402
@@ -172,6 +178,7 @@ def delete_pod(stack: Stack, pod: str) -> None:
 
 def failover(stack: Stack, fault: Callable[[str], None]) -> float:
     client = stack.service_pods("risk-safety")[0]["metadata"]["name"]
+    wait_sentinels_quiet(stack)  # each fault meets the same starting state
     writer = subprocess.Popen(
         [str(stack.cluster.bin_dir / "kubectl"), "--kubeconfig", str(stack.cluster.kubeconfig), "-n",
          stack.namespace, "exec", client, "--", "python3", "-c", WRITER.format(seconds=WRITE_SECONDS)],
@@ -189,7 +196,7 @@ def failover(stack: Stack, fault: Callable[[str], None]) -> float:
     if writer.returncode != 0:
         raise RuntimeError(f"writer failed: {err}")
     seconds = recovery_seconds(json.loads(out.strip().splitlines()[-1]), fault_at)
-    wait_single_master_followed(stack, old, "after the fault")
+    wait_single_master_followed(stack, old, "after the fault", failed_over=False)
     return seconds
 
 

@@ -37,13 +37,17 @@ from tests.e2e.test_chart_install import (
 )
 from tests.fixtures.cluster import CACHE, REPO, Cluster, wait_for
 from tests.fixtures.operator import wait_for_condition
+from tradingstack.api import RedisSpec
 from tradingstack.contract import OPERATOR_APP_NAME, Annotation, Label, ServiceEnv
+from tradingstack.render.common import SENTINEL_PORT
+from tradingstack.render.redis import SENTINEL_COMPONENT
 
 pytestmark = [pytest.mark.cluster, pytest.mark.real_containers]
 MASTER_LABEL = f"{Label.REDIS_ROLE}=master"
 RESTART_NOW = Annotation.RESTART_NOW
 RESTARTED_AT = Annotation.RESTARTED_AT
 SERVICES = [s["name"] for s in load(EXAMPLE, "x")["spec"]["services"]]
+MASTER_NAME = RedisSpec.model_validate(load(EXAMPLE, "x")["spec"]["redis"]).master_name
 CHART_DIR = REPO / "charts" / "tradingstack-operator"
 ALERT_RULES = CHART_DIR / "alerts" / "tradingstack.rules.yaml"
 DASHBOARD = CHART_DIR / "dashboards" / "tradingstack-operator.json"
@@ -306,9 +310,9 @@ def master(stack: Stack) -> str:
     return str(status["redis"]["master"])
 
 
-def wait_single_master_followed(stack: Stack, previous: str, what: str) -> str:
-    """After a failover (or the old master's return): one server in the master role, and the status and the
-    master label name it."""
+def wait_single_master_followed(stack: Stack, previous: str, what: str, *, failed_over: bool) -> str:
+    """One server in the master role, and the status and the master label name it; with `failed_over`, a server
+    other than `previous` (a killed master that restarts before down-after may legitimately stay the master)."""
 
     def settled() -> str | None:
         roles: dict[str, str] = {
@@ -320,10 +324,28 @@ def wait_single_master_followed(stack: Stack, previous: str, what: str) -> str:
         status = stack_status(stack.cluster, stack.namespace).get("redis", {})
         labelled = [p["metadata"]["name"] for p in stack.pods(MASTER_LABEL)]
         if len(roles) == 3 and len(masters) == 1 and status.get("master") == masters[0] and labelled == masters:
-            return masters[0]
+            return None if failed_over and masters[0] == previous else masters[0]
         return None
 
     return wait_for(settled, timeout=180, interval=2, what=f"{what}: one master, status and label on it")
+
+
+def wait_sentinels_quiet(stack: Stack) -> None:
+    """A failover test starts from quiet sentinels: each names the master with no o_down or failover in progress,
+    which an outage provoked by an earlier test leaves for up to failover-timeout (a SENTINEL FAILOVER then
+    answers INPROG and the master's preStop cannot hand over)."""
+    sentinels = [p["metadata"]["name"] for p in stack.pods(f"{Label.COMPONENT}={SENTINEL_COMPONENT}")]
+
+    def flags() -> dict[str, str]:
+        found = {}
+        for pod in sentinels:
+            reply = stack.kubectl("exec", pod, "-c", "sentinel", "--", "redis-cli", "-p", str(SENTINEL_PORT.number),
+                                  "--raw", "SENTINEL", "MASTER", MASTER_NAME).strip().splitlines()  # fmt: skip
+            found[pod] = dict(zip(reply[::2], reply[1::2], strict=False)).get("flags", "")
+        return found
+
+    wait_for(lambda: set(flags().values()) == {"master"}, timeout=300, interval=3,
+             what=f"sentinels {sentinels} quiet (flags master only)")  # fmt: skip
 
 
 def kill_container(stack: Stack, pod: str, container: str) -> None:
@@ -343,6 +365,7 @@ def test_redis_master_loss_keeps_acknowledged_writes(stack: Stack) -> None:
     """A client in a pod writes with WAIT while the master pod is deleted (preStop hands over) and then the next
     master's container is killed: one master at a time, status and label follow, every acknowledged write is
     on the final master."""
+    wait_sentinels_quiet(stack)
     run = uuid.uuid4().hex[:8]
     client = stack.service_pods("risk-safety")[0]["metadata"]["name"]
     writer = subprocess.Popen(
@@ -354,10 +377,10 @@ def test_redis_master_loss_keeps_acknowledged_writes(stack: Stack) -> None:
         time.sleep(5)
         first = master(stack)
         stack.kubectl("delete", "pod", first, "--wait=false")
-        second = wait_single_master_followed(stack, first, f"after deleting {first}")
+        second = wait_single_master_followed(stack, first, f"after deleting {first}", failed_over=True)
         time.sleep(5)
         kill_container(stack, second, "redis")
-        final = wait_single_master_followed(stack, second, f"after killing {second}")
+        final = wait_single_master_followed(stack, second, f"after killing {second}", failed_over=False)
         out, err = writer.communicate(timeout=240)
     finally:
         if writer.poll() is None:
