@@ -59,8 +59,8 @@ demo: venv
 demo-down:
 	hack/demo.sh down
 
-chaos: venv ## the adversarial run at size: CHAOS_SPECS generated specs (default 500) and the hostile set
-	TRADINGSTACK_GENERATED_SPECS=$${CHAOS_SPECS:-500} $(PY) -m pytest tests/cluster/test_adversarial.py -s --timeout=3600
+chaos: venv ## the fault scenarios at size (CHAOS_KILLS, CHAOS_SPECS); writes docs/reliability.md
+	$(PY) bench/reliability.py --kills $${CHAOS_KILLS:-50} --specs $${CHAOS_SPECS:-5000}
 
 bench: venv ## writes docs/benchmarks.md
 	$(PY) bench/run.py

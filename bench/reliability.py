@@ -1,0 +1,58 @@
+"""`make chaos`: the fault scenarios at size, then docs/reliability.md from the rows they record.
+
+    python bench/reliability.py [--kills 50] [--stacks 10] [--specs 5000]
+
+Runs tests/chaos and the adversarial spec test of tests/cluster against the local cluster (hack/cluster.sh up)
+with TRADINGSTACK_RELIABILITY_DIR set, so each scenario writes what it ran, injected, checked and found; the
+table joins those rows. A failing scenario fails the command and leaves docs/reliability.md as it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SCENARIOS = ["tests/chaos", "tests/cluster/test_adversarial.py"]
+COLUMNS = ("scenario", "runs", "faults", "checked", "result")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kills", type=int, default=50, help="operator kills (default 50)")
+    parser.add_argument("--stacks", type=int, default=10, help="stacks reconciling while it is killed (default 10)")
+    parser.add_argument("--specs", type=int, default=5000, help="generated specs (default 5000)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as rows:
+        sizes = {"TRADINGSTACK_CHAOS_KILLS": args.kills, "TRADINGSTACK_CHAOS_STACKS": args.stacks,
+                 "TRADINGSTACK_GENERATED_SPECS": args.specs}  # fmt: skip
+        env = {**os.environ, "TRADINGSTACK_RELIABILITY_DIR": rows, **{k: str(v) for k, v in sizes.items()}}
+        command = [sys.executable, "-m", "pytest", "-s", "--timeout=14400", *SCENARIOS]
+        subprocess.run(command, cwd=REPO, env=env, check=True)
+        recorded = [json.loads(p.read_text()) for p in sorted(Path(rows).glob("*.json"))]
+    rerun = f"python bench/reliability.py --kills {args.kills} --stacks {args.stacks} --specs {args.specs}"
+    (REPO / "docs" / "reliability.md").write_text(report(recorded, rerun))
+    return 0
+
+
+def report(rows: list[dict[str, str]], rerun: str) -> str:
+    lines = [
+        "# Reliability",
+        "",
+        f"Written by `make chaos` (`{rerun}`) on the local cluster; every figure below comes from that run.",
+        "Each row is one scenario of tests/chaos or tests/cluster; `make test` runs them at small counts.",
+        "",
+        "| " + " | ".join(c.capitalize() for c in COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
+    ]
+    lines += ["| " + " | ".join(row[c].replace("|", "\\|") for c in COLUMNS) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
