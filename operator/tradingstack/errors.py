@@ -8,10 +8,16 @@ from __future__ import annotations
 class ApiTemporaryError(Exception):
     """The API server could not be reached or asked us to come back (5xx, 429, conflicts, timeouts)."""
 
-    def __init__(self, message: str, delay: float = 5.0) -> None:
+    def __init__(self, message: str, delay: float = 5.0, code: int | None = None) -> None:
         super().__init__(message)
         self.delay = delay
         """Seconds to wait at least before retrying."""
+        self.code = code
+        """The HTTP status (409 for a conflict); None when the server was not reached."""
+
+
+class NotLeaderError(ApiTemporaryError):
+    """A write refused before it was sent: this operator no longer holds (or never held) the leader Lease."""
 
 
 class ApiPermanentError(Exception):

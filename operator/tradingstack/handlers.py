@@ -10,6 +10,7 @@ daemon never chains on `status.phase`: every pass recomputes everything from wha
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Mapping
@@ -46,10 +47,26 @@ def _plain(value: Any) -> Any:
     return value
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _IdentifiedConnection(kopf.ConnectionInfo):
+    """kopf's connection with our User-Agent (kopf sets its own only when the session has none), so the audit
+    log tells apart the writes of two operators running side by side."""
+
+    user_agent: str
+
+    def as_http_headers(self) -> dict[str, str]:
+        return {**super().as_http_headers(), "User-Agent": self.user_agent}
+
+
 @kopf.on.login(registry=registry)
-def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
     """In a pod: the ServiceAccount; elsewhere: the kubeconfig (KUBECONFIG or ~/.kube/config)."""
-    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    user_agent = memo.get("user_agent")
+    if info is None or not user_agent:
+        return info
+    fields = {f.name: getattr(info, f.name) for f in dataclasses.fields(info)}
+    return _IdentifiedConnection(**fields, user_agent=user_agent)
 
 
 @kopf.on.startup(registry=registry)
@@ -67,7 +84,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.posting.level = logging.WARNING
     # Spread retries of failing API calls instead of kopf's default fixed delays.
     settings.networking.error_backoffs = [1, 2, 4, 8, 16, 30]
-    memo.kube = Kube.from_kubeconfig()
+    # With leader election, every write of a reconcile pass first checks that this operator still leads.
+    memo.kube = Kube.from_kubeconfig(user_agent=memo.get("user_agent"), may_write=memo.get("may_write"))
     memo.reconciler = StackReconciler(
         memo.kube,
         read_data_plane=memo.get("read_data_plane", True),

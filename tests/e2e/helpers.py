@@ -82,13 +82,13 @@ class ChartInstaller:
         )
         return release
 
-    def operator_pod(self, release: Release) -> dict[str, Any]:
-        """The release's one operator pod."""
+    def operator_pods(self, release: Release) -> list[dict[str, Any]]:
+        """The release's operator pods: the chart's two replicas (one leads, one stands by)."""
         pods = self.cluster.kubectl_json(
             "get", "pods", "-n", release.namespace, "-l", f"app.kubernetes.io/instance={release.name}"
         )["items"]
-        assert len(pods) == 1, [p["metadata"]["name"] for p in pods]
-        return dict(pods[0])
+        assert len(pods) == 2, [p["metadata"]["name"] for p in pods]
+        return [dict(pod) for pod in pods]
 
     def uninstall(self, release: Release) -> None:
         self.cluster.helm("uninstall", release.name, "-n", release.namespace, "--wait", "--timeout=120s")

@@ -129,13 +129,13 @@ def remaining_claims(cluster: Cluster, namespace: str) -> set[str]:
 
 
 def assert_operator_pod_runs_from_its_image(chart: ChartInstaller, release: Release, real_node: list[str]) -> None:
-    pod = chart.operator_pod(release)
-    container = pod["spec"]["containers"][0]
-    assert container["image"] == f"ghcr.io/quantumtrader/tradingstack-operator:{CHART_VERSION}"
-    assert pod["spec"]["nodeName"] in real_node and pod["status"]["phase"] == "Running"
-    status = pod["status"]["containerStatuses"][0]
-    assert status["ready"] is True and status["restartCount"] == 0, status
-    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    for pod in chart.operator_pods(release):  # the standby too: its /healthz answers while it waits
+        container = pod["spec"]["containers"][0]
+        assert container["image"] == f"ghcr.io/quantumtrader/tradingstack-operator:{CHART_VERSION}"
+        assert pod["spec"]["nodeName"] in real_node and pod["status"]["phase"] == "Running"
+        status = pod["status"]["containerStatuses"][0]
+        assert status["ready"] is True and status["restartCount"] == 0, status
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
 
 
 def test_cluster_mode_install_operate_uninstall(cluster: Cluster, chart: ChartInstaller, real_node: list[str]) -> None:

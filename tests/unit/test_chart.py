@@ -58,6 +58,11 @@ NAMESPACED_PERMISSIONS: dict[tuple[str, str], set[str]] = {
     ("networking.k8s.io", "networkpolicies"): APPLIED,
     ("", "events"): {"create"},
 }
+# Leader election: the Lease in the release namespace, read, created once and replaced (PUT) to renew it.
+LEADER_ELECTION_PERMISSIONS: dict[tuple[str, str], set[str]] = {
+    ("coordination.k8s.io", "leases"): {"get", "create", "update"},
+}
+LEADER_ELECTION_ROLE = f"{RELEASE}-leader-election"
 OBSERVATION_PERMISSIONS: dict[tuple[str, str], set[str]] = {
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
     ("", "namespaces"): {"list", "watch"},
@@ -175,9 +180,8 @@ def test_helm_lint_passes(helm: str, scope: str) -> None:
 def test_default_render_has_the_expected_objects(helm: str) -> None:
     objs = render(helm)
     kinds = sorted(o["kind"] for o in objs)
-    assert kinds == sorted(["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "Pod"]), (
-        kinds
-    )
+    expected = ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Deployment", "Service"]
+    assert kinds == sorted([*expected, "Pod"]), kinds
     for obj in objs:
         if obj["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
             assert obj["metadata"]["namespace"] == NAMESPACE, obj["metadata"]
@@ -186,8 +190,8 @@ def test_default_render_has_the_expected_objects(helm: str) -> None:
 def test_deployment_runs_the_operator(helm: str) -> None:
     deployment = one(render(helm), "Deployment")
     spec = deployment["spec"]
-    assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+    assert spec["replicas"] == 2
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     pod = spec["template"]["spec"]
     assert pod["serviceAccountName"] == SA_NAME
     (container,) = pod["containers"]
@@ -203,6 +207,7 @@ def test_deployment_runs_the_operator(helm: str) -> None:
         "INFO",
         "--resync-seconds",
         "30",
+        "--leader-election",
     ]
     for probe in ("livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
@@ -210,7 +215,33 @@ def test_deployment_runs_the_operator(helm: str) -> None:
     assert ports == {"health": 8080, "metrics": 9102}
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["PYTHONUNBUFFERED"] == "1"
+    downward = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"] if "valueFrom" in e}
+    assert downward == {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}  # Lease identity, place
     assert set(spec["selector"]["matchLabels"].items()) <= set(spec["template"]["metadata"]["labels"].items())
+
+
+def test_without_leader_election_one_replica_is_recreated(helm: str) -> None:
+    objs = render(helm, "leaderElection.enabled=false", "replicaCount=1")
+    spec = one(objs, "Deployment")["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+    assert "--leader-election" not in operator_args(objs)
+    assert not of_kind(objs, "Role")
+
+
+@pytest.mark.parametrize("scope", ["cluster", "namespace"])
+def test_leader_election_may_use_leases_in_the_release_namespace_only(helm: str, scope: str) -> None:
+    objs = render(helm, f"rbac.scope={scope}", "watchNamespaces={team-a}")
+    roles = {r["metadata"]["name"]: r for r in of_kind(objs, "Role")}
+    role = roles[LEADER_ELECTION_ROLE]
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert permissions(role) == LEADER_ELECTION_PERMISSIONS
+    (binding,) = [b for b in of_kind(objs, "RoleBinding") if b["metadata"]["name"] == LEADER_ELECTION_ROLE]
+    assert binding["metadata"]["namespace"] == NAMESPACE
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": LEADER_ELECTION_ROLE}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": SA_NAME, "namespace": NAMESPACE}]
+    others = [r for name, r in roles.items() if name != LEADER_ELECTION_ROLE] + of_kind(objs, "ClusterRole")
+    assert all(("coordination.k8s.io", "leases") not in permissions(r) for r in others)
 
 
 def operator_args(objs: list[dict[str, Any]]) -> list[str]:
@@ -229,6 +260,7 @@ def test_the_operator_cli_accepts_the_rendered_args(helm: str, sets: list[str]) 
     else:
         assert args.all_namespaces and not args.namespace
     assert args.read_data_plane == ("operator.readDataPlane=false" not in sets)
+    assert args.leader_election
 
 
 def test_operator_pods_carry_the_label_the_network_policies_admit(helm: str) -> None:
@@ -243,8 +275,8 @@ def test_namespace_mode_watches_only_its_namespaces(helm: str) -> None:
     assert "--all-namespaces" not in operator_args(objs)
     assert not of_kind(objs, "ClusterRole")
     assert not of_kind(objs, "ClusterRoleBinding")
-    roles = {r["metadata"]["namespace"]: r for r in of_kind(objs, "Role")}
-    bindings = {b["metadata"]["namespace"]: b for b in of_kind(objs, "RoleBinding")}
+    roles = {r["metadata"]["namespace"]: r for r in of_kind(objs, "Role") if r["metadata"]["name"] == RELEASE}
+    bindings = {b["metadata"]["namespace"]: b for b in of_kind(objs, "RoleBinding") if b["metadata"]["name"] == RELEASE}
     assert set(roles) == set(bindings) == {"team-a", "team-b"}
     for ns, role in roles.items():
         assert permissions(role) == NAMESPACED_PERMISSIONS
@@ -259,7 +291,9 @@ def test_namespace_mode_watches_only_its_namespaces(helm: str) -> None:
 
 def test_namespace_mode_defaults_to_the_release_namespace(helm: str) -> None:
     objs = render(helm, "rbac.scope=namespace")
-    assert [r["metadata"]["namespace"] for r in of_kind(objs, "Role")] == [NAMESPACE]
+    assert [r["metadata"]["namespace"] for r in of_kind(objs, "Role") if r["metadata"]["name"] == RELEASE] == [
+        NAMESPACE
+    ]
     assert operator_args(objs)[:3] == ["run", "--namespace", NAMESPACE]
     assert operator_args(objs)[3] == "--health-port"
 
@@ -382,7 +416,9 @@ def test_stack_is_created_with_the_release_when_enabled(helm: str, tmp_path: Pat
     [
         (["rbac.scope=galaxy"], "scope"),
         (["--set-string", "replicaCount=two"], "replicaCount"),
-        (["replicaCount=2"], "replicaCount"),
+        (["replicaCount=2,leaderElection.enabled=false"], "replicaCount"),
+        (["replicaCount=4"], "replicaCount"),
+        (["leaderElection.enabled=sometimes"], "enabled"),
         (["image.pullPolicy=Sometimes"], "pullPolicy"),
         (["operator.metricsPort=80"], "metricsPort"),
         (["serviceMonitor.enabled=maybe"], "enabled"),

@@ -13,8 +13,8 @@ from typing import Literal
 from tradingstack.api import OwnerReference, TradingStack, TradingStackSpec
 from tradingstack.render.common import Manifest
 
-Verb = Literal["get", "list", "watch", "create", "patch", "delete"]
-VERB_ORDER: tuple[Verb, ...] = ("get", "list", "watch", "create", "patch", "delete")
+Verb = Literal["get", "list", "watch", "create", "update", "patch", "delete"]
+VERB_ORDER: tuple[Verb, ...] = ("get", "list", "watch", "create", "update", "patch", "delete")
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,18 @@ CLUSTER_OBSERVATION_KINDS: tuple[KindUse, ...] = (
 """Cluster-scoped, read-only: only the cluster-scoped operator (ClusterRole) needs them."""
 
 
+LEADER_ELECTION_KINDS: tuple[KindUse, ...] = (
+    uses(
+        "Lease",
+        "coordination.k8s.io/v1",
+        "leases",
+        "get create update",
+        "leader election (`--leader-election`): read, created once, replaced with its resourceVersion to renew it",
+    ),
+)
+"""In the operator's own namespace only, when the chart runs it with leader election."""
+
+
 def _rule(use: KindUse) -> list[str]:
     verbs = [verb for verb in VERB_ORDER if verb in use.verbs]
     return [
@@ -130,6 +142,35 @@ subjects:
     namespace: {{{{ $.Release.Namespace }}}}
 {{{{- end }}}}
 {{{{- end }}}}
+{{{{- if .Values.leaderElection.enabled }}}}
+---
+# Leader election: the Lease in the operator's own namespace.
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: {{{{ $fullname }}}}-leader-election
+  namespace: {{{{ .Release.Namespace }}}}
+  labels:
+    {{{{- include "tradingstack-operator.labels" . | nindent 4 }}}}
+rules:
+  {{{{- include "tradingstack-operator.generatedLeaderElectionRules" . | nindent 2 }}}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: {{{{ $fullname }}}}-leader-election
+  namespace: {{{{ .Release.Namespace }}}}
+  labels:
+    {{{{- include "tradingstack-operator.labels" . | nindent 4 }}}}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: {{{{ $fullname }}}}-leader-election
+subjects:
+  - kind: ServiceAccount
+    name: {{{{ $sa }}}}
+    namespace: {{{{ .Release.Namespace }}}}
+{{{{- end }}}}
 {{{{- end }}}}
 """
 
@@ -138,6 +179,7 @@ def render_rbac_template() -> str:
     defines = [
         *_define("generatedNamespacedRules", namespaced_rules()),
         *_define("generatedClusterObservationRules", CLUSTER_OBSERVATION_KINDS),
+        *_define("generatedLeaderElectionRules", LEADER_ELECTION_KINDS),
     ]
     return TEMPLATE.format(defines="\n".join(defines))
 

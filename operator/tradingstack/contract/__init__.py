@@ -127,6 +127,8 @@ class ExitCode(IntEnum):
     """Bad input (usage, spec): fix it, retrying does not help."""
     REFUSED = 3
     """A restore refused because the database is not empty and --force was not given."""
+    LEADERSHIP_LOST = 4
+    """`tradingstack run --leader-election` could not renew its Lease in time and stopped reconciling."""
 
 
 class Label:

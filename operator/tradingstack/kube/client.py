@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -12,14 +12,14 @@ import httpx2
 from lightkube import ApiError, AsyncClient, codecs
 from lightkube.codecs import resource_registry
 from lightkube.config.kubeconfig import KubeConfig
-from lightkube.generic_resource import create_namespaced_resource
+from lightkube.generic_resource import GenericNamespacedResource, create_api_info, create_namespaced_resource
 from lightkube.operators import BinaryOperator, SequenceOperator
 from lightkube.resources.core_v1 import Event
 from lightkube.types import PatchType
 
 from tradingstack import API_GROUP, API_VERSION, KIND, PLURAL
 from tradingstack.components import owned_kinds
-from tradingstack.errors import ApiPermanentError, ApiTemporaryError
+from tradingstack.errors import ApiPermanentError, ApiTemporaryError, NotLeaderError
 
 FIELD_MANAGER = "tradingstack-operator"
 RESTART_FIELD_MANAGER = "tradingstack-restarts"
@@ -29,6 +29,24 @@ TradingStackResource = create_namespaced_resource(API_GROUP, API_VERSION, KIND, 
 
 CHILD_KINDS: dict[str, Any] = {use.kind: resource_registry.load(use.api_version, use.kind) for use in owned_kinds()}
 """lightkube's resource class of every kind the components own (`tradingstack.components`)."""
+
+
+class LeaseDocument(GenericNamespacedResource):
+    """coordination.k8s.io/v1 Lease as a plain dict: lightkube's Lease model writes a MicroTime with no fraction
+    as "...:00Z" when its microseconds are 0, which the API server refuses (it wants exactly six digits).
+    Not registered, so codecs keep loading Leases as the model elsewhere."""
+
+    _api_info = create_api_info("coordination.k8s.io", "v1", "Lease", "leases", verbs=["get", "post", "put"])
+
+
+def _lease_document(namespace: str, name: str, spec: Obj, resource_version: str | None = None) -> LeaseDocument:
+    metadata = {"name": name, "namespace": namespace}
+    if resource_version is not None:
+        metadata["resourceVersion"] = resource_version  # replace only if nobody wrote it since we read it
+    lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata, "spec": spec}
+    document: LeaseDocument = LeaseDocument.from_dict(lease)
+    return document
+
 
 EVENT_MESSAGE_LIMIT = 1024
 
@@ -45,7 +63,7 @@ def _converted(err: Exception) -> Exception:
         code = int(err.status.code or 0)
         message = f"{code} {err.status.reason}: {err.status.message}"
         if code in _TEMPORARY_CODES:
-            return ApiTemporaryError(message, delay=5 if code != 429 else 15)
+            return ApiTemporaryError(message, delay=5 if code != 429 else 15, code=code)
         return ApiPermanentError(message, code)
     return ApiTemporaryError(f"API server unreachable: {type(err).__name__}: {err}", delay=5)
 
@@ -63,15 +81,30 @@ def _as_dict(obj: Any) -> Obj:
 
 
 class Kube:
-    """Thin async facade over the API; every method converts client errors into domain errors."""
+    """Thin async facade over the API; every method converts client errors into domain errors.
 
-    def __init__(self, client: AsyncClient) -> None:
+    `may_write`, when given, is asked before every write to the stacks' objects: a leader that lost its Lease
+    must not write even from a reconcile pass that was already under way (the Lease methods are not fenced).
+    """
+
+    def __init__(self, client: AsyncClient, may_write: Callable[[], bool] | None = None) -> None:
         self._client = client
+        self._may_write = may_write
 
     @classmethod
-    def from_kubeconfig(cls, path: str | None = None) -> Kube:
+    def from_kubeconfig(
+        cls, path: str | None = None, *, user_agent: str | None = None, may_write: Callable[[], bool] | None = None
+    ) -> Kube:
         config = KubeConfig.from_file(path) if path else KubeConfig.from_env()
-        return cls(AsyncClient(config=config, field_manager=FIELD_MANAGER, timeout=httpx2.Timeout(30.0)))
+        client = AsyncClient(config=config, field_manager=FIELD_MANAGER, timeout=httpx2.Timeout(30.0))
+        if user_agent:
+            # lightkube has no option for it; the audit log tells two operators apart by their User-Agent.
+            client._client._client.headers["User-Agent"] = user_agent
+        return cls(client, may_write)
+
+    def _fence(self) -> None:
+        if self._may_write is not None and not self._may_write():
+            raise NotLeaderError("not the leader: write not sent", delay=1)
 
     async def close(self) -> None:
         await self._client.close()
@@ -85,6 +118,7 @@ class Kube:
 
     async def apply(self, obj: Obj, field_manager: str = FIELD_MANAGER) -> Obj:
         """Server-side apply of a plain dict: partial objects (a restart stamp) are fine, the server merges."""
+        self._fence()
         meta = obj["metadata"]
         async with _api_errors():
             applied = await self._client.patch(
@@ -101,11 +135,12 @@ class Kube:
     async def create(self, obj: Obj) -> Obj | None:
         """Creates the object and returns it (with its generated name, if any); None when it already exists
         (create-only objects such as generated Secrets are never updated)."""
+        self._fence()
         try:
             async with _api_errors():
                 created = await self._client.create(codecs.from_dict(obj))
         except ApiTemporaryError as err:
-            if "409" in str(err):
+            if err.code == 409:
                 return None
             raise
         return {**_as_dict(created), "kind": obj["kind"]}
@@ -127,6 +162,7 @@ class Kube:
             ]
 
     async def annotate_stack(self, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
+        self._fence()
         async with _api_errors():
             await self._client.patch(
                 TradingStackResource,
@@ -137,6 +173,7 @@ class Kube:
             )
 
     async def delete(self, kind: str, name: str, namespace: str) -> None:
+        self._fence()
         try:
             async with _api_errors():
                 await self._client.delete(CHILD_KINDS[kind], name, namespace=namespace)
@@ -147,6 +184,7 @@ class Kube:
     async def replace_status(self, namespace: str, name: str, status: Obj) -> None:
         """Replaces the whole status (a merge patch would keep map entries that disappeared, e.g. a removed
         service); a JSON patch needs no resourceVersion, so it never conflicts with spec edits."""
+        self._fence()
         async with _api_errors():
             await self._client.patch(
                 TradingStackResource.Status,
@@ -161,6 +199,7 @@ class Kube:
 
     async def merge_patch(self, kind: str, name: str, namespace: str, patch: Mapping[str, Any]) -> None:
         """A JSON merge patch of fields the operator does not apply (labels it moves, owner references)."""
+        self._fence()
         async with _api_errors():
             await self._client.patch(
                 CHILD_KINDS[kind], name, dict(patch), namespace=namespace, patch_type=PatchType.MERGE
@@ -211,3 +250,29 @@ class Kube:
                 "count": 1,
             }
         )
+
+    async def get_lease(self, namespace: str, name: str) -> Obj | None:
+        try:
+            async with _api_errors():
+                return _as_dict(await self._client.get(LeaseDocument, name, namespace=namespace))
+        except ApiPermanentError as err:
+            if err.code == 404:
+                return None
+            raise
+
+    async def create_lease(self, namespace: str, name: str, spec: Obj) -> Obj | None:
+        """Creates the Lease; None when another operator created it first (409)."""
+        return await self._write_lease(self._client.create(_lease_document(namespace, name, spec)))
+
+    async def replace_lease(self, namespace: str, name: str, spec: Obj, resource_version: str) -> Obj | None:
+        """Replaces the Lease if it is still at `resource_version`; None when someone wrote it since (409)."""
+        return await self._write_lease(self._client.replace(_lease_document(namespace, name, spec, resource_version)))
+
+    async def _write_lease(self, request: Awaitable[Any]) -> Obj | None:
+        try:
+            async with _api_errors():
+                return _as_dict(await request)
+        except ApiTemporaryError as err:
+            if err.code == 409:
+                return None
+            raise
