@@ -124,7 +124,9 @@ def test_only_the_lease_holder_reconciles_and_the_standby_takes_over(
         what=f"{standby} taking over and applying the spec change",
     )
     assert holder(cluster, namespace) == standby
-    assert operators[standby].metric("tradingstack_reconcile_duration_seconds_count") >= 1
+    # The pass that applied the change ends (and is counted) a moment after its writes.
+    wait_for(lambda: operators[standby].metric("tradingstack_reconcile_duration_seconds_count") >= 1,
+             timeout=30, what=f"{standby}'s first completed pass")  # fmt: skip
     assert '"lost leadership"' not in operators[standby].log()
 
     writes = timed_writes(cluster.audit_log, namespace, mark)
