@@ -252,7 +252,7 @@ def main() -> None:
     args.output.write_text(
         f"""## The example stack on the real node (real containers)
 
-Command: `.venv/bin/python {command}`
+Command: `.venv/bin/{command}`
 Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()}, Kubernetes {cluster.version}, real node(s)
 {", ".join(nodes)} (containerd, images of `make images`), the operator as the chart's pod.
 
