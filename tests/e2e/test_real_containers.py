@@ -247,11 +247,11 @@ def test_alerts_fire_and_resolve_in_a_real_prometheus(stack: Stack, tmp_path: Pa
     intervals of the operator seeing it, and recovery resolves it."""
     rules = [r for g in yaml.safe_load(ALERT_RULES.read_text())["groups"] for r in g["rules"]]
     assert next(r["for"] for r in rules if r["alert"] == "TradingStackServiceUnhealthy") == f"{UNHEALTHY_FOR // 60}m"
-    operator = stack.pods(f"{Label.NAME}={OPERATOR_APP_NAME}")[0]
+    operators = stack.pods(f"{Label.NAME}={OPERATOR_APP_NAME}")  # the leader and the standby, as a PodMonitor would
     services = [p for p in stack.pods(f"{Label.PART_OF}=quantum-trader") if p["metadata"]["labels"].get(
         Label.COMPONENT) in SERVICES and pod_ready(p)]  # fmt: skip
     targets = {
-        "tradingstack-operator": [f"{operator['status']['podIP']}:9102"],
+        "tradingstack-operator": [f"{p['status']['podIP']}:9102" for p in operators],
         "demo-service": [f"{p['status']['podIP']}:{p['spec']['containers'][0]['ports'][0]['containerPort']}"
                          for p in services],
     }  # fmt: skip
