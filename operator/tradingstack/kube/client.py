@@ -145,14 +145,19 @@ class Kube:
             raise
         return {**_as_dict(created), "kind": obj["kind"]}
 
-    async def get(self, kind: str, name: str, namespace: str) -> Obj | None:
+    async def _get_or_none(self, resource: Any, name: str, namespace: str) -> Obj | None:
+        """The object, or None when it does not exist (404); other errors converted as everywhere."""
         try:
             async with _api_errors():
-                return {**_as_dict(await self._client.get(CHILD_KINDS[kind], name, namespace=namespace)), "kind": kind}
+                return _as_dict(await self._client.get(resource, name, namespace=namespace))
         except ApiPermanentError as err:
             if err.code == 404:
                 return None
             raise
+
+    async def get(self, kind: str, name: str, namespace: str) -> Obj | None:
+        found = await self._get_or_none(CHILD_KINDS[kind], name, namespace)
+        return None if found is None else {**found, "kind": kind}
 
     async def list_objects(self, kind: str, namespace: str, selector: Mapping[str, str]) -> list[Obj]:
         async with _api_errors():
@@ -206,13 +211,7 @@ class Kube:
             )
 
     async def get_stack(self, namespace: str, name: str) -> Obj | None:
-        try:
-            async with _api_errors():
-                return _as_dict(await self._client.get(TradingStackResource, name, namespace=namespace))
-        except ApiPermanentError as err:
-            if err.code == 404:
-                return None
-            raise
+        return await self._get_or_none(TradingStackResource, name, namespace)
 
     async def warning_events(self, namespace: str, name: str) -> list[Obj]:
         """Warning Events about the TradingStack `name`."""
@@ -252,13 +251,7 @@ class Kube:
         )
 
     async def get_lease(self, namespace: str, name: str) -> Obj | None:
-        try:
-            async with _api_errors():
-                return _as_dict(await self._client.get(LeaseDocument, name, namespace=namespace))
-        except ApiPermanentError as err:
-            if err.code == 404:
-                return None
-            raise
+        return await self._get_or_none(LeaseDocument, name, namespace)
 
     async def create_lease(self, namespace: str, name: str, spec: Obj) -> Obj | None:
         """Creates the Lease; None when another operator created it first (409)."""
