@@ -10,10 +10,20 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A local port nothing listens on, never the same twice in one test run. The kernel may give a port it
+    just gave again once the probe socket is closed; two servers of one fixture then collide (CI saw a Redis
+    server and a sentinel handed the same port)."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def wait_for(
