@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tradingstack.health.checks import CircuitBreaker
+from tradingstack.health.checks import Check, CircuitBreaker
 from tradingstack.health.contract import (
     DependencyHealth,
     DependencyStatus,
@@ -157,27 +157,53 @@ class FakeClock:
         return self.now
 
 
-async def test_circuit_breaker_opens_after_the_threshold_and_retries_after_the_cooldown() -> None:
-    clock = FakeClock()
-    results = [DOWN, DOWN, UP]
+def scripted_check(results: list[DependencyHealth]) -> tuple[Check, list[DependencyHealth]]:
+    """A check answering `results` in order, and the list of the answers it gave."""
     calls: list[DependencyHealth] = []
 
     async def check() -> DependencyHealth:
         calls.append(results[len(calls)])
         return calls[-1]
 
+    return check, calls
+
+
+async def test_circuit_breaker_opens_after_the_threshold_and_retries_after_the_cooldown() -> None:
+    clock = FakeClock()
+    check, calls = scripted_check([UP, DOWN, DOWN, UP])
     breaker = CircuitBreaker(check, failure_threshold=2, cooldown_seconds=30, clock=clock)
+    assert (await breaker()).status is DependencyStatus.UP
     assert (await breaker()).status is DependencyStatus.DOWN
     backing_off = await breaker()
-    assert len(calls) == 1, "within the backoff after a failure the check is not called"
+    assert len(calls) == 2, "within the backoff after a failure the check is not called"
     assert backing_off.status is DependencyStatus.DOWN and backing_off.message.startswith("backing off for 1.0s")
     clock.now += 1  # the first backoff step
     assert (await breaker()).status is DependencyStatus.DOWN
     clock.now += 29
     skipped = await breaker()
-    assert len(calls) == 2, "an open circuit must not call the check"
+    assert len(calls) == 3, "an open circuit must not call the check"
     assert skipped.status is DependencyStatus.DOWN
     assert skipped.message.startswith("circuit open")
     clock.now += 1
     assert (await breaker()).status is DependencyStatus.UP
-    assert len(calls) == 3
+    assert len(calls) == 4
+
+
+async def test_circuit_breaker_never_opens_on_a_dependency_that_has_not_answered_yet() -> None:
+    """A service starts before its stores: its first failures are retried every second and never counted, so
+    the first answer after the store came up is UP (the breaker held it back for a minute on the real node)."""
+    clock = FakeClock()
+    starting = 30
+    check, calls = scripted_check([DOWN] * starting + [UP, DOWN, DOWN])
+    breaker = CircuitBreaker(check, failure_threshold=2, cooldown_seconds=60, clock=clock)
+    for _ in range(starting):
+        assert (await breaker()).status is DependencyStatus.DOWN
+        assert (await breaker()).message.startswith("backing off for 1.0s"), "startup retries are 1 s apart"
+        clock.now += 1
+    assert len(calls) == starting
+    assert (await breaker()).status is DependencyStatus.UP
+    assert (await breaker()).status is DependencyStatus.DOWN
+    clock.now += 1
+    assert (await breaker()).status is DependencyStatus.DOWN
+    clock.now += 1
+    assert (await breaker()).message.startswith("circuit open"), "once it has answered, an outage is counted"

@@ -19,7 +19,7 @@ from redis.asyncio.sentinel import Sentinel
 from tradingstack.health.contract import DependencyHealth, DependencyStatus
 from tradingstack.logs import mask_text
 from tradingstack.resilience.clock import Clock, SystemClock
-from tradingstack.resilience.guard import ConnectionGuard
+from tradingstack.resilience.guard import BACKOFF_SECONDS, ConnectionGuard
 
 Check = Callable[[], Awaitable[DependencyHealth]]
 
@@ -147,7 +147,9 @@ class CircuitBreaker:
     """A check behind the Redis client's `ConnectionGuard`: after a DOWN result the check is not called again
     for the backoff (1, 2, 4, ... s), and after `failure_threshold` DOWN results in a row not for
     `cooldown_seconds`; then one trial call decides. Meanwhile the last failure is reported, saying why.
-    Keeps health polling from piling connection attempts onto a dependency that is already struggling."""
+    Keeps health polling from piling connection attempts onto a dependency that is already struggling. Until
+    the dependency first answers it is starting, not struggling: it is tried again after the first backoff step
+    and nothing is counted, so a service that starts before its stores reports UP as soon as they are."""
 
     def __init__(
         self,
@@ -159,7 +161,10 @@ class CircuitBreaker:
     ) -> None:
         self._check = check
         self._guard = ConnectionGuard(
-            clock or SystemClock(), failure_threshold=failure_threshold, open_seconds=cooldown_seconds
+            clock or SystemClock(),
+            failure_threshold=failure_threshold,
+            open_seconds=cooldown_seconds,
+            startup_retry_seconds=BACKOFF_SECONDS[0],
         )
         self._failure: DependencyHealth | None = None
 

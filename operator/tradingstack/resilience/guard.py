@@ -9,6 +9,11 @@ and a client that backs off for seconds (or opens its breaker for a minute) in t
 seconds of failover into a long outage. So during the first `failover_grace_seconds` of an outage, failures
 are retried every `failover_retry_seconds` and not counted; only an outage that outlasts the grace is met
 with backoff and the breaker.
+
+A dependency never yet reached is starting, not struggling (a service usually starts before its Redis and
+Postgres are ready): with `startup_retry_seconds` set, failures before the first success are retried at that
+interval and not counted, so the breaker cannot hold back the first answer for a minute after the dependency
+came up.
 """
 
 from __future__ import annotations
@@ -42,12 +47,15 @@ class ConnectionGuard:
         open_seconds: float = 60.0,
         failover_grace_seconds: float = 0.0,
         failover_retry_seconds: float = 0.1,
+        startup_retry_seconds: float | None = None,
     ) -> None:
         self._clock = clock
         self.failure_threshold = failure_threshold
         self.open_seconds = open_seconds
         self.failover_grace_seconds = failover_grace_seconds
         self.failover_retry_seconds = failover_retry_seconds
+        self.startup_retry_seconds = startup_retry_seconds
+        self._ever_succeeded = False
         self._lock = threading.Lock()
         self._failures = 0
         self._outage_started: float | None = None
@@ -98,6 +106,7 @@ class ConnectionGuard:
 
     def record_success(self) -> None:
         with self._lock:
+            self._ever_succeeded = True
             self._failures = 0
             self._outage_started = None
             self._retry_at = 0.0
@@ -112,7 +121,9 @@ class ConnectionGuard:
             self._trial_in_flight = False
             if self._outage_started is None:
                 self._outage_started = now
-            if self._state(now) is CircuitState.HALF_OPEN:
+            if not self._ever_succeeded and self.startup_retry_seconds is not None:
+                self._retry_at = now + self.startup_retry_seconds
+            elif self._state(now) is CircuitState.HALF_OPEN:
                 self._failures += 1
                 self._opened_at = now
             elif now - self._outage_started < self.failover_grace_seconds:
