@@ -329,6 +329,14 @@ componentsPatches:
     extraArgs:
       - {key: manage-all-nodes, value: "false"}
       - {key: manage-nodes-with-annotation-selector, value: kwok.x-k8s.io/node=fake}
+  # One instance each: leader election only makes them exit when the API server stalls past their renew
+  # deadline (seen under load on 2 cores), and nothing restarts them.
+  - name: kube-controller-manager
+    extraArgs:
+      - {key: leader-elect, value: "false"}
+  - name: kube-scheduler
+    extraArgs:
+      - {key: leader-elect, value: "false"}
 YAML
     # every write request is audited (who, what, which object); the tests count the operator's writes with it
     cat >"$STATE/audit-policy.yaml" <<'YAML'
