@@ -90,6 +90,7 @@ async def _stand_by(elector: LeaderElector, health_port: int) -> bool:
         if elector.is_leading():
             await _hand_over(elector)
         return False
+    leading.result()  # an error the elector does not retry ended the wait: it must not pass for leadership
     return True
 
 

@@ -36,6 +36,7 @@ class FakeElector:
     leading: bool = False
     elected: asyncio.Event = field(default_factory=asyncio.Event)
     leadership_lost: asyncio.Event = field(default_factory=asyncio.Event)
+    election_error: Exception | None = None
     release_error: Exception | None = None
     released: bool = False
     renewal_cancelled: bool = False
@@ -45,6 +46,8 @@ class FakeElector:
 
     async def wait_for_leadership(self) -> None:
         await self.elected.wait()
+        if self.election_error is not None:
+            raise self.election_error
         self.leading = True
 
     async def keep_leading(self, stop: asyncio.Event) -> None:
@@ -152,6 +155,19 @@ async def test_a_standby_answers_the_liveness_probe_with_the_standby_document() 
 
     assert await standby_probe(operator.health_port) == (200, {"leader": False, "state": "standby"})
     await stopped(replica)
+
+
+async def test_a_standby_whose_election_fails_raises_and_never_operates() -> None:
+    elector, operator = FakeElector(), FakeOperator(free_port())
+    elector.election_error = RuntimeError("unexpected Lease")
+    replica = start(elector, operator)
+    await standby_probe(operator.health_port)
+
+    elector.elected.set()
+
+    with pytest.raises(RuntimeError, match="unexpected Lease"):
+        await asyncio.wait_for(replica, DEADLINE)
+    assert not operator.started.is_set()
 
 
 async def test_the_standby_frees_the_health_port_before_the_operator_starts() -> None:
