@@ -54,10 +54,14 @@ async def lead_then_operate(elector: LeaderElector, health_port: int, operate: O
         return ExitCode.OK
     stop = asyncio.Event()
     renewing = asyncio.create_task(elector.keep_leading(stop))
+    # However renewal ends, by losing the Lease or by an error, the operator must stop: it may no longer lead.
+    renewing.add_done_callback(lambda _: stop.set())
     try:
         await operate(stop)
     finally:
         renewing.cancel()
+    if renewing.done():
+        renewing.result()  # re-raises the error that ended renewal, if any (a lost Lease ends it without one)
     if elector.lost:
         # The kubelet restarts the container, which then stands by until the Lease is free again.
         log.error("lost leadership", extra={"identity": elector.identity, "lease": elector.name})

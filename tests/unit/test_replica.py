@@ -37,6 +37,7 @@ class FakeElector:
     elected: asyncio.Event = field(default_factory=asyncio.Event)
     leadership_lost: asyncio.Event = field(default_factory=asyncio.Event)
     election_error: Exception | None = None
+    renewal_error: Exception | None = None
     release_error: Exception | None = None
     released: bool = False
     renewal_cancelled: bool = False
@@ -56,6 +57,8 @@ class FakeElector:
         except asyncio.CancelledError:
             self.renewal_cancelled = True
             raise
+        if self.renewal_error is not None:
+            raise self.renewal_error
         self.leading = False
         self.lost = True
         stop.set()
@@ -194,6 +197,18 @@ async def test_lost_leadership_stops_the_operator_and_exits_with_leadership_lost
         LEASE_NAME,
     )
     assert not elector.released  # a Lease someone else may hold now is not ours to release
+
+
+async def test_a_renewal_that_fails_stops_the_operator_and_raises() -> None:
+    elector, operator, replica = await leading_replica()
+    elector.renewal_error = RuntimeError("unexpected Lease")
+
+    elector.leadership_lost.set()
+
+    with pytest.raises(RuntimeError, match="unexpected Lease"):
+        await asyncio.wait_for(replica, DEADLINE)
+    assert operator.stopped_by_flag
+    assert not elector.released
 
 
 async def test_a_normal_stop_of_the_operator_ends_renewal_and_hands_the_lease_over() -> None:
