@@ -10,7 +10,6 @@ import asyncio
 import json
 import logging
 import os
-import signal
 import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -20,24 +19,20 @@ from typing import Any
 
 import kopf
 import yaml
-from aiohttp import web
 from prometheus_client import start_http_server
 from pydantic import ValidationError
 
-from tradingstack import KIND, handlers, ops
+from tradingstack import KIND, handlers, ops, replica
 from tradingstack.api import TradingStack, describe
 from tradingstack.api.crd import render_crd_yaml
 from tradingstack.components import render
 from tradingstack.contract import Annotation, ExitCode
 from tradingstack.contract.termination import BackupListing, RestoreResult, ToolFailure
 from tradingstack.errors import ApiPermanentError, ApiTemporaryError
-from tradingstack.kube.client import FIELD_MANAGER, Kube
+from tradingstack.kube.client import Kube
 from tradingstack.logs import setup_json_logging
 from tradingstack.overview import overview_text
-from tradingstack.reconcile.leader_election import LeaderElector
 from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN
-
-log = logging.getLogger(__name__)
 
 
 class InvalidInputError(Exception):
@@ -119,20 +114,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not args.leader_election:
         kopf.run(**operator_args)
         return 0
-    lease_namespace = _leader_election_namespace(args)
-    # Both clients (ours and kopf's) name the replica, so the audit log tells the writes of replicas apart.
-    memo.user_agent = f"{FIELD_MANAGER}/{args.leader_election_id}"
-
-    async def elect_then_operate() -> int:
-        kube = Kube.from_kubeconfig(user_agent=memo.user_agent)
-        elector = LeaderElector(kube, lease_namespace, args.leader_election_id)
-        memo.may_write = elector.is_leading
-        try:
-            return await _lead_then_operate(elector, args.health_port, operator_args)
-        finally:
-            await kube.close()
-
-    return asyncio.run(elect_then_operate())
+    return replica.run_elected(
+        operator_args, _leader_election_namespace(args), args.leader_election_id, args.health_port
+    )
 
 
 def _leader_election_namespace(args: argparse.Namespace) -> str:
@@ -143,67 +127,6 @@ def _leader_election_namespace(args: argparse.Namespace) -> str:
     if args.namespace and len(args.namespace) == 1:
         return str(args.namespace[0])
     raise InvalidInputError(["--leader-election-namespace: required (no POD_NAMESPACE and not one --namespace)"])
-
-
-async def _lead_then_operate(elector: LeaderElector, health_port: int, operator_args: dict[str, Any]) -> int:
-    """Stand by until the Lease is ours, then run kopf while renewing it; hand it over on a normal stop."""
-    if not await _stand_by(elector, health_port):
-        return ExitCode.OK
-    stop = asyncio.Event()
-    renewing = asyncio.create_task(elector.keep_leading(stop))
-    try:
-        await kopf.operator(**operator_args, stop_flag=stop)
-    finally:
-        renewing.cancel()
-    if elector.lost:
-        # The kubelet restarts the container, which then stands by until the Lease is free again.
-        log.error("lost leadership", extra={"identity": elector.identity, "lease": elector.name})
-        return ExitCode.LEADERSHIP_LOST
-    await _hand_over(elector)
-    return ExitCode.OK
-
-
-async def _stand_by(elector: LeaderElector, health_port: int) -> bool:
-    """Waits for leadership while answering the liveness probe (kopf serves it only once it runs, and a probe
-    that fails would have the kubelet kill every standby). False when SIGTERM or SIGINT came first."""
-    runner = web.AppRunner(_standby_health_app(), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "0.0.0.0", health_port).start()  # noqa: S104 - the kubelet probes the pod IP
-    loop = asyncio.get_running_loop()
-    terminated = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, terminated.set)
-    leading = asyncio.create_task(elector.wait_for_leadership())
-    stopping = asyncio.create_task(terminated.wait())
-    try:
-        await asyncio.wait({leading, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        leading.cancel()
-        stopping.cancel()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
-        await runner.cleanup()  # frees the port for kopf's own liveness endpoint
-    if terminated.is_set():
-        if elector.is_leading():
-            await _hand_over(elector)
-        return False
-    return True
-
-
-def _standby_health_app() -> web.Application:
-    async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"leader": False, "state": "standby"})
-
-    app = web.Application()
-    app.router.add_get("/healthz", healthz)
-    return app
-
-
-async def _hand_over(elector: LeaderElector) -> None:
-    try:
-        await elector.release()
-    except (ApiTemporaryError, ApiPermanentError) as err:
-        log.warning("could not release the Lease (it expires by itself): %s", err)
 
 
 def _with_kube(operation: Callable[[Kube], Awaitable[int]]) -> int:
