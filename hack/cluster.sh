@@ -24,6 +24,7 @@ HELM_VERSION=v3.22.0
 CONTAINERD_VERSION=v2.4.2
 COREDNS_VERSION=v1.15.0
 LOCAL_PATH_VERSION=v0.0.30
+NETPOL_VERSION=v0.8.0 # sigs.k8s.io/kube-network-policies: the real nodes' NetworkPolicy dataplane
 PROMETHEUS_VERSION=v0.316.0 # the Go module's version of Prometheus 3.x: promtool tests the alerts, the e2e scrapes
 
 K8S_BIN="$CACHE/k8s-$K8S_VERSION/bin"
@@ -34,6 +35,7 @@ CONTAINERD_BIN="$CACHE/containerd-$CONTAINERD_VERSION/bin"
 COREDNS_BIN="$CACHE/coredns-$COREDNS_VERSION/bin"
 LOCAL_PATH_BIN="$CACHE/local-path-$LOCAL_PATH_VERSION/bin"
 PROMETHEUS_BIN="$CACHE/prometheus-$PROMETHEUS_VERSION/bin"
+NETPOL_BIN="$CACHE/kube-network-policies-$NETPOL_VERSION/bin"
 # One directory with links to the versioned binaries: the PATH contract for Makefile, scripts and tests.
 BIN="$CACHE/bin"
 
@@ -165,6 +167,13 @@ cmd_build() {
       "-X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION#v}"
   fi
 
+  if have_all "$NETPOL_BIN" kube-network-policies; then
+    log "kube-network-policies $NETPOL_VERSION cached in $NETPOL_BIN"
+  else
+    timed "kube-network-policies $NETPOL_VERSION" go_build netpol "$NETPOL_BIN" ""
+    mv "$NETPOL_BIN/cmd" "$NETPOL_BIN/kube-network-policies" # go names it after its package directory
+  fi
+
   link_bins
   log "all binaries ready in $BIN (total $(($(date +%s) - total_start))s)"
 }
@@ -173,7 +182,7 @@ link_bins() {
   mkdir -p "$BIN"
   local d f
   for d in "$K8S_BIN" "$ETCD_BIN" "$KWOK_BIN" "$HELM_BIN" "$CONTAINERD_BIN" "$COREDNS_BIN" "$LOCAL_PATH_BIN" \
-    "$PROMETHEUS_BIN"; do
+    "$PROMETHEUS_BIN" "$NETPOL_BIN"; do
     for f in "$d"/*; do
       [ -x "$f" ] || continue # a version not built (yet): its directory is missing
       ln -sfn "$f" "$BIN/$(basename "$f")"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Real nodes of the local cluster: containerd + kubelet per node, and the host-level pieces every real node
-# shares (pod network guard, kube-proxy, CoreDNS, the local-path volume provisioner). Called by hack/cluster.sh;
+# shares (pod network guard, kube-proxy, CoreDNS, the local-path volume provisioner, the NetworkPolicy dataplane
+# kube-network-policies). Called by hack/cluster.sh;
 # see docs/cluster.md.
 #
 #   hack/node.sh up N          host network + N real nodes (real-0 .. real-N-1) + add-ons; waits for Ready
@@ -44,6 +45,8 @@ POD_PREFIX="${POD_CIDR%.*.*}" # 10.244
 NULL_BRIDGE=ts-null
 GUARD_TABLE=tradingstack-guard
 NAT_TABLE=tradingstack-apiserver
+NETPOL_CHAIN=TS-NETPOL # iptables-nft chain (table mangle) that hands new pod connections to kube-network-policies
+NETPOL_QUEUE=100
 SANDBOX_IMAGE="${SANDBOX_IMAGE:-localhost/tradingstack/pause:3.10}"
 HELPER_IMAGE="${HELPER_IMAGE:-localhost/tradingstack/debian:bookworm}"
 # sysctls the nodes change (kubelet sets the last three on start); `down` puts the saved values back
@@ -220,6 +223,7 @@ guard_counters() {
 }
 
 net_down() {
+  netpol_rules_down
   local link
   for link in $(ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | grep -E '^ts-(pod[0-9]+|null)$' || true); do
     ip link delete "$link" 2>/dev/null || true
@@ -238,6 +242,31 @@ net_down() {
     done
   fi
   restore_sysctls
+}
+
+# NetworkPolicy enforcement. kube-network-policies judges the first packet of every new connection that it
+# reads from an NFQUEUE and installs the rule that feeds the queue itself, with nftables' native `queue`
+# expression; this kernel lacks that expression (`nft add rule ... queue num 100`: "No such file or directory")
+# but has the xtables NFQUEUE target, so the same rule is installed here with iptables-nft and the program's own
+# attempt fails harmlessly (it logs it and goes on serving the queue). Like the program's rule: replies and the
+# node's root processes (kubelet probes, the tests' own clients) pass unjudged; anything else to or from a pod
+# address is judged. --queue-bypass: while nothing serves the queue, traffic passes (a stopped dataplane
+# enforces nothing; the e2e tests show that it does enforce).
+netpol_rules_up() {
+  netpol_rules_down
+  iptables-nft -w -t mangle -N "$NETPOL_CHAIN"
+  iptables-nft -w -t mangle -A "$NETPOL_CHAIN" -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN
+  iptables-nft -w -t mangle -A "$NETPOL_CHAIN" -m owner --uid-owner 0 -j RETURN
+  iptables-nft -w -t mangle -A "$NETPOL_CHAIN" -s "$POD_CIDR" -j NFQUEUE --queue-num "$NETPOL_QUEUE" --queue-bypass
+  iptables-nft -w -t mangle -A "$NETPOL_CHAIN" -d "$POD_CIDR" -j NFQUEUE --queue-num "$NETPOL_QUEUE" --queue-bypass
+  iptables-nft -w -t mangle -A POSTROUTING -j "$NETPOL_CHAIN"
+}
+
+netpol_rules_down() {
+  command -v iptables-nft >/dev/null || return 0
+  while iptables-nft -w -t mangle -D POSTROUTING -j "$NETPOL_CHAIN" 2>/dev/null; do :; done
+  iptables-nft -w -t mangle -F "$NETPOL_CHAIN" 2>/dev/null || true
+  iptables-nft -w -t mangle -X "$NETPOL_CHAIN" 2>/dev/null || true
 }
 
 # ---------------------------------------------------------------------------------------------------
@@ -562,6 +591,55 @@ YAML
   fi
   wait_until "CoreDNS ready" 60 curl -fsS http://127.0.0.1:10253/ready
   wait_until "kube-proxy healthy" 60 curl -fsS http://127.0.0.1:10256/healthz
+  netpol_up "$dir/netpol"
+}
+
+netpol_queue_served() { awk -v q="$NETPOL_QUEUE" '$1 == q {found = 1} END {exit !found}' /proc/net/netfilter/nfnetlink_queue; }
+
+# kube-network-policies as a host process, as its DaemonSet would run it (host network, one per node: the real
+# nodes share this host's network, so one serves them all). It reads only its in-cluster configuration: a
+# ServiceAccount token and the CA at the fixed in-pod path, which a private mount namespace provides (a tmpfs on
+# /run there; the host's /run is untouched).
+netpol_up() {
+  local dir="$1"
+  mkdir -p "$dir"
+  kubectl_ apply --server-side --field-manager=tradingstack-hack -f - >/dev/null <<YAML
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: kube-network-policies, namespace: kube-system}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: kube-network-policies}
+rules:
+  - {apiGroups: [""], resources: [pods, namespaces, nodes], verbs: [get, list, watch]}
+  - {apiGroups: [networking.k8s.io], resources: [networkpolicies], verbs: [get, list, watch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: kube-network-policies}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: kube-network-policies}
+subjects: [{kind: ServiceAccount, name: kube-network-policies, namespace: kube-system}]
+YAML
+  [ -s "$dir/token" ] || kubectl_ -n kube-system create token kube-network-policies --duration 8760h >"$dir/token"
+  cp "$PKI/ca.crt" "$dir/ca.crt"
+  netpol_rules_up
+  if ! pgrep -f "^$LINKS/kube-network-policies " >/dev/null; then
+    ln -sfn "$BIN/kube-network-policies" "$LINKS/kube-network-policies"
+    # shellcheck disable=SC2016 # expanded by the inner shell
+    start netpol-namespace "$LOGS/kube-network-policies.log" addons "$(command -v unshare)" \
+      --mount --propagation private -- sh -c '
+        set -e
+        mount -t tmpfs -o size=1m,mode=0755 tmpfs /run
+        mkdir -p /run/secrets/kubernetes.io/serviceaccount
+        cp "$1/token" "$1/ca.crt" /run/secrets/kubernetes.io/serviceaccount/
+        export KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT="$2"
+        shift 2
+        exec "$@"' netpol "$dir" "$(api_port)" \
+      "$LINKS/kube-network-policies" --hostname-override real-0 --nfqueue-id "$NETPOL_QUEUE" --disable-nri \
+      --netfilter-bug-1766-fix=false --metrics-bind-address 127.0.0.1:9080
+  fi
+  wait_until "kube-network-policies serving queue $NETPOL_QUEUE" 60 netpol_queue_served
 }
 
 # ---------------------------------------------------------------------------------------------------
@@ -584,7 +662,7 @@ cmd_up() {
   local count="$1" i
   [ -n "$KWOK_CLUSTER_DIR" ] || die "KWOK_CLUSTER_DIR is not set (hack/cluster.sh up sets it)"
   [ "$(id -u)" = 0 ] || die "real nodes need root (bridges, nft, mounts, cgroups)"
-  for b in runc nft openssl curl; do command -v "$b" >/dev/null || die "$b is missing (hack/install-prereqs.sh)"; done
+  for b in runc nft iptables-nft unshare openssl curl; do command -v "$b" >/dev/null || die "$b is missing (hack/install-prereqs.sh)"; done
   [ -x /usr/lib/cni/bridge ] || die "CNI plugins missing in /usr/lib/cni (package containernetworking-plugins)"
   owner_check
   net_up

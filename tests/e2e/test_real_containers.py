@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.helpers import ChartInstaller
+from tests.e2e.helpers import ChartInstaller, create_restricted_namespace
 from tests.e2e.prometheus import SCRAPE_SECONDS, start_prometheus
 from tests.e2e.test_chart_install import (
     EXAMPLE,
@@ -37,10 +37,10 @@ from tests.e2e.test_chart_install import (
 )
 from tests.fixtures.cluster import CACHE, REPO, Cluster, wait_for
 from tests.fixtures.operator import wait_for_condition
-from tradingstack.api import RedisSpec
+from tradingstack.api import RedisSpec, TradingStack
 from tradingstack.contract import OPERATOR_APP_NAME, Annotation, Label, ServiceEnv
-from tradingstack.render.common import SENTINEL_PORT
-from tradingstack.render.redis import SENTINEL_COMPONENT
+from tradingstack.render.common import POSTGRES_PORT, REDIS_PORT, SENTINEL_PORT
+from tradingstack.render.redis import SENTINEL_COMPONENT, master_service_name
 
 pytestmark = [pytest.mark.cluster, pytest.mark.real_containers]
 MASTER_LABEL = f"{Label.REDIS_ROLE}=master"
@@ -175,6 +175,95 @@ def test_the_gateway_routes_every_service_and_limits_the_rate(stack: Stack) -> N
     assert set(codes) <= {200, 429}, sorted(set(codes))
     assert codes.count(200) >= 100, "the burst is served"
     assert codes.count(429) > 0, "past the burst the gateway answers 429"
+
+
+STRANGER_IMAGE = "ghcr.io/quantumtrader/demo-service:0.1.0"
+"""The stranger pods run the demo-service image for its Python; they carry none of the stack's labels."""
+CONNECT = """
+import json, socket, sys
+results = {}
+for target in sys.argv[1:]:
+    host, port = target.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=4).close()
+        results[target] = "connected"
+    except OSError as err:
+        results[target] = type(err).__name__
+print(json.dumps(results))
+"""
+
+
+def start_stranger(stack: Stack, namespace: str) -> str:
+    """A restricted pod that is not part of the stack, in `namespace`; returns its name once it runs."""
+    name = f"stranger-{uuid.uuid4().hex[:6]}"
+    stack.cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace, "labels": {"app": "stranger"}},
+            "spec": {
+                "securityContext": {
+                    "runAsNonRoot": True,
+                    "runAsUser": 10001,
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
+                "containers": [
+                    {
+                        "name": "stranger",
+                        "image": STRANGER_IMAGE,
+                        "imagePullPolicy": "Never",
+                        "command": ["python3", "-c", "import time; time.sleep(3600)"],
+                        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                    }
+                ],
+            },
+        }
+    )
+    stack.cluster.kubectl(
+        "-n", namespace, "wait", "--for=condition=Ready", f"pod/{name}", "--timeout=120s", timeout=130
+    )
+    return name
+
+
+def connections(stack: Stack, namespace: str, pod: str, targets: list[str]) -> dict[str, str]:
+    """What each `host:port` answers a TCP connect from `pod`: "connected" or the error's class."""
+    out = stack.cluster.kubectl("-n", namespace, "exec", pod, "--", "python3", "-c", CONNECT, *targets).stdout
+    return dict(json.loads(out))
+
+
+def test_network_policies_are_enforced_on_the_real_node(stack: Stack) -> None:
+    """kube-network-policies enforces the rendered policies: pods outside the stack (in its namespace and in
+    another) cannot open a connection to Redis, the sentinels or Postgres, directly or through a Service, while
+    they still reach a service's port (not behind a policy) and the stack's own pods reach every store."""
+
+    def address(selector: str, port: int) -> str:
+        return f"{stack.pods(selector)[0]['status']['podIP']}:{port}"
+
+    example = TradingStack.model_validate(load(EXAMPLE, stack.namespace))
+    protected = {
+        "redis": address(f"{Label.NAME}=redis", REDIS_PORT.number),
+        "sentinel": address(f"{Label.NAME}=redis-sentinel", SENTINEL_PORT.number),
+        "postgres": address(f"{Label.NAME}=postgres", POSTGRES_PORT.number),
+        "redis master Service": f"{master_service_name(example)}.{stack.namespace}.svc:{REDIS_PORT.number}",
+    }
+    service_pod = stack.service_pods("risk-safety")[0]
+    open_port = f"{service_pod['status']['podIP']}:{service_pod['spec']['containers'][0]['ports'][0]['containerPort']}"
+    targets = [*protected.values(), open_port]
+
+    from_stack = connections(stack, stack.namespace, service_pod["metadata"]["name"], targets)
+    assert set(from_stack.values()) == {"connected"}, f"the stack's own pod is refused: {from_stack}"
+    other_namespace = create_restricted_namespace(stack.cluster, "e2e-stranger")
+    strangers: list[str] = []
+    try:
+        for namespace in (stack.namespace, other_namespace):
+            strangers.append(start_stranger(stack, namespace))
+            answers = connections(stack, namespace, strangers[-1], targets)
+            assert answers[open_port] == "connected", f"a stranger in {namespace} has no network at all: {answers}"
+            reached = sorted(flow for flow, target in protected.items() if answers[target] == "connected")
+            assert not reached, f"a stranger in {namespace} reached {reached}: {answers}"
+    finally:
+        stack.kubectl("delete", "pod", *strangers[:1], "--wait=false", check=False)
+        stack.cluster.kubectl("delete", "namespace", other_namespace, "--wait=false", check=False)
 
 
 def set_env(stack: Stack, service: str, name: str, value: str) -> None:
