@@ -39,7 +39,13 @@ from tests.fixtures.cluster import CACHE, REPO, Cluster, wait_for
 from tests.fixtures.operator import wait_for_condition
 from tradingstack.api import RedisSpec, TradingStack
 from tradingstack.contract import OPERATOR_APP_NAME, Annotation, Label, ServiceEnv
-from tradingstack.render.common import POSTGRES_PORT, REDIS_PORT, SENTINEL_PORT
+from tradingstack.render.common import (
+    POSTGRES_PORT,
+    REDIS_PORT,
+    SENTINEL_PORT,
+    container_security_context,
+    pod_security_context,
+)
 from tradingstack.render.redis import SENTINEL_COMPONENT, master_service_name
 
 pytestmark = [pytest.mark.cluster, pytest.mark.real_containers]
@@ -202,18 +208,14 @@ def start_stranger(stack: Stack, namespace: str) -> str:
             "kind": "Pod",
             "metadata": {"name": name, "namespace": namespace, "labels": {"app": "stranger"}},
             "spec": {
-                "securityContext": {
-                    "runAsNonRoot": True,
-                    "runAsUser": 10001,
-                    "seccompProfile": {"type": "RuntimeDefault"},
-                },
+                "securityContext": pod_security_context(),
                 "containers": [
                     {
                         "name": "stranger",
                         "image": STRANGER_IMAGE,
                         "imagePullPolicy": "Never",
                         "command": ["python3", "-c", "import time; time.sleep(3600)"],
-                        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                        "securityContext": container_security_context(),
                     }
                 ],
             },
