@@ -42,7 +42,7 @@ unit: venv
 	$(PY) -m pytest tests/unit
 
 test: venv lint typecheck layers ## everything CI runs
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=30
 
 cluster: ## local control plane (kwok) or kind with CLUSTER=kind; kubeconfig in .cluster/kubeconfig
 	hack/cluster.sh up
