@@ -29,8 +29,8 @@ class PostEvent:
 
 
 @dataclass(frozen=True)
-class CreateSecret:
-    """Creates a generated Secret once; one that already exists is left as it is (never updated)."""
+class _WholeObject:
+    """A write that sends a whole object; the outcome keeps what the API server returned, by `key`."""
 
     obj: Obj
 
@@ -40,14 +40,13 @@ class CreateSecret:
 
 
 @dataclass(frozen=True)
-class Apply:
+class CreateSecret(_WholeObject):
+    """Creates a generated Secret once; one that already exists is left as it is (never updated)."""
+
+
+@dataclass(frozen=True)
+class Apply(_WholeObject):
     """Server-side apply of a rendered child; the API server may refuse it, which the outcome records."""
-
-    obj: Obj
-
-    @property
-    def key(self) -> ChildKey:
-        return key_of(self.obj)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,8 @@ class Writer(Protocol):
 
 @dataclass(frozen=True)
 class Outcome:
+    """What the API server answered to a batch, by child; filled by `execute` as it goes."""
+
     live: dict[ChildKey, Obj] = field(default_factory=dict)
     """The objects the applies and creates returned; a Secret that already existed returns none."""
     refused: dict[ChildKey, str] = field(default_factory=dict)
