@@ -9,7 +9,7 @@ import pytest
 
 from tradingstack.errors import ApiPermanentError, ApiTemporaryError
 from tradingstack.kube.actions import Action, Apply, CreateSecret, Delete, EventType, MergePatch, Obj, PostEvent
-from tradingstack.kube.executor import execute
+from tradingstack.kube.executor import Outcome, execute
 
 BODY: dict[str, Any] = {"kind": "TradingStack", "metadata": {"name": "s", "namespace": "n"}}
 
@@ -68,7 +68,7 @@ async def test_actions_are_carried_out_in_the_order_given() -> None:
         ("Secret", "s-redis"): {**child("Secret", "s-redis"), "live": True},
         ("Service", "s-api"): {**child("Service", "s-api"), "live": True},
     }
-    assert outcome.refused == {}
+    assert outcome.refused == {} and outcome.done == actions
 
 
 async def test_a_refused_apply_is_recorded_and_the_later_actions_still_run() -> None:
@@ -79,7 +79,7 @@ async def test_a_refused_apply_is_recorded_and_the_later_actions_still_run() -> 
         Delete("Job", "j", "n"),
     ]
     outcome = await execute(kube, BODY, actions)
-    assert [call[0] for call in kube.calls] == ["apply", "apply", "delete"]
+    assert [call[0] for call in kube.calls] == ["apply", "apply", "delete"] and outcome.done == actions
     assert outcome.refused == {("Deployment", "s-api"): "422 Invalid: spec.replicas"}
     assert list(outcome.live) == [("Service", "s-api-svc")]
 
@@ -91,9 +91,12 @@ async def test_a_secret_that_already_exists_returns_no_live_object() -> None:
     assert outcome.live == {} and outcome.refused == {}
 
 
-async def test_any_other_error_ends_the_batch() -> None:
+async def test_any_other_error_ends_the_batch_and_the_outcome_says_what_was_written() -> None:
     # A temporary error fails the pass as a direct call would; the next pass plans again from what is live.
     kube = RecordingKube(refuse={"s-api": ApiTemporaryError("503 unavailable", delay=5, code=503)})
+    written = Apply(child("Service", "s-api-svc"))
+    outcome = Outcome()
     with pytest.raises(ApiTemporaryError):
-        await execute(kube, BODY, [Apply(child("Deployment", "s-api")), Delete("Job", "j", "n")])
-    assert kube.calls == [("apply", "s-api")]
+        await execute(kube, BODY, [written, Apply(child("Deployment", "s-api")), Delete("Job", "j", "n")], outcome)
+    assert kube.calls == [("apply", "s-api-svc"), ("apply", "s-api")]
+    assert outcome.done == [written] and list(outcome.live) == [("Service", "s-api-svc")]

@@ -75,9 +75,9 @@ def status_document(status: TradingStackStatus) -> dict[str, Any]:
     return status.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-def record_writes(actions: Sequence[Action], outcome: Outcome, deletion_policy: str) -> None:
+def record_writes(outcome: Outcome, deletion_policy: str) -> None:
     """The log lines and metrics of what the executor wrote (a refused apply or an existing Secret wrote nothing)."""
-    for action in actions:
+    for action in outcome.done:
         match action:
             case CreateSecret() if action.key in outcome.live:
                 log.info("generated Secret %s", action.key[1])  # the name only: values never reach a log
@@ -204,9 +204,11 @@ class StackReconciler:
         return errors
 
     async def _execute(self, body: Mapping[str, Any], stack: TradingStack, actions: Sequence[Action]) -> Outcome:
-        outcome = await execute(self._kube, body, actions)
-        record_writes(actions, outcome, stack.spec.deletion_policy)
-        return outcome
+        outcome = Outcome()
+        try:
+            return await execute(self._kube, body, actions, outcome)
+        finally:
+            record_writes(outcome, stack.spec.deletion_policy)  # after an error too: those writes did happen
 
     async def _observe(
         self,
