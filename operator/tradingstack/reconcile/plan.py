@@ -57,7 +57,19 @@ def plan_child_writes(
     """`children`: the stack's own live children (conflicts excluded); `secret_problems`: the user Secrets
     (`existingSecret`) that cannot be used, by name."""
     unusable = {name for kind, name in conflicts if kind == "Secret"} | set(secret_problems)
-    applies: list[Action] = []
+    applies, blocked = _applies(desired, children, conflicts, unusable)
+    creates = [CreateSecret(s) for s in generated_secrets if key_of(s) not in children and key_of(s) not in conflicts]
+    events = new_problem_events(reported, "NameConflict", [str(c) for c in conflicts.values()])
+    events += new_problem_events(reported, "SecretInvalid", secret_problems.values())
+    return ChildWrites([*events, *creates, *applies], blocked)
+
+
+def _applies(
+    desired: list[Obj], children: Mapping[ChildKey, Obj], conflicts: Mapping[ChildKey, NameConflict], unusable: set[str]
+) -> tuple[list[Apply], dict[ChildKey, str]]:
+    """An apply of every child that differs from its live object, except a conflicting name (left alone) and a
+    child whose pods would read an unusable Secret (blocked, with why)."""
+    applies: list[Apply] = []
     blocked: dict[ChildKey, str] = {}
     for obj in desired:
         key = key_of(obj)
@@ -67,10 +79,7 @@ def plan_child_writes(
             blocked[key] = f"not applied, its pods would read Secret/{secret}"
         else:
             applies.append(Apply(obj))
-    creates = [CreateSecret(s) for s in generated_secrets if key_of(s) not in children and key_of(s) not in conflicts]
-    events = new_problem_events(reported, "NameConflict", [str(c) for c in conflicts.values()])
-    events += new_problem_events(reported, "SecretInvalid", secret_problems.values())
-    return ChildWrites([*events, *creates, *applies], blocked)
+    return applies, blocked
 
 
 def apply_errors(desired: Iterable[Obj], blocked: Mapping[ChildKey, str], refused: Mapping[ChildKey, str]) -> list[str]:
@@ -90,6 +99,7 @@ def prunes(stack: TradingStack, desired: Iterable[Obj], children: Mapping[ChildK
 
 
 def retention_writes(stack: TradingStack, desired: Iterable[Obj], children: Mapping[ChildKey, Obj]) -> list[MergePatch]:
+    """The patches that make what outlives the stack follow its deletionPolicy (`reconcile.retention`)."""
     return [
         MergePatch(p.kind, p.name, stack.namespace, p.patch)
         for p in retention_patches(desired, children, stack.metadata.uid)
