@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 import httpx2
 from lightkube import ApiError, AsyncClient, codecs
@@ -20,6 +20,11 @@ from lightkube.types import PatchType
 from tradingstack import API_GROUP, API_VERSION, KIND, PLURAL
 from tradingstack.components import owned_kinds
 from tradingstack.errors import ApiPermanentError, ApiTemporaryError, NotLeaderError
+
+# ChildKey and Obj are re-exported: the callers of the client import them from here, as before they moved.
+from tradingstack.kube.actions import ChildKey as ChildKey  # noqa: PLC0414
+from tradingstack.kube.actions import EventType, key_of
+from tradingstack.kube.actions import Obj as Obj  # noqa: PLC0414
 
 FIELD_MANAGER = "tradingstack-operator"
 RESTART_FIELD_MANAGER = "tradingstack-restarts"
@@ -49,11 +54,6 @@ def _lease_document(namespace: str, name: str, spec: Obj, resource_version: str 
 
 
 EVENT_MESSAGE_LIMIT = 1024
-
-EventType = Literal["Normal", "Warning"]
-Obj = dict[str, Any]
-ChildKey = tuple[str, str]
-"""(kind, name) of a child in the stack's namespace."""
 
 _TEMPORARY_CODES = {408, 409, 429, 500, 502, 503, 504}
 
@@ -114,7 +114,7 @@ class Kube:
     ) -> dict[ChildKey, Obj]:
         """The children of a stack of these kinds, by kind and name, read with one LIST per kind."""
         batches = await asyncio.gather(*(self.list_objects(kind, namespace, selector) for kind in kinds))
-        return {(obj["kind"], obj["metadata"]["name"]): obj for batch in batches for obj in batch}
+        return {key_of(obj): obj for batch in batches for obj in batch}
 
     async def apply(self, obj: Obj, field_manager: str = FIELD_MANAGER) -> Obj:
         """Server-side apply of a plain dict: partial objects (a restart stamp) are fine, the server merges."""

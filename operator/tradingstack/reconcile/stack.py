@@ -3,7 +3,8 @@
 Every pass does the same thing whatever triggered it (creation, a spec edit, a child changed or deleted by
 hand, the periodic resync, an operator restart): read the stack's children, render what they should be, apply
 only what differs, prune what is no longer rendered, then compute and write the status if it changed. Nothing
-depends on a previous pass having run, so a crash between two steps is repaired by the next pass.
+depends on a previous pass having run, so a crash between two steps is repaired by the next pass. The writes to
+the children are planned by `reconcile.plan` from what was read and carried out by `kube.executor`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -21,19 +22,26 @@ from pydantic import ValidationError
 
 from tradingstack.api import TradingStack, TradingStackStatus, describe
 from tradingstack.api.status import RestartsStatus
-from tradingstack.components import listed_kinds, prunable_kinds, render
+from tradingstack.components import listed_kinds, render
 from tradingstack.contract import Label
-from tradingstack.errors import ApiPermanentError
 from tradingstack.health.fetch import fetch_health_documents
 from tradingstack.health.rollup import StackHealth, rollup, worst_document
+from tradingstack.kube.actions import Action, Apply, CreateSecret, Delete, MergePatch, key_of
 from tradingstack.kube.client import ChildKey, Kube, Obj
+from tradingstack.kube.executor import Outcome, execute
 from tradingstack.metrics import CHILDREN_APPLIED, CHILDREN_PRUNED, RECONCILE_DURATION
 from tradingstack.reconcile.backup_health import backup_health, backup_runs
-from tradingstack.reconcile.diff import needs_apply, with_applied_hash
-from tradingstack.reconcile.ownership import NameConflict, blocked_by, conflict, controlled_by, user_secret_problem
+from tradingstack.reconcile.diff import with_applied_hash
+from tradingstack.reconcile.ownership import NameConflict, conflict, user_secret_problem
+from tradingstack.reconcile.plan import (
+    apply_errors,
+    plan_child_writes,
+    plan_follow_ups,
+    reported_problems,
+    retention_writes,
+)
 from tradingstack.reconcile.redis_tracker import track_redis_master
 from tradingstack.reconcile.restart_runner import advance_restarts
-from tradingstack.reconcile.retention import retention_patches
 from tradingstack.reconcile.status import (
     ConditionUpdate,
     Observations,
@@ -45,9 +53,6 @@ from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN, child_name
 from tradingstack.render.postgres import BACKUP_COMPONENT
 from tradingstack.render.secrets import generated_secret_names, generated_secrets, referenced_secret_keys
 from tradingstack.render.services import health_url
-
-PRUNABLE_KINDS = prunable_kinds()
-"""Kinds removed when no longer rendered (the components grant them `delete`); data and credentials never are."""
 
 REASONS_WITH_OWN_EVENTS = frozenset({"ApplyFailed", "NameConflict", "SecretInvalid"})
 """Each child refused or in conflict has had its own Warning Event; the phase change does not post it again."""
@@ -68,6 +73,22 @@ def parse_status(raw: Mapping[str, Any] | None) -> TradingStackStatus:
 
 def status_document(status: TradingStackStatus) -> dict[str, Any]:
     return status.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def record_writes(outcome: Outcome, deletion_policy: str) -> None:
+    """The log lines and metrics of what the executor wrote (a refused apply or an existing Secret wrote nothing)."""
+    for action in outcome.done:
+        match action:
+            case CreateSecret() if action.key in outcome.live:
+                log.info("generated Secret %s", action.key[1])  # the name only: values never reach a log
+            case Apply() if action.key in outcome.live:
+                CHILDREN_APPLIED.labels(kind=action.key[0]).inc()
+                log.info("applied %s/%s", *action.key)
+            case Delete():
+                CHILDREN_PRUNED.labels(kind=action.kind).inc()
+                log.info("pruned %s/%s", *action.key)
+            case MergePatch():
+                log.info("%s/%s follows deletionPolicy %s", action.kind, action.name, deletion_policy)
 
 
 class StackReconciler:
@@ -111,14 +132,11 @@ class StackReconciler:
         children = await self._kube.list_children(namespace, {Label.STACK: name}, [u.kind for u in listed_kinds()])
         desired = [with_applied_hash(obj) for obj in render(stack, stack.owner_reference(), self._domain)]
         conflicts = await self._claim(stack, desired, children)
-        await self._report_new(body, previous, "NameConflict", [str(c) for c in conflicts.values()])
         secret_problems = await self._check_user_secrets(stack)
-        await self._report_new(body, previous, "SecretInvalid", list(secret_problems.values()))
         secrets = generated_secrets(stack, stack.owner_reference(), self._new_password, self._domain)
-        await self._create_missing_secrets(secrets, children, conflicts)
-        unusable = {name for kind, name in conflicts if kind == "Secret"} | set(secret_problems)
-        apply_errors = await self._apply_desired(body, stack, previous, desired, children, conflicts, unusable)
-        await self._align_retention(stack, secrets, children)
+        apply_errors = await self._write_children(
+            body, stack, reported_problems(previous), desired, secrets, children, conflicts, secret_problems
+        )
         written = previous
 
         async def save_restarts(restarts: RestartsStatus) -> None:
@@ -140,9 +158,7 @@ class StackReconciler:
     ) -> dict[ChildKey, NameConflict]:
         """Reads by name every rendered child the label LIST did not find, and the generated Secrets (the operator
         may not list Secrets); keeps in `children` only what is the stack's own and returns the rest."""
-        wanted = [(o["kind"], o["metadata"]["name"]) for o in desired] + [
-            ("Secret", secret) for secret in generated_secret_names(stack)
-        ]
+        wanted = [key_of(o) for o in desired] + [("Secret", secret) for secret in generated_secret_names(stack)]
         unseen = [key for key in wanted if key not in children]
         found = await asyncio.gather(*(self._kube.get(kind, key, stack.namespace) for kind, key in unseen))
         children.update({key: obj for key, obj in zip(unseen, found, strict=True) if obj is not None})
@@ -163,46 +179,36 @@ class StackReconciler:
                 problems[name] = problem
         return problems
 
-    async def _report_new(
-        self, body: Mapping[str, Any], previous: TradingStackStatus, reason: str, problems: list[str]
-    ) -> None:
-        """One Warning Event per new problem, not one per resync: the previous Degraded message lists the known."""
-        reported = next((c.message for c in previous.conditions if c.type == "Degraded"), "")
-        for problem in problems:
-            if problem not in reported:
-                await self._kube.post_event(body, "Warning", reason, problem)
-
-    async def _apply_desired(
+    async def _write_children(
         self,
         body: Mapping[str, Any],
         stack: TradingStack,
-        previous: TradingStackStatus,
+        reported: str,
         desired: list[Obj],
+        secrets: list[Obj],
         children: dict[ChildKey, Obj],
         conflicts: Mapping[ChildKey, NameConflict],
-        unusable_secrets: set[str],
+        secret_problems: Mapping[str, str],
     ) -> list[str]:
-        """Applies what differs from `children` (updated in place), prunes what is no longer rendered; returns
-        the children the API server refused, each with its reason. Conflicting names are left alone, and so is
-        every child whose pods would read a foreign or unusable Secret."""
-        errors: list[str] = []
-        for obj in desired:
-            key: ChildKey = (obj["kind"], obj["metadata"]["name"])
-            if key in conflicts or not needs_apply(obj, children.get(key)):
-                continue
-            if (secret := blocked_by(obj, unusable_secrets)) is not None:
-                errors.append(f"{key[0]}/{key[1]}: not applied, its pods would read Secret/{secret}")
-                continue
-            try:
-                children[key] = await self._kube.apply(obj)
-            except ApiPermanentError as err:
-                errors.append(f"{key[0]}/{key[1]}: {err}")
-                continue
-            CHILDREN_APPLIED.labels(kind=key[0]).inc()
-            log.info("applied %s/%s", *key)
-        await self._report_new(body, previous, "ApplyFailed", errors)
-        await self._prune(stack, {(o["kind"], o["metadata"]["name"]) for o in desired}, children)
+        """Plans and carries out both batches of writes (`reconcile.plan`), leaving in `children` what is live
+        after them; returns the children not applied, each with why."""
+        child_writes = plan_child_writes(desired, secrets, children, conflicts, secret_problems, reported)
+        outcome = await self._execute(body, stack, child_writes.actions)
+        children.update(outcome.live)
+        errors = apply_errors(desired, child_writes.blocked, outcome.refused)
+        follow_ups = plan_follow_ups(stack, desired, secrets, children, errors, reported)
+        await self._execute(body, stack, follow_ups)
+        for action in follow_ups:
+            if isinstance(action, Delete):
+                del children[action.key]
         return errors
+
+    async def _execute(self, body: Mapping[str, Any], stack: TradingStack, actions: Sequence[Action]) -> Outcome:
+        outcome = Outcome()
+        try:
+            return await execute(self._kube, body, actions, outcome)
+        finally:
+            record_writes(outcome, stack.spec.deletion_policy)  # after an error too: those writes did happen
 
     async def _observe(
         self,
@@ -248,22 +254,6 @@ class StackReconciler:
             {s.name: worst_document(d for (name, _), d in documents.items() if name == s.name) for s in services}
         )
 
-    async def _create_missing_secrets(
-        self, secrets: list[Obj], children: dict[ChildKey, Obj], conflicts: Mapping[ChildKey, NameConflict]
-    ) -> None:
-        for secret in secrets:
-            key = ("Secret", secret["metadata"]["name"])
-            if key in children or key in conflicts:
-                continue
-            if (created := await self._kube.create(secret)) is not None:
-                children[key] = created
-                log.info("generated Secret %s", key[1])  # the name only: values never reach a log
-
-    async def _align_retention(self, stack: TradingStack, desired: list[Obj], children: Mapping[ChildKey, Obj]) -> None:
-        for patch in retention_patches(desired, children, stack.metadata.uid):
-            await self._kube.merge_patch(patch.kind, patch.name, stack.namespace, patch.patch)
-            log.info("%s/%s follows deletionPolicy %s", patch.kind, patch.name, stack.spec.deletion_policy)
-
     async def release(self, body: Mapping[str, Any]) -> None:
         """On deletion: the policy the stack has now decides what garbage collection removes with it, even when
         it was changed after the last pass."""
@@ -277,15 +267,7 @@ class StackReconciler:
         desired = render(stack, stack.owner_reference(), self._domain)
         await self._claim(stack, desired, children)
         secrets = generated_secrets(stack, stack.owner_reference(), self._new_password, self._domain)
-        await self._align_retention(stack, desired + secrets, children)
-
-    async def _prune(self, stack: TradingStack, desired: set[ChildKey], children: dict[ChildKey, Obj]) -> None:
-        for key, obj in list(children.items()):
-            if key[0] in PRUNABLE_KINDS and key not in desired and controlled_by(obj, stack.metadata.uid):
-                await self._kube.delete(key[0], key[1], stack.namespace)
-                del children[key]
-                CHILDREN_PRUNED.labels(kind=key[0]).inc()
-                log.info("pruned %s/%s", *key)
+        await self._execute(body, stack, retention_writes(stack, desired + secrets, children))
 
     async def _write_status(
         self, body: Mapping[str, Any], previous: TradingStackStatus, status: TradingStackStatus

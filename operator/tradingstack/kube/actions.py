@@ -1,0 +1,73 @@
+"""The writes a reconcile pass decides, as data: planned by pure code, carried out in order by `kube.executor`.
+
+No client library here: the pure planners (`tradingstack.reconcile.plan`) build these values, so this module
+must stay importable without lightkube (the import-linter "pure layers" contract allows only this module of kube/).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Obj = dict[str, Any]
+ChildKey = tuple[str, str]
+"""(kind, name) of a child in the stack's namespace."""
+EventType = Literal["Normal", "Warning"]
+
+
+def key_of(obj: Obj) -> ChildKey:
+    return obj["kind"], obj["metadata"]["name"]
+
+
+@dataclass(frozen=True)
+class PostEvent:
+    """An Event about the stack being reconciled."""
+
+    event_type: EventType
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class _WholeObject:
+    """A write that sends a whole object; the outcome keeps what the API server returned, by `key`."""
+
+    obj: Obj
+
+    @property
+    def key(self) -> ChildKey:
+        return key_of(self.obj)
+
+
+@dataclass(frozen=True)
+class CreateSecret(_WholeObject):
+    """Creates a generated Secret once; one that already exists is left as it is (never updated)."""
+
+
+@dataclass(frozen=True)
+class Apply(_WholeObject):
+    """Server-side apply of a rendered child; the API server may refuse it, which the outcome records."""
+
+
+@dataclass(frozen=True)
+class Delete:
+    kind: str
+    name: str
+    namespace: str
+
+    @property
+    def key(self) -> ChildKey:
+        return self.kind, self.name
+
+
+@dataclass(frozen=True)
+class MergePatch:
+    """A JSON merge patch of fields the operator does not apply (owner references, claim retention)."""
+
+    kind: str
+    name: str
+    namespace: str
+    patch: dict[str, Any]
+
+
+Action = PostEvent | CreateSecret | Apply | Delete | MergePatch

@@ -1,0 +1,123 @@
+"""The writes of one reconcile pass, decided from what was read: pure, so every rule (what is written, what is
+left alone, in which order) is data a unit test can look at. `kube.executor` carries the actions out.
+
+A pass writes in two batches, because the second depends on what the API server answered to the first:
+
+1. a Warning Event per new name conflict and per new unusable user Secret, then the generated Secrets that are
+   missing, then an apply of every rendered child that differs from its live object;
+2. a Warning Event per new refused child, the deletion of the stack's children no longer rendered, and the
+   patches that make what outlives the stack follow `deletionPolicy`.
+
+A child that already matches what is rendered yields no action: the resync of a healthy stack writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from tradingstack.api import TradingStack, TradingStackStatus
+from tradingstack.components import prunable_kinds
+from tradingstack.kube.actions import Action, Apply, ChildKey, CreateSecret, Delete, MergePatch, Obj, PostEvent, key_of
+from tradingstack.reconcile.diff import needs_apply
+from tradingstack.reconcile.ownership import NameConflict, blocked_by, controlled_by
+from tradingstack.reconcile.retention import retention_patches
+
+PRUNABLE_KINDS = prunable_kinds()
+"""Kinds removed when no longer rendered (the components grant them `delete`); data and credentials never are."""
+
+
+def reported_problems(previous: TradingStackStatus) -> str:
+    """The previous Degraded message: it lists every problem an Event was already posted for."""
+    return next((c.message for c in previous.conditions if c.type == "Degraded"), "")
+
+
+def new_problem_events(reported: str, reason: str, problems: Iterable[str]) -> list[PostEvent]:
+    """One Warning Event per new problem, not one per resync."""
+    return [PostEvent("Warning", reason, problem) for problem in problems if problem not in reported]
+
+
+@dataclass(frozen=True)
+class ChildWrites:
+    """The first batch, and the children it leaves unapplied because of a Secret."""
+
+    actions: list[Action]
+    blocked: dict[ChildKey, str]
+    """Children whose pods would read a foreign or unusable Secret, with why they are not applied."""
+
+
+def plan_child_writes(
+    desired: list[Obj],
+    generated_secrets: list[Obj],
+    children: Mapping[ChildKey, Obj],
+    conflicts: Mapping[ChildKey, NameConflict],
+    secret_problems: Mapping[str, str],
+    reported: str,
+) -> ChildWrites:
+    """`children`: the stack's own live children (conflicts excluded); `secret_problems`: the user Secrets
+    (`existingSecret`) that cannot be used, by name."""
+    unusable = {name for kind, name in conflicts if kind == "Secret"} | set(secret_problems)
+    applies, blocked = _applies(desired, children, conflicts, unusable)
+    creates = [CreateSecret(s) for s in generated_secrets if key_of(s) not in children and key_of(s) not in conflicts]
+    events = new_problem_events(reported, "NameConflict", [str(c) for c in conflicts.values()])
+    events += new_problem_events(reported, "SecretInvalid", secret_problems.values())
+    return ChildWrites([*events, *creates, *applies], blocked)
+
+
+def _applies(
+    desired: list[Obj], children: Mapping[ChildKey, Obj], conflicts: Mapping[ChildKey, NameConflict], unusable: set[str]
+) -> tuple[list[Apply], dict[ChildKey, str]]:
+    """An apply of every child that differs from its live object, except a conflicting name (left alone) and a
+    child whose pods would read an unusable Secret (blocked, with why)."""
+    applies: list[Apply] = []
+    blocked: dict[ChildKey, str] = {}
+    for obj in desired:
+        key = key_of(obj)
+        if key in conflicts or not needs_apply(obj, children.get(key)):
+            continue
+        if (secret := blocked_by(obj, unusable)) is not None:
+            blocked[key] = f"not applied, its pods would read Secret/{secret}"
+        else:
+            applies.append(Apply(obj))
+    return applies, blocked
+
+
+def apply_errors(desired: Iterable[Obj], blocked: Mapping[ChildKey, str], refused: Mapping[ChildKey, str]) -> list[str]:
+    """Every child not applied, blocked or refused by the API server, with why; in the order rendered."""
+    reasons = {**blocked, **refused}
+    return [f"{kind}/{name}: {reasons[kind, name]}" for kind, name in map(key_of, desired) if (kind, name) in reasons]
+
+
+def prunes(stack: TradingStack, desired: Iterable[Obj], children: Mapping[ChildKey, Obj]) -> list[Delete]:
+    """The stack's own children of a prunable kind that are no longer rendered; anything else is never deleted."""
+    rendered = {key_of(obj) for obj in desired}
+    return [
+        Delete(kind, name, stack.namespace)
+        for (kind, name), obj in children.items()
+        if kind in PRUNABLE_KINDS and (kind, name) not in rendered and controlled_by(obj, stack.metadata.uid)
+    ]
+
+
+def retention_writes(stack: TradingStack, desired: Iterable[Obj], children: Mapping[ChildKey, Obj]) -> list[MergePatch]:
+    """The patches that make what outlives the stack follow its deletionPolicy (`reconcile.retention`)."""
+    return [
+        MergePatch(p.kind, p.name, stack.namespace, p.patch)
+        for p in retention_patches(desired, children, stack.metadata.uid)
+    ]
+
+
+def plan_follow_ups(
+    stack: TradingStack,
+    desired: list[Obj],
+    generated_secrets: list[Obj],
+    children: Mapping[ChildKey, Obj],
+    errors: list[str],
+    reported: str,
+) -> list[Action]:
+    """The second batch. `children`: as the first batch left them (with what its applies and creates returned);
+    `errors`: see `apply_errors`."""
+    return [
+        *new_problem_events(reported, "ApplyFailed", errors),
+        *prunes(stack, desired, children),
+        *retention_writes(stack, generated_secrets, children),
+    ]
