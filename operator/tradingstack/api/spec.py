@@ -310,6 +310,7 @@ REDIS_IMAGE = "ghcr.io/quantumtrader/tradingstack-redis:0.1.0"
 POSTGRES_IMAGE = "ghcr.io/quantumtrader/tradingstack-postgres:0.1.0-pg15"
 """The project's PostgreSQL image (images/postgres): PostgreSQL 15 and postgres_exporter from Debian."""
 
+
 def _exporter_resources() -> Resources:
     # An exporter only turns INFO or a few catalogue queries into text: a small fixed budget.
     return Resources(requests={"cpu": "10m", "memory": "32Mi"}, limits={"cpu": "200m", "memory": "128Mi"})
