@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.dashboard import POSTGRES_ROW, REDIS_ROW, exporter_metrics
 from tests.psa import pod_specs, restricted_violations
 from tradingstack.api.crd import render_crd_yaml
 from tradingstack.api.spec import TradingStackSpec
@@ -386,7 +387,7 @@ def test_grafana_dashboard_uses_the_operator_metrics(helm: str) -> None:
     assert len(cm) == 1
     assert cm[0]["metadata"]["labels"]["grafana_dashboard"] == "1"
     dashboard = json.loads(cm[0]["data"]["tradingstack-operator.json"])
-    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p.get("targets", []))
     for metric in (
         "tradingstack_reconcile_duration_seconds_bucket",
         "tradingstack_reconcile_errors_total",
@@ -522,3 +523,17 @@ def test_images_script_builds_with_docker_where_an_engine_answers(tmp_path: Path
     assert "POSTGRES_IMAGE=ghcr.io/quantumtrader/tradingstack-postgres:9.9.9-pg15" in backup
     loads = [line.rsplit(" ", 1)[-1] for line in lines if line.startswith("kind load docker-image --name tradingstack")]
     assert loads == [ref.replace("0.1.0", "9.9.9") for ref in image_references()]
+
+
+@pytest.mark.parametrize(
+    ("row", "metrics"),
+    [
+        (REDIS_ROW, {"redis_up", "redis_memory_used_bytes", "redis_connected_clients", "redis_connected_slaves",
+                     "redis_commands_processed_total"}),
+        (POSTGRES_ROW, {"pg_up", "pg_stat_database_xact_commit", "pg_database_size_bytes",
+                        "pg_stat_database_numbackends"}),
+    ],
+)  # fmt: skip
+def test_the_dashboard_has_a_row_per_data_store_exporter(row: str, metrics: set[str]) -> None:
+    # tests/component/metrics check that the exporters serve these names; the e2e that Prometheus answers them.
+    assert metrics <= exporter_metrics(row)

@@ -13,6 +13,7 @@ from psycopg import sql
 
 from tests.component.metrics.sidecar import RunningExporter, rendered_sidecar, running_sidecar
 from tests.component.postgres.server import SUPERUSER, PostgresServer, running_postgres
+from tests.dashboard import POSTGRES_ROW, exporter_metrics
 from tests.support import wait_for
 from tradingstack.api import TradingStack
 from tradingstack.contract import PostgresExporterEnv, SecretKey
@@ -61,6 +62,7 @@ def test_the_sidecar_reports_the_server_and_the_stacks_database(server: Postgres
         assert running.value("pg_database_size_bytes", datname=DATABASE) > 0
         assert running.value("pg_stat_database_xact_commit", datname=DATABASE) >= 2
         assert running.value("pg_stat_database_numbackends", datname=DATABASE) >= 0
+        assert exporter_metrics(POSTGRES_ROW) <= set(running.scrape()), "the dashboard reads what the exporter serves"
         with server.connect(DATABASE):  # a client connection of the stack's database is counted
             wait_for(
                 lambda: running.value("pg_stat_activity_count", datname=DATABASE, state="idle") >= 1,

@@ -12,6 +12,7 @@ import pytest
 
 from tests.component.metrics.sidecar import RunningExporter, rendered_sidecar, running_sidecar
 from tests.component.redis.processes import FAST_FAILOVER, HOST, RenderedRedis, running_redis, stack_for
+from tests.dashboard import REDIS_ROW, exporter_metrics
 from tradingstack.contract import RedisExporterEnv, SecretKey
 from tradingstack.render.common import REDIS_PORT
 from tradingstack.render.redis import redis_secret_name
@@ -49,7 +50,7 @@ def test_the_sidecar_reports_the_master_and_its_replicas(servers: RenderedRedis,
         assert running.value("redis_connected_slaves") == FAST_FAILOVER["replicas"] - 1
         assert running.value("redis_connected_clients") >= 1
         assert running.value("redis_memory_used_bytes") > 0
-        assert "redis_commands_processed_total" in running.scrape()
+        assert exporter_metrics(REDIS_ROW) <= set(running.scrape()), "the dashboard reads what the exporter serves"
 
 
 def test_the_sidecar_of_a_replica_reports_its_role(servers: RenderedRedis, tmp_path: Path) -> None:
