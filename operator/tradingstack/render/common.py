@@ -40,9 +40,11 @@ class Port:
 REDIS_PORT = Port("redis", 6379)
 SENTINEL_PORT = Port("sentinel", 26379)
 POSTGRES_PORT = Port("postgres", 5432)
-REDIS_METRICS_PORT = Port("metrics", 9121)
+METRICS_PORT_NAME = "metrics"
+"""The exporters' port, in the pods and on the Services (what a ServiceMonitor's `port` names)."""
+REDIS_METRICS_PORT = Port(METRICS_PORT_NAME, 9121)
 """redis_exporter's port in a Redis server pod (`spec.redis.metrics`)."""
-POSTGRES_METRICS_PORT = Port("metrics", 9187)
+POSTGRES_METRICS_PORT = Port(METRICS_PORT_NAME, 9187)
 """postgres_exporter's port in the PostgreSQL pod (`spec.postgres.metrics`)."""
 METRICS_CONTAINER = "metrics"
 """Name of the exporter sidecar in the data stores' pods."""
