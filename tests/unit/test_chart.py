@@ -22,10 +22,14 @@ import yaml
 
 from tests.dashboard import POSTGRES_ROW, REDIS_ROW, exporter_metrics
 from tests.psa import pod_specs, restricted_violations
+from tradingstack.api import TradingStack
 from tradingstack.api.crd import render_crd_yaml
 from tradingstack.api.spec import TradingStackSpec
 from tradingstack.cli import build_parser
+from tradingstack.components import render as render_stack
 from tradingstack.components.rbac import render_rbac_template
+from tradingstack.contract import Exporter
+from tradingstack.render.common import METRICS_PORT_NAME
 from tradingstack.render.network import OPERATOR_POD_LABELS
 from tradingstack.render.postgres import BACKUP_IMAGE
 
@@ -369,6 +373,35 @@ def test_service_monitor_scrapes_the_metrics_port(helm: str) -> None:
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
     assert monitor["spec"]["selector"]["matchLabels"].items() <= one(objs, "Service")["metadata"]["labels"].items()
+    assert not of_kind(render(helm), "ServiceMonitor")
+
+
+@pytest.mark.parametrize(
+    ("sets", "namespaces"),
+    [([], {"any": True}), (["rbac.scope=namespace", "watchNamespaces={a,b}"], {"matchNames": ["a", "b"]})],
+)
+def test_the_data_store_monitor_scrapes_the_exporters_of_the_rendered_services(
+    helm: str, sets: list[str], namespaces: dict[str, Any]
+) -> None:
+    monitor = one(render(helm, "dataStoreMonitor.enabled=true", "dataStoreMonitor.labels.release=prom", *sets),
+                  "ServiceMonitor")  # fmt: skip
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    assert monitor["spec"]["namespaceSelector"] == namespaces
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert (endpoint["port"], endpoint["path"]) == (METRICS_PORT_NAME, Exporter.METRICS_PATH)
+    stack = TradingStack.model_validate({"metadata": {"name": "t", "namespace": "a"}, "spec": {
+        "redis": {"metrics": {"enabled": True}}, "postgres": {"metrics": {"enabled": True}}}})  # fmt: skip
+    selector = monitor["spec"]["selector"]
+    (expression,) = selector["matchExpressions"]
+    selected = {
+        o["metadata"]["name"]
+        for o in render_stack(stack, stack.owner_reference())
+        if o["kind"] == "Service"
+        and selector["matchLabels"].items() <= o["metadata"]["labels"].items()
+        and o["metadata"]["labels"][expression["key"]] in expression["values"]
+        and METRICS_PORT_NAME in {p["name"] for p in o["spec"]["ports"]}
+    }
+    assert selected == {"t-redis", "t-postgres"}
     assert not of_kind(render(helm), "ServiceMonitor")
 
 
