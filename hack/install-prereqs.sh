@@ -11,6 +11,9 @@ command -v ip >/dev/null || need_apt+=(iproute2)  # network namespaces of the Re
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need_apt+=(postgresql)
 [ -x /usr/lib/postgresql/15/bin/pgbench ] || need_apt+=(postgresql-contrib)
 command -v shellcheck >/dev/null || need_apt+=(shellcheck)
+# the metrics sidecars' exporters (tests/component/metrics run the binaries the images install)
+command -v prometheus-redis-exporter >/dev/null || need_apt+=(prometheus-redis-exporter)
+command -v prometheus-postgres-exporter >/dev/null || need_apt+=(prometheus-postgres-exporter)
 # the local cluster's real node (hack/node.sh) and the images (hack/images.sh)
 command -v runc >/dev/null || need_apt+=(runc)
 [ -x /usr/lib/cni/bridge ] || need_apt+=(containernetworking-plugins)
@@ -25,7 +28,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
 fi
 # Debian starts the packaged daemons; the tests start their own on other ports, so stop these.
-for svc in redis-server redis-sentinel nginx postgresql; do
+for svc in redis-server redis-sentinel nginx postgresql prometheus-redis-exporter prometheus-postgres-exporter; do
   service "$svc" stop >/dev/null 2>&1 || true
 done
 

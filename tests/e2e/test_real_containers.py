@@ -17,12 +17,14 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.dashboard import DASHBOARD, POSTGRES_ROW, REDIS_ROW, row_expressions
 from tests.e2e.helpers import ChartInstaller, create_restricted_namespace
 from tests.e2e.prometheus import SCRAPE_SECONDS, start_prometheus
 from tests.e2e.test_chart_install import (
@@ -40,6 +42,8 @@ from tests.fixtures.operator import wait_for_condition
 from tradingstack.api import RedisSpec, TradingStack
 from tradingstack.contract import OPERATOR_APP_NAME, Annotation, Label, ServiceEnv
 from tradingstack.render.common import (
+    METRICS_CONTAINER,
+    METRICS_PORT_NAME,
     POSTGRES_PORT,
     REDIS_PORT,
     SENTINEL_PORT,
@@ -56,7 +60,6 @@ SERVICES = [s["name"] for s in load(EXAMPLE, "x")["spec"]["services"]]
 MASTER_NAME = RedisSpec.model_validate(load(EXAMPLE, "x")["spec"]["redis"]).master_name
 CHART_DIR = REPO / "charts" / "tradingstack-operator"
 ALERT_RULES = CHART_DIR / "alerts" / "tradingstack.rules.yaml"
-DASHBOARD = CHART_DIR / "dashboards" / "tradingstack-operator.json"
 UNHEALTHY_FOR = 120
 """`for` of TradingStackServiceUnhealthy, in seconds (the test checks it against the rules file)."""
 REDIS_OUTAGE_SECONDS = 200
@@ -98,7 +101,8 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(cluster: Cluster, real_node: list[str], images: None) -> Iterator[Stack]:
+def stack(cluster: Cluster, real_node: list[str], images: None, crd: None) -> Iterator[Stack]:
+    # `crd`: helm installs crds/ only where the CRD is missing; a CRD left by an older run would prune new fields.
     installer = ChartInstaller(cluster)
     try:
         namespace = installer.namespace("e2e-real")
@@ -375,6 +379,66 @@ def test_alerts_fire_and_resolve_in_a_real_prometheus(stack: Stack, tmp_path: Pa
     finally:
         prometheus.stop()
     wait_readiness(stack, {"execution": ("HEALTHY", True), "portfolio": ("HEALTHY", True)}, "HEALTHY again")
+
+
+METRICS_ON = {"metrics": {"enabled": True}}
+
+
+def exporter_targets(stack: Stack, component: str) -> list[str]:
+    """`podIP:port` of the `metrics` port of each ready pod of `component` that runs the exporter sidecar."""
+    targets = []
+    for pod in stack.pods(f"{Label.COMPONENT}={component}"):
+        sidecars = [c for c in pod["spec"]["containers"] if c["name"] == METRICS_CONTAINER]
+        if sidecars and pod_ready(pod) and not pod["metadata"].get("deletionTimestamp"):
+            port = next(p["containerPort"] for p in sidecars[0]["ports"] if p["name"] == METRICS_PORT_NAME)
+            targets.append(f"{pod['status']['podIP']}:{port}")
+    return targets
+
+
+def test_the_data_store_exporters_are_scraped_by_a_real_prometheus(stack: Stack, tmp_path: Path) -> None:
+    """spec.redis.metrics and spec.postgres.metrics on the running example: every Redis server pod and the
+    PostgreSQL pod roll with the exporter sidecar, a Prometheus outside the stack (a host process, as the
+    NetworkPolicies see any scraper) scrapes them by pod IP, as a ServiceMonitor on the `metrics` port would:
+    redis_up and pg_up are 1, the master reports its replicas, and every expression of the dashboard's Redis and
+    PostgreSQL rows returns data. A pod outside the stack reaches the metrics ports but still not the stores.
+    The sidecars stay enabled for the tests after this one."""
+    redis_spec = RedisSpec.model_validate(load(EXAMPLE, "x")["spec"]["redis"])
+    patch = {"spec": {"redis": METRICS_ON, "postgres": METRICS_ON}}
+    stack.kubectl("patch", "tradingstack", STACK, "--type=merge", "-p", json.dumps(patch))
+    wait_for(lambda: len(exporter_targets(stack, "redis")) == redis_spec.replicas
+             and len(exporter_targets(stack, "postgres")) == 1, timeout=READY_TIMEOUT, interval=3,
+             what="every Redis server pod and the PostgreSQL pod ready with the metrics sidecar")  # fmt: skip
+    wait_for_condition(stack.cluster, stack.namespace, STACK, "Ready", "True", READY_TIMEOUT)
+    targets = {"redis": exporter_targets(stack, "redis"), "postgres": exporter_targets(stack, "postgres")}
+
+    prometheus = start_prometheus(tmp_path, targets, ALERT_RULES)
+    try:
+        wait_for(lambda: len(prometheus.query("redis_up == 1")) == redis_spec.replicas, timeout=60, interval=2,
+                 what=f"redis_up == 1 from {targets['redis']}")  # fmt: skip
+        wait_for(lambda: len(prometheus.query("pg_up == 1")) == 1, timeout=60, interval=2,
+                 what=f"pg_up == 1 from {targets['postgres']}")  # fmt: skip
+        # One master (the roles come from the exporters), all replicas connected to it (resyncs after the roll).
+        master_replicas = 'redis_connected_slaves and on (instance) redis_instance_info{role="master"}'
+        wait_for(lambda: [float(r["value"][1]) for r in prometheus.query(master_replicas)] == [redis_spec.replicas - 1],
+                 timeout=60, interval=2, what="one master reporting every replica")  # fmt: skip
+        expressions = row_expressions(REDIS_ROW) + row_expressions(POSTGRES_ROW)
+        assert len(expressions) >= 9, expressions
+        for expr in expressions:  # rates need two scrapes: a few intervals
+            wait_for(partial(prometheus.query, expr), timeout=12 * SCRAPE_SECONDS, interval=2,
+                     what=f"data for the dashboard's {expr!r}")  # fmt: skip
+    finally:
+        prometheus.stop()
+
+    stranger = start_stranger(stack, stack.namespace)
+    try:
+        exporters = [exporter_targets(stack, "redis")[0], exporter_targets(stack, "postgres")[0]]
+        stores = [f"{exporters[0].rsplit(':', 1)[0]}:{REDIS_PORT.number}",
+                  f"{exporters[1].rsplit(':', 1)[0]}:{POSTGRES_PORT.number}"]  # fmt: skip
+        answers = connections(stack, stack.namespace, stranger, [*exporters, *stores])
+        assert [answers[t] for t in exporters] == ["connected", "connected"], answers
+        assert "connected" not in [answers[t] for t in stores], answers
+    finally:
+        stack.kubectl("delete", "pod", stranger, "--wait=false", check=False)
 
 
 WRITER = """

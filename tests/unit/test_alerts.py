@@ -14,13 +14,13 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
+from tests.dashboard import DASHBOARD
 from tests.fixtures.cluster import BIN_DIR, REPO
 from tradingstack.metrics import STACK_SERIES
 
 RULES = REPO / "charts" / "tradingstack-operator" / "alerts" / "tradingstack.rules.yaml"
 RULE_TESTS = REPO / "tests" / "alerts" / "tradingstack.test.yaml"
 RUNBOOKS = REPO / "docs" / "runbooks.md"
-DASHBOARD = REPO / "charts" / "tradingstack-operator" / "dashboards" / "tradingstack-operator.json"
 
 
 @pytest.fixture(scope="module")

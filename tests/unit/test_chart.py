@@ -20,11 +20,16 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.dashboard import POSTGRES_ROW, REDIS_ROW, exporter_metrics
 from tests.psa import pod_specs, restricted_violations
+from tradingstack.api import TradingStack
 from tradingstack.api.crd import render_crd_yaml
 from tradingstack.api.spec import TradingStackSpec
 from tradingstack.cli import build_parser
+from tradingstack.components import render as render_stack
 from tradingstack.components.rbac import render_rbac_template
+from tradingstack.contract import Exporter
+from tradingstack.render.common import METRICS_PORT_NAME
 from tradingstack.render.network import OPERATOR_POD_LABELS
 from tradingstack.render.postgres import BACKUP_IMAGE
 
@@ -371,6 +376,35 @@ def test_service_monitor_scrapes_the_metrics_port(helm: str) -> None:
     assert not of_kind(render(helm), "ServiceMonitor")
 
 
+@pytest.mark.parametrize(
+    ("sets", "namespaces"),
+    [([], {"any": True}), (["rbac.scope=namespace", "watchNamespaces={a,b}"], {"matchNames": ["a", "b"]})],
+)
+def test_the_data_store_monitor_scrapes_the_exporters_of_the_rendered_services(
+    helm: str, sets: list[str], namespaces: dict[str, Any]
+) -> None:
+    monitor = one(render(helm, "dataStoreMonitor.enabled=true", "dataStoreMonitor.labels.release=prom", *sets),
+                  "ServiceMonitor")  # fmt: skip
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    assert monitor["spec"]["namespaceSelector"] == namespaces
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert (endpoint["port"], endpoint["path"]) == (METRICS_PORT_NAME, Exporter.METRICS_PATH)
+    stack = TradingStack.model_validate({"metadata": {"name": "t", "namespace": "a"}, "spec": {
+        "redis": {"metrics": {"enabled": True}}, "postgres": {"metrics": {"enabled": True}}}})  # fmt: skip
+    selector = monitor["spec"]["selector"]
+    (expression,) = selector["matchExpressions"]
+    selected = {
+        o["metadata"]["name"]
+        for o in render_stack(stack, stack.owner_reference())
+        if o["kind"] == "Service"
+        and selector["matchLabels"].items() <= o["metadata"]["labels"].items()
+        and o["metadata"]["labels"][expression["key"]] in expression["values"]
+        and METRICS_PORT_NAME in {p["name"] for p in o["spec"]["ports"]}
+    }
+    assert selected == {"t-redis", "t-postgres"}
+    assert not of_kind(render(helm), "ServiceMonitor")
+
+
 def test_prometheus_rule_carries_the_tested_alerts(helm: str) -> None:
     objs = render(helm, "prometheusRule.enabled=true", "prometheusRule.labels.release=prom")
     rule = one(objs, "PrometheusRule")
@@ -386,7 +420,7 @@ def test_grafana_dashboard_uses_the_operator_metrics(helm: str) -> None:
     assert len(cm) == 1
     assert cm[0]["metadata"]["labels"]["grafana_dashboard"] == "1"
     dashboard = json.loads(cm[0]["data"]["tradingstack-operator.json"])
-    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p.get("targets", []))
     for metric in (
         "tradingstack_reconcile_duration_seconds_bucket",
         "tradingstack_reconcile_errors_total",
@@ -522,3 +556,17 @@ def test_images_script_builds_with_docker_where_an_engine_answers(tmp_path: Path
     assert "POSTGRES_IMAGE=ghcr.io/quantumtrader/tradingstack-postgres:9.9.9-pg15" in backup
     loads = [line.rsplit(" ", 1)[-1] for line in lines if line.startswith("kind load docker-image --name tradingstack")]
     assert loads == [ref.replace("0.1.0", "9.9.9") for ref in image_references()]
+
+
+@pytest.mark.parametrize(
+    ("row", "metrics"),
+    [
+        (REDIS_ROW, {"redis_up", "redis_memory_used_bytes", "redis_connected_clients", "redis_connected_slaves",
+                     "redis_commands_processed_total"}),
+        (POSTGRES_ROW, {"pg_up", "pg_stat_database_xact_commit", "pg_database_size_bytes",
+                        "pg_stat_database_numbackends"}),
+    ],
+)  # fmt: skip
+def test_the_dashboard_has_a_row_per_data_store_exporter(row: str, metrics: set[str]) -> None:
+    # tests/component/metrics check that the exporters serve these names; the e2e that Prometheus answers them.
+    assert metrics <= exporter_metrics(row)

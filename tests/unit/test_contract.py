@@ -8,7 +8,6 @@ arrive with its effect; a renamed variable on either side fails here.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +15,7 @@ import pytest
 
 from demo_service.app import create_app
 from demo_service.config import Config
+from tests.kubelet import resolved_env, secret_stand_in
 from tests.unit.test_render import example
 from tradingstack.api import ServiceSpec, TradingStack
 from tradingstack.api.status import BackupInfo
@@ -26,27 +26,6 @@ from tradingstack.health.contract import HealthStatus, is_ready
 from tradingstack.render import postgres, redis
 from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN as DOMAIN
 from tradingstack.render.common import child_name
-
-_REFERENCE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
-
-
-def secret_stand_in(name: str, key: str) -> str:
-    return f"<secret {name}/{key}>"
-
-
-def resolved_env(container: Mapping[str, Any]) -> dict[str, str]:
-    """The environment the container's process starts with (as the kubelet builds it)."""
-    env: dict[str, str] = {}
-    for var in container.get("env", []):
-        if "value" in var:
-            # `$(NAME)` refers to a variable defined earlier; an unknown one stays as written.
-            env[var["name"]] = _REFERENCE.sub(lambda m: env.get(m[1], m[0]), var["value"])
-        elif "secretKeyRef" in var["valueFrom"]:
-            ref = var["valueFrom"]["secretKeyRef"]
-            env[var["name"]] = secret_stand_in(ref["name"], ref["key"])
-        else:
-            env[var["name"]] = f"<field {var['valueFrom']['fieldRef']['fieldPath']}>"
-    return env
 
 
 def service_containers(stack: TradingStack) -> dict[str, dict[str, Any]]:

@@ -125,8 +125,13 @@ def stacks(draw: st.DrawFn) -> TradingStack:
             "sentinels": sentinels,
             "quorum": draw(st.integers(1, sentinels)),
             "minReplicasToWrite": draw(st.integers(0, replicas - 1)),
+            "metrics": {"enabled": draw(st.booleans())},
         },
-        "postgres": {"enabled": True, "backup": {"enabled": draw(st.booleans())}},
+        "postgres": {
+            "enabled": True,
+            "backup": {"enabled": draw(st.booleans())},
+            "metrics": {"enabled": draw(st.booleans())},
+        },
         "gateway": {"enabled": draw(st.booleans()), "replicas": draw(st.integers(0, 3))},
         "deletionPolicy": draw(st.sampled_from(["Retain", "Delete"])),
     }

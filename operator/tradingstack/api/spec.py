@@ -305,13 +305,56 @@ class StorageSpec(ApiModel):
     """Storage class; the cluster default when unset."""
 
 
+REDIS_IMAGE = "ghcr.io/quantumtrader/tradingstack-redis:0.1.0"
+"""The project's Redis image (images/redis): Redis, Sentinel and redis_exporter from Debian."""
+POSTGRES_IMAGE = "ghcr.io/quantumtrader/tradingstack-postgres:0.1.0-pg15"
+"""The project's PostgreSQL image (images/postgres): PostgreSQL 15 and postgres_exporter from Debian."""
+
+
+def _exporter_resources() -> Resources:
+    # An exporter only turns INFO or a few catalogue queries into text: a small fixed budget.
+    return Resources(requests={"cpu": "10m", "memory": "32Mi"}, limits={"cpu": "200m", "memory": "128Mi"})
+
+
+class RedisMetricsSpec(ApiModel):
+    """An opt-in redis_exporter sidecar in each Redis server pod (not in the sentinels), serving Prometheus metrics
+    of its server on the port `metrics` (9121, path /metrics) of the pod and of the Service `<stack>-redis`."""
+
+    enabled: bool = False
+    """Run the exporter. Changing it rolls the Redis pods. Default: false."""
+
+    image: Image = REDIS_IMAGE
+    """Exporter image: any image with Debian's `prometheus-redis-exporter` (redis_exporter, configured by
+    environment) on PATH. Default: the project's Redis image, also when `redis.image` is another one (e.g. the
+    official redis)."""
+
+    resources: Resources = Field(default_factory=_exporter_resources)
+    """Resources of the exporter container. Default: 10m CPU, 32Mi memory; limits 200m CPU, 128Mi memory."""
+
+
+class PostgresMetricsSpec(ApiModel):
+    """An opt-in postgres_exporter sidecar in the PostgreSQL pod, serving Prometheus metrics of the server on the
+    port `metrics` (9187, path /metrics) of the pod and of the Service `<stack>-postgres`."""
+
+    enabled: bool = False
+    """Run the exporter. Changing it restarts the PostgreSQL pod. Default: false."""
+
+    image: Image = POSTGRES_IMAGE
+    """Exporter image: any image with Debian's `prometheus-postgres-exporter` (postgres_exporter, configured by
+    environment) on PATH. Default: the project's PostgreSQL image, also when `postgres.image` is another one
+    (e.g. the official postgres)."""
+
+    resources: Resources = Field(default_factory=_exporter_resources)
+    """Resources of the exporter container. Default: 10m CPU, 32Mi memory; limits 200m CPU, 128Mi memory."""
+
+
 class RedisSpec(ApiModel):
     """Redis with Sentinel: one master, replicas, and sentinels that fail over."""
 
     enabled: bool = True
     """Deploy Redis. Default: true."""
 
-    image: Image = "ghcr.io/quantumtrader/tradingstack-redis:0.1.0"
+    image: Image = REDIS_IMAGE
     """Redis image (also runs the sentinels): any image with redis-server, redis-sentinel, redis-cli and sh on
     PATH (the pods run the operator's own start scripts), e.g. the official redis:7.4. Default: the project's
     image (images/redis, Redis from Debian)."""
@@ -356,6 +399,9 @@ class RedisSpec(ApiModel):
 
     resources: Resources = Field(default_factory=Resources)
     """Resources of each Redis container."""
+
+    metrics: RedisMetricsSpec = Field(default_factory=RedisMetricsSpec)
+    """Prometheus metrics of the Redis servers (an exporter sidecar; off by default)."""
 
     model_config = ApiModel.model_config | {
         "json_schema_extra": validations(
@@ -421,7 +467,7 @@ class PostgresSpec(ApiModel):
     enabled: bool = True
     """Deploy PostgreSQL. Default: true."""
 
-    image: Image = "ghcr.io/quantumtrader/tradingstack-postgres:0.1.0-pg15"
+    image: Image = POSTGRES_IMAGE
     """PostgreSQL image on the official postgres images' environment contract (PGDATA, POSTGRES_USER,
     POSTGRES_PASSWORD, POSTGRES_DB) with pg_isready on PATH. Its major version must be the backup image's
     (15). Default: the project's image (images/postgres, PostgreSQL 15 from Debian)."""
@@ -449,6 +495,9 @@ class PostgresSpec(ApiModel):
 
     restore: RestoreSpec | None = None
     """Bootstrap the database from a backup when it is first created."""
+
+    metrics: PostgresMetricsSpec = Field(default_factory=PostgresMetricsSpec)
+    """Prometheus metrics of the server (an exporter sidecar; off by default)."""
 
 
 class RateLimitSpec(ApiModel):

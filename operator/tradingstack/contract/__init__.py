@@ -103,6 +103,38 @@ class BackupEnv:
     PG_BIN: Final = "PG_BIN"
 
 
+class RedisExporterEnv:
+    """Env of the Redis metrics sidecar (`spec.redis.metrics`), injected by `render.redis` and read by
+    redis_exporter (its own names: the exporter is configured by env only, so its image needs no arguments)."""
+
+    ADDRESS: Final = "REDIS_ADDR"
+    """`redis://127.0.0.1:<port>`: the server of the same pod."""
+    PASSWORD: Final = "REDIS_PASSWORD"  # noqa: S105 - the name of a variable, not a password
+    LISTEN_ADDRESS: Final = "REDIS_EXPORTER_WEB_LISTEN_ADDRESS"
+
+
+class PostgresExporterEnv:
+    """Env of the PostgreSQL metrics sidecar (`spec.postgres.metrics`), injected by `render.postgres` and read by
+    postgres_exporter, which joins them into `postgresql://<user>:<password>@<uri>` (percent-encoding both)."""
+
+    URI: Final = "DATA_SOURCE_URI"
+    """`127.0.0.1:<port>/<database>?sslmode=disable`: the server of the same pod."""
+    USER: Final = "DATA_SOURCE_USER"
+    PASSWORD: Final = "DATA_SOURCE_PASS"  # noqa: S105 - the name of a variable, not a password
+    LISTEN_ADDRESS: Final = "PG_EXPORTER_WEB_LISTEN_ADDRESS"
+
+
+class Exporter:
+    """The metrics sidecars' programs (the Debian packages' names, installed in images/redis and images/postgres)
+    and the paths they serve; the chart's ServiceMonitor and the e2e scrape `METRICS_PATH`."""
+
+    REDIS_COMMAND: Final = "prometheus-redis-exporter"
+    POSTGRES_COMMAND: Final = "prometheus-postgres-exporter"
+    METRICS_PATH: Final = "/metrics"
+    LANDING_PATH: Final = "/"
+    """Answered by the exporter itself without asking the data store: the sidecar's readiness probe."""
+
+
 class Probe:
     """Paths of the health contract (defaults of `spec.services[].health`) and of the gateway."""
 

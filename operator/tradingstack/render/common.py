@@ -7,13 +7,13 @@ Renderers are pure: they take the parsed stack and the owner reference explicitl
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from tradingstack.api import OwnerReference, TradingStack
 from tradingstack.api.spec import Resources, StorageSpec
-from tradingstack.contract import MANAGED_BY, PART_OF, Annotation, Label
+from tradingstack.contract import MANAGED_BY, PART_OF, Annotation, Exporter, Label
 
 Manifest = dict[str, Any]
 
@@ -40,6 +40,14 @@ class Port:
 REDIS_PORT = Port("redis", 6379)
 SENTINEL_PORT = Port("sentinel", 26379)
 POSTGRES_PORT = Port("postgres", 5432)
+METRICS_PORT_NAME = "metrics"
+"""The exporters' port, in the pods and on the Services (what a ServiceMonitor's `port` names)."""
+REDIS_METRICS_PORT = Port(METRICS_PORT_NAME, 9121)
+"""redis_exporter's port in a Redis server pod (`spec.redis.metrics`)."""
+POSTGRES_METRICS_PORT = Port(METRICS_PORT_NAME, 9187)
+"""postgres_exporter's port in the PostgreSQL pod (`spec.postgres.metrics`)."""
+METRICS_CONTAINER = "metrics"
+"""Name of the exporter sidecar in the data stores' pods."""
 
 
 def http_port(number: int) -> Port:
@@ -107,12 +115,13 @@ def child_service(
     name: str | None = None,
     headless: bool = False,
     extra_selector: Mapping[str, str] | None = None,
+    extra_ports: Sequence[Port] = (),
 ) -> Manifest:
-    """The Service in front of a component's pods."""
+    """The Service in front of a component's pods; `extra_ports` after `port` (e.g. an exporter's)."""
     spec: dict[str, Any] = {
         "type": "ClusterIP",
         "selector": {**selector_labels(stack, component), **(extra_selector or {})},
-        "ports": [port.service_port()],
+        "ports": [p.service_port() for p in (port, *extra_ports)],
     }
     if headless:
         # Stable per-pod DNS names, published before readiness: peers need them while the pods still start.
@@ -214,6 +223,29 @@ def container_security_context(read_only_root: bool = True) -> dict[str, Any]:
 
 def resources(spec: Resources) -> dict[str, Any]:
     return {"requests": dict(sorted(spec.requests.items())), "limits": dict(sorted(spec.limits.items()))}
+
+
+def exporter_container(
+    image: str, command: str, port: Port, env: list[dict[str, Any]], spec: Resources
+) -> dict[str, Any]:
+    """A Prometheus exporter sidecar of a data store, configured by `env` alone. Ready once it serves its landing
+    page, which asks the store nothing: a store that is down is reported as `*_up 0`, not by taking its pod out
+    of the Services."""
+    return {
+        "name": METRICS_CONTAINER,
+        "image": image,
+        "command": [command],
+        "ports": [port.container_port()],
+        "env": env,
+        "readinessProbe": {
+            "httpGet": {"path": Exporter.LANDING_PATH, "port": port.name},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+            "timeoutSeconds": 3,
+        },
+        "resources": resources(spec),
+        "securityContext": container_security_context(),
+    }
 
 
 def pod_disruption_budget(

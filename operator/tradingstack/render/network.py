@@ -1,6 +1,10 @@
 """NetworkPolicies: only the stack's own pods reach Redis and Postgres.
 
-The operator may also reach the sentinels (it asks them who the master is), from any namespace it runs in.
+The operator may also reach the sentinels (it asks them who the master is), from any namespace it runs in. The
+exporters' `metrics` port (`spec.redis.metrics`, `spec.postgres.metrics`) is open to every source, as the
+services' and the operator's metrics ports are (no policy selects those pods): whatever Prometheus scrapes them
+may scrape the data stores' metrics, which carry no data and no credentials. Redis, Sentinel and PostgreSQL
+themselves stay closed to it.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from typing import Any
 
 from tradingstack.api import OwnerReference, TradingStack
 from tradingstack.contract import OPERATOR_APP_NAME, Label
+from tradingstack.render import postgres, redis
 from tradingstack.render.common import POSTGRES_PORT, REDIS_PORT, SENTINEL_PORT, Manifest, Port, manifest, metadata
 
 OPERATOR_POD_LABELS = {Label.NAME: OPERATOR_APP_NAME}
@@ -40,6 +45,11 @@ def _policy(
     )
 
 
+def _scrapers(ports: list[Port]) -> list[dict[str, Any]]:
+    """An ingress rule without `from`: any source, on the exporter's port only (none when it is disabled)."""
+    return [{"ports": _ports(*ports)}] if ports else []
+
+
 def render_network_policies(stack: TradingStack, owner: OwnerReference) -> list[Manifest]:
     from_stack = {"podSelector": {"matchLabels": {Label.STACK: stack.name}}}
     policies: list[Manifest] = []
@@ -54,11 +64,18 @@ def render_network_policies(stack: TradingStack, owner: OwnerReference) -> list[
                 [
                     {"from": [from_stack], "ports": _ports(REDIS_PORT, SENTINEL_PORT)},
                     {"from": [from_operator], "ports": _ports(SENTINEL_PORT)},
+                    *_scrapers(redis.metrics_ports(stack)),
                 ],
             )
         )
     if stack.spec.postgres.enabled:
         policies.append(
-            _policy(stack, owner, "postgres", ["postgres"], [{"from": [from_stack], "ports": _ports(POSTGRES_PORT)}])
+            _policy(
+                stack,
+                owner,
+                "postgres",
+                ["postgres"],
+                [{"from": [from_stack], "ports": _ports(POSTGRES_PORT)}, *_scrapers(postgres.metrics_ports(stack))],
+            )
         )
     return policies

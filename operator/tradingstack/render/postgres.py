@@ -14,15 +14,27 @@ from urllib.parse import quote
 
 from tradingstack.api import OwnerReference, TradingStack
 from tradingstack.api.spec import Resources
-from tradingstack.contract import TERMINATION_LOG, Annotation, BackupEnv, ExitCode, PostgresEnv, SecretKey
+from tradingstack.contract import (
+    TERMINATION_LOG,
+    Annotation,
+    BackupEnv,
+    ExitCode,
+    Exporter,
+    PostgresEnv,
+    PostgresExporterEnv,
+    SecretKey,
+)
 from tradingstack.render.common import (
     DEFAULT_CLUSTER_DOMAIN,
+    POSTGRES_METRICS_PORT,
     POSTGRES_PORT,
     Manifest,
+    Port,
     child_name,
     child_service,
     claim_spec,
     container_security_context,
+    exporter_container,
     labels,
     manifest,
     metadata,
@@ -98,7 +110,7 @@ def connection_env(stack: TradingStack, domain: str) -> list[dict[str, Any]]:
 
 def render_postgres(stack: TradingStack, owner: OwnerReference, domain: str = DEFAULT_CLUSTER_DOMAIN) -> list[Manifest]:
     manifests = [
-        child_service(stack, owner, COMPONENT, POSTGRES_PORT),
+        child_service(stack, owner, COMPONENT, POSTGRES_PORT, extra_ports=metrics_ports(stack)),
         _statefulset(stack, owner),
         _backup_volume(stack, owner),
     ]
@@ -192,6 +204,33 @@ def _postgres_container(stack: TradingStack) -> dict[str, Any]:
     }
 
 
+def metrics_ports(stack: TradingStack) -> list[Port]:
+    """The exporter's port of the PostgreSQL pod, when `spec.postgres.metrics` is enabled."""
+    return [POSTGRES_METRICS_PORT] if stack.spec.postgres.metrics.enabled else []
+
+
+def _exporter(stack: TradingStack) -> list[dict[str, Any]]:
+    """The postgres_exporter sidecar, logging in to the server of its own pod as the stack's role."""
+    spec = stack.spec.postgres
+    if not spec.metrics.enabled:
+        return []
+    env = [
+        {
+            "name": PostgresExporterEnv.URI,
+            # The pod's server over TCP, as pg_isready asks it; no TLS between containers of one pod.
+            "value": f"127.0.0.1:{POSTGRES_PORT.number}/{spec.database}?sslmode=disable",
+        },
+        _secret_env(stack, PostgresExporterEnv.USER, SecretKey.USERNAME),
+        _secret_env(stack, PostgresExporterEnv.PASSWORD, SecretKey.PASSWORD),
+        {"name": PostgresExporterEnv.LISTEN_ADDRESS, "value": f":{POSTGRES_METRICS_PORT.number}"},
+    ]
+    return [
+        exporter_container(
+            spec.metrics.image, Exporter.POSTGRES_COMMAND, POSTGRES_METRICS_PORT, env, spec.metrics.resources
+        )
+    ]
+
+
 def _statefulset(stack: TradingStack, owner: OwnerReference) -> Manifest:
     pod_spec = {
         "securityContext": {
@@ -201,7 +240,7 @@ def _statefulset(stack: TradingStack, owner: OwnerReference) -> Manifest:
         # Time for a fast shutdown (checkpoint) before SIGKILL.
         "terminationGracePeriodSeconds": 60,
         "automountServiceAccountToken": False,
-        "containers": [_postgres_container(stack)],
+        "containers": [_postgres_container(stack), *_exporter(stack)],
         "volumes": [scratch_volume("run", RUN_LIMIT), scratch_volume("tmp", TMP_LIMIT)],
     }
     return statefulset(stack, owner, COMPONENT, 1, pod_spec, data=stack.spec.postgres.storage)

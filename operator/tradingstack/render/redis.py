@@ -34,16 +34,19 @@ from typing import Any
 
 from tradingstack.api import OwnerReference, TradingStack
 from tradingstack.api.spec import RedisSpec, Resources
-from tradingstack.contract import MASTER_ROLE, Label, RedisEnv, RedisScriptEnv, SecretKey
+from tradingstack.contract import MASTER_ROLE, Exporter, Label, RedisEnv, RedisExporterEnv, RedisScriptEnv, SecretKey
 from tradingstack.render.common import (
     DEFAULT_CLUSTER_DOMAIN,
     NONROOT_UID,
+    REDIS_METRICS_PORT,
     REDIS_PORT,
     SENTINEL_PORT,
     Manifest,
+    Port,
     child_name,
     child_service,
     container_security_context,
+    exporter_container,
     manifest,
     metadata,
     pod_disruption_budget,
@@ -200,14 +203,16 @@ def _config_volume(stack: TradingStack, names: tuple[str, ...]) -> dict[str, Any
     }
 
 
-def _pod_spec(stack: TradingStack, component: str, container: dict[str, Any], volumes: list[dict[str, Any]]) -> Any:
+def _pod_spec(
+    stack: TradingStack, component: str, containers: list[dict[str, Any]], volumes: list[dict[str, Any]]
+) -> Any:
     return {
         "securityContext": pod_security_context(fs_group=NONROOT_UID),
         "affinity": spread_and_anti_affinity(stack, component),
         "automountServiceAccountToken": False,
         # Service links would inject e.g. REDIS_PORT=tcp://... into the scripts' environment.
         "enableServiceLinks": False,
-        "containers": [container],
+        "containers": containers,
         "volumes": volumes,
     }
 
@@ -222,6 +227,24 @@ _PARALLEL_ROLLING: dict[str, Any] = {
     "podManagementPolicy": "Parallel",
     "updateStrategy": {"type": "RollingUpdate"},
 }
+
+
+def metrics_ports(stack: TradingStack) -> list[Port]:
+    """The exporter's port of the Redis server pods, when `spec.redis.metrics` is enabled."""
+    return [REDIS_METRICS_PORT] if stack.spec.redis.metrics.enabled else []
+
+
+def _exporter(stack: TradingStack) -> list[dict[str, Any]]:
+    """The redis_exporter sidecar, asking the server of its own pod with the server's password."""
+    metrics = stack.spec.redis.metrics
+    if not metrics.enabled:
+        return []
+    env = [
+        {"name": RedisExporterEnv.ADDRESS, "value": f"redis://127.0.0.1:{REDIS_PORT.number}"},
+        _password_env(RedisExporterEnv.PASSWORD, stack),
+        {"name": RedisExporterEnv.LISTEN_ADDRESS, "value": f":{REDIS_METRICS_PORT.number}"},
+    ]
+    return [exporter_container(metrics.image, Exporter.REDIS_COMMAND, REDIS_METRICS_PORT, env, metrics.resources)]
 
 
 def _redis_statefulset(stack: TradingStack, owner: OwnerReference, files: dict[str, str], domain: str) -> Manifest:
@@ -259,7 +282,7 @@ def _redis_statefulset(stack: TradingStack, owner: OwnerReference, files: dict[s
     pod_spec = _pod_spec(
         stack,
         REDIS_COMPONENT,
-        container,
+        [container, *_exporter(stack)],
         [_config_volume(stack, REDIS_FILES), scratch_volume("run", "16Mi")],
     )
     pod_spec["terminationGracePeriodSeconds"] = PRESTOP_WAIT_SECONDS + 10
@@ -308,7 +331,7 @@ def _sentinel_statefulset(stack: TradingStack, owner: OwnerReference, files: dic
     pod_spec = _pod_spec(
         stack,
         SENTINEL_COMPONENT,
-        container,
+        [container],
         [_config_volume(stack, SENTINEL_FILES), scratch_volume("run", "16Mi")],
     )
     return statefulset(
@@ -328,7 +351,7 @@ def render_redis(stack: TradingStack, owner: OwnerReference, domain: str = DEFAU
     config_map_name = child_name(stack, "redis-config")
     return [
         manifest("v1", "ConfigMap", metadata(stack, owner, REDIS_COMPONENT, name=config_map_name), data=files),
-        child_service(stack, owner, REDIS_COMPONENT, REDIS_PORT, headless=True),
+        child_service(stack, owner, REDIS_COMPONENT, REDIS_PORT, headless=True, extra_ports=metrics_ports(stack)),
         child_service(
             stack,
             owner,
