@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -206,6 +207,7 @@ def main() -> None:
     parser.add_argument("--failovers", type=int, default=10, help="Redis faults per kind (default 10)")
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks" / "real-pods.md")
     args = parser.parse_args()
+    load_at_start = os.getloadavg()[0]
 
     subprocess.run([str(CLUSTER_SH), "up"], check=True, stdin=subprocess.DEVNULL)
     subprocess.run([str(IMAGES_SH), "build"], check=True, stdin=subprocess.DEVNULL)
@@ -255,6 +257,7 @@ def main() -> None:
 Command: `.venv/bin/{command}`
 Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()}, Kubernetes {cluster.version}, real node(s)
 {", ".join(nodes)} (containerd, images of `make images`), the operator as the chart's pod.
+1-minute load average at the start / end: {load_at_start:.1f} / {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs.
 
 | what | seconds (median of {args.rounds}) | runs |
 | --- | --- | --- |
