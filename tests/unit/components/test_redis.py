@@ -12,8 +12,10 @@ from hypothesis import strategies as st
 
 from tests.golden import assert_golden
 from tests.psa import pod_specs, restricted_violations
+from tests.unit.components.kinds import assert_declares_what_it_renders
 from tradingstack.api import TradingStack
 from tradingstack.api.status import RedisStatus
+from tradingstack.components import redis
 from tradingstack.contract import MASTER_ROLE, Annotation, Label
 from tradingstack.kube.actions import PatchLabels, PostEvent
 from tradingstack.reconcile.redis_master import FAILOVER_REASON, MASTER_OBSERVED_REASON, decide_master, master_actions
@@ -297,3 +299,8 @@ def test_a_steady_master_plans_no_write() -> None:
     recorded = RedisStatus(master="quant-redis-0")
     decision = decide_master(observed(*["quant-redis-0"] * 3), recorded, PODS, ["quant-redis-0"], NOW)
     assert master_actions(decision, "trading") == []
+
+
+def test_declares_every_kind_it_renders() -> None:
+    # The pods are listed to move the master label; the password Secret is generated, not rendered.
+    assert_declares_what_it_renders(redis.COMPONENT, example_stack(), {"Pod", "Secret"})
