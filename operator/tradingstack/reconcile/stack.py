@@ -227,7 +227,8 @@ class StackReconciler:
             schedule = spec.postgres.backup
             backup = backup_health(jobs, messages, schedule.schedule, schedule.time_zone, now, previous.postgres)
         pods: list[Mapping[str, Any]] = [v for k, v in children.items() if k[0] == "Pod"]
-        redis, redis_writes = previous.redis, list[Action]()
+        redis = previous.redis
+        redis_writes: list[Action] = []
         if spec.redis.enabled and self._read_data_plane:
             redis, redis_writes = await track_redis_master(stack, previous.redis, children, now, self._domain)
         health = await self._service_health(stack, pods) if self._read_data_plane else None
