@@ -8,7 +8,19 @@ from typing import Any
 import pytest
 
 from tradingstack.errors import ApiPermanentError, ApiTemporaryError
-from tradingstack.kube.actions import Action, Apply, CreateSecret, Delete, EventType, MergePatch, Obj, PostEvent
+from tradingstack.kube.actions import (
+    RESTART_FIELD_MANAGER,
+    Action,
+    Apply,
+    CreateSecret,
+    Delete,
+    EventType,
+    MergePatch,
+    Obj,
+    PatchLabels,
+    PostEvent,
+    WriteStatus,
+)
 from tradingstack.kube.executor import Outcome, execute
 
 BODY: dict[str, Any] = {"kind": "TradingStack", "metadata": {"name": "s", "namespace": "n"}}
@@ -33,8 +45,12 @@ class RecordingKube:
         self.calls.append(("create", obj["metadata"]["name"]))
         return None if obj["metadata"]["name"] in self._existing else {**obj, "live": True}
 
-    async def apply(self, obj: Obj) -> Obj:
-        self.calls.append(("apply", obj["metadata"]["name"]))
+    async def apply(self, obj: Obj, field_manager: str = "operator") -> Obj:
+        self.calls.append(
+            ("apply", obj["metadata"]["name"])
+            if field_manager == "operator"
+            else ("apply", obj["metadata"]["name"], field_manager)
+        )
         if (error := self._refuse.get(obj["metadata"]["name"])) is not None:
             raise error
         return {**obj, "live": True}
@@ -44,6 +60,12 @@ class RecordingKube:
 
     async def merge_patch(self, kind: str, name: str, namespace: str, patch: Mapping[str, Any]) -> None:
         self.calls.append(("patch", kind, name, namespace, dict(patch)))
+
+    async def patch_labels(self, kind: str, name: str, namespace: str, labels: Mapping[str, str | None]) -> None:
+        self.calls.append(("labels", kind, name, namespace, dict(labels)))
+
+    async def replace_status(self, namespace: str, name: str, status: Obj) -> None:
+        self.calls.append(("status", namespace, name, status))
 
 
 async def test_actions_are_carried_out_in_the_order_given() -> None:
@@ -100,3 +122,34 @@ async def test_any_other_error_ends_the_batch_and_the_outcome_says_what_was_writ
         await execute(kube, BODY, [written, Apply(child("Deployment", "s-api")), Delete("Job", "j", "n")], outcome)
     assert kube.calls == [("apply", "s-api-svc"), ("apply", "s-api")]
     assert outcome.done == [written] and list(outcome.live) == [("Service", "s-api-svc")]
+
+
+async def test_status_stamp_and_labels_are_carried_out_in_the_order_given() -> None:
+    kube = RecordingKube()
+    stamp = child("Deployment", "s-api")
+    actions: list[Action] = [
+        WriteStatus("n", "s", {"phase": "Ready"}),
+        Apply(stamp, field_manager=RESTART_FIELD_MANAGER),
+        PatchLabels("Pod", "s-redis-1", "n", {"role": "master"}),
+        PatchLabels("Pod", "s-redis-0", "n", {"role": None}),
+        PostEvent("Warning", "RedisFailover", "moved"),
+    ]
+    outcome = await execute(kube, BODY, actions)
+    assert kube.calls == [
+        ("status", "n", "s", {"phase": "Ready"}),
+        ("apply", "s-api", RESTART_FIELD_MANAGER),
+        ("labels", "Pod", "s-redis-1", "n", {"role": "master"}),
+        ("labels", "Pod", "s-redis-0", "n", {"role": None}),
+        ("event", "s", "Warning", "RedisFailover", "moved"),
+    ]
+    assert outcome.live == {("Deployment", "s-api"): {**stamp, "live": True}} and outcome.done == actions
+
+
+async def test_a_refused_stamp_is_an_error_not_a_refused_child() -> None:
+    # Only the operator's own applies of children are reported in the status; a stamp refused ends the pass.
+    kube = RecordingKube(refuse={"s-api": ApiPermanentError("403 Forbidden", 403)})
+    outcome = Outcome()
+    stamp = Apply(child("Deployment", "s-api"), field_manager=RESTART_FIELD_MANAGER)
+    with pytest.raises(ApiPermanentError):
+        await execute(kube, BODY, [stamp, PostEvent("Normal", "RestartingService", "api")], outcome)
+    assert outcome.done == [] and outcome.refused == {}

@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from tests.unit.test_ownership import UID, example, obj, ref, secrets_for
 from tradingstack.api import TradingStackStatus
+from tradingstack.api.status import Condition, Phase
 from tradingstack.components import render
-from tradingstack.kube.actions import Action, Apply, ChildKey, CreateSecret, Delete, MergePatch, Obj, PostEvent, key_of
+from tradingstack.kube.actions import (
+    Action,
+    Apply,
+    ChildKey,
+    CreateSecret,
+    Delete,
+    MergePatch,
+    Obj,
+    PostEvent,
+    WriteStatus,
+    key_of,
+)
 from tradingstack.reconcile.diff import with_applied_hash
 from tradingstack.reconcile.ownership import NameConflict
 from tradingstack.reconcile.plan import (
@@ -13,8 +27,10 @@ from tradingstack.reconcile.plan import (
     new_problem_events,
     plan_child_writes,
     plan_follow_ups,
+    plan_status_write,
     prunes,
     reported_problems,
+    status_document,
 )
 
 STACK = example()
@@ -130,3 +146,55 @@ def test_the_second_batch_reports_refusals_then_prunes_then_follows_the_deletion
     again = plan_follow_ups(STACK, DESIRED, SECRETS, children, ["ConfigMap/s-gateway: 422 Invalid"],
                             reported="ConfigMap/s-gateway: 422 Invalid")  # fmt: skip
     assert not any(isinstance(a, PostEvent) for a in again)
+
+
+def status(phase: Phase, degraded_reason: str = "Progressing") -> TradingStackStatus:
+    at = datetime(2026, 12, 3, tzinfo=UTC)
+    return TradingStackStatus(
+        observed_generation=1,
+        phase=phase,
+        conditions=[
+            Condition(type="Ready", status="True" if phase == "Ready" else "False", reason="R", message="all ready",
+                      last_transition_time=at),
+            Condition(type="Degraded", status="True" if phase in ("Degraded", "Failed") else "False",
+                      reason=degraded_reason, message="what is wrong", last_transition_time=at),
+        ],
+    )  # fmt: skip
+
+
+def test_an_unchanged_status_is_not_written_again() -> None:
+    assert plan_status_write("n", "s", status("Ready"), status("Ready"), has_status=True) == []
+
+
+def test_a_stack_without_a_status_gets_its_first_one_even_when_it_equals_the_default() -> None:
+    default = TradingStackStatus()
+    assert plan_status_write("n", "s", default, default, has_status=False) == [
+        WriteStatus("n", "s", status_document(default))
+    ]
+
+
+def test_a_changed_status_is_written_then_a_new_phase_announced() -> None:
+    ready = status("Ready")
+    assert plan_status_write("n", "s", status("Progressing"), ready, has_status=True) == [
+        WriteStatus("n", "s", status_document(ready)),
+        PostEvent("Normal", "Ready", "all ready"),
+    ]
+    degraded = status("Degraded", "ServiceUnhealthy")
+    assert plan_status_write("n", "s", ready, degraded, has_status=True)[1:] == [
+        PostEvent("Warning", "ServiceUnhealthy", "what is wrong")
+    ]
+
+
+def test_a_phase_change_whose_problems_had_their_own_events_is_not_announced_again() -> None:
+    for reason in ("ApplyFailed", "NameConflict", "SecretInvalid"):
+        degraded = status("Degraded", reason)
+        assert plan_status_write("n", "s", status("Ready"), degraded, has_status=True) == [
+            WriteStatus("n", "s", status_document(degraded))
+        ]
+
+
+def test_a_changed_status_in_the_same_phase_is_written_without_an_event() -> None:
+    before, after = status("Progressing"), status("Progressing").model_copy(update={"ready_summary": "1/2"})
+    assert plan_status_write("n", "s", before, after, has_status=True) == [
+        WriteStatus("n", "s", status_document(after))
+    ]

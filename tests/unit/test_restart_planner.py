@@ -10,8 +10,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tradingstack.api import TradingStack, TradingStackStatus
 from tradingstack.api.spec import DEFAULT_RESTART_ORDER, TradingStackSpec
 from tradingstack.api.status import RestartsStatus
+from tradingstack.contract import Annotation
+from tradingstack.kube.actions import RESTART_FIELD_MANAGER, Apply, Obj, PostEvent, WriteStatus
+from tradingstack.reconcile.plan import status_document
+from tradingstack.reconcile.restart_runner import plan_restarts, restart_stamp
 from tradingstack.reconcile.restarts import (
     DeploymentObservation,
     Fail,
@@ -371,3 +376,52 @@ def test_a_stack_created_inside_the_window_waits_for_the_next_scheduled_time() -
         now=created + timedelta(seconds=30),
     )
     assert isinstance(without_creation_time.decision, Stamp)  # the window alone would have started a run
+
+
+def triggered_stack(trigger: str) -> TradingStack:
+    return TradingStack.model_validate(
+        {
+            "metadata": {
+                "name": "qt",
+                "namespace": "trading",
+                "uid": "u",
+                "annotations": {Annotation.RESTART_NOW: trigger},
+            },
+            "spec": stack().model_dump(mode="json", by_alias=True, exclude_none=True),
+        }
+    )
+
+
+def live_deployment(name: str, restarted_at: str | None = None) -> Obj:
+    annotations = {Annotation.RESTARTED_AT: restarted_at} if restarted_at else {}
+    return {
+        "kind": "Deployment",
+        "metadata": {"name": name, "generation": 3},
+        "spec": {"replicas": 2, "template": {"metadata": {"annotations": annotations}}},
+        "status": {"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2,
+                   "availableReplicas": 2},
+    }  # fmt: skip
+
+
+def test_a_stamp_is_planned_after_the_status_that_records_it_and_before_its_event() -> None:
+    stack_ = triggered_stack("now-1")
+    children = {("Deployment", f"qt-{s}"): live_deployment(f"qt-{s}") for s in DEFAULT_RESTART_ORDER}
+    written = TradingStackStatus(phase="Ready")
+    plan = plan_restarts(stack_, None, written, has_status=True, degraded=False, children=children, now=SCHEDULED)
+    first = plan.restarts.in_progress
+    assert first == DEFAULT_RESTART_ORDER[0] and plan.written == written.model_copy(update={"restarts": plan.restarts})
+    write, stamp, event = plan.actions
+    assert write == WriteStatus("trading", "qt", status_document(plan.written))
+    assert stamp == Apply(restart_stamp(stack_, first, manual_run_id("now-1")), field_manager=RESTART_FIELD_MANAGER)
+    assert isinstance(event, PostEvent) and event.reason == "RestartingService"
+
+
+def test_no_stamp_no_interim_status_write() -> None:
+    # Every Deployment already carries the run's stamp and is ready: the run finishes with its Event only.
+    stack_ = triggered_stack("now-1")
+    run = manual_run_id("now-1")
+    children = {("Deployment", f"qt-{s}"): live_deployment(f"qt-{s}", run) for s in DEFAULT_RESTART_ORDER}
+    written = TradingStackStatus(phase="Ready")
+    plan = plan_restarts(stack_, None, written, has_status=True, degraded=False, children=children, now=SCHEDULED)
+    assert plan.written is written and plan.restarts.last_result == "Succeeded"
+    assert [type(a) for a in plan.actions] == [PostEvent]

@@ -6,8 +6,14 @@ must stay importable without lightkube (the import-linter "pure layers" contract
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
+
+FIELD_MANAGER = "tradingstack-operator"
+"""The field manager of the operator's server-side applies (and the source of its Events)."""
+RESTART_FIELD_MANAGER = "tradingstack-restarts"
+"""Owns only the restart stamp (a pod-template annotation), so the operator's own applies never remove it."""
 
 Obj = dict[str, Any]
 ChildKey = tuple[str, str]
@@ -46,7 +52,13 @@ class CreateSecret(_WholeObject):
 
 @dataclass(frozen=True)
 class Apply(_WholeObject):
-    """Server-side apply of a rendered child; the API server may refuse it, which the outcome records."""
+    """Server-side apply of a rendered child; the API server may refuse it, which the outcome records.
+
+    With a `field_manager` (the restart stamp: a partial object applied by `RESTART_FIELD_MANAGER`) it is not a
+    child the status reports on: a refusal is an error like any other and ends the batch."""
+
+    field_manager: str | None = None
+    """None: the operator's own (`FIELD_MANAGER`)."""
 
 
 @dataclass(frozen=True)
@@ -70,4 +82,23 @@ class MergePatch:
     patch: dict[str, Any]
 
 
-Action = PostEvent | CreateSecret | Apply | Delete | MergePatch
+@dataclass(frozen=True)
+class PatchLabels:
+    """Sets labels of an object (None removes one), e.g. the Redis master label that moves between pods."""
+
+    kind: str
+    name: str
+    namespace: str
+    labels: Mapping[str, str | None]
+
+
+@dataclass(frozen=True)
+class WriteStatus:
+    """Replaces the whole status of the stack `namespace`/`name` with `document`."""
+
+    namespace: str
+    name: str
+    document: dict[str, Any]
+
+
+Action = PostEvent | CreateSecret | Apply | Delete | MergePatch | PatchLabels | WriteStatus

@@ -20,15 +20,13 @@ from lightkube.types import PatchType
 from tradingstack import API_GROUP, API_VERSION, KIND, PLURAL
 from tradingstack.components import owned_kinds
 from tradingstack.errors import ApiPermanentError, ApiTemporaryError, NotLeaderError
+from tradingstack.kube.actions import FIELD_MANAGER as FIELD_MANAGER  # noqa: PLC0414
+from tradingstack.kube.actions import RESTART_FIELD_MANAGER as RESTART_FIELD_MANAGER  # noqa: PLC0414
 
 # ChildKey and Obj are re-exported: the callers of the client import them from here, as before they moved.
 from tradingstack.kube.actions import ChildKey as ChildKey  # noqa: PLC0414
 from tradingstack.kube.actions import EventType, key_of
 from tradingstack.kube.actions import Obj as Obj  # noqa: PLC0414
-
-FIELD_MANAGER = "tradingstack-operator"
-RESTART_FIELD_MANAGER = "tradingstack-restarts"
-"""Restart stamps use their own manager: applying the Deployment without the stamp must not remove it."""
 
 TradingStackResource = create_namespaced_resource(API_GROUP, API_VERSION, KIND, PLURAL)
 

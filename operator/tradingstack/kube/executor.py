@@ -1,8 +1,8 @@
 """Carries out planned writes (`kube.actions`) one after the other, in the order given: the order is the plan's.
 
-Only a refused apply is an expected outcome (the API server's admission said no to one child; the others must
-still be written and the refusal reported in the status). Every other error ends the batch and the pass, as a
-direct call would: the next pass plans again from what is live.
+Only a refused apply of a child is an expected outcome (the API server's admission said no to one child; the
+others must still be written and the refusal reported in the status). Every other error ends the batch and the
+pass, as a direct call would: the next pass plans again from what is live.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ from tradingstack.kube.actions import (
     EventType,
     MergePatch,
     Obj,
+    PatchLabels,
     PostEvent,
+    WriteStatus,
 )
 
 
@@ -30,9 +32,11 @@ class Writer(Protocol):
 
     async def post_event(self, about: Mapping[str, Any], event_type: EventType, reason: str, message: str) -> None: ...
     async def create(self, obj: Obj) -> Obj | None: ...
-    async def apply(self, obj: Obj) -> Obj: ...
+    async def apply(self, obj: Obj, field_manager: str = ...) -> Obj: ...
     async def delete(self, kind: str, name: str, namespace: str) -> None: ...
     async def merge_patch(self, kind: str, name: str, namespace: str, patch: Mapping[str, Any]) -> None: ...
+    async def patch_labels(self, kind: str, name: str, namespace: str, labels: Mapping[str, str | None]) -> None: ...
+    async def replace_status(self, namespace: str, name: str, status: Obj) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,8 @@ async def _carry_out(kube: Writer, event_target: Mapping[str, Any], action: Acti
         case CreateSecret():
             if (created := await kube.create(action.obj)) is not None:
                 outcome.live[action.key] = created
+        case Apply() if action.field_manager is not None:
+            outcome.live[action.key] = await kube.apply(action.obj, action.field_manager)  # a refusal ends the batch
         case Apply():
             try:
                 outcome.live[action.key] = await kube.apply(action.obj)
@@ -75,5 +81,9 @@ async def _carry_out(kube: Writer, event_target: Mapping[str, Any], action: Acti
             await kube.delete(action.kind, action.name, action.namespace)
         case MergePatch():
             await kube.merge_patch(action.kind, action.name, action.namespace, action.patch)
+        case PatchLabels():
+            await kube.patch_labels(action.kind, action.name, action.namespace, action.labels)
+        case WriteStatus():
+            await kube.replace_status(action.namespace, action.name, action.document)
         case _:
             assert_never(action)

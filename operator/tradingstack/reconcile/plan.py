@@ -8,6 +8,9 @@ A pass writes in two batches, because the second depends on what the API server 
 2. a Warning Event per new refused child, the deletion of the stack's children no longer rendered, and the
    patches that make what outlives the stack follow `deletionPolicy`.
 
+The status is written last, by `plan_status_write`, and only when it changed (with an Event when the phase did);
+the restart runner plans its interim status write with the same function, before its stamp.
+
 A child that already matches what is rendered yields no action: the resync of a healthy stack writes nothing.
 """
 
@@ -15,16 +18,31 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from tradingstack.api import TradingStack, TradingStackStatus
 from tradingstack.components import prunable_kinds
-from tradingstack.kube.actions import Action, Apply, ChildKey, CreateSecret, Delete, MergePatch, Obj, PostEvent, key_of
+from tradingstack.kube.actions import (
+    Action,
+    Apply,
+    ChildKey,
+    CreateSecret,
+    Delete,
+    MergePatch,
+    Obj,
+    PostEvent,
+    WriteStatus,
+    key_of,
+)
 from tradingstack.reconcile.diff import needs_apply
 from tradingstack.reconcile.ownership import NameConflict, blocked_by, controlled_by
 from tradingstack.reconcile.retention import retention_patches
 
 PRUNABLE_KINDS = prunable_kinds()
 """Kinds removed when no longer rendered (the components grant them `delete`); data and credentials never are."""
+
+REASONS_WITH_OWN_EVENTS = frozenset({"ApplyFailed", "NameConflict", "SecretInvalid"})
+"""Each child refused or in conflict has had its own Warning Event; the phase change does not post it again."""
 
 
 def reported_problems(previous: TradingStackStatus) -> str:
@@ -121,3 +139,30 @@ def plan_follow_ups(
         *prunes(stack, desired, children),
         *retention_writes(stack, generated_secrets, children),
     ]
+
+
+def status_document(status: TradingStackStatus) -> dict[str, Any]:
+    return status.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def plan_status_write(
+    namespace: str, name: str, written: TradingStackStatus, status: TradingStackStatus, *, has_status: bool
+) -> list[Action]:
+    """Writes `status` unless it is what was last `written` and the stack has a status at all (`has_status`: a
+    stack never written gets its first status even when it equals the default); then announces a new phase."""
+    if status_document(status) == status_document(written) and has_status:
+        return []
+    return [WriteStatus(namespace, name, status_document(status)), *phase_events(written, status)]
+
+
+def phase_events(written: TradingStackStatus, status: TradingStackStatus) -> list[PostEvent]:
+    """An Event when the phase changes to Ready, Degraded or Failed; none for a reason whose problems each had
+    their own Event already."""
+    if status.phase == written.phase:
+        return []
+    condition = {c.type: c for c in status.conditions}
+    if status.phase == "Ready":
+        return [PostEvent("Normal", "Ready", condition["Ready"].message)]
+    if status.phase in ("Degraded", "Failed") and condition["Degraded"].reason not in REASONS_WITH_OWN_EVENTS:
+        return [PostEvent("Warning", condition["Degraded"].reason, condition["Degraded"].message)]
+    return []

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from tradingstack.api.status import RedisStatus
+from tradingstack.contract import MASTER_ROLE, Label
 from tradingstack.contract.sentinel import MasterObservation
+from tradingstack.kube.actions import Action, PatchLabels, PostEvent
 from tradingstack.reconcile.restarts import Event
 
 FAILOVER_REASON = "RedisFailover"
@@ -80,3 +82,14 @@ def decide_master(
         f"Redis master changed from {recorded.master} to {master} ({observation.describe()})",
     )
     return MasterDecision(label, unlabel, RedisStatus(master=master, last_failover=now), event, event.message)
+
+
+def master_actions(decision: MasterDecision, namespace: str) -> list[Action]:
+    """The writes of a decision, in order: label the master, unlabel the others, then the Event."""
+    actions: list[Action] = []
+    if decision.label is not None:
+        actions.append(PatchLabels("Pod", decision.label, namespace, {Label.REDIS_ROLE: MASTER_ROLE}))
+    actions += [PatchLabels("Pod", pod, namespace, {Label.REDIS_ROLE: None}) for pod in decision.unlabel]
+    if decision.event is not None:
+        actions.append(PostEvent(decision.event.type, decision.event.reason, decision.event.message))
+    return actions

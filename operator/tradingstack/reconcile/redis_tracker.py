@@ -1,5 +1,5 @@
-"""Follows the Redis master the sentinels agree on: labels its pod (which the `<stack>-redis-master` Service
-selects), records status.redis and posts an Event on each failover.
+"""Follows the Redis master the sentinels agree on: plans the label of its pod (which the `<stack>-redis-master`
+Service selects), the new status.redis and an Event on each failover; the executor carries the writes out.
 
 Only read-only queries go to the sentinels (SENTINEL GET-MASTER-ADDR-BY-NAME): the operator never sends
 SENTINEL RESET, MONITOR or SET, and does nothing while the sentinels have no agreed master (the decision lives
@@ -13,13 +13,12 @@ import base64
 import logging
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 from tradingstack.api import TradingStack
 from tradingstack.api.status import RedisStatus
 from tradingstack.contract import MASTER_ROLE, Label, SecretKey
-from tradingstack.kube.client import ChildKey, Kube, Obj
-from tradingstack.reconcile.redis_master import decide_master
+from tradingstack.kube.actions import Action, ChildKey, Obj
+from tradingstack.reconcile.redis_master import decide_master, master_actions
 from tradingstack.redisclient.observe import observe_master
 from tradingstack.render.redis import REDIS_COMPONENT, redis_secret_name, sentinel_addresses
 
@@ -41,12 +40,12 @@ def _password(children: Mapping[ChildKey, Obj], stack: TradingStack) -> str | No
 
 
 async def track_redis_master(
-    kube: Kube, body: Mapping[str, Any], stack: TradingStack, recorded: RedisStatus, children: Mapping[ChildKey, Obj],
-    now: datetime, domain: str,
-) -> RedisStatus:  # fmt: skip
+    stack: TradingStack, recorded: RedisStatus, children: Mapping[ChildKey, Obj], now: datetime, domain: str
+) -> tuple[RedisStatus, list[Action]]:
+    """Asks the sentinels (the only I/O here), then returns the new status.redis and the writes that follow it."""
     password = _password(children, stack)
     if password is None:
-        return recorded  # the Secret is created in this very pass; the sentinels cannot have started yet
+        return recorded, []  # the Secret is created in this very pass; the sentinels cannot have started yet
     redis = stack.spec.redis
     # redis-py is blocking; a thread keeps the event loop (other stacks, watches, liveness) responsive.
     observation = await asyncio.to_thread(
@@ -59,10 +58,4 @@ async def track_redis_master(
     decision = decide_master(observation, recorded, sorted(pods), labelled, now)
     if decision.changed:
         log.info("redis master: %s", decision.explanation)
-    if decision.label is not None:
-        await kube.patch_labels("Pod", decision.label, stack.namespace, {Label.REDIS_ROLE: MASTER_ROLE})
-    for pod in decision.unlabel:
-        await kube.patch_labels("Pod", pod, stack.namespace, {Label.REDIS_ROLE: None})
-    if decision.event is not None:
-        await kube.post_event(body, decision.event.type, decision.event.reason, decision.event.message)
-    return decision.status
+    return decision.status, master_actions(decision, stack.namespace)

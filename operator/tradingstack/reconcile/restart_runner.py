@@ -1,20 +1,23 @@
-"""Carries out the daily-restart planner's decision during a reconcile pass.
+"""Turns the daily-restart planner's decision into the writes of a reconcile pass: pure.
 
-The planner (`reconcile.restarts`) decides; this module observes the Deployments, writes the restart status
-before stamping (so a crash between the two can only repeat a stamp that did not happen), stamps with the
-restart field manager, and posts the decision's event.
+The planner (`reconcile.restarts`) decides from the Deployments observed here; `plan_restarts` returns, in the
+order the executor must carry them out, the write of the interim status (the restart status before the stamp,
+so a crash between the two can only repeat a stamp that did not happen), the stamp (applied with the restart
+field manager) and the decision's Event.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from tradingstack.api import TradingStack
+from tradingstack.api import TradingStack, TradingStackStatus
 from tradingstack.api.status import RestartsStatus
 from tradingstack.contract import Annotation
-from tradingstack.kube.client import RESTART_FIELD_MANAGER, ChildKey, Kube, Obj
+from tradingstack.kube.actions import RESTART_FIELD_MANAGER, Action, Apply, ChildKey, Obj, PostEvent
+from tradingstack.reconcile.plan import plan_status_write
 from tradingstack.reconcile.restarts import (
     DeploymentObservation,
     Stamp,
@@ -39,7 +42,8 @@ def observe_deployment(service: str, live: Mapping[str, Any]) -> DeploymentObser
     )
 
 
-def _created(body: Mapping[str, Any]) -> datetime | None:
+def created_at(body: Mapping[str, Any]) -> datetime | None:
+    """When the stack was created (the models do not keep metadata.creationTimestamp)."""
     stamp = body["metadata"].get("creationTimestamp")
     return datetime.fromisoformat(stamp) if stamp else None
 
@@ -54,16 +58,27 @@ def restart_stamp(stack: TradingStack, service: str, run_id: str) -> Obj:
     }
 
 
-async def advance_restarts(
-    kube: Kube,
-    body: Mapping[str, Any],
+@dataclass(frozen=True)
+class RestartPlan:
+    restarts: RestartsStatus
+    """The new status.restarts."""
+    written: TradingStackStatus
+    """The status the stack has once `actions` are carried out: the interim one when it stamps, else `written`."""
+    actions: list[Action]
+    """In order: the interim status write (when it changed), the stamp, the decision's Event."""
+
+
+def plan_restarts(
     stack: TradingStack,
-    current: RestartsStatus,
+    created: datetime | None,
+    written: TradingStackStatus,
+    *,
+    has_status: bool,
     degraded: bool,
-    children: dict[ChildKey, Obj],
+    children: Mapping[ChildKey, Obj],
     now: datetime,
-    save: Callable[[RestartsStatus], Awaitable[None]],
-) -> RestartsStatus:
+) -> RestartPlan:
+    """`written`: the stack's status as last written; `has_status`: see `plan_status_write`."""
     deployments = [
         observe_deployment(service.name, live)
         for service in stack.spec.services
@@ -71,18 +86,21 @@ async def advance_restarts(
     ]
     step = plan_restart_step(
         stack.spec,
-        current,
+        written.restarts,
         degraded=degraded,
         trigger=stack.metadata.annotations.get(Annotation.RESTART_NOW),
         deployments=deployments,
         now=now,
-        created=_created(body),
+        created=created,
     )
     decision = step.decision
+    actions: list[Action] = []
     if isinstance(decision, Stamp):
-        await save(step.status)
-        stamped = await kube.apply(restart_stamp(stack, decision.service, decision.run_id), RESTART_FIELD_MANAGER)
-        children[("Deployment", child_name(stack, decision.service))] = stamped
+        interim = written.model_copy(update={"restarts": step.status})
+        actions += plan_status_write(stack.namespace, stack.name, written, interim, has_status=has_status)
+        stamp = restart_stamp(stack, decision.service, decision.run_id)
+        actions.append(Apply(stamp, field_manager=RESTART_FIELD_MANAGER))
+        written = interim
     if decision.event is not None:
-        await kube.post_event(body, decision.event.type, decision.event.reason, decision.event.message)
-    return step.status
+        actions.append(PostEvent(decision.event.type, decision.event.reason, decision.event.message))
+    return RestartPlan(step.status, written, actions)

@@ -2,9 +2,11 @@
 
 Every pass does the same thing whatever triggered it (creation, a spec edit, a child changed or deleted by
 hand, the periodic resync, an operator restart): read the stack's children, render what they should be, apply
-only what differs, prune what is no longer rendered, then compute and write the status if it changed. Nothing
-depends on a previous pass having run, so a crash between two steps is repaired by the next pass. The writes to
-the children are planned by `reconcile.plan` from what was read and carried out by `kube.executor`.
+only what differs, prune what is no longer rendered, observe the rest (the Deployments for the restart run, the
+sentinels, the services' health), then compute and write the status if it changed. Nothing depends on a previous
+pass having run, so a crash between two steps is repaired by the next pass. Every write is planned by pure code
+(`reconcile.plan`, `reconcile.restart_runner`, `reconcile.redis_master`) as typed actions (`kube.actions`) from
+what was read, and carried out by `kube.executor` in the planned order: this module only reads and sequences.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -21,12 +23,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from tradingstack.api import TradingStack, TradingStackStatus, describe
-from tradingstack.api.status import RestartsStatus
 from tradingstack.components import listed_kinds, render
 from tradingstack.contract import Label
 from tradingstack.health.fetch import fetch_health_documents
 from tradingstack.health.rollup import StackHealth, rollup, worst_document
-from tradingstack.kube.actions import Action, Apply, CreateSecret, Delete, MergePatch, key_of
+from tradingstack.kube.actions import Action, Apply, CreateSecret, Delete, MergePatch, PostEvent, key_of
 from tradingstack.kube.client import ChildKey, Kube, Obj
 from tradingstack.kube.executor import Outcome, execute
 from tradingstack.metrics import CHILDREN_APPLIED, CHILDREN_PRUNED, RECONCILE_DURATION
@@ -37,11 +38,12 @@ from tradingstack.reconcile.plan import (
     apply_errors,
     plan_child_writes,
     plan_follow_ups,
+    plan_status_write,
     reported_problems,
     retention_writes,
 )
 from tradingstack.reconcile.redis_tracker import track_redis_master
-from tradingstack.reconcile.restart_runner import advance_restarts
+from tradingstack.reconcile.restart_runner import created_at, plan_restarts
 from tradingstack.reconcile.status import (
     ConditionUpdate,
     Observations,
@@ -53,9 +55,6 @@ from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN, child_name
 from tradingstack.render.postgres import BACKUP_COMPONENT
 from tradingstack.render.secrets import generated_secret_names, generated_secrets, referenced_secret_keys
 from tradingstack.render.services import health_url
-
-REASONS_WITH_OWN_EVENTS = frozenset({"ApplyFailed", "NameConflict", "SecretInvalid"})
-"""Each child refused or in conflict has had its own Warning Event; the phase change does not post it again."""
 
 log = logging.getLogger(__name__)
 
@@ -71,17 +70,13 @@ def parse_status(raw: Mapping[str, Any] | None) -> TradingStackStatus:
         return TradingStackStatus()  # written by an older operator: recompute from scratch
 
 
-def status_document(status: TradingStackStatus) -> dict[str, Any]:
-    return status.model_dump(mode="json", by_alias=True, exclude_none=True)
-
-
 def record_writes(outcome: Outcome, deletion_policy: str) -> None:
     """The log lines and metrics of what the executor wrote (a refused apply or an existing Secret wrote nothing)."""
     for action in outcome.done:
         match action:
             case CreateSecret() if action.key in outcome.live:
                 log.info("generated Secret %s", action.key[1])  # the name only: values never reach a log
-            case Apply() if action.key in outcome.live:
+            case Apply() if action.key in outcome.live and action.field_manager is None:  # not the restart stamp
                 CHILDREN_APPLIED.labels(kind=action.key[0]).inc()
                 log.info("applied %s/%s", *action.key)
             case Delete():
@@ -116,20 +111,24 @@ class StackReconciler:
 
     async def _reconcile(self, body: Mapping[str, Any]) -> TradingStackStatus:
         meta = body["metadata"]
-        namespace, name, generation = meta["namespace"], meta["name"], int(meta.get("generation", 0))
         previous = parse_status(body.get("status"))
+        has_status = bool(body.get("status"))
         now = self._clock()
         try:
             stack = TradingStack.model_validate(body)
         except ValidationError as err:
             # Not retried: nothing changes until the user edits the spec, which wakes the stack again.
-            status = invalid_spec_status(previous, describe(err), generation, now)
-            await self._write_status(body, previous, status)
+            status = invalid_spec_status(previous, describe(err), int(meta.get("generation", 0)), now)
+            invalid = plan_status_write(meta["namespace"], meta["name"], previous, status, has_status=has_status)
+            await execute(self._kube, body, invalid)
             return status
 
         if previous.observed_generation is None:
-            await self._kube.post_event(body, "Normal", "Reconciling", f"Creating the children of {name}")
-        children = await self._kube.list_children(namespace, {Label.STACK: name}, [u.kind for u in listed_kinds()])
+            first = PostEvent("Normal", "Reconciling", f"Creating the children of {stack.name}")
+            await self._execute(body, stack, [first])
+        children = await self._kube.list_children(
+            stack.namespace, {Label.STACK: stack.name}, [u.kind for u in listed_kinds()]
+        )
         desired = [with_applied_hash(obj) for obj in render(stack, stack.owner_reference(), self._domain)]
         conflicts = await self._claim(stack, desired, children)
         secret_problems = await self._check_user_secrets(stack)
@@ -137,20 +136,14 @@ class StackReconciler:
         apply_errors = await self._write_children(
             body, stack, reported_problems(previous), desired, secrets, children, conflicts, secret_problems
         )
-        written = previous
-
-        async def save_restarts(restarts: RestartsStatus) -> None:
-            nonlocal written
-            interim = written.model_copy(update={"restarts": restarts})
-            await self._write_status(body, written, interim)
-            written = interim
-
-        observed = await self._observe(body, stack, previous, children, apply_errors, now, save_restarts)
+        observed, written = await self._observe(body, stack, previous, has_status, children, apply_errors, now)
         observed = replace(
             observed, conflicts=[str(c) for c in conflicts.values()], secret_problems=list(secret_problems.values())
         )
         status = compute_status(stack, observed, previous, now)
-        await self._write_status(body, written, status)
+        await self._execute(
+            body, stack, plan_status_write(stack.namespace, stack.name, written, status, has_status=has_status)
+        )
         return status
 
     async def _claim(
@@ -215,15 +208,17 @@ class StackReconciler:
         body: Mapping[str, Any],
         stack: TradingStack,
         previous: TradingStackStatus,
+        has_status: bool,
         children: dict[ChildKey, Obj],
         apply_errors: list[str],
         now: datetime,
-        save_restarts: Callable[[RestartsStatus], Awaitable[None]],
-    ) -> Observations:
-        """Everything the status is computed from; also advances the restart run and follows the Redis master."""
+    ) -> tuple[Observations, TradingStackStatus]:
+        """Everything the status is computed from, and the status as written so far. Observes the sentinels and
+        the services' health, then carries out in one batch the restart run's step (interim status, stamp,
+        Event) and the Redis master's labels and Event, in that order."""
         degraded = any(c.type == "Degraded" and c.status == "True" for c in previous.conditions)
-        restarts = await advance_restarts(
-            self._kube, body, stack, previous.restarts, degraded, children, now, save_restarts
+        restarts = plan_restarts(
+            stack, created_at(body), previous, has_status=has_status, degraded=degraded, children=children, now=now
         )
         spec = stack.spec
         backup = None
@@ -233,18 +228,23 @@ class StackReconciler:
             backup = backup_health(jobs, messages, schedule.schedule, schedule.time_zone, now, previous.postgres)
         pods: list[Mapping[str, Any]] = [v for k, v in children.items() if k[0] == "Pod"]
         redis = previous.redis
+        redis_writes: list[Action] = []
         if spec.redis.enabled and self._read_data_plane:
-            redis = await track_redis_master(self._kube, body, stack, previous.redis, children, now, self._domain)
-        return Observations(
+            redis, redis_writes = await track_redis_master(stack, previous.redis, children, now, self._domain)
+        health = await self._service_health(stack, pods) if self._read_data_plane else None
+        outcome = await self._execute(body, stack, [*restarts.actions, *redis_writes])
+        children.update(outcome.live)  # the stamped Deployment
+        observations = Observations(
             workloads={k: v for k, v in children.items() if k[0] in ("Deployment", "StatefulSet")},
             pods=pods,
             apply_errors=apply_errors,
             postgres=backup.postgres if backup else previous.postgres,
             backup_condition=ConditionUpdate(backup.status, backup.reason, backup.message) if backup else None,
             redis=redis,
-            health=await self._service_health(stack, pods) if self._read_data_plane else None,
-            restarts=restarts,
+            health=health,
+            restarts=restarts.restarts,
         )
+        return observations, restarts.written
 
     async def _service_health(self, stack: TradingStack, pods: list[Mapping[str, Any]]) -> StackHealth:
         services = [s for s in stack.spec.services if s.replicas > 0]
@@ -268,20 +268,3 @@ class StackReconciler:
         await self._claim(stack, desired, children)
         secrets = generated_secrets(stack, stack.owner_reference(), self._new_password, self._domain)
         await self._execute(body, stack, retention_writes(stack, desired + secrets, children))
-
-    async def _write_status(
-        self, body: Mapping[str, Any], previous: TradingStackStatus, status: TradingStackStatus
-    ) -> None:
-        if status_document(status) == status_document(previous) and body.get("status"):
-            return
-        meta = body["metadata"]
-        await self._kube.replace_status(meta["namespace"], meta["name"], status_document(status))
-        if status.phase != previous.phase:
-            await self._announce_phase(body, status)
-
-    async def _announce_phase(self, body: Mapping[str, Any], status: TradingStackStatus) -> None:
-        condition = {c.type: c for c in status.conditions}
-        if status.phase == "Ready":
-            await self._kube.post_event(body, "Normal", "Ready", condition["Ready"].message)
-        elif status.phase in ("Degraded", "Failed") and condition["Degraded"].reason not in REASONS_WITH_OWN_EVENTS:
-            await self._kube.post_event(body, "Warning", condition["Degraded"].reason, condition["Degraded"].message)

@@ -12,10 +12,13 @@ from hypothesis import strategies as st
 
 from tests.golden import assert_golden
 from tests.psa import pod_specs, restricted_violations
+from tests.unit.components.kinds import assert_declares_what_it_renders
 from tradingstack.api import TradingStack
 from tradingstack.api.status import RedisStatus
-from tradingstack.contract import Annotation, Label
-from tradingstack.reconcile.redis_master import FAILOVER_REASON, MASTER_OBSERVED_REASON, decide_master
+from tradingstack.components import redis
+from tradingstack.contract import MASTER_ROLE, Annotation, Label
+from tradingstack.kube.actions import PatchLabels, PostEvent
+from tradingstack.reconcile.redis_master import FAILOVER_REASON, MASTER_OBSERVED_REASON, decide_master, master_actions
 from tradingstack.redisclient.observe import MasterAddress, MasterObservation, agreed_master
 from tradingstack.render.common import selector_labels
 from tradingstack.render.redis import (
@@ -279,3 +282,25 @@ def test_a_master_that_is_not_a_pod_of_the_stack_changes_nothing() -> None:
     recorded = RedisStatus(master="quant-redis-0")
     decision = decide_master(observed(*["quant-redis-7"] * 3), recorded, PODS, ["quant-redis-0"], NOW)
     assert decision.changed is False
+
+
+def test_a_failover_labels_the_new_master_then_unlabels_the_old_then_posts_its_event() -> None:
+    recorded = RedisStatus(master="quant-redis-0")
+    decision = decide_master(observed("quant-redis-2", "quant-redis-2", None), recorded, PODS, ["quant-redis-0"], NOW)
+    assert decision.event is not None
+    assert master_actions(decision, "trading") == [
+        PatchLabels("Pod", "quant-redis-2", "trading", {Label.REDIS_ROLE: MASTER_ROLE}),
+        PatchLabels("Pod", "quant-redis-0", "trading", {Label.REDIS_ROLE: None}),
+        PostEvent("Warning", FAILOVER_REASON, decision.event.message),
+    ]
+
+
+def test_a_steady_master_plans_no_write() -> None:
+    recorded = RedisStatus(master="quant-redis-0")
+    decision = decide_master(observed(*["quant-redis-0"] * 3), recorded, PODS, ["quant-redis-0"], NOW)
+    assert master_actions(decision, "trading") == []
+
+
+def test_declares_every_kind_it_renders() -> None:
+    # The pods are listed to move the master label; the password Secret is generated, not rendered.
+    assert_declares_what_it_renders(redis.COMPONENT, example_stack(), {"Pod", "Secret"})

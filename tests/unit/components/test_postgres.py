@@ -10,8 +10,10 @@ import yaml
 
 from tests.golden import assert_golden
 from tests.psa import pod_specs, restricted_violations
+from tests.unit.components.kinds import assert_declares_what_it_renders
 from tradingstack.api import BackupInfo, TradingStack
 from tradingstack.api.status import PostgresStatus
+from tradingstack.components import postgres
 from tradingstack.contract import Annotation
 from tradingstack.reconcile.backup_health import backup_health, schedule_interval
 from tradingstack.render.postgres import (
@@ -306,3 +308,9 @@ def test_interval_counts_real_hours_across_daylight_saving_changes() -> None:
     autumn = datetime(2026, 10, 24, 10, 1, tzinfo=UTC)  # 12:01 local
     assert schedule_interval("0 12 * * *", "Europe/Oslo", autumn) == timedelta(hours=25)
     assert schedule_interval("*/15 * * * *", "UTC", NOW) == timedelta(minutes=15)
+
+
+def test_declares_every_kind_it_renders() -> None:
+    # Backup pods are read for their termination messages; the credentials are generated; a restore Job is
+    # rendered only when one is asked for.
+    assert_declares_what_it_renders(postgres.COMPONENT, example_stack(), {"Pod", "Secret", "Job"})
