@@ -12,7 +12,7 @@ import pytest
 from tests.component.gateway.conftest import Gateway, nginx_test
 from tests.component.health.processes import POLL_INTERVAL, DemoService
 from tests.support import wait_for
-from tests.unit.test_render_gateway import example_stack
+from tests.unit.components.test_gateway import example_stack
 
 pytestmark = pytest.mark.component
 
