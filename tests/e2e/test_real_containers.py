@@ -106,7 +106,9 @@ def stack(cluster: Cluster, real_node: list[str], images: None, crd: None) -> It
     installer = ChartInstaller(cluster)
     try:
         namespace = installer.namespace("e2e-real")
-        installer.install(namespace, "rbac.scope=namespace")
+        # One operator replica: the real node has 2 CPUs and the stack requests most of them; a second replica
+        # would leave no room for the surge pods of a rollout (test_chart_install runs the default two replicas).
+        installer.install(namespace, "rbac.scope=namespace", "replicaCount=1")
         cluster.kubectl("-n", namespace, "create", "secret", "generic", "exchange-credentials",
                         "--from-literal=api-key=e2e")  # fmt: skip
         cluster.apply(load(EXAMPLE, namespace), namespace=namespace)

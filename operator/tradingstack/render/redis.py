@@ -319,6 +319,9 @@ def _sentinel_statefulset(stack: TradingStack, owner: OwnerReference, files: dic
                 "value": f"{redis_pod_host(stack, first_redis_pod, domain)}:{REDIS_PORT.number}",
             },
         ],
+        # A sentinel listens only once its start script has found the master to monitor, which may take longer
+        # than liveness allows while the servers start: liveness applies only once it answers.
+        "startupProbe": _ping_probe(RedisScriptEnv.SENTINEL_PORT, period=5, failures=60),
         "livenessProbe": _ping_probe(RedisScriptEnv.SENTINEL_PORT, period=10, failures=3),
         "readinessProbe": _ping_probe(RedisScriptEnv.SENTINEL_PORT, period=5, failures=2),
         "resources": resources(SENTINEL_RESOURCES),
