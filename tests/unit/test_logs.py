@@ -118,7 +118,10 @@ def test_exception_text_never_carries_secrets(secret: str, token: str) -> None:
 
 @given(token=tokens)
 def test_key_value_credentials_in_free_text_are_masked(token: str) -> None:
-    text = f'login password={token} api_key: "{token}" Authorization: Bearer {token} user=trader'
+    template = 'login password={0} api_key: "{0}" Authorization: Bearer {0} user=trader'
+    # A token that is a word of the text itself (e.g. "password") stays visible as that word: not a leak.
+    assume(token not in template.replace("{0}", " "))
+    text = template.format(token)
     assert token not in mask_text(text)
     assert "user=trader" in mask_text(text)
 
