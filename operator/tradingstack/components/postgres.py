@@ -3,8 +3,11 @@ termination messages of the backup Jobs' pods."""
 
 from __future__ import annotations
 
+from tradingstack.api import TradingStack
 from tradingstack.components.base import APPLIED, GENERATED_SECRETS, Component, uses
-from tradingstack.render.postgres import render_postgres
+from tradingstack.components.observe import ChildrenState, JobRun
+from tradingstack.render.common import child_name
+from tradingstack.render.postgres import BACKUP_COMPONENT, render_postgres
 
 COMPONENT = Component(
     name="postgres",
@@ -34,3 +37,9 @@ COMPONENT = Component(
     enabled=lambda spec: spec.postgres.enabled,
     render=render_postgres,
 )
+
+
+def backup_runs(stack: TradingStack, children: ChildrenState) -> list[JobRun]:
+    """The Jobs of the stack's backup CronJob, each with the backup tool's result."""
+    cronjob = child_name(stack, BACKUP_COMPONENT)
+    return [job for job in children.jobs if cronjob in job.owners]

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from tradingstack.components.base import APPLIED, GENERATED_SECRETS, Component, uses
-from tradingstack.render.redis import render_redis
+from tradingstack.components.observe import PodState
+from tradingstack.contract import Label
+from tradingstack.render.redis import REDIS_COMPONENT, render_redis
 
 COMPONENT = Component(
     name="redis",
@@ -18,3 +22,8 @@ COMPONENT = Component(
     enabled=lambda spec: spec.redis.enabled,
     render=render_redis,
 )
+
+
+def redis_pods(pods: Iterable[PodState]) -> list[PodState]:
+    """The Redis servers' pods (not the sentinels')."""
+    return [pod for pod in pods if pod.labels.get(Label.NAME) == REDIS_COMPONENT]

@@ -7,14 +7,14 @@ and the operator writes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from tradingstack.api import Condition, ServiceStatus, TradingStack, TradingStackStatus
 from tradingstack.api.status import ConditionType, HealthState, Phase, PostgresStatus, RedisStatus, RestartsStatus
-from tradingstack.contract import Label
+from tradingstack.components.observe import PodState, WorkloadState
 from tradingstack.health.rollup import StackHealth
 
 ConditionStatus = Literal["True", "False", "Unknown"]
@@ -43,96 +43,39 @@ def set_condition(
     return [c for c in conditions if c.type != kind] + [condition]
 
 
-@dataclass(frozen=True)
-class WorkloadState:
-    """Rollout state of a Deployment or StatefulSet."""
-
-    desired: int
-    ready: int
-    rolled_out: bool
-    failure: str | None = None
-
-
-def workload_state(obj: Mapping[str, Any] | None) -> WorkloadState | None:
-    if obj is None:
-        return None
-    spec, status = obj.get("spec", {}), obj.get("status", {})
-    desired = int(spec.get("replicas", 1))
-    ready = int(status.get("readyReplicas", 0))
-    current = status.get("observedGeneration", 0) >= obj["metadata"].get("generation", 0)
-    updated = int(status.get("updatedReplicas", 0)) >= desired
-    settled = int(status.get("replicas", 0)) == desired
-    failure = next(
-        (
-            c.get("message", "rollout failed")
-            for c in status.get("conditions", [])
-            if c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded"
-        ),
-        None,
-    )
-    return WorkloadState(desired, ready, current and updated and settled and ready >= desired, failure)
-
-
-POD_FAILURES = frozenset(
-    {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CrashLoopBackOff", "CreateContainerConfigError",
-     "CreateContainerError", "RunContainerError"}
-)  # fmt: skip
-"""Waiting reasons of a container that will not start without a change: reported, not waited for."""
-
-
-def pod_failures(pods: Iterable[Mapping[str, Any]], workloads: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+def pod_failures(pods: Iterable[PodState], workloads: Iterable[WorkloadState]) -> dict[str, str]:
     """Why a component's pods do not run, by component: a pod that cannot be scheduled, a container that
     cannot start, or a workload whose pods cannot be created (ReplicaFailure, e.g. a quota or admission refusal)."""
     found: dict[str, str] = {}
     for pod in pods:
-        component = pod["metadata"].get("labels", {}).get(Label.COMPONENT)
-        status = pod.get("status", {})
-        problems = [
-            f"{c.get('reason')}: {c.get('message', '')}".rstrip(": ")
-            for c in status.get("conditions", [])
-            if c.get("type") == "PodScheduled" and c.get("status") == "False" and c.get("reason") == "Unschedulable"
-        ]
-        for container in status.get("initContainerStatuses", []) + status.get("containerStatuses", []):
-            waiting = container.get("state", {}).get("waiting") or {}
-            if waiting.get("reason") in POD_FAILURES:
-                problems.append(f"{waiting['reason']}: {waiting.get('message', '')}".rstrip(": "))
-        if component and problems and component not in found:
-            found[component] = f"pod {pod['metadata']['name']}: {problems[0]}"
+        if pod.component and pod.problem and pod.component not in found:
+            found[pod.component] = pod.problem
     for workload in workloads:
-        component = workload["metadata"].get("labels", {}).get(Label.COMPONENT)
-        for c in workload.get("status", {}).get("conditions", []):
-            if c.get("type") == "ReplicaFailure" and c.get("status") == "True" and component:
-                found.setdefault(component, f"{c.get('reason')}: {c.get('message', '')}")
+        if workload.component and workload.replica_failure:
+            found.setdefault(workload.component, workload.replica_failure)
     return found
 
 
-def serving_pod_ips(pods: Iterable[Mapping[str, Any]], component: str) -> list[str]:
+def serving_pod_ips(pods: Iterable[PodState], component: str) -> list[str]:
     """IPs of a component's pods that run and are not being deleted: those that can serve a health document,
     ready or not."""
-    return sorted(
-        pod["status"]["podIP"]
-        for pod in pods
-        if pod["metadata"].get("labels", {}).get(Label.COMPONENT) == component
-        and not pod["metadata"].get("deletionTimestamp")
-        and pod.get("status", {}).get("phase") == "Running"
-        and pod["status"].get("podIP")
-    )
+    return sorted(ip for pod in pods if pod.component == component and (ip := pod.serving_ip))
 
 
 @dataclass(frozen=True)
 class Observations:
     """Everything the status is computed from, gathered by the reconciler."""
 
-    workloads: Mapping[tuple[str, str], Mapping[str, Any]]
+    workloads: Mapping[tuple[str, str], WorkloadState]
     """Live Deployments and StatefulSets by (kind, name)."""
 
     apply_errors: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
+    """Rendered children whose names are taken by objects the stack does not own (not applied)."""
     secret_problems: list[str] = field(default_factory=list)
     """Secrets the spec references (existingSecret) that are missing or lack keys."""
-    pods: list[Mapping[str, Any]] = field(default_factory=list)
+    pods: Sequence[PodState] = ()
     """The stack's live pods (by the stack label)."""
-    """Rendered children whose names are taken by objects the stack does not own (not applied)."""
     health: StackHealth | None = None
     """Roll-up of the services' health documents; None when the operator does not read them."""
     redis: RedisStatus = field(default_factory=RedisStatus)
@@ -150,8 +93,8 @@ def _health_state(health: StackHealth | None, service: str) -> HealthState:
 def _store_condition(state: WorkloadState | None, name: str) -> ConditionUpdate:
     if state is None:
         return ConditionUpdate("False", "NotCreated", f"{name} does not exist yet")
-    if state.failure:
-        return ConditionUpdate("False", "RolloutFailed", state.failure)
+    if state.rollout_failure:
+        return ConditionUpdate("False", "RolloutFailed", state.rollout_failure)
     if not state.rolled_out:
         return ConditionUpdate("False", "NotReady", f"{state.ready}/{state.desired} pods ready")
     return ConditionUpdate("True", "Ready", f"{state.ready}/{state.desired} pods ready")
@@ -180,7 +123,7 @@ def compute_status(
     name = stack.name
 
     def state(kind: str, component: str) -> WorkloadState | None:
-        return workload_state(observed.workloads.get((kind, f"{name}-{component}")))
+        return observed.workloads.get((kind, f"{name}-{component}"))
 
     services: dict[str, ServiceStatus] = {}
     not_ready: list[str] = []
@@ -196,8 +139,8 @@ def compute_status(
         if current is None or not current.rolled_out:
             not_ready.append(service.name)
             rolling.append(service.name)
-        if current is not None and current.failure:
-            failed.append(f"{service.name}: {current.failure}")
+        if current is not None and current.rollout_failure:
+            failed.append(f"{service.name}: {current.rollout_failure}")
     # A service scaled to zero is what the spec asks for, so it holds nothing up, but it serves nothing either.
     scaled_to_zero = [s.name for s in spec.services if s.replicas == 0 and s.name not in not_ready]
     ready_services = len(spec.services) - len(not_ready) - len(scaled_to_zero)

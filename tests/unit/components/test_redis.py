@@ -16,6 +16,7 @@ from tests.unit.components.kinds import assert_declares_what_it_renders
 from tradingstack.api import TradingStack
 from tradingstack.api.status import RedisStatus
 from tradingstack.components import redis
+from tradingstack.components.observe import observe
 from tradingstack.contract import MASTER_ROLE, Annotation, Label
 from tradingstack.kube.actions import PatchLabels, PostEvent
 from tradingstack.reconcile.redis_master import FAILOVER_REASON, MASTER_OBSERVED_REASON, decide_master, master_actions
@@ -304,3 +305,18 @@ def test_a_steady_master_plans_no_write() -> None:
 def test_declares_every_kind_it_renders() -> None:
     # The pods are listed to move the master label; the password Secret is generated, not rendered.
     assert_declares_what_it_renders(redis.COMPONENT, example_stack(), {"Pod", "Secret"})
+
+
+def test_the_master_decision_reads_only_the_redis_servers_pods() -> None:
+    def pod(name: str, app: str, **labels: str) -> dict[str, Any]:
+        return {"kind": "Pod", "metadata": {"name": name, "labels": {Label.NAME: app, **labels}}, "status": {}}
+
+    children = {
+        ("Pod", "qt-redis-0"): pod("qt-redis-0", "redis", **{Label.REDIS_ROLE: MASTER_ROLE}),
+        ("Pod", "qt-redis-1"): pod("qt-redis-1", "redis"),
+        ("Pod", "qt-redis-sentinel-0"): pod("qt-redis-sentinel-0", "redis-sentinel"),
+        ("Pod", "qt-api-1"): pod("qt-api-1", "api"),
+    }
+    servers = redis.redis_pods(observe(children).pods)
+    assert [p.name for p in servers] == ["qt-redis-0", "qt-redis-1"]
+    assert [p.name for p in servers if p.labels.get(Label.REDIS_ROLE) == MASTER_ROLE] == ["qt-redis-0"]
