@@ -6,13 +6,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tradingstack.api import TradingStack, TradingStackStatus
+from tradingstack.components.assess import ConditionUpdate
 from tradingstack.components.observe import observe, pod_state, workload_state
 from tradingstack.contract import Label
 from tradingstack.health.contract import DependencyHealth, DependencyStatus, ServiceHealth
 from tradingstack.health.rollup import rollup
 from tradingstack.reconcile.diff import contains, needs_apply, with_applied_hash
 from tradingstack.reconcile.status import (
-    ConditionUpdate,
     Observations,
     compute_status,
     invalid_spec_status,

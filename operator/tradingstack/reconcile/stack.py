@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from tradingstack.api import TradingStack, TradingStackStatus, describe
 from tradingstack.components import listed_kinds, render
+from tradingstack.components.assess import ConditionUpdate
 from tradingstack.components.observe import PodState, observe
 from tradingstack.components.postgres import backup_runs
 from tradingstack.contract import Label
@@ -47,7 +48,6 @@ from tradingstack.reconcile.plan import (
 from tradingstack.reconcile.redis_tracker import track_redis_master
 from tradingstack.reconcile.restart_runner import created_at, plan_restarts
 from tradingstack.reconcile.status import (
-    ConditionUpdate,
     Observations,
     compute_status,
     invalid_spec_status,

@@ -10,21 +10,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
 
-from tradingstack.api import Condition, ServiceStatus, TradingStack, TradingStackStatus
-from tradingstack.api.status import ConditionType, HealthState, Phase, PostgresStatus, RedisStatus, RestartsStatus
+from tradingstack.api import Condition, TradingStack, TradingStackStatus
+from tradingstack.api.status import ConditionType, Phase, PostgresStatus, RedisStatus, RestartsStatus
+from tradingstack.components import gateway as gateway_component
+from tradingstack.components import postgres as postgres_component
+from tradingstack.components import redis as redis_component
+from tradingstack.components import services as services_component
+from tradingstack.components.assess import ConditionUpdate
 from tradingstack.components.observe import PodState, WorkloadState
 from tradingstack.health.rollup import StackHealth
-
-ConditionStatus = Literal["True", "False", "Unknown"]
-
-
-@dataclass(frozen=True)
-class ConditionUpdate:
-    status: ConditionStatus
-    reason: str
-    message: str = ""
 
 
 def set_condition(
@@ -84,95 +79,39 @@ class Observations:
     restarts: RestartsStatus = field(default_factory=RestartsStatus)
 
 
-def _health_state(health: StackHealth | None, service: str) -> HealthState:
-    if health is None or service not in health.services:
-        return "UNKNOWN"
-    return health.services[service].value
-
-
-def _store_condition(state: WorkloadState | None, name: str) -> ConditionUpdate:
-    if state is None:
-        return ConditionUpdate("False", "NotCreated", f"{name} does not exist yet")
-    if state.rollout_failure:
-        return ConditionUpdate("False", "RolloutFailed", state.rollout_failure)
-    if not state.rolled_out:
-        return ConditionUpdate("False", "NotReady", f"{state.ready}/{state.desired} pods ready")
-    return ConditionUpdate("True", "Ready", f"{state.ready}/{state.desired} pods ready")
-
-
-def _degraded_reasons(observed: Observations, rollouts_failed: list[str]) -> list[tuple[str, str]]:
-    """(reason, message) of everything that keeps the stack from working as specified, most actionable first."""
+def _stack_problems(observed: Observations) -> list[tuple[str, str]]:
+    """(reason, message) of what degrades the stack and belongs to no one component, most actionable first."""
     failing = pod_failures(observed.pods, observed.workloads.values())
     candidates = [
         ("NameConflict", "; ".join(observed.conflicts)),
         ("SecretInvalid", "; ".join(observed.secret_problems)),
         ("ApplyFailed", "; ".join(observed.apply_errors)),
         ("PodsFailing", "; ".join(f"{c}: {m}" for c, m in sorted(failing.items()))),
-        ("RolloutFailed", "; ".join(rollouts_failed)),
     ]
-    reasons = [(reason, message) for reason, message in candidates if message]
-    if observed.health is not None and observed.health.degraded:
-        reasons.append((observed.health.reason, observed.health.message))
-    return reasons
+    return [(reason, message) for reason, message in candidates if message]
 
 
 def compute_status(
     stack: TradingStack, observed: Observations, previous: TradingStackStatus, now: datetime
 ) -> TradingStackStatus:
-    spec, generation = stack.spec, stack.metadata.generation
-    name = stack.name
-
-    def state(kind: str, component: str) -> WorkloadState | None:
-        return observed.workloads.get((kind, f"{name}-{component}"))
-
-    services: dict[str, ServiceStatus] = {}
-    not_ready: list[str] = []
-    rolling: list[str] = []
-    failed: list[str] = []
-    for service in spec.services:
-        current = state("Deployment", service.name)
-        services[service.name] = ServiceStatus(
-            ready=current.ready if current else 0,
-            desired=service.replicas,
-            health=_health_state(observed.health, service.name),
-        )
-        if current is None or not current.rolled_out:
-            not_ready.append(service.name)
-            rolling.append(service.name)
-        if current is not None and current.rollout_failure:
-            failed.append(f"{service.name}: {current.rollout_failure}")
-    # A service scaled to zero is what the spec asks for, so it holds nothing up, but it serves nothing either.
-    scaled_to_zero = [s.name for s in spec.services if s.replicas == 0 and s.name not in not_ready]
-    ready_services = len(spec.services) - len(not_ready) - len(scaled_to_zero)
-    services_ready = f"{ready_services}/{len(spec.services)} services ready"
-    if scaled_to_zero:
-        services_ready += f", scaled to zero: {', '.join(scaled_to_zero)}"
-
-    redis = _store_condition(state("StatefulSet", "redis"), "Redis") if spec.redis.enabled else None
-    postgres = _store_condition(state("StatefulSet", "postgres"), "Postgres") if spec.postgres.enabled else None
-    gateway = state("Deployment", "gateway") if spec.gateway.enabled else None
-    gateway_ready = not spec.gateway.enabled or (gateway is not None and gateway.rolled_out)
-
-    degraded_reasons = _degraded_reasons(observed, failed)
-
-    if spec.postgres.enabled and spec.postgres.backup.enabled:
-        backup = observed.backup_condition or ConditionUpdate("Unknown", "NoBackupYet", "no backup Job has finished")
-    else:
-        backup = ConditionUpdate("True", "Disabled", "backups are disabled")
-    if backup.status == "False":
-        degraded_reasons.append(("BackupUnhealthy", backup.message))
-
-    stores_ready = all(c is None or c.status == "True" for c in (redis, postgres))
+    """Each component assesses its own children; this composes the stack's conditions from the assessments."""
+    generation = stack.metadata.generation
+    workloads = observed.workloads
+    services = services_component.assess(stack, workloads, observed.health)
+    assessments = [
+        services.assessment,
+        redis_component.assess(stack, workloads),
+        postgres_component.assess(stack, workloads, observed.backup_condition),
+        gateway_component.assess(stack, workloads),
+    ]
+    degraded_reasons = _stack_problems(observed) + [d for a in assessments for d in a.degraded]
+    waiting = [w for a in assessments for w in a.waiting]
     not_applied = observed.apply_errors or observed.conflicts or observed.secret_problems
-    ready = not not_ready and stores_ready and gateway_ready and not not_applied
-    waiting = [f"services {', '.join(not_ready)}"] if not_ready else []
-    waiting += [n for n, c in (("redis", redis), ("postgres", postgres)) if c is not None and c.status != "True"]
-    if not gateway_ready:
-        waiting.append("gateway")
-    progressing = bool(rolling) or not stores_ready or not gateway_ready or observed.restarts.in_progress is not None
+    ready = not waiting and not not_applied
+    progressing = bool(waiting) or observed.restarts.in_progress is not None
 
     updates: dict[ConditionType, ConditionUpdate] = {
-        "Ready": ConditionUpdate("True", "AllComponentsReady", services_ready)
+        "Ready": ConditionUpdate("True", "AllComponentsReady", services.message)
         if ready
         else ConditionUpdate("False", "ComponentsNotReady", "waiting for " + "; ".join(waiting or ["apply"])),
         "Progressing": ConditionUpdate("True", "RollingOut", "; ".join(waiting) or "restart in progress")
@@ -181,10 +120,9 @@ def compute_status(
         "Degraded": ConditionUpdate("True", degraded_reasons[0][0], "; ".join(m for _, m in degraded_reasons))
         if degraded_reasons
         else ConditionUpdate("False", "AsExpected", ""),
-        "RedisReady": redis or ConditionUpdate("True", "Disabled", "redis.enabled is false"),
-        "PostgresReady": postgres or ConditionUpdate("True", "Disabled", "postgres.enabled is false"),
-        "BackupHealthy": backup,
     }
+    for assessment in assessments:
+        updates.update(assessment.conditions)
     conditions = list(previous.conditions)
     for kind, update in updates.items():
         conditions = set_condition(conditions, kind, update, now, generation)
@@ -194,8 +132,8 @@ def compute_status(
         observed_generation=generation,
         phase=phase,
         conditions=sorted(conditions, key=lambda c: c.type),
-        ready_summary=f"{ready_services}/{len(spec.services)}",
-        services=services,
+        ready_summary=f"{services.ready}/{len(stack.spec.services)}",
+        services=services.services,
         redis=observed.redis,
         postgres=observed.postgres,
         restarts=observed.restarts,

@@ -11,9 +11,11 @@ import yaml
 from tests.golden import assert_golden
 from tests.psa import pod_specs, restricted_violations
 from tests.unit.components.kinds import assert_declares_what_it_renders
+from tests.unit.components.recorded import live_workloads, workload
 from tradingstack.api import BackupInfo, TradingStack
 from tradingstack.api.status import PostgresStatus
 from tradingstack.components import postgres
+from tradingstack.components.assess import Assessment, ConditionUpdate
 from tradingstack.components.observe import JobRun, observe
 from tradingstack.contract import Annotation, Label
 from tradingstack.reconcile.backup_health import backup_health, schedule_interval
@@ -351,3 +353,36 @@ def test_backup_runs_are_the_backup_cronjobs_jobs_with_their_pods_results() -> N
     runs = postgres.backup_runs(stack, observe(children))
     assert [(run.name, run.succeeded, run.result) for run in runs] == [("quant-postgres-backup-1", True, good)]
     assert backup_health(runs, "0 * * * *", "UTC", NOW).reason == "BackupSucceeded"
+
+
+def test_postgres_ready_and_backup_healthy_are_assessed_together() -> None:
+    stack = example_stack()
+    sts = "quant-postgres"
+    none_yet = postgres.assess(stack, live_workloads(workload("StatefulSet", sts, 1)), None)
+    assert none_yet == Assessment(
+        {
+            "PostgresReady": ConditionUpdate("True", "Ready", "1/1 pods ready"),
+            "BackupHealthy": ConditionUpdate("Unknown", "NoBackupYet", "no backup Job has finished"),
+        }
+    )
+    failed = ConditionUpdate("False", "BackupFailed", "backup Job b-1 failed: refused")
+    degraded = postgres.assess(stack, live_workloads(workload("StatefulSet", sts, 0)), failed)
+    assert degraded.conditions["BackupHealthy"] == failed
+    assert degraded.conditions["PostgresReady"] == ConditionUpdate("False", "NotReady", "0/1 pods ready")
+    assert (degraded.waiting, degraded.degraded) == (("postgres",), (("BackupUnhealthy", failed.message),))
+    missing = postgres.assess(stack, live_workloads(), None).conditions["PostgresReady"]
+    assert missing == ConditionUpdate("False", "NotCreated", "Postgres does not exist yet")
+
+
+def test_disabled_backups_or_postgres_are_healthy_whatever_was_assessed() -> None:
+    failed = ConditionUpdate("False", "BackupFailed", "old news")
+    no_backups = postgres.assess(example_stack(backup={"enabled": False}), live_workloads(), failed)
+    assert no_backups.conditions["BackupHealthy"] == ConditionUpdate("True", "Disabled", "backups are disabled")
+    assert no_backups.degraded == ()
+    off = postgres.assess(example_stack(enabled=False), live_workloads(), None)
+    assert off == Assessment(
+        {
+            "PostgresReady": ConditionUpdate("True", "Disabled", "postgres.enabled is false"),
+            "BackupHealthy": ConditionUpdate("True", "Disabled", "backups are disabled"),
+        }
+    )
