@@ -219,10 +219,10 @@ class StackReconciler:
         Event) and the Redis master's labels and Event, in that order."""
         degraded = any(c.type == "Degraded" and c.status == "True" for c in previous.conditions)
         state = observe(children)
+        created = created_at(body)
         restarts = plan_restarts(
-            stack, created_at(body), previous, has_status=has_status, degraded=degraded, workloads=state.workloads,
-            now=now,
-        )  # fmt: skip
+            stack, created, previous, has_status=has_status, degraded=degraded, workloads=state.workloads, now=now
+        )
         spec = stack.spec
         backup = None
         if spec.postgres.enabled and spec.postgres.backup.enabled:

@@ -1,6 +1,9 @@
 """Status of a stack computed from what was observed: workloads' real status, apply errors, backups, health.
 
-Pure: the caller passes the observed children, the previous status and `now`. A condition keeps its
+Pure: the caller passes the children as parsed by `components.observe`, the previous status and `now`. Each
+component assesses its own part (`components.<component>.assess`); this module composes the assessments with
+what belongs to no component (name conflicts, unusable Secrets, refused applies, failing pods) into the
+stack's Ready, Progressing and Degraded conditions and its phase. A condition keeps its
 lastTransitionTime while its status is unchanged, so a resync of a steady stack computes an identical status
 and the operator writes nothing.
 """
