@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tradingstack.api import TradingStack
+from tradingstack.components.observe import job_run, pod_state
 from tradingstack.contract import Annotation, Label, termination
 from tradingstack.kube.client import Kube, Obj
 from tradingstack.overview import overview_document
@@ -56,31 +57,19 @@ async def trigger_restart(kube: Kube, namespace: str, name: str) -> str:
     return value
 
 
-def _finished(job: Obj) -> bool | None:
-    for condition in job.get("status", {}).get("conditions", []):
-        if condition.get("status") == "True" and condition.get("type") in ("Complete", "Failed"):
-            return bool(condition["type"] == "Complete")
-    return None
-
-
 async def run_tool_job(kube: Kube, job: Obj, timeout_seconds: float) -> JobOutcome:
     created = await kube.create(job)
     if created is None:
         raise OperationError("the Job already exists")
     name, namespace = created["metadata"]["name"], created["metadata"]["namespace"]
     deadline = time.monotonic() + timeout_seconds
-    while (current := await kube.get("Job", name, namespace)) is None or (succeeded := _finished(current)) is None:
+    while (current := await kube.get("Job", name, namespace)) is None or job_run(current).succeeded is None:
         if time.monotonic() > deadline:
             raise OperationError(f"Job {name} did not finish within {timeout_seconds:.0f}s")
         await asyncio.sleep(JOB_POLL_SECONDS)
     pods = await kube.list_objects("Pod", namespace, {Label.JOB_NAME: name})
-    messages = [
-        state["message"]
-        for pod in sorted(pods, key=lambda p: str(p["metadata"].get("creationTimestamp", "")))
-        for status in pod.get("status", {}).get("containerStatuses", [])
-        if (state := status.get("state", {}).get("terminated", {})).get("message")
-    ]
-    return JobOutcome(name, succeeded, termination.parse(messages[-1]) if messages else None)
+    run = job_run(current, [pod_state(pod) for pod in pods])
+    return JobOutcome(name, bool(run.succeeded), run.result)
 
 
 async def list_backups(kube: Kube, namespace: str, name: str, timeout_seconds: float, domain: str) -> JobOutcome:

@@ -6,12 +6,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tradingstack.api import TradingStack, TradingStackStatus
+from tradingstack.components.assess import ConditionUpdate
+from tradingstack.components.observe import observe, pod_state, workload_state
 from tradingstack.contract import Label
 from tradingstack.health.contract import DependencyHealth, DependencyStatus, ServiceHealth
 from tradingstack.health.rollup import rollup
 from tradingstack.reconcile.diff import contains, needs_apply, with_applied_hash
 from tradingstack.reconcile.status import (
-    ConditionUpdate,
     Observations,
     compute_status,
     invalid_spec_status,
@@ -97,12 +98,17 @@ def all_ready() -> dict[tuple[str, str], dict[str, Any]]:
     }
 
 
+def observations(workloads: dict[tuple[str, str], dict[str, Any]], **observed: Any) -> Observations:
+    """What the pass hands the status: the live workloads parsed by `components.observe`."""
+    return Observations(workloads=observe(workloads).workloads, **observed)
+
+
 def conditions(status: TradingStackStatus) -> dict[str, str]:
     return {c.type: c.status for c in status.conditions}
 
 
 def test_ready_when_every_workload_is_rolled_out_and_ready() -> None:
-    status = compute_status(stack(), Observations(workloads=all_ready()), TradingStackStatus(), NOW)
+    status = compute_status(stack(), observations(all_ready()), TradingStackStatus(), NOW)
     assert status.phase == "Ready" and status.ready_summary == "1/1"
     assert conditions(status) == {
         "Ready": "True",
@@ -119,7 +125,7 @@ def test_ready_when_every_workload_is_rolled_out_and_ready() -> None:
 def test_a_rolling_service_is_progressing_not_ready() -> None:
     workloads = all_ready()
     workloads[("Deployment", "qt-api")] = workload("Deployment", "qt-api", 1)
-    status = compute_status(stack(), Observations(workloads=workloads), TradingStackStatus(), NOW)
+    status = compute_status(stack(), observations(workloads), TradingStackStatus(), NOW)
     assert status.phase == "Progressing"
     assert conditions(status)["Ready"] == "False" and conditions(status)["Progressing"] == "True"
     ready = next(c for c in status.conditions if c.type == "Ready")
@@ -127,21 +133,21 @@ def test_a_rolling_service_is_progressing_not_ready() -> None:
 
 
 def test_transition_time_moves_only_when_the_status_changes() -> None:
-    first = compute_status(stack(), Observations(workloads=all_ready()), TradingStackStatus(), NOW)
-    again = compute_status(stack(), Observations(workloads=all_ready()), first, NOW + timedelta(minutes=5))
+    first = compute_status(stack(), observations(all_ready()), TradingStackStatus(), NOW)
+    again = compute_status(stack(), observations(all_ready()), first, NOW + timedelta(minutes=5))
     assert again == first  # a steady stack computes an identical status: nothing to write
     workloads = all_ready()
     workloads[("StatefulSet", "qt-redis")] = workload("StatefulSet", "qt-redis", 1, 3)
     later = NOW + timedelta(minutes=10)
-    changed = compute_status(stack(), Observations(workloads=workloads), again, later)
+    changed = compute_status(stack(), observations(workloads), again, later)
     by_type = {c.type: c for c in changed.conditions}
     assert by_type["RedisReady"].last_transition_time == later
     assert by_type["PostgresReady"].last_transition_time == NOW
 
 
 def test_apply_errors_and_failed_backups_degrade_the_stack() -> None:
-    observed = Observations(
-        workloads=all_ready(),
+    observed = observations(
+        all_ready(),
         apply_errors=["Deployment/qt-api: 422 Invalid"],
         backup_condition=ConditionUpdate("False", "BackupFailed", "job qt-1 failed"),
     )
@@ -153,15 +159,13 @@ def test_apply_errors_and_failed_backups_degrade_the_stack() -> None:
 
 
 def test_unreachable_health_is_reported_but_does_not_degrade() -> None:
-    observed = Observations(workloads=all_ready(), health=rollup({"api": None}))
+    observed = observations(all_ready(), health=rollup({"api": None}))
     status = compute_status(stack(), observed, TradingStackStatus(), NOW)
     assert status.phase == "Ready" and status.services["api"].health == "UNREACHABLE"
     document = ServiceHealth.create(
         "api", "1", 5.0, NOW, {"redis": DependencyHealth(status=DependencyStatus.DOWN, message="refused")}
     )
-    unhealthy = compute_status(
-        stack(), Observations(workloads=all_ready(), health=rollup({"api": document})), status, NOW
-    )
+    unhealthy = compute_status(stack(), observations(all_ready(), health=rollup({"api": document})), status, NOW)
     degraded = next(c for c in unhealthy.conditions if c.type == "Degraded")
     assert unhealthy.phase == "Degraded" and unhealthy.services["api"].health == "UNHEALTHY"
     assert degraded.reason == "ServicesUnhealthy" and degraded.message == "api UNHEALTHY (redis DOWN)"
@@ -183,9 +187,10 @@ def test_pods_that_will_not_run_are_named_by_component() -> None:
     starting = {"state": {"waiting": {"reason": "ContainerCreating"}}}
     refused = {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": "quota exceeded"}
     found = pod_failures(
-        [pod("a-1", "api", conditions=[unschedulable]), pod("w-1", "web", containerStatuses=[pull]),
-         pod("o-1", "ok", containerStatuses=[starting])],
-        [{"metadata": {"labels": {Label.COMPONENT: "db"}}, "status": {"conditions": [refused]}}],
+        [pod_state(pod("a-1", "api", conditions=[unschedulable])),
+         pod_state(pod("w-1", "web", containerStatuses=[pull])),
+         pod_state(pod("o-1", "ok", containerStatuses=[starting]))],
+        [workload_state({"metadata": {"labels": {Label.COMPONENT: "db"}}, "status": {"conditions": [refused]}})],
     )  # fmt: skip
     assert found == {
         "api": "pod a-1: Unschedulable: 0/4 nodes",
@@ -201,4 +206,4 @@ def test_health_is_read_from_every_running_pod_ready_or_not() -> None:
 
     pods = [pod("10.0.0.2"), pod("10.0.0.1"), pod("10.0.0.3", "web"), pod("10.0.0.4", phase="Pending"),
             pod("10.0.0.5", deletionTimestamp="2026-11-26T12:00:00Z"), pod("")]  # fmt: skip
-    assert serving_pod_ips(pods, "api") == ["10.0.0.1", "10.0.0.2"]
+    assert serving_pod_ips([pod_state(p) for p in pods], "api") == ["10.0.0.1", "10.0.0.2"]

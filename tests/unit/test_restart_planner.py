@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from tradingstack.api import TradingStack, TradingStackStatus
 from tradingstack.api.spec import DEFAULT_RESTART_ORDER, TradingStackSpec
 from tradingstack.api.status import RestartsStatus
+from tradingstack.components.observe import observe
 from tradingstack.contract import Annotation
 from tradingstack.kube.actions import RESTART_FIELD_MANAGER, Apply, Obj, PostEvent, WriteStatus
 from tradingstack.reconcile.plan import status_document
@@ -407,7 +408,9 @@ def test_a_stamp_is_planned_after_the_status_that_records_it_and_before_its_even
     stack_ = triggered_stack("now-1")
     children = {("Deployment", f"qt-{s}"): live_deployment(f"qt-{s}") for s in DEFAULT_RESTART_ORDER}
     written = TradingStackStatus(phase="Ready")
-    plan = plan_restarts(stack_, None, written, has_status=True, degraded=False, children=children, now=SCHEDULED)
+    plan = plan_restarts(
+        stack_, None, written, has_status=True, degraded=False, workloads=observe(children).workloads, now=SCHEDULED
+    )
     first = plan.restarts.in_progress
     assert first == DEFAULT_RESTART_ORDER[0] and plan.written == written.model_copy(update={"restarts": plan.restarts})
     write, stamp, event = plan.actions
@@ -422,6 +425,8 @@ def test_no_stamp_no_interim_status_write() -> None:
     run = manual_run_id("now-1")
     children = {("Deployment", f"qt-{s}"): live_deployment(f"qt-{s}", run) for s in DEFAULT_RESTART_ORDER}
     written = TradingStackStatus(phase="Ready")
-    plan = plan_restarts(stack_, None, written, has_status=True, degraded=False, children=children, now=SCHEDULED)
+    plan = plan_restarts(
+        stack_, None, written, has_status=True, degraded=False, workloads=observe(children).workloads, now=SCHEDULED
+    )
     assert plan.written is written and plan.restarts.last_result == "Succeeded"
     assert [type(a) for a in plan.actions] == [PostEvent]

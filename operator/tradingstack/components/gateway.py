@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from tradingstack.api import TradingStack
+from tradingstack.components.assess import Assessment
 from tradingstack.components.base import APPLIED, Component, uses
+from tradingstack.components.observe import ChildKey, WorkloadState
+from tradingstack.render.common import child_name
+from tradingstack.render.gateway import COMPONENT as GATEWAY_COMPONENT
 from tradingstack.render.gateway import render_gateway
 
 COMPONENT = Component(
@@ -16,3 +23,11 @@ COMPONENT = Component(
     enabled=lambda spec: spec.gateway.enabled,
     render=render_gateway,
 )
+
+
+def assess(stack: TradingStack, workloads: Mapping[ChildKey, WorkloadState]) -> Assessment:
+    """The stack waits for the gateway until its Deployment is rolled out (it has no condition of its own)."""
+    if not stack.spec.gateway.enabled:
+        return Assessment()
+    state = workloads.get(("Deployment", child_name(stack, GATEWAY_COMPONENT)))
+    return Assessment(waiting=() if state is not None and state.rolled_out else ("gateway",))

@@ -3,8 +3,15 @@ termination messages of the backup Jobs' pods."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from tradingstack.api import TradingStack
+from tradingstack.components.assess import Assessment, ConditionUpdate, store_condition
 from tradingstack.components.base import APPLIED, GENERATED_SECRETS, Component, uses
-from tradingstack.render.postgres import render_postgres
+from tradingstack.components.observe import ChildKey, ChildrenState, JobRun, WorkloadState
+from tradingstack.render.common import child_name
+from tradingstack.render.postgres import BACKUP_COMPONENT, render_postgres
+from tradingstack.render.postgres import COMPONENT as POSTGRES_COMPONENT
 
 COMPONENT = Component(
     name="postgres",
@@ -34,3 +41,28 @@ COMPONENT = Component(
     enabled=lambda spec: spec.postgres.enabled,
     render=render_postgres,
 )
+
+
+def backup_runs(stack: TradingStack, children: ChildrenState) -> list[JobRun]:
+    """The Jobs of the stack's backup CronJob, each with the backup tool's result."""
+    cronjob = child_name(stack, BACKUP_COMPONENT)
+    return [job for job in children.jobs if cronjob in job.owners]
+
+
+def assess(
+    stack: TradingStack, workloads: Mapping[ChildKey, WorkloadState], backup: ConditionUpdate | None
+) -> Assessment:
+    """PostgresReady from the database's StatefulSet; BackupHealthy from `backup`, the backup runs' health
+    (`reconcile.backup_health`), None when it was not assessed; a False BackupHealthy degrades the stack."""
+    spec = stack.spec.postgres
+    if spec.enabled and spec.backup.enabled:
+        backup = backup or ConditionUpdate("Unknown", "NoBackupYet", "no backup Job has finished")
+    else:
+        backup = ConditionUpdate("True", "Disabled", "backups are disabled")
+    degraded = (("BackupUnhealthy", backup.message),) if backup.status == "False" else ()
+    if not spec.enabled:
+        ready = ConditionUpdate("True", "Disabled", "postgres.enabled is false")
+        return Assessment({"PostgresReady": ready, "BackupHealthy": backup}, degraded=degraded)
+    ready = store_condition(workloads.get(("StatefulSet", child_name(stack, POSTGRES_COMPONENT))), "Postgres")
+    waiting = () if ready.status == "True" else ("postgres",)
+    return Assessment({"PostgresReady": ready, "BackupHealthy": backup}, waiting, degraded)

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
+from tradingstack.api import TradingStack
+from tradingstack.components.assess import Assessment, ConditionUpdate, store_assessment, store_condition
 from tradingstack.components.base import APPLIED, GENERATED_SECRETS, Component, uses
-from tradingstack.render.redis import render_redis
+from tradingstack.components.observe import ChildKey, PodState, WorkloadState
+from tradingstack.contract import Label
+from tradingstack.render.common import child_name
+from tradingstack.render.redis import REDIS_COMPONENT, render_redis
 
 COMPONENT = Component(
     name="redis",
@@ -18,3 +25,16 @@ COMPONENT = Component(
     enabled=lambda spec: spec.redis.enabled,
     render=render_redis,
 )
+
+
+def redis_pods(pods: Iterable[PodState]) -> list[PodState]:
+    """The Redis servers' pods (not the sentinels')."""
+    return [pod for pod in pods if pod.labels.get(Label.NAME) == REDIS_COMPONENT]
+
+
+def assess(stack: TradingStack, workloads: Mapping[ChildKey, WorkloadState]) -> Assessment:
+    """RedisReady from the Redis servers' StatefulSet."""
+    if not stack.spec.redis.enabled:
+        return Assessment({"RedisReady": ConditionUpdate("True", "Disabled", "redis.enabled is false")})
+    state = workloads.get(("StatefulSet", child_name(stack, REDIS_COMPONENT)))
+    return store_assessment("RedisReady", store_condition(state, "Redis"), "redis")

@@ -1,24 +1,25 @@
 """Backup health from the backup CronJob's Jobs: status.postgres and the BackupHealthy condition.
 
-Pure: the caller passes the Jobs (as read from the API), the termination messages of their pods (the backup
-tool writes its result there as JSON), the schedule and `now`. Finished Jobs are pruned by the CronJob's
+Pure: the caller passes the backup Jobs as parsed by `components.observe` (each with the backup tool's result
+from its pod's termination message), the schedule and `now`. Finished Jobs are pruned by the CronJob's
 history limits, so the previous status carries the newest good backup forward.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
-from typing import Any, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from cronsim import CronSim
 
 from tradingstack.api import BackupInfo
 from tradingstack.api.status import PostgresStatus
-from tradingstack.contract import Label, termination
+from tradingstack.components.observe import JobRun
+from tradingstack.contract import termination
 
 STALE_AFTER_INTERVALS = 2
 """A backup older than this many schedule intervals means runs are being missed."""
@@ -36,28 +37,17 @@ class BackupHealth:
     message: str
 
 
-@dataclass(frozen=True)
-class _Run:
-    job: str
-    finished: datetime
-    succeeded: bool
-    backup: BackupInfo | None
-    error: str | None
-
-
 def backup_health(
-    jobs: Sequence[Mapping[str, Any]],
-    termination_messages: Mapping[str, str],
+    jobs: Sequence[JobRun],
     schedule: str,
     time_zone: str,
     now: datetime,
     previous: PostgresStatus | None = None,
 ) -> BackupHealth:
-    """`termination_messages` maps a Job name to the termination message of its (last) pod, when there is one."""
+    """`jobs`: the backup CronJob's Jobs with their tools' results (`components.postgres.backup_runs`)."""
     previous = previous or PostgresStatus()
     runs = sorted(
-        (run for job in jobs if (run := _finished_run(job, termination_messages)) is not None),
-        key=lambda run: (run.finished, run.job),
+        (_finished_run(job) for job in jobs if job.succeeded is not None), key=lambda run: (run.finished, run.job)
     )
     candidates = [b for b in (previous.last_backup, *(run.backup for run in runs)) if b is not None]
     newest = max(candidates, key=lambda backup: backup.time, default=None)
@@ -109,32 +99,24 @@ def schedule_interval(schedule: str, time_zone: str, around: datetime) -> timede
     return max(later - earlier for earlier, later in pairwise(utc))
 
 
-def _finished_run(job: Mapping[str, Any], termination_messages: Mapping[str, str]) -> _Run | None:
-    name = str(job["metadata"]["name"])
-    status = job.get("status", {})
-    finished = next(
-        (
-            c
-            for c in status.get("conditions", [])
-            if c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
-        ),
-        None,
-    )
-    if finished is None:
-        return None
-    succeeded = finished["type"] == "Complete"
-    at = status.get("completionTime") if succeeded else None
-    text = termination_messages.get(name)
-    result = termination.parse(text) if text else None
+@dataclass(frozen=True)
+class _Run:
+    job: str
+    finished: datetime
+    succeeded: bool
+    backup: BackupInfo | None
+    error: str | None
+
+
+def _finished_run(run: JobRun) -> _Run:
+    if run.finished_at is None:
+        raise ValueError(f"backup Job {run.name} finished without a time")
+    succeeded, result = bool(run.succeeded), run.result
     backup = result if succeeded and isinstance(result, BackupInfo) else None
     error = result.error if isinstance(result, termination.ToolFailure) else None
     if not succeeded:
-        error = error or finished.get("message") or finished.get("reason")
-    return _Run(name, _timestamp(at or finished["lastTransitionTime"]), succeeded, backup, error)
-
-
-def _timestamp(value: str) -> datetime:
-    return datetime.fromisoformat(value).astimezone(UTC)
+        error = error or run.failure
+    return _Run(run.name, run.finished_at, succeeded, backup, error)
 
 
 def _when(at: datetime) -> str:
@@ -143,26 +125,3 @@ def _when(at: datetime) -> str:
 
 def _hours(interval: timedelta) -> str:
     return f"{interval.total_seconds() / 3600:g}h"
-
-
-def backup_runs(
-    children: Mapping[tuple[str, str], Mapping[str, Any]], cronjob: str
-) -> tuple[list[Mapping[str, Any]], dict[str, str]]:
-    """The Jobs of the backup CronJob among a stack's children, and each Job's newest pod's termination message."""
-    jobs = [
-        obj
-        for (kind, _), obj in children.items()
-        if kind == "Job" and any(ref.get("name") == cronjob for ref in obj["metadata"].get("ownerReferences", []))
-    ]
-    names = {job["metadata"]["name"] for job in jobs}
-    newest: dict[str, tuple[str, str]] = {}
-    for (kind, _), pod in children.items():
-        job = pod["metadata"].get("labels", {}).get(Label.JOB_NAME)
-        if kind != "Pod" or job not in names:
-            continue
-        created = str(pod["metadata"].get("creationTimestamp", ""))
-        for container in pod.get("status", {}).get("containerStatuses", []):
-            message = container.get("state", {}).get("terminated", {}).get("message")
-            if message and created >= newest.get(job, ("", ""))[0]:
-                newest[job] = (created, message)
-    return jobs, {job: message for job, (_, message) in newest.items()}

@@ -11,26 +11,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from tradingstack.api import TradingStack
 from tradingstack.api.status import RedisStatus
+from tradingstack.components.observe import PodState
+from tradingstack.components.redis import redis_pods
 from tradingstack.contract import MASTER_ROLE, Label, SecretKey
 from tradingstack.kube.actions import Action, ChildKey, Obj
 from tradingstack.reconcile.redis_master import decide_master, master_actions
 from tradingstack.redisclient.observe import observe_master
-from tradingstack.render.redis import REDIS_COMPONENT, redis_secret_name, sentinel_addresses
+from tradingstack.render.redis import redis_secret_name, sentinel_addresses
 
 log = logging.getLogger(__name__)
-
-
-def _redis_pods(children: Mapping[ChildKey, Obj]) -> dict[str, Obj]:
-    return {
-        name: pod
-        for (kind, name), pod in children.items()
-        if kind == "Pod" and pod["metadata"].get("labels", {}).get(Label.NAME) == REDIS_COMPONENT
-    }
 
 
 def _password(children: Mapping[ChildKey, Obj], stack: TradingStack) -> str | None:
@@ -40,9 +34,15 @@ def _password(children: Mapping[ChildKey, Obj], stack: TradingStack) -> str | No
 
 
 async def track_redis_master(
-    stack: TradingStack, recorded: RedisStatus, children: Mapping[ChildKey, Obj], now: datetime, domain: str
+    stack: TradingStack,
+    recorded: RedisStatus,
+    children: Mapping[ChildKey, Obj],
+    pods: Sequence[PodState],
+    now: datetime,
+    domain: str,
 ) -> tuple[RedisStatus, list[Action]]:
-    """Asks the sentinels (the only I/O here), then returns the new status.redis and the writes that follow it."""
+    """Asks the sentinels (the only I/O here), then returns the new status.redis and the writes that follow it.
+    `children`: where the Redis Secret is read; `pods`: the stack's pods (`components.observe`)."""
     password = _password(children, stack)
     if password is None:
         return recorded, []  # the Secret is created in this very pass; the sentinels cannot have started yet
@@ -51,11 +51,9 @@ async def track_redis_master(
     observation = await asyncio.to_thread(
         observe_master, sentinel_addresses(stack, domain), redis.master_name, password
     )
-    pods = _redis_pods(children)
-    labelled = [
-        name for name, pod in pods.items() if pod["metadata"].get("labels", {}).get(Label.REDIS_ROLE) == MASTER_ROLE
-    ]
-    decision = decide_master(observation, recorded, sorted(pods), labelled, now)
+    servers = redis_pods(pods)
+    labelled = [pod.name for pod in servers if pod.labels.get(Label.REDIS_ROLE) == MASTER_ROLE]
+    decision = decide_master(observation, recorded, sorted(pod.name for pod in servers), labelled, now)
     if decision.changed:
         log.info("redis master: %s", decision.explanation)
     return decision.status, master_actions(decision, stack.namespace)

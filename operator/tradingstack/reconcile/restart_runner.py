@@ -15,6 +15,7 @@ from typing import Any
 
 from tradingstack.api import TradingStack, TradingStackStatus
 from tradingstack.api.status import RestartsStatus
+from tradingstack.components.observe import WorkloadState
 from tradingstack.contract import Annotation
 from tradingstack.kube.actions import RESTART_FIELD_MANAGER, Action, Apply, ChildKey, Obj, PostEvent
 from tradingstack.reconcile.plan import plan_status_write
@@ -26,19 +27,18 @@ from tradingstack.reconcile.restarts import (
 from tradingstack.render.common import child_name
 
 
-def observe_deployment(service: str, live: Mapping[str, Any]) -> DeploymentObservation:
-    spec, status = live.get("spec", {}), live.get("status", {})
-    template_annotations = spec.get("template", {}).get("metadata", {}).get("annotations") or {}
+def observe_deployment(service: str, live: WorkloadState) -> DeploymentObservation:
+    """The planner's view of a service's Deployment (parsed by `components.observe.workload_state`)."""
     return DeploymentObservation(
         service=service,
-        restarted_at=template_annotations.get(Annotation.RESTARTED_AT),
-        generation=int(live["metadata"].get("generation", 0)),
-        observed_generation=int(status.get("observedGeneration", 0)),
-        desired_replicas=int(spec.get("replicas", 1)),
-        replicas=int(status.get("replicas", 0)),
-        updated_replicas=int(status.get("updatedReplicas", 0)),
-        ready_replicas=int(status.get("readyReplicas", 0)),
-        available_replicas=int(status.get("availableReplicas", 0)),
+        restarted_at=live.restarted_at,
+        generation=live.generation,
+        observed_generation=live.observed_generation,
+        desired_replicas=live.desired,
+        replicas=live.replicas,
+        updated_replicas=live.updated,
+        ready_replicas=live.ready,
+        available_replicas=live.available,
     )
 
 
@@ -75,14 +75,15 @@ def plan_restarts(
     *,
     has_status: bool,
     degraded: bool,
-    children: Mapping[ChildKey, Obj],
+    workloads: Mapping[ChildKey, WorkloadState],
     now: datetime,
 ) -> RestartPlan:
-    """`written`: the stack's status as last written; `has_status`: see `plan_status_write`."""
+    """`written`: the stack's status as last written; `has_status`: see `plan_status_write`; `workloads`: the live
+    Deployments and StatefulSets (`components.observe`)."""
     deployments = [
         observe_deployment(service.name, live)
         for service in stack.spec.services
-        if (live := children.get(("Deployment", child_name(stack, service.name)))) is not None
+        if (live := workloads.get(("Deployment", child_name(stack, service.name)))) is not None
     ]
     step = plan_restart_step(
         stack.spec,

@@ -24,6 +24,9 @@ from pydantic import ValidationError
 
 from tradingstack.api import TradingStack, TradingStackStatus, describe
 from tradingstack.components import listed_kinds, render
+from tradingstack.components.assess import ConditionUpdate
+from tradingstack.components.observe import PodState, observe
+from tradingstack.components.postgres import backup_runs
 from tradingstack.contract import Label
 from tradingstack.health.fetch import fetch_health_documents
 from tradingstack.health.rollup import StackHealth, rollup, worst_document
@@ -31,7 +34,7 @@ from tradingstack.kube.actions import Action, Apply, CreateSecret, Delete, Merge
 from tradingstack.kube.client import ChildKey, Kube, Obj
 from tradingstack.kube.executor import Outcome, execute
 from tradingstack.metrics import CHILDREN_APPLIED, CHILDREN_PRUNED, RECONCILE_DURATION
-from tradingstack.reconcile.backup_health import backup_health, backup_runs
+from tradingstack.reconcile.backup_health import backup_health
 from tradingstack.reconcile.diff import with_applied_hash
 from tradingstack.reconcile.ownership import NameConflict, conflict, user_secret_problem
 from tradingstack.reconcile.plan import (
@@ -45,14 +48,12 @@ from tradingstack.reconcile.plan import (
 from tradingstack.reconcile.redis_tracker import track_redis_master
 from tradingstack.reconcile.restart_runner import created_at, plan_restarts
 from tradingstack.reconcile.status import (
-    ConditionUpdate,
     Observations,
     compute_status,
     invalid_spec_status,
     serving_pod_ips,
 )
-from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN, child_name
-from tradingstack.render.postgres import BACKUP_COMPONENT
+from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN
 from tradingstack.render.secrets import generated_secret_names, generated_secrets, referenced_secret_keys
 from tradingstack.render.services import health_url
 
@@ -217,26 +218,29 @@ class StackReconciler:
         the services' health, then carries out in one batch the restart run's step (interim status, stamp,
         Event) and the Redis master's labels and Event, in that order."""
         degraded = any(c.type == "Degraded" and c.status == "True" for c in previous.conditions)
+        state = observe(children)
+        created = created_at(body)
         restarts = plan_restarts(
-            stack, created_at(body), previous, has_status=has_status, degraded=degraded, children=children, now=now
+            stack, created, previous, has_status=has_status, degraded=degraded, workloads=state.workloads, now=now
         )
         spec = stack.spec
         backup = None
         if spec.postgres.enabled and spec.postgres.backup.enabled:
-            jobs, messages = backup_runs(children, child_name(stack, BACKUP_COMPONENT))
             schedule = spec.postgres.backup
-            backup = backup_health(jobs, messages, schedule.schedule, schedule.time_zone, now, previous.postgres)
-        pods: list[Mapping[str, Any]] = [v for k, v in children.items() if k[0] == "Pod"]
+            runs = backup_runs(stack, state)
+            backup = backup_health(runs, schedule.schedule, schedule.time_zone, now, previous.postgres)
         redis = previous.redis
         redis_writes: list[Action] = []
         if spec.redis.enabled and self._read_data_plane:
-            redis, redis_writes = await track_redis_master(stack, previous.redis, children, now, self._domain)
-        health = await self._service_health(stack, pods) if self._read_data_plane else None
+            redis, redis_writes = await track_redis_master(
+                stack, previous.redis, children, state.pods, now, self._domain
+            )
+        health = await self._service_health(stack, state.pods) if self._read_data_plane else None
         outcome = await self._execute(body, stack, [*restarts.actions, *redis_writes])
         children.update(outcome.live)  # the stamped Deployment
         observations = Observations(
-            workloads={k: v for k, v in children.items() if k[0] in ("Deployment", "StatefulSet")},
-            pods=pods,
+            workloads=state.with_objects(outcome.live).workloads,
+            pods=state.pods,
             apply_errors=apply_errors,
             postgres=backup.postgres if backup else previous.postgres,
             backup_condition=ConditionUpdate(backup.status, backup.reason, backup.message) if backup else None,
@@ -246,7 +250,7 @@ class StackReconciler:
         )
         return observations, restarts.written
 
-    async def _service_health(self, stack: TradingStack, pods: list[Mapping[str, Any]]) -> StackHealth:
+    async def _service_health(self, stack: TradingStack, pods: Sequence[PodState]) -> StackHealth:
         services = [s for s in stack.spec.services if s.replicas > 0]
         urls = {(s.name, ip): health_url(s, ip) for s in services for ip in serving_pod_ips(pods, s.name)}
         documents = await fetch_health_documents(urls)

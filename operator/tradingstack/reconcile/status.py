@@ -1,30 +1,28 @@
 """Status of a stack computed from what was observed: workloads' real status, apply errors, backups, health.
 
-Pure: the caller passes the observed children, the previous status and `now`. A condition keeps its
+Pure: the caller passes the children as parsed by `components.observe`, the previous status and `now`. Each
+component assesses its own part (`components.<component>.assess`); this module composes the assessments with
+what belongs to no component (name conflicts, unusable Secrets, refused applies, failing pods) into the
+stack's Ready, Progressing and Degraded conditions and its phase. A condition keeps its
 lastTransitionTime while its status is unchanged, so a resync of a steady stack computes an identical status
 and the operator writes nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
 
-from tradingstack.api import Condition, ServiceStatus, TradingStack, TradingStackStatus
-from tradingstack.api.status import ConditionType, HealthState, Phase, PostgresStatus, RedisStatus, RestartsStatus
-from tradingstack.contract import Label
+from tradingstack.api import Condition, TradingStack, TradingStackStatus
+from tradingstack.api.status import ConditionType, Phase, PostgresStatus, RedisStatus, RestartsStatus
+from tradingstack.components import gateway as gateway_component
+from tradingstack.components import postgres as postgres_component
+from tradingstack.components import redis as redis_component
+from tradingstack.components import services as services_component
+from tradingstack.components.assess import ConditionUpdate
+from tradingstack.components.observe import PodState, WorkloadState
 from tradingstack.health.rollup import StackHealth
-
-ConditionStatus = Literal["True", "False", "Unknown"]
-
-
-@dataclass(frozen=True)
-class ConditionUpdate:
-    status: ConditionStatus
-    reason: str
-    message: str = ""
 
 
 def set_condition(
@@ -43,96 +41,39 @@ def set_condition(
     return [c for c in conditions if c.type != kind] + [condition]
 
 
-@dataclass(frozen=True)
-class WorkloadState:
-    """Rollout state of a Deployment or StatefulSet."""
-
-    desired: int
-    ready: int
-    rolled_out: bool
-    failure: str | None = None
-
-
-def workload_state(obj: Mapping[str, Any] | None) -> WorkloadState | None:
-    if obj is None:
-        return None
-    spec, status = obj.get("spec", {}), obj.get("status", {})
-    desired = int(spec.get("replicas", 1))
-    ready = int(status.get("readyReplicas", 0))
-    current = status.get("observedGeneration", 0) >= obj["metadata"].get("generation", 0)
-    updated = int(status.get("updatedReplicas", 0)) >= desired
-    settled = int(status.get("replicas", 0)) == desired
-    failure = next(
-        (
-            c.get("message", "rollout failed")
-            for c in status.get("conditions", [])
-            if c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded"
-        ),
-        None,
-    )
-    return WorkloadState(desired, ready, current and updated and settled and ready >= desired, failure)
-
-
-POD_FAILURES = frozenset(
-    {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CrashLoopBackOff", "CreateContainerConfigError",
-     "CreateContainerError", "RunContainerError"}
-)  # fmt: skip
-"""Waiting reasons of a container that will not start without a change: reported, not waited for."""
-
-
-def pod_failures(pods: Iterable[Mapping[str, Any]], workloads: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+def pod_failures(pods: Iterable[PodState], workloads: Iterable[WorkloadState]) -> dict[str, str]:
     """Why a component's pods do not run, by component: a pod that cannot be scheduled, a container that
     cannot start, or a workload whose pods cannot be created (ReplicaFailure, e.g. a quota or admission refusal)."""
     found: dict[str, str] = {}
     for pod in pods:
-        component = pod["metadata"].get("labels", {}).get(Label.COMPONENT)
-        status = pod.get("status", {})
-        problems = [
-            f"{c.get('reason')}: {c.get('message', '')}".rstrip(": ")
-            for c in status.get("conditions", [])
-            if c.get("type") == "PodScheduled" and c.get("status") == "False" and c.get("reason") == "Unschedulable"
-        ]
-        for container in status.get("initContainerStatuses", []) + status.get("containerStatuses", []):
-            waiting = container.get("state", {}).get("waiting") or {}
-            if waiting.get("reason") in POD_FAILURES:
-                problems.append(f"{waiting['reason']}: {waiting.get('message', '')}".rstrip(": "))
-        if component and problems and component not in found:
-            found[component] = f"pod {pod['metadata']['name']}: {problems[0]}"
+        if pod.component and pod.problem and pod.component not in found:
+            found[pod.component] = pod.problem
     for workload in workloads:
-        component = workload["metadata"].get("labels", {}).get(Label.COMPONENT)
-        for c in workload.get("status", {}).get("conditions", []):
-            if c.get("type") == "ReplicaFailure" and c.get("status") == "True" and component:
-                found.setdefault(component, f"{c.get('reason')}: {c.get('message', '')}")
+        if workload.component and workload.replica_failure:
+            found.setdefault(workload.component, workload.replica_failure)
     return found
 
 
-def serving_pod_ips(pods: Iterable[Mapping[str, Any]], component: str) -> list[str]:
+def serving_pod_ips(pods: Iterable[PodState], component: str) -> list[str]:
     """IPs of a component's pods that run and are not being deleted: those that can serve a health document,
     ready or not."""
-    return sorted(
-        pod["status"]["podIP"]
-        for pod in pods
-        if pod["metadata"].get("labels", {}).get(Label.COMPONENT) == component
-        and not pod["metadata"].get("deletionTimestamp")
-        and pod.get("status", {}).get("phase") == "Running"
-        and pod["status"].get("podIP")
-    )
+    return sorted(ip for pod in pods if pod.component == component and (ip := pod.serving_ip))
 
 
 @dataclass(frozen=True)
 class Observations:
     """Everything the status is computed from, gathered by the reconciler."""
 
-    workloads: Mapping[tuple[str, str], Mapping[str, Any]]
+    workloads: Mapping[tuple[str, str], WorkloadState]
     """Live Deployments and StatefulSets by (kind, name)."""
 
     apply_errors: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
+    """Rendered children whose names are taken by objects the stack does not own (not applied)."""
     secret_problems: list[str] = field(default_factory=list)
     """Secrets the spec references (existingSecret) that are missing or lack keys."""
-    pods: list[Mapping[str, Any]] = field(default_factory=list)
+    pods: Sequence[PodState] = ()
     """The stack's live pods (by the stack label)."""
-    """Rendered children whose names are taken by objects the stack does not own (not applied)."""
     health: StackHealth | None = None
     """Roll-up of the services' health documents; None when the operator does not read them."""
     redis: RedisStatus = field(default_factory=RedisStatus)
@@ -141,95 +82,39 @@ class Observations:
     restarts: RestartsStatus = field(default_factory=RestartsStatus)
 
 
-def _health_state(health: StackHealth | None, service: str) -> HealthState:
-    if health is None or service not in health.services:
-        return "UNKNOWN"
-    return health.services[service].value
-
-
-def _store_condition(state: WorkloadState | None, name: str) -> ConditionUpdate:
-    if state is None:
-        return ConditionUpdate("False", "NotCreated", f"{name} does not exist yet")
-    if state.failure:
-        return ConditionUpdate("False", "RolloutFailed", state.failure)
-    if not state.rolled_out:
-        return ConditionUpdate("False", "NotReady", f"{state.ready}/{state.desired} pods ready")
-    return ConditionUpdate("True", "Ready", f"{state.ready}/{state.desired} pods ready")
-
-
-def _degraded_reasons(observed: Observations, rollouts_failed: list[str]) -> list[tuple[str, str]]:
-    """(reason, message) of everything that keeps the stack from working as specified, most actionable first."""
+def _stack_problems(observed: Observations) -> list[tuple[str, str]]:
+    """(reason, message) of what degrades the stack and belongs to no one component, most actionable first."""
     failing = pod_failures(observed.pods, observed.workloads.values())
     candidates = [
         ("NameConflict", "; ".join(observed.conflicts)),
         ("SecretInvalid", "; ".join(observed.secret_problems)),
         ("ApplyFailed", "; ".join(observed.apply_errors)),
         ("PodsFailing", "; ".join(f"{c}: {m}" for c, m in sorted(failing.items()))),
-        ("RolloutFailed", "; ".join(rollouts_failed)),
     ]
-    reasons = [(reason, message) for reason, message in candidates if message]
-    if observed.health is not None and observed.health.degraded:
-        reasons.append((observed.health.reason, observed.health.message))
-    return reasons
+    return [(reason, message) for reason, message in candidates if message]
 
 
 def compute_status(
     stack: TradingStack, observed: Observations, previous: TradingStackStatus, now: datetime
 ) -> TradingStackStatus:
-    spec, generation = stack.spec, stack.metadata.generation
-    name = stack.name
-
-    def state(kind: str, component: str) -> WorkloadState | None:
-        return workload_state(observed.workloads.get((kind, f"{name}-{component}")))
-
-    services: dict[str, ServiceStatus] = {}
-    not_ready: list[str] = []
-    rolling: list[str] = []
-    failed: list[str] = []
-    for service in spec.services:
-        current = state("Deployment", service.name)
-        services[service.name] = ServiceStatus(
-            ready=current.ready if current else 0,
-            desired=service.replicas,
-            health=_health_state(observed.health, service.name),
-        )
-        if current is None or not current.rolled_out:
-            not_ready.append(service.name)
-            rolling.append(service.name)
-        if current is not None and current.failure:
-            failed.append(f"{service.name}: {current.failure}")
-    # A service scaled to zero is what the spec asks for, so it holds nothing up, but it serves nothing either.
-    scaled_to_zero = [s.name for s in spec.services if s.replicas == 0 and s.name not in not_ready]
-    ready_services = len(spec.services) - len(not_ready) - len(scaled_to_zero)
-    services_ready = f"{ready_services}/{len(spec.services)} services ready"
-    if scaled_to_zero:
-        services_ready += f", scaled to zero: {', '.join(scaled_to_zero)}"
-
-    redis = _store_condition(state("StatefulSet", "redis"), "Redis") if spec.redis.enabled else None
-    postgres = _store_condition(state("StatefulSet", "postgres"), "Postgres") if spec.postgres.enabled else None
-    gateway = state("Deployment", "gateway") if spec.gateway.enabled else None
-    gateway_ready = not spec.gateway.enabled or (gateway is not None and gateway.rolled_out)
-
-    degraded_reasons = _degraded_reasons(observed, failed)
-
-    if spec.postgres.enabled and spec.postgres.backup.enabled:
-        backup = observed.backup_condition or ConditionUpdate("Unknown", "NoBackupYet", "no backup Job has finished")
-    else:
-        backup = ConditionUpdate("True", "Disabled", "backups are disabled")
-    if backup.status == "False":
-        degraded_reasons.append(("BackupUnhealthy", backup.message))
-
-    stores_ready = all(c is None or c.status == "True" for c in (redis, postgres))
+    """Each component assesses its own children; this composes the stack's conditions from the assessments."""
+    generation = stack.metadata.generation
+    workloads = observed.workloads
+    services = services_component.assess(stack, workloads, observed.health)
+    assessments = [
+        services.assessment,
+        redis_component.assess(stack, workloads),
+        postgres_component.assess(stack, workloads, observed.backup_condition),
+        gateway_component.assess(stack, workloads),
+    ]
+    degraded_reasons = _stack_problems(observed) + [d for a in assessments for d in a.degraded]
+    waiting = [w for a in assessments for w in a.waiting]
     not_applied = observed.apply_errors or observed.conflicts or observed.secret_problems
-    ready = not not_ready and stores_ready and gateway_ready and not not_applied
-    waiting = [f"services {', '.join(not_ready)}"] if not_ready else []
-    waiting += [n for n, c in (("redis", redis), ("postgres", postgres)) if c is not None and c.status != "True"]
-    if not gateway_ready:
-        waiting.append("gateway")
-    progressing = bool(rolling) or not stores_ready or not gateway_ready or observed.restarts.in_progress is not None
+    ready = not waiting and not not_applied
+    progressing = bool(waiting) or observed.restarts.in_progress is not None
 
     updates: dict[ConditionType, ConditionUpdate] = {
-        "Ready": ConditionUpdate("True", "AllComponentsReady", services_ready)
+        "Ready": ConditionUpdate("True", "AllComponentsReady", services.message)
         if ready
         else ConditionUpdate("False", "ComponentsNotReady", "waiting for " + "; ".join(waiting or ["apply"])),
         "Progressing": ConditionUpdate("True", "RollingOut", "; ".join(waiting) or "restart in progress")
@@ -238,10 +123,9 @@ def compute_status(
         "Degraded": ConditionUpdate("True", degraded_reasons[0][0], "; ".join(m for _, m in degraded_reasons))
         if degraded_reasons
         else ConditionUpdate("False", "AsExpected", ""),
-        "RedisReady": redis or ConditionUpdate("True", "Disabled", "redis.enabled is false"),
-        "PostgresReady": postgres or ConditionUpdate("True", "Disabled", "postgres.enabled is false"),
-        "BackupHealthy": backup,
     }
+    for assessment in assessments:
+        updates.update(assessment.conditions)
     conditions = list(previous.conditions)
     for kind, update in updates.items():
         conditions = set_condition(conditions, kind, update, now, generation)
@@ -251,8 +135,8 @@ def compute_status(
         observed_generation=generation,
         phase=phase,
         conditions=sorted(conditions, key=lambda c: c.type),
-        ready_summary=f"{ready_services}/{len(spec.services)}",
-        services=services,
+        ready_summary=f"{services.ready}/{len(stack.spec.services)}",
+        services=services.services,
         redis=observed.redis,
         postgres=observed.postgres,
         restarts=observed.restarts,

@@ -9,8 +9,10 @@ from typing import Any
 import yaml
 
 from tests.unit.components.kinds import assert_declares_what_it_renders
+from tests.unit.components.recorded import live_workloads, workload
 from tradingstack.api import DEFAULT_RESTART_ORDER, TradingStack
 from tradingstack.components import gateway
+from tradingstack.components.assess import Assessment
 from tradingstack.contract import Annotation
 from tradingstack.render.gateway import nginx_conf, render_gateway
 
@@ -119,3 +121,12 @@ def test_every_child_is_owned_by_the_stack() -> None:
 
 def test_declares_every_kind_it_renders() -> None:
     assert_declares_what_it_renders(gateway.COMPONENT, example_stack(replicas=2), set())
+
+
+def test_the_stack_waits_for_the_gateway_until_it_is_rolled_out() -> None:
+    stack = example_stack()
+    name = f"{stack.name}-gateway"
+    assert gateway.assess(stack, live_workloads()) == Assessment(waiting=("gateway",))
+    assert gateway.assess(stack, live_workloads(workload("Deployment", name, 0, 2))).waiting == ("gateway",)
+    assert gateway.assess(stack, live_workloads(workload("Deployment", name, 2, 2))) == Assessment()
+    assert gateway.assess(example_stack(enabled=False), live_workloads()) == Assessment()

@@ -11,10 +11,13 @@ import yaml
 from tests.golden import assert_golden
 from tests.psa import pod_specs, restricted_violations
 from tests.unit.components.kinds import assert_declares_what_it_renders
+from tests.unit.components.recorded import live_workloads, workload
 from tradingstack.api import BackupInfo, TradingStack
 from tradingstack.api.status import PostgresStatus
 from tradingstack.components import postgres
-from tradingstack.contract import Annotation
+from tradingstack.components.assess import Assessment, ConditionUpdate
+from tradingstack.components.observe import JobRun, observe
+from tradingstack.contract import Annotation, Label
 from tradingstack.reconcile.backup_health import backup_health, schedule_interval
 from tradingstack.render.postgres import (
     BACKUP_IMAGE,
@@ -216,10 +219,24 @@ def _message(backup: BackupInfo) -> str:
     return backup.model_dump_json(by_alias=True)
 
 
+def _pod(job: str, message: str, created: str = "2026-06-01T00:00:00Z", name: str = "") -> dict[str, Any]:
+    """A finished pod of `job` whose container wrote `message` as its termination message."""
+    terminated = {"state": {"terminated": {"exitCode": 0, "message": message}}}
+    metadata = {"name": name or f"{job}-pod", "creationTimestamp": created, "labels": {Label.JOB_NAME: job}}
+    return {"kind": "Pod", "metadata": metadata, "status": {"containerStatuses": [terminated]}}
+
+
+def _runs(jobs: list[dict[str, Any]], messages: dict[str, str] | None = None) -> list[JobRun]:
+    """The Jobs as the pass observes them: with their pods' termination messages, parsed by `observe`."""
+    children = {("Job", job["metadata"]["name"]): job for job in jobs}
+    children |= {("Pod", f"{job}-pod"): _pod(job, message) for job, message in (messages or {}).items()}
+    return list(observe(children).jobs)
+
+
 def test_health_reports_the_newest_successful_backup() -> None:
     older, newer = _backup(NOW - timedelta(days=1, hours=10)), _backup(NOW - timedelta(hours=10))
     jobs = [_job("b-2", NOW - timedelta(hours=9, minutes=58)), _job("b-1", NOW - timedelta(days=1, hours=9))]
-    health = backup_health(jobs, {"b-1": _message(older), "b-2": _message(newer)}, "0 2 * * *", "UTC", NOW)
+    health = backup_health(_runs(jobs, {"b-1": _message(older), "b-2": _message(newer)}), "0 2 * * *", "UTC", NOW)
     assert health.postgres == PostgresStatus(last_backup=newer, last_backup_job="b-2", last_backup_result="Succeeded")
     assert (health.status, health.reason) == ("True", "BackupSucceeded")
     assert newer.name in health.message
@@ -233,7 +250,7 @@ def test_health_is_false_when_the_last_finished_run_failed_and_keeps_the_last_go
         _job("b-3", None),  # still running: not a finished run
     ]
     messages = {"b-1": _message(good), "b-2": '{"error": "pg_dump exited 1: connection refused"}'}
-    health = backup_health(jobs, messages, "0 2 * * *", "UTC", NOW)
+    health = backup_health(_runs(jobs, messages), "0 2 * * *", "UTC", NOW)
     assert health.postgres == PostgresStatus(last_backup=good, last_backup_job="b-2", last_backup_result="Failed")
     assert (health.status, health.reason) == ("False", "BackupFailed")
     assert "connection refused" in health.message
@@ -241,7 +258,7 @@ def test_health_is_false_when_the_last_finished_run_failed_and_keeps_the_last_go
 
 
 def test_failed_run_without_a_message_reports_the_job_condition() -> None:
-    health = backup_health([_job("b-1", NOW, succeeded=False)], {}, "0 2 * * *", "UTC", NOW)
+    health = backup_health(_runs([_job("b-1", NOW, succeeded=False)]), "0 2 * * *", "UTC", NOW)
     assert health.reason == "BackupFailed"
     assert "backoff limit" in health.message
 
@@ -249,7 +266,7 @@ def test_failed_run_without_a_message_reports_the_job_condition() -> None:
 def test_a_successful_run_after_a_failure_makes_it_healthy_again() -> None:
     good = _backup(NOW - timedelta(hours=1))
     jobs = [_job("b-1", NOW - timedelta(days=1), succeeded=False), _job("b-2", NOW - timedelta(minutes=55))]
-    health = backup_health(jobs, {"b-2": _message(good)}, "0 * * * *", "UTC", NOW)
+    health = backup_health(_runs(jobs, {"b-2": _message(good)}), "0 * * * *", "UTC", NOW)
     assert (health.status, health.postgres.last_backup_result) == ("True", "Succeeded")
 
 
@@ -260,7 +277,7 @@ def test_a_successful_run_after_a_failure_makes_it_healthy_again() -> None:
 def test_health_is_false_when_the_newest_backup_is_older_than_two_intervals(age: timedelta, status: str) -> None:
     previous = PostgresStatus(last_backup=_backup(NOW - age), last_backup_job="old", last_backup_result="Succeeded")
     # Daily at 12:00 (the backup's own time), and the Jobs that made it are gone from the history.
-    health = backup_health([], {}, "0 12 * * *", "UTC", NOW, previous=previous)
+    health = backup_health([], "0 12 * * *", "UTC", NOW, previous=previous)
     assert health.status == status
     assert health.postgres == previous
     if status == "False":
@@ -272,20 +289,24 @@ def test_a_previous_backup_newer_than_the_remaining_jobs_is_kept() -> None:
     recent, old = _backup(NOW - timedelta(hours=2)), _backup(NOW - timedelta(days=3))
     previous = PostgresStatus(last_backup=recent, last_backup_job="b-9", last_backup_result="Succeeded")
     health = backup_health(
-        [_job("b-1", NOW - timedelta(days=3))], {"b-1": _message(old)}, "0 * * * *", "UTC", NOW, previous=previous
+        _runs([_job("b-1", NOW - timedelta(days=3))], {"b-1": _message(old)}),
+        "0 * * * *",
+        "UTC",
+        NOW,
+        previous=previous,
     )
     assert health.postgres.last_backup == recent
 
 
 def test_no_finished_run_yet_is_unknown() -> None:
-    health = backup_health([_job("b-1", None)], {}, "0 2 * * *", "UTC", NOW)
+    health = backup_health(_runs([_job("b-1", None)]), "0 2 * * *", "UTC", NOW)
     assert (health.status, health.reason) == ("Unknown", "NoBackupYet")
     assert health.postgres == PostgresStatus()
 
 
 def test_success_without_a_readable_result_is_unknown() -> None:
     health = backup_health(
-        [_job("b-1", NOW)], {"b-1": "Traceback (most recent call last): ..."}, "0 2 * * *", "UTC", NOW
+        _runs([_job("b-1", NOW)], {"b-1": "Traceback (most recent call last): ..."}), "0 2 * * *", "UTC", NOW
     )
     assert (health.status, health.reason) == ("Unknown", "NoBackupReported")
     assert health.postgres.last_backup_result == "Succeeded"
@@ -295,7 +316,7 @@ def test_weekday_schedule_is_not_stale_over_the_weekend() -> None:
     friday = datetime(2026, 6, 5, 2, 0, 30, tzinfo=UTC)
     monday_morning = datetime(2026, 6, 8, 1, 59, tzinfo=UTC)
     previous = PostgresStatus(last_backup=_backup(friday))
-    health = backup_health([], {}, "0 2 * * 1-5", "UTC", monday_morning, previous=previous)
+    health = backup_health([], "0 2 * * 1-5", "UTC", monday_morning, previous=previous)
     assert health.status == "True"
 
 
@@ -314,3 +335,54 @@ def test_declares_every_kind_it_renders() -> None:
     # Backup pods are read for their termination messages; the credentials are generated; a restore Job is
     # rendered only when one is asked for.
     assert_declares_what_it_renders(postgres.COMPONENT, example_stack(), {"Pod", "Secret", "Job"})
+
+
+def test_backup_runs_are_the_backup_cronjobs_jobs_with_their_pods_results() -> None:
+    stack = example_stack()
+    owned = _job("quant-postgres-backup-1", NOW)
+    owned["metadata"]["ownerReferences"] = [{"kind": "CronJob", "name": "quant-postgres-backup"}]
+    restore = _job("quant-postgres-restore", NOW)
+    restore["metadata"]["ownerReferences"] = [{"kind": "TradingStack", "name": "quant"}]
+    good = _backup(NOW - timedelta(minutes=5))
+    children = {
+        ("Job", "quant-postgres-backup-1"): owned,
+        ("Job", "quant-postgres-restore"): restore,
+        ("Pod", "b-old"): _pod("quant-postgres-backup-1", '{"error": "first try"}', "2026-06-10T11:00:00Z", "b-old"),
+        ("Pod", "b-new"): _pod("quant-postgres-backup-1", _message(good), "2026-06-10T11:50:00Z", "b-new"),
+    }
+    runs = postgres.backup_runs(stack, observe(children))
+    assert [(run.name, run.succeeded, run.result) for run in runs] == [("quant-postgres-backup-1", True, good)]
+    assert backup_health(runs, "0 * * * *", "UTC", NOW).reason == "BackupSucceeded"
+
+
+def test_postgres_ready_and_backup_healthy_are_assessed_together() -> None:
+    stack = example_stack()
+    sts = "quant-postgres"
+    none_yet = postgres.assess(stack, live_workloads(workload("StatefulSet", sts, 1)), None)
+    assert none_yet == Assessment(
+        {
+            "PostgresReady": ConditionUpdate("True", "Ready", "1/1 pods ready"),
+            "BackupHealthy": ConditionUpdate("Unknown", "NoBackupYet", "no backup Job has finished"),
+        }
+    )
+    failed = ConditionUpdate("False", "BackupFailed", "backup Job b-1 failed: refused")
+    degraded = postgres.assess(stack, live_workloads(workload("StatefulSet", sts, 0)), failed)
+    assert degraded.conditions["BackupHealthy"] == failed
+    assert degraded.conditions["PostgresReady"] == ConditionUpdate("False", "NotReady", "0/1 pods ready")
+    assert (degraded.waiting, degraded.degraded) == (("postgres",), (("BackupUnhealthy", failed.message),))
+    missing = postgres.assess(stack, live_workloads(), None).conditions["PostgresReady"]
+    assert missing == ConditionUpdate("False", "NotCreated", "Postgres does not exist yet")
+
+
+def test_disabled_backups_or_postgres_are_healthy_whatever_was_assessed() -> None:
+    failed = ConditionUpdate("False", "BackupFailed", "old news")
+    no_backups = postgres.assess(example_stack(backup={"enabled": False}), live_workloads(), failed)
+    assert no_backups.conditions["BackupHealthy"] == ConditionUpdate("True", "Disabled", "backups are disabled")
+    assert no_backups.degraded == ()
+    off = postgres.assess(example_stack(enabled=False), live_workloads(), None)
+    assert off == Assessment(
+        {
+            "PostgresReady": ConditionUpdate("True", "Disabled", "postgres.enabled is false"),
+            "BackupHealthy": ConditionUpdate("True", "Disabled", "backups are disabled"),
+        }
+    )

@@ -13,9 +13,12 @@ from hypothesis import strategies as st
 from tests.golden import assert_golden
 from tests.psa import pod_specs, restricted_violations
 from tests.unit.components.kinds import assert_declares_what_it_renders
+from tests.unit.components.recorded import DEADLINE, live_workloads, workload
 from tradingstack.api import TradingStack
 from tradingstack.api.status import RedisStatus
 from tradingstack.components import redis
+from tradingstack.components.assess import Assessment, ConditionUpdate
+from tradingstack.components.observe import observe
 from tradingstack.contract import MASTER_ROLE, Annotation, Label
 from tradingstack.kube.actions import PatchLabels, PostEvent
 from tradingstack.reconcile.redis_master import FAILOVER_REASON, MASTER_OBSERVED_REASON, decide_master, master_actions
@@ -304,3 +307,41 @@ def test_a_steady_master_plans_no_write() -> None:
 def test_declares_every_kind_it_renders() -> None:
     # The pods are listed to move the master label; the password Secret is generated, not rendered.
     assert_declares_what_it_renders(redis.COMPONENT, example_stack(), {"Pod", "Secret"})
+
+
+def test_the_master_decision_reads_only_the_redis_servers_pods() -> None:
+    def pod(name: str, app: str, **labels: str) -> dict[str, Any]:
+        return {"kind": "Pod", "metadata": {"name": name, "labels": {Label.NAME: app, **labels}}, "status": {}}
+
+    children = {
+        ("Pod", "qt-redis-0"): pod("qt-redis-0", "redis", **{Label.REDIS_ROLE: MASTER_ROLE}),
+        ("Pod", "qt-redis-1"): pod("qt-redis-1", "redis"),
+        ("Pod", "qt-redis-sentinel-0"): pod("qt-redis-sentinel-0", "redis-sentinel"),
+        ("Pod", "qt-api-1"): pod("qt-api-1", "api"),
+    }
+    servers = redis.redis_pods(observe(children).pods)
+    assert [p.name for p in servers] == ["qt-redis-0", "qt-redis-1"]
+    assert [p.name for p in servers if p.labels.get(Label.REDIS_ROLE) == MASTER_ROLE] == ["qt-redis-0"]
+
+
+def test_redis_ready_follows_the_servers_statefulset() -> None:
+    stack = example_stack()
+    name = f"{stack.name}-redis"
+    missing = redis.assess(stack, live_workloads())
+    assert missing == Assessment({"RedisReady": ConditionUpdate("False", "NotCreated", "Redis does not exist yet")},
+                                 waiting=("redis",))  # fmt: skip
+    rolling = redis.assess(stack, live_workloads(workload("StatefulSet", name, 1, 3)))
+    assert rolling.conditions["RedisReady"] == ConditionUpdate("False", "NotReady", "1/3 pods ready")
+    stuck = redis.assess(stack, live_workloads(workload("StatefulSet", name, 1, 3, DEADLINE)))
+    assert stuck.conditions["RedisReady"] == ConditionUpdate("False", "RolloutFailed", "stuck")
+    ready = redis.assess(stack, live_workloads(workload("StatefulSet", name, 3, 3)))
+    assert ready == Assessment({"RedisReady": ConditionUpdate("True", "Ready", "3/3 pods ready")})
+    # the sentinels' StatefulSet is not the Redis servers'
+    assert redis.assess(stack, live_workloads(workload("StatefulSet", f"{name}-sentinel", 3, 3))).waiting == ("redis",)
+
+
+def test_disabled_redis_is_ready_and_waits_for_nothing() -> None:
+    stack = TradingStack.model_validate({"metadata": {"name": "qt"}, "spec": {"redis": {"enabled": False}}})
+    assert redis.assess(stack, live_workloads()) == Assessment(
+        {"RedisReady": ConditionUpdate("True", "Disabled", "redis.enabled is false")}
+    )

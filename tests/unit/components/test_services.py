@@ -3,12 +3,20 @@ connection env of the stores each one uses, the probes of the health contract, w
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from tests.unit.components.kinds import assert_declares_what_it_renders
+from tests.unit.components.recorded import DEADLINE, live_workloads, workload
 from tests.unit.test_render import example
+from tradingstack.api import ServiceStatus, TradingStack
 from tradingstack.components import render, services
+from tradingstack.components.assess import Assessment
+from tradingstack.health.contract import DependencyHealth, DependencyStatus, ServiceHealth
+from tradingstack.health.rollup import rollup
 from tradingstack.render.services import health_url
+
+NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 
 
 def _env(obj: dict[str, Any]) -> dict[str, Any]:
@@ -58,3 +66,39 @@ def test_the_operator_reads_health_on_the_container_port() -> None:
 
 def test_declares_every_kind_it_renders() -> None:
     assert_declares_what_it_renders(services.COMPONENT, example("quantum-trader.yaml"), set())
+
+
+def test_services_are_assessed_from_their_deployments_and_health() -> None:
+    stack = TradingStack.model_validate(
+        {
+            "metadata": {"name": "qt"},
+            "spec": {"services": [{"name": "api", "image": "x:1", "port": 8000, "replicas": 2},
+                                  {"name": "web", "image": "x:1", "port": 8001, "replicas": 2},
+                                  {"name": "batch", "image": "x:1", "port": 8002, "replicas": 0}]},
+        }
+    )  # fmt: skip
+    workloads = live_workloads(
+        workload("Deployment", "qt-api", 2, 2),
+        workload("Deployment", "qt-web", 1, 2, DEADLINE),
+        workload("Deployment", "qt-batch", 0, 0),
+    )
+    unhealthy = ServiceHealth.create("api", "1", 5.0, NOW, {"redis": DependencyHealth(status=DependencyStatus.DOWN)})
+    result = services.assess(stack, workloads, rollup({"api": unhealthy, "web": None}))
+    assert result.services == {
+        "api": ServiceStatus(ready=2, desired=2, health="UNHEALTHY"),
+        "web": ServiceStatus(ready=1, desired=2, health="UNREACHABLE"),
+        "batch": ServiceStatus(ready=0, desired=0, health="UNKNOWN"),
+    }
+    assert (result.ready, result.message) == (1, "1/3 services ready, scaled to zero: batch")
+    assert result.assessment.waiting == ("services web",)
+    assert result.assessment.degraded[0] == ("RolloutFailed", "web: stuck")
+    assert result.assessment.degraded[1][0] == "ServicesUnhealthy"
+
+
+def test_services_without_health_documents_are_unknown_and_all_ready_waits_for_nothing() -> None:
+    stack = TradingStack.model_validate(
+        {"metadata": {"name": "qt"}, "spec": {"services": [{"name": "api", "image": "x:1", "port": 8000}]}}
+    )
+    result = services.assess(stack, live_workloads(workload("Deployment", "qt-api", 1)), None)
+    assert result.services["api"].health == "UNKNOWN"
+    assert (result.message, result.assessment) == ("1/1 services ready", Assessment())
