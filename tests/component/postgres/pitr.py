@@ -1,0 +1,183 @@
+"""Fixtures of the PITR tests: a server archiving WAL with pgBackRest, configured by `render.pgbackrest` (the
+files and commands are the rendered ones, not a copy), and a writer committing numbered rows."""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.component.postgres.server import SUPERUSER, PostgresCluster, initialized_cluster
+from tests.support import wait_for
+from tradingstack.contract.pgbackrest import cipher_pass_env
+from tradingstack.render import pgbackrest
+from tradingstack.render.pgbackrest import PgBackRestSettings
+
+ARCHIVE_TIMEOUT_SECONDS = 2
+"""Short so that the tests are: the server ships a partly filled WAL segment after this long."""
+
+SERVER_SETTINGS = ("fsync=off",)
+"""fsync only matters if the machine crashes; the default full_page_writes and synchronous_commit stay, since
+recovery replays the WAL they write."""
+
+WRITER_LIMIT_SECONDS = 30.0
+"""A writer nobody stops stops itself."""
+
+
+@dataclass
+class PgBackRest:
+    """pgBackRest as the server user, with the settings its configuration file was rendered from."""
+
+    cluster: PostgresCluster
+    settings: PgBackRestSettings
+    env: dict[str, str]
+
+    def run(self, argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.cluster.as_server_user(*argv),
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
+        )
+
+    def ok(self, argv: list[str], timeout: float = 60) -> str:
+        completed = self.run(argv, timeout)
+        assert completed.returncode == 0, f"{argv[3:]} exited {completed.returncode}: {completed.stdout}"
+        return completed.stdout
+
+    def info(self) -> str:
+        """`pgbackrest info --output=json`, as printed."""
+        return self.ok(pgbackrest.info_command(self.settings))
+
+    def with_settings(self, **changes: Any) -> PgBackRest:
+        """Another configuration file, rendered from these settings with `changes`."""
+        settings = dataclasses.replace(self.settings, **changes)
+        Path(settings.config_path).write_text(pgbackrest.config_text(settings))
+        return PgBackRest(self.cluster, settings, self.env)
+
+    def start_server(self, *settings: str) -> None:
+        """Start the server with pgBackRest's env (archive_command runs in it) and wait for recovery to end."""
+        self.cluster.start(*SERVER_SETTINGS, *settings, env=self.env)
+        wait_for(lambda: not _in_recovery(self.cluster), timeout=60, interval=0.2, what="end of recovery")
+        # The checkpointer starts before recovery ends and then sleeps for checkpoint_timeout (5 min) without
+        # looking at archive_timeout; a reload wakes it (seen on 15.18 with strace: no forced switch otherwise).
+        with self.connect() as conn:
+            conn.execute("SELECT pg_reload_conf()")
+
+    def connect(self) -> psycopg.Connection[tuple[Any, ...]]:
+        return self.cluster.server.connect("postgres")
+
+
+def _in_recovery(cluster: PostgresCluster) -> bool:
+    with cluster.server.connect("postgres") as conn:
+        row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+    return bool(row and row[0])
+
+
+def _server_dir(cluster: PostgresCluster, name: str) -> str:
+    path = cluster.base / name
+    path.mkdir(mode=0o750)
+    cluster.chown(path)
+    return str(path)
+
+
+@contextmanager
+def archiving_server() -> Iterator[PgBackRest]:
+    """A fresh server whose WAL goes to a pgBackRest posix repository under its base directory, encrypted, with
+    async archiving; the stanza exists. 1 MB WAL segments keep the repository at a few MB."""
+    if shutil.which("pgbackrest") is None:
+        pytest.fail("pgbackrest not found (hack/install-prereqs.sh)")
+    with initialized_cluster("--wal-segsize=1") as cluster:
+        settings = PgBackRestSettings(
+            stanza="pitr",
+            pg_data=str(cluster.data),
+            pg_port=cluster.server.port,
+            pg_socket_path=str(cluster.base),
+            pg_user=SUPERUSER,
+            repo1_path=_server_dir(cluster, "repo"),
+            cipher_type="aes-256-cbc",
+            spool_path=_server_dir(cluster, "spool"),
+            lock_path=_server_dir(cluster, "lock"),
+            log_path=_server_dir(cluster, "log"),
+            process_max=2,
+            archive_timeout_seconds=ARCHIVE_TIMEOUT_SECONDS,
+            push_timeout_seconds=10,
+            config_path=str(cluster.base / "pgbackrest.conf"),
+        )
+        Path(settings.config_path).write_text(pgbackrest.config_text(settings))
+        with (cluster.data / "postgresql.conf").open("a") as conf:
+            conf.write(pgbackrest.postgres_conf(settings))
+        env = cluster.server.env("postgres", **{cipher_pass_env(1): secrets.token_urlsafe(24)})
+        tool = PgBackRest(cluster, settings, env)
+        tool.start_server()
+        tool.ok(pgbackrest.stanza_create_command(settings))
+        yield tool
+
+
+@dataclass(frozen=True)
+class Commit:
+    seq: int
+    sent: datetime
+    """Just before the INSERT went out: the row's commit is later."""
+    acknowledged: datetime
+    """Just after the server confirmed the commit: the row's commit is earlier."""
+
+
+@dataclass
+class Writer:
+    """Commits rows 1, 2, 3, ... into `ticks`, one transaction each, every `interval` seconds, in a thread,
+    recording what it sent when and when the server confirmed it. Stops at the first error (the server gone)."""
+
+    conn: psycopg.Connection[tuple[Any, ...]]
+    interval: float = 0.01
+    commits: list[Commit] = field(default_factory=list)
+    error: Exception | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.conn.execute("CREATE TABLE IF NOT EXISTS ticks (seq int PRIMARY KEY, at timestamptz NOT NULL)")
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        deadline = time.monotonic() + WRITER_LIMIT_SECONDS
+        seq = 0
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            seq += 1
+            sent = datetime.now(UTC)
+            try:
+                self.conn.execute("INSERT INTO ticks VALUES (%s, clock_timestamp())", (seq,))
+            except psycopg.Error as err:
+                self.error = err
+                return
+            self.commits.append(Commit(seq, sent, datetime.now(UTC)))
+            self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def wait_rows(self, count: int) -> None:
+        wait_for(lambda: len(self.commits) >= count or self.error, timeout=30, interval=0.05, what=f"{count} rows")
+        assert self.error is None, self.error
+
+
+def restored_seqs(tool: PgBackRest) -> list[int]:
+    with tool.connect() as conn:
+        return [int(row[0]) for row in conn.execute("SELECT seq FROM ticks ORDER BY seq")]
