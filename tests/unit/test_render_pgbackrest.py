@@ -37,6 +37,7 @@ def test_config_of_the_defaults() -> None:
             "spool-path": "/var/spool/pgbackrest",
             "lock-path": "/tmp/pgbackrest",
             "archive-timeout": "60",
+            "io-timeout": "60",
             "start-fast": "y",
             "log-level-console": "info",
             "log-level-file": "off",
@@ -152,8 +153,13 @@ def test_a_target_without_time_zone_is_refused() -> None:
         ({"process_max": 0}, "at least 1"),
         ({"retention_full": 0}, "at least 1"),
         ({"archive_timeout_seconds": 0}, "at least 1"),
+        ({"io_timeout_seconds": 0}, "at least 1"),
     ],
 )
 def test_invalid_settings(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         replace(BASE, **changes)
+
+
+def test_restore_from_one_repository() -> None:
+    assert pgbackrest.restore_command(BASE, repo=2)[3:] == ["--repo=2", "restore"]

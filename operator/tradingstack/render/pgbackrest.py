@@ -29,7 +29,8 @@ class S3Repo:
     """repo2: an S3-compatible bucket. The key and secret come from env (`PgBackRestEnv.REPO2_S3_KEY*`)."""
 
     endpoint: str
-    """Host name only; the port is `port`."""
+    """Host name only, the port is `port`. pgBackRest 2.45 checks the server certificate against this name and
+    matches DNS names only: an IP address endpoint fails TLS verification even with an IP SAN."""
     bucket: str
     region: str
     path: str = "/pgbackrest"
@@ -69,6 +70,8 @@ class PgBackRestSettings:
     recovery point objective of a lost data volume when writes are steady."""
     push_timeout_seconds: int = 60
     """pgBackRest's own archive-timeout: how long archive-push and check wait for WAL to reach the repository."""
+    io_timeout_seconds: int = 60
+    """pgBackRest's io-timeout: how long a repository request is retried, an unreachable S3 endpoint included."""
     archive_push_queue_max: str | None = None
     """e.g. `1GiB`: past this much unshipped WAL, archive-push reports success and drops it, so an unreachable
     repository cannot fill the data volume. The price is a gap in the archive: no PITR across it."""
@@ -84,7 +87,8 @@ class PgBackRestSettings:
         for path in (self.pg_data, self.repo1_path, self.spool_path, self.lock_path, self.config_path):
             if not path.startswith("/"):
                 raise ValueError(f"{path!r} is not an absolute path")
-        if min(self.process_max, self.retention_full, self.archive_timeout_seconds, self.push_timeout_seconds) < 1:
+        counts = (self.process_max, self.retention_full)
+        if min(*counts, self.archive_timeout_seconds, self.push_timeout_seconds, self.io_timeout_seconds) < 1:
             raise ValueError("process_max, retention_full and the timeouts must be at least 1")
 
 
@@ -129,6 +133,7 @@ def _process(s: PgBackRestSettings) -> list[tuple[str, str]]:
         ("spool-path", s.spool_path),
         ("lock-path", s.lock_path),
         ("archive-timeout", str(s.push_timeout_seconds)),
+        ("io-timeout", str(s.io_timeout_seconds)),
         # An immediate checkpoint: a backup starts now instead of at the next scheduled checkpoint.
         ("start-fast", "y"),
         ("log-level-console", "info"),
@@ -224,10 +229,13 @@ def format_target_time(target: datetime) -> str:
     return target.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00")
 
 
-def restore_command(s: PgBackRestSettings, target: datetime | None = None, *, delta: bool = False) -> list[str]:
+def restore_command(
+    s: PgBackRestSettings, target: datetime | None = None, *, delta: bool = False, repo: int | None = None
+) -> list[str]:
     """Restore into pg_data (empty, or with `delta` a stale copy to overwrite), then replay archived WAL: to the
-    end of the archive, or to the last commit before `target`, after which the server promotes itself."""
+    end of the archive, or to the last commit before `target`, after which the server promotes itself. Without
+    `repo`, pgBackRest takes the first repository holding a suitable backup."""
     recovery = []
     if target is not None:
         recovery = ["--type=time", f"--target={format_target_time(target)}", "--target-action=promote"]
-    return _command(s, *(["--delta"] if delta else []), *recovery, "restore")
+    return _command(s, *([f"--repo={repo}"] if repo else []), *(["--delta"] if delta else []), *recovery, "restore")
