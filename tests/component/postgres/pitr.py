@@ -19,11 +19,12 @@ from typing import Any
 import psycopg
 import pytest
 
+from tests.component.postgres.s3 import S3Server
 from tests.component.postgres.server import SUPERUSER, PostgresCluster, initialized_cluster
 from tests.support import wait_for
 from tradingstack.contract.pgbackrest import cipher_pass_env
 from tradingstack.render import pgbackrest
-from tradingstack.render.pgbackrest import PgBackRestSettings
+from tradingstack.render.pgbackrest import PgBackRestSettings, S3Repo
 
 ARCHIVE_TIMEOUT_SECONDS = 2
 """Short so that the tests are: the server ships a partly filled WAL segment after this long."""
@@ -95,10 +96,20 @@ def _server_dir(cluster: PostgresCluster, name: str) -> str:
     return str(path)
 
 
+def _with_ca_file(cluster: PostgresCluster, s3: S3Server) -> S3Repo:
+    """repo2 with its CA file copied where the server user can read it (pytest's tmp_path is root's alone)."""
+    if s3.repo.ca_file is None:
+        return s3.repo
+    ca_file = cluster.base / "s3-ca.pem"
+    shutil.copyfile(s3.repo.ca_file, ca_file)
+    ca_file.chmod(0o644)
+    return dataclasses.replace(s3.repo, ca_file=str(ca_file))
+
+
 @contextmanager
-def archiving_server() -> Iterator[PgBackRest]:
-    """A fresh server whose WAL goes to a pgBackRest posix repository under its base directory, encrypted, with
-    async archiving; the stanza exists. 1 MB WAL segments keep the repository at a few MB."""
+def archiving_server(s3: S3Server | None = None) -> Iterator[PgBackRest]:
+    """A fresh server whose WAL goes to a pgBackRest posix repository under its base directory (and to `s3` as
+    repo2), encrypted, with async archiving; the stanza exists. 1 MB WAL segments keep repositories at a few MB."""
     if shutil.which("pgbackrest") is None:
         pytest.fail("pgbackrest not found (hack/install-prereqs.sh)")
     with initialized_cluster("--wal-segsize=1") as cluster:
@@ -116,12 +127,15 @@ def archiving_server() -> Iterator[PgBackRest]:
             process_max=2,
             archive_timeout_seconds=ARCHIVE_TIMEOUT_SECONDS,
             push_timeout_seconds=10,
+            io_timeout_seconds=5,
             config_path=str(cluster.base / "pgbackrest.conf"),
+            repo2_s3=_with_ca_file(cluster, s3) if s3 else None,
         )
         Path(settings.config_path).write_text(pgbackrest.config_text(settings))
         with (cluster.data / "postgresql.conf").open("a") as conf:
             conf.write(pgbackrest.postgres_conf(settings))
-        env = cluster.server.env("postgres", **{cipher_pass_env(1): secrets.token_urlsafe(24)})
+        passphrases = {cipher_pass_env(repo): secrets.token_urlsafe(24) for repo in (1, 2)}
+        env = cluster.server.env("postgres", **passphrases, **(s3.env() if s3 else {}))
         tool = PgBackRest(cluster, settings, env)
         tool.start_server()
         tool.ok(pgbackrest.stanza_create_command(settings))
@@ -181,3 +195,51 @@ class Writer:
 def restored_seqs(tool: PgBackRest) -> list[int]:
     with tool.connect() as conn:
         return [int(row[0]) for row in conn.execute("SELECT seq FROM ticks ORDER BY seq")]
+
+
+@contextmanager
+def restored(tool: PgBackRest, target: datetime | None = None, repo: int | None = None) -> Iterator[PgBackRest]:
+    """Restore into an empty data directory, start the server, wait until it has promoted; delete it afterwards."""
+    data = tool.cluster.data
+    data.mkdir(mode=0o700)
+    tool.cluster.chown(data)
+    try:
+        tool.ok(pgbackrest.restore_command(tool.settings, target, repo=repo))
+        # archive_mode=off: the restored server would push its new timeline into the shared repository, and the
+        # next restore to "latest" would follow that timeline instead of the original one.
+        tool.start_server("archive_mode=off")
+        yield tool
+    finally:
+        if tool.cluster.running():
+            tool.cluster.stop()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def ready_segments(tool: PgBackRest) -> int:
+    return len(list((tool.cluster.data / "pg_wal" / "archive_status").glob("*.ready")))
+
+
+def archiver_failures(tool: PgBackRest) -> int:
+    with tool.connect() as conn:
+        row = conn.execute("SELECT failed_count FROM pg_stat_archiver").fetchone()
+    return int(row[0]) if row else 0
+
+
+def assert_commits_go_on_while_archiving_fails(tool: PgBackRest, writer: Writer) -> None:
+    """With the repository unwritable or unreachable: check fails, the archiver records failures, yet the writer
+    keeps committing. archive_command failing never blocks commits: the server keeps every unarchived segment in
+    pg_wal and retries. On a real volume that is a disk-full risk: a repository unreachable for long enough fills
+    the data volume, and then the server stops. `archive_push_queue_max` trades that for a gap in the archive."""
+    writer.wait_rows(len(writer.commits) + 100)
+    assert tool.run(pgbackrest.check_command(tool.settings)).returncode != 0
+    wait_for(lambda: archiver_failures(tool) > 0, timeout=45, interval=0.5, what="an archive failure")
+    wait_for(lambda: ready_segments(tool) >= 2, timeout=45, interval=0.5, what="unarchived WAL piling up")
+    writer.wait_rows(len(writer.commits) + 100)
+
+
+def assert_the_archive_catches_up(tool: PgBackRest, writer: Writer) -> None:
+    """Once the repository is back, the piled-up WAL goes out (one segment may be in flight) and check passes."""
+    wait_for(lambda: ready_segments(tool) <= 1, timeout=45, interval=0.5, what="the archive catching up")
+    writer.stop()
+    assert writer.error is None
+    tool.ok(pgbackrest.check_command(tool.settings))

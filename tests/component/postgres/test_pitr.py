@@ -11,7 +11,6 @@ import os
 import shutil
 import stat
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,9 +24,11 @@ from tests.component.postgres.pitr import (
     PgBackRest,
     Writer,
     archiving_server,
+    assert_commits_go_on_while_archiving_fails,
+    assert_the_archive_catches_up,
+    restored,
     restored_seqs,
 )
-from tests.support import wait_for
 from tradingstack.contract.pgbackrest_info import parse_info, verify_problems
 from tradingstack.render import pgbackrest
 
@@ -74,24 +75,6 @@ def scenario() -> Iterator[Scenario]:
 def _empty(directory: Path) -> None:
     for child in directory.iterdir():
         shutil.rmtree(child) if child.is_dir() else child.unlink()
-
-
-@contextmanager
-def restored(tool: PgBackRest, target: datetime | None = None) -> Iterator[PgBackRest]:
-    """Restore into an empty data directory, start the server, wait until it has promoted; delete it afterwards."""
-    data = tool.cluster.data
-    data.mkdir(mode=0o700)
-    tool.cluster.chown(data)
-    try:
-        tool.ok(pgbackrest.restore_command(tool.settings, target))
-        # archive_mode=off: the restored server would push its new timeline into the shared repository, and the
-        # next restore to "latest" would follow that timeline instead of the original one.
-        tool.start_server("archive_mode=off")
-        yield tool
-    finally:
-        if tool.cluster.running():
-            tool.cluster.stop()
-        shutil.rmtree(data, ignore_errors=True)
 
 
 def test_restore_to_latest_loses_at_most_the_unarchived_tail(
@@ -175,20 +158,8 @@ def test_info_of_the_scenario_parses(scenario: Scenario) -> None:
     assert info.last_recoverable >= scenario.diff_started - timedelta(seconds=1)
 
 
-def _ready_segments(tool: PgBackRest) -> int:
-    return len(list((tool.cluster.data / "pg_wal" / "archive_status").glob("*.ready")))
-
-
-def _archiver_failures(tool: PgBackRest) -> int:
-    with tool.connect() as conn:
-        row = conn.execute("SELECT failed_count FROM pg_stat_archiver").fetchone()
-    return int(row[0]) if row else 0
-
-
 def test_commits_go_on_while_the_repository_is_unwritable() -> None:
-    """archive_command failing does not block commits: the server keeps every unarchived segment in pg_wal and
-    retries. On a real volume that is a disk-full risk: a repository unreachable for long enough fills the data
-    volume and then the server stops. `archive_push_queue_max` trades that for a gap in the archive."""
+    """See `assert_commits_go_on_while_archiving_fails` for the disk-full risk this implies."""
     with archiving_server() as tool, tool.connect() as conn:
         tool.ok(pgbackrest.check_command(tool.settings))
         repo = Path(tool.settings.repo1_path)
@@ -197,14 +168,7 @@ def test_commits_go_on_while_the_repository_is_unwritable() -> None:
         writer = Writer(conn)
         writer.start()
         try:
-            writer.wait_rows(100)
-            assert tool.run(pgbackrest.check_command(tool.settings)).returncode != 0
-            wait_for(lambda: _archiver_failures(tool) > 0, timeout=30, interval=0.5, what="an archive failure")
-            wait_for(lambda: _ready_segments(tool) >= 2, timeout=30, interval=0.5, what="unarchived WAL piling up")
-            writer.wait_rows(len(writer.commits) + 100)
+            assert_commits_go_on_while_archiving_fails(tool, writer)
         finally:
             repo.chmod(stat.S_IMODE(mode))
-        wait_for(lambda: _ready_segments(tool) <= 1, timeout=45, interval=0.5, what="the archive catching up")
-        writer.stop()
-        assert writer.error is None
-        tool.ok(pgbackrest.check_command(tool.settings))
+        assert_the_archive_catches_up(tool, writer)
