@@ -103,7 +103,7 @@ def test_postgres_settings_ship_wal_to_the_stanza() -> None:
 def test_archive_command_is_shell_safe_and_the_conf_quotes_it() -> None:
     settings = replace(BASE, config_path="/etc/pg backrest/it's.conf")
     command = pgbackrest.archive_command(settings)
-    assert shlex.split(command) == [*pgbackrest._command(settings, "archive-push"), "%p"]
+    assert shlex.split(command) == [*pgbackrest.command(settings, "archive-push"), "%p"]
     line = next(line for line in pgbackrest.postgres_conf(settings).splitlines() if line.startswith("archive_command"))
     assert line == "archive_command = '" + command.replace("'", "''") + "'"
 

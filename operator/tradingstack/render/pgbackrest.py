@@ -167,13 +167,14 @@ def config_text(s: PgBackRestSettings) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _command(s: PgBackRestSettings, *args: str) -> list[str]:
+def command(s: PgBackRestSettings, *args: str) -> list[str]:
+    """Any pgBackRest command with this configuration and stanza (`args`: options, then the command's name)."""
     return ["pgbackrest", f"--config={s.config_path}", f"--stanza={s.stanza}", *args]
 
 
 def archive_command(s: PgBackRestSettings) -> str:
     """The server runs this through the shell for each finished WAL segment (%p: its path)."""
-    return shlex.join(_command(s, "archive-push")) + " %p"
+    return shlex.join(command(s, "archive-push")) + " %p"
 
 
 def postgres_settings(s: PgBackRestSettings) -> dict[str, str]:
@@ -199,27 +200,27 @@ def postgres_args(s: PgBackRestSettings) -> list[str]:
 
 def stanza_create_command(s: PgBackRestSettings) -> list[str]:
     """Once per stanza, with the server running; repeating it on an existing, matching stanza is harmless."""
-    return _command(s, "stanza-create")
+    return command(s, "stanza-create")
 
 
 def check_command(s: PgBackRestSettings) -> list[str]:
     """Switches WAL and waits (push_timeout_seconds) for it to reach every repository: fails if archiving is broken."""
-    return _command(s, "check")
+    return command(s, "check")
 
 
 def backup_command(s: PgBackRestSettings, backup_type: BackupType, repo: int | None = None) -> list[str]:
     """A backup into one repository (repo1 unless told); pgBackRest expires per retention afterwards."""
-    return _command(s, *([f"--repo={repo}"] if repo else []), f"--type={backup_type}", "backup")
+    return command(s, *([f"--repo={repo}"] if repo else []), f"--type={backup_type}", "backup")
 
 
 def verify_command(s: PgBackRestSettings, repo: int | None = None) -> list[str]:
     """Reads back every backup file and archived WAL segment and checks their checksums."""
-    return _command(s, *([f"--repo={repo}"] if repo else []), "verify")
+    return command(s, *([f"--repo={repo}"] if repo else []), "verify")
 
 
 def info_command(s: PgBackRestSettings) -> list[str]:
     """Backups and WAL ranges as JSON, for `contract.pgbackrest_info.parse_info`."""
-    return _command(s, "--output=json", "info")
+    return command(s, "--output=json", "info")
 
 
 def format_target_time(target: datetime) -> str:
@@ -238,4 +239,4 @@ def restore_command(
     recovery = []
     if target is not None:
         recovery = ["--type=time", f"--target={format_target_time(target)}", "--target-action=promote"]
-    return _command(s, *([f"--repo={repo}"] if repo else []), *(["--delta"] if delta else []), *recovery, "restore")
+    return command(s, *([f"--repo={repo}"] if repo else []), *(["--delta"] if delta else []), *recovery, "restore")

@@ -4,8 +4,10 @@ files and commands are the rendered ones, not a copy), and a writer committing n
 from __future__ import annotations
 
 import dataclasses
+import os
 import secrets
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -46,14 +48,18 @@ class PgBackRest:
     env: dict[str, str]
 
     def run(self, argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            self.cluster.as_server_user(*argv),
-            env=self.env,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=timeout,
-        )
+        """Run to completion; on timeout kill its process group (runuser and pgBackRest under it), then raise."""
+        argv = self.cluster.as_server_user(*argv)
+        with subprocess.Popen(
+            argv, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        ) as process:
+            try:
+                stdout, stderr = process.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.communicate()
+                raise
+        return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
 
     def ok(self, argv: list[str], timeout: float = 60) -> str:
         completed = self.run(argv, timeout)
@@ -137,9 +143,33 @@ def archiving_server(s3: S3Server | None = None) -> Iterator[PgBackRest]:
         passphrases = {cipher_pass_env(repo): secrets.token_urlsafe(24) for repo in (1, 2)}
         env = cluster.server.env("postgres", **passphrases, **(s3.env() if s3 else {}))
         tool = PgBackRest(cluster, settings, env)
-        tool.start_server()
-        tool.ok(pgbackrest.stanza_create_command(settings))
-        yield tool
+        try:
+            tool.start_server()
+            tool.ok(pgbackrest.stanza_create_command(settings))
+            yield tool
+        finally:
+            _stop_pgbackrest(tool)
+
+
+def _config_users(config_path: str) -> list[int]:
+    """Processes whose command line names this configuration file: the pgBackRest ones of one test."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if f"--config={config_path}".encode() in cmdline.read_bytes():
+                pids.append(int(cmdline.parent.name))
+        except OSError:
+            continue  # gone meanwhile
+    return pids
+
+
+def _stop_pgbackrest(tool: PgBackRest) -> None:
+    """The async archiver outlives the server for a while (and would recreate its spool in a deleted directory):
+    stop the server, have pgBackRest terminate its processes, and wait for them to go."""
+    if tool.cluster.running():
+        tool.cluster.stop("immediate")
+    tool.run(pgbackrest.command(tool.settings, "--force", "stop"), timeout=30)
+    wait_for(lambda: not _config_users(tool.settings.config_path), timeout=15, interval=0.2, what="pgBackRest to exit")
 
 
 @dataclass(frozen=True)
