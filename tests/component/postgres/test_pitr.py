@@ -32,6 +32,8 @@ from tests.component.postgres.pitr import (
 from tradingstack.contract.pgbackrest_info import parse_info, verify_problems
 from tradingstack.render import pgbackrest
 
+pytestmark = pytest.mark.component
+
 RECORD_INFO = "RECORD_PGBACKREST_INFO"
 """Set to a path to keep the scenario's `pgbackrest info` JSON (the unit tests' fixture was recorded so)."""
 

@@ -6,6 +6,8 @@ import dataclasses
 import shutil
 from pathlib import Path
 
+import pytest
+
 from tests.component.postgres.pitr import (
     Writer,
     archiving_server,
@@ -18,6 +20,8 @@ from tests.component.postgres.s3 import running_s3
 from tests.support import free_port
 from tradingstack.contract.pgbackrest_info import parse_info
 from tradingstack.render import pgbackrest
+
+pytestmark = pytest.mark.component
 
 
 def test_a_backup_in_s3_restores_every_commit_archived(tmp_path: Path) -> None:
