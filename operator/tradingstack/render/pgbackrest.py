@@ -67,7 +67,9 @@ class PgBackRestSettings:
     process_max: int = 1
     archive_timeout_seconds: int = 60
     """The server's archive_timeout: a partly filled WAL segment is shipped after this long, which bounds the
-    recovery point objective of a lost data volume when writes are steady."""
+    recovery point objective of a lost data volume when writes are steady. Not right after a start, though: on
+    15.18 the checkpointer, started before recovery ends, sleeps for checkpoint_timeout before it first applies
+    archive_timeout; a reload (`SELECT pg_reload_conf()`) or a checkpoint once the server is up wakes it."""
     push_timeout_seconds: int = 60
     """pgBackRest's own archive-timeout: how long archive-push and check wait for WAL to reach the repository."""
     io_timeout_seconds: int = 60
