@@ -163,3 +163,10 @@ def test_invalid_settings(changes: dict[str, Any], message: str) -> None:
 
 def test_restore_from_one_repository() -> None:
     assert pgbackrest.restore_command(BASE, repo=2)[3:] == ["--repo=2", "restore"]
+
+
+def test_restore_of_a_named_backup_set() -> None:
+    target = datetime(2026, 12, 3, 13, 0, tzinfo=UTC)
+    command = pgbackrest.restore_command(BASE, target, repo=1, backup_set="20261203-125900F", delta=True)
+    assert command[3:6] == ["--repo=1", "--set=20261203-125900F", "--delta"]
+    assert command[-1] == "restore"

@@ -27,6 +27,9 @@ class PgBackRestEnv:
     """Secret env of the postgres container (archive-push runs as its archive_command, so the server's own env)
     and of the backup/restore Jobs; read by pgBackRest itself. Names are fixed by pgBackRest's option names."""
 
+    PG1_USER: Final = "PGBACKREST_PG1_USER"
+    """The role pgBackRest connects as over the local socket (overrides pg1-user of the file): the generated
+    superuser's name, which lives in the stack's Secret rather than in the rendered configuration."""
     REPO1_CIPHER_PASS: Final = "PGBACKREST_REPO1_CIPHER_PASS"  # noqa: S105 - names of variables, not secrets
     REPO2_CIPHER_PASS: Final = "PGBACKREST_REPO2_CIPHER_PASS"  # noqa: S105
     REPO2_S3_KEY: Final = "PGBACKREST_REPO2_S3_KEY"

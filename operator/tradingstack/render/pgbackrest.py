@@ -233,12 +233,23 @@ def format_target_time(target: datetime) -> str:
 
 
 def restore_command(
-    s: PgBackRestSettings, target: datetime | None = None, *, delta: bool = False, repo: int | None = None
+    s: PgBackRestSettings,
+    target: datetime | None = None,
+    *,
+    delta: bool = False,
+    repo: int | None = None,
+    backup_set: str | None = None,
 ) -> list[str]:
     """Restore into pg_data (empty, or with `delta` a stale copy to overwrite), then replay archived WAL: to the
     end of the archive, or to the last commit before `target`, after which the server promotes itself. Without
-    `repo`, pgBackRest takes the first repository holding a suitable backup."""
-    recovery = []
+    `repo`, pgBackRest takes the first repository holding a suitable backup.
+
+    Without `backup_set` (a label from `contract.pgbackrest_info`), 2.45 picks the newest backup whose stop time
+    in whole seconds is not after `target`; a target within the second a backup stopped can pick a backup that is
+    not yet consistent there, and the restored server then refuses to start. Name the set for such targets."""
+    options = [*([f"--repo={repo}"] if repo else []), *([f"--set={backup_set}"] if backup_set else [])]
+    if delta:
+        options.append("--delta")
     if target is not None:
-        recovery = ["--type=time", f"--target={format_target_time(target)}", "--target-action=promote"]
-    return command(s, *([f"--repo={repo}"] if repo else []), *(["--delta"] if delta else []), *recovery, "restore")
+        options += ["--type=time", f"--target={format_target_time(target)}", "--target-action=promote"]
+    return command(s, *options, "restore")

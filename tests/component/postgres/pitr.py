@@ -24,7 +24,7 @@ import pytest
 from tests.component.postgres.s3 import S3Server
 from tests.component.postgres.server import SUPERUSER, PostgresCluster, initialized_cluster
 from tests.support import wait_for
-from tradingstack.contract.pgbackrest import cipher_pass_env
+from tradingstack.contract.pgbackrest import PgBackRestEnv, cipher_pass_env
 from tradingstack.render import pgbackrest
 from tradingstack.render.pgbackrest import PgBackRestSettings, S3Repo
 
@@ -124,7 +124,6 @@ def archiving_server(s3: S3Server | None = None) -> Iterator[PgBackRest]:
             pg_data=str(cluster.data),
             pg_port=cluster.server.port,
             pg_socket_path=str(cluster.base),
-            pg_user=SUPERUSER,
             repo1_path=_server_dir(cluster, "repo"),
             cipher_type="aes-256-cbc",
             spool_path=_server_dir(cluster, "spool"),
@@ -141,7 +140,9 @@ def archiving_server(s3: S3Server | None = None) -> Iterator[PgBackRest]:
         with (cluster.data / "postgresql.conf").open("a") as conf:
             conf.write(pgbackrest.postgres_conf(settings))
         passphrases = {cipher_pass_env(repo): secrets.token_urlsafe(24) for repo in (1, 2)}
-        env = cluster.server.env("postgres", **passphrases, **(s3.env() if s3 else {}))
+        # The role from env, as the pod would take it from the Secret: the file's pg1-user (`postgres`) is no role.
+        secret_env = {**passphrases, PgBackRestEnv.PG1_USER: SUPERUSER, **(s3.env() if s3 else {})}
+        env = cluster.server.env("postgres", **secret_env)
         tool = PgBackRest(cluster, settings, env)
         try:
             tool.start_server()
