@@ -26,6 +26,7 @@ COREDNS_VERSION=v1.15.0
 LOCAL_PATH_VERSION=v0.0.30
 NETPOL_VERSION=v0.8.0 # sigs.k8s.io/kube-network-policies: the real nodes' NetworkPolicy dataplane
 PROMETHEUS_VERSION=v0.316.0 # the Go module's version of Prometheus 3.x: promtool tests the alerts, the e2e scrapes
+VERSITYGW_VERSION=v1.8.0 # S3-compatible server: pgBackRest's repo2 in tests/component/postgres/test_pitr_s3.py
 
 K8S_BIN="$CACHE/k8s-$K8S_VERSION/bin"
 ETCD_BIN="$CACHE/etcd-$ETCD_VERSION/bin"
@@ -36,6 +37,7 @@ COREDNS_BIN="$CACHE/coredns-$COREDNS_VERSION/bin"
 LOCAL_PATH_BIN="$CACHE/local-path-$LOCAL_PATH_VERSION/bin"
 PROMETHEUS_BIN="$CACHE/prometheus-$PROMETHEUS_VERSION/bin"
 NETPOL_BIN="$CACHE/kube-network-policies-$NETPOL_VERSION/bin"
+VERSITYGW_BIN="$CACHE/versitygw-$VERSITYGW_VERSION/bin"
 # One directory with links to the versioned binaries: the PATH contract for Makefile, scripts and tests.
 BIN="$CACHE/bin"
 
@@ -174,6 +176,12 @@ cmd_build() {
     mv "$NETPOL_BIN/cmd" "$NETPOL_BIN/kube-network-policies" # go names it after its package directory
   fi
 
+  if have_all "$VERSITYGW_BIN" versitygw; then
+    log "versitygw $VERSITYGW_VERSION cached in $VERSITYGW_BIN"
+  else
+    timed "versitygw $VERSITYGW_VERSION" go_build versitygw "$VERSITYGW_BIN" ""
+  fi
+
   link_bins
   log "all binaries ready in $BIN (total $(($(date +%s) - total_start))s)"
 }
@@ -182,7 +190,7 @@ link_bins() {
   mkdir -p "$BIN"
   local d f
   for d in "$K8S_BIN" "$ETCD_BIN" "$KWOK_BIN" "$HELM_BIN" "$CONTAINERD_BIN" "$COREDNS_BIN" "$LOCAL_PATH_BIN" \
-    "$PROMETHEUS_BIN" "$NETPOL_BIN"; do
+    "$PROMETHEUS_BIN" "$NETPOL_BIN" "$VERSITYGW_BIN"; do
     for f in "$d"/*; do
       [ -x "$f" ] || continue # a version not built (yet): its directory is missing
       ln -sfn "$f" "$BIN/$(basename "$f")"

@@ -10,6 +10,7 @@ command -v nginx >/dev/null || need_apt+=(nginx-light)
 command -v ip >/dev/null || need_apt+=(iproute2)  # network namespaces of the Redis partition test
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need_apt+=(postgresql)
 [ -x /usr/lib/postgresql/15/bin/pgbench ] || need_apt+=(postgresql-contrib)
+command -v pgbackrest >/dev/null || need_apt+=(pgbackrest) # point-in-time recovery (tests/component/postgres/test_pitr.py)
 command -v shellcheck >/dev/null || need_apt+=(shellcheck)
 # the metrics sidecars' exporters (tests/component/metrics run the binaries the images install)
 command -v prometheus-redis-exporter >/dev/null || need_apt+=(prometheus-redis-exporter)

@@ -94,44 +94,92 @@ def _as_server_user(run_as: str | None, *command: str) -> list[str]:
     return ["runuser", "-u", run_as, "--", *command] if run_as else list(command)
 
 
+THROWAWAY = ("fsync=off", "full_page_writes=off", "synchronous_commit=off")
+"""Durability settings off so pgbench initialisation and restores are quick."""
+
+
+@dataclass
+class PostgresCluster:
+    """A data directory under `base` and the server on it, started and stopped separately: the PITR tests crash
+    the server, replace its data directory and start it again. `base` also holds the socket and the log, and
+    belongs to the server user, so a test can put the server's other files (a WAL repository) there too."""
+
+    server: PostgresServer
+    base: Path
+
+    @property
+    def data(self) -> Path:
+        return self.base / "data"
+
+    def as_server_user(self, *command: str) -> list[str]:
+        return _as_server_user(self.server.run_as, *command)
+
+    def chown(self, path: Path) -> None:
+        """Give `path` to the server user (a no-op when not root)."""
+        if self.server.run_as:
+            entry = pwd.getpwnam(self.server.run_as)
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+
+    def _pg_ctl(self, *args: str, env: dict[str, str] | None = None) -> None:
+        pg_ctl = [str(self.server.bin_dir / "pg_ctl"), f"--pgdata={self.data}", f"--log={self.base / 'server.log'}"]
+        completed = subprocess.run(
+            self.as_server_user(*pg_ctl, *args), check=False, env=env, capture_output=True, text=True
+        )
+        if completed.returncode != 0:
+            log = (self.base / "server.log").read_text(errors="replace")[-4000:]
+            raise RuntimeError(f"pg_ctl {args[-1]} exited {completed.returncode}: {completed.stderr}\n{log}")
+
+    def start(self, *settings: str, env: dict[str, str] | None = None) -> None:
+        """Start and wait for it; `settings` are `name=value` without spaces, `env` the server's environment."""
+        options = " ".join([f"-h 127.0.0.1 -p {self.server.port} -k {self.base}", *(f"-c {s}" for s in settings)])
+        # A restore's recovery may take a while before the server accepts connections.
+        self._pg_ctl("--wait", "--timeout=120", f"--options={options}", "start", env=env)
+
+    def stop(self, mode: str = "fast") -> None:
+        """`immediate` is a crash: nothing is flushed or archived on the way down."""
+        self._pg_ctl(f"--mode={mode}", "--wait", "stop")
+
+    def running(self) -> bool:
+        status = [str(self.server.bin_dir / "pg_ctl"), f"--pgdata={self.data}", "status"]
+        return subprocess.run(self.as_server_user(*status), capture_output=True, check=False).returncode == 0
+
+
 @contextmanager
-def running_postgres() -> Iterator[PostgresServer]:
-    """initdb into a temporary directory, start postgres on a free port, stop and delete it afterwards."""
+def initialized_cluster(*initdb_args: str) -> Iterator[PostgresCluster]:
+    """initdb into a temporary directory (not started); stop the server if running and delete it afterwards."""
     bin_dir = _pg_bin()
     run_as = _server_user()
     base = Path(tempfile.mkdtemp(prefix="tradingstack-pg-"))
     password = secrets.token_urlsafe(16)
+    cluster = PostgresCluster(PostgresServer(bin_dir=bin_dir, port=free_port(), password=password, run_as=run_as), base)
     (base / "pwfile").write_text(password + "\n")
-    if run_as:
-        entry = pwd.getpwnam(run_as)
-        os.chown(base, entry.pw_uid, entry.pw_gid)
-        os.chown(base / "pwfile", entry.pw_uid, entry.pw_gid)
-    data = base / "data"
-    subprocess.run(
-        _as_server_user(
-            run_as,
-            str(bin_dir / "initdb"),
-            f"--pgdata={data}",
-            f"--username={SUPERUSER}",
-            f"--pwfile={base / 'pwfile'}",
-            "--auth=scram-sha-256",
-            "--encoding=UTF8",
-            "--locale=C",
-        ),
-        check=True,
-        capture_output=True,
-    )
-    server = PostgresServer(bin_dir=bin_dir, port=free_port(), password=password, run_as=run_as)
-    # Throwaway data: durability settings off so pgbench initialisation and restores are quick.
-    options = f"-h 127.0.0.1 -p {server.port} -k {base} -c fsync=off -c full_page_writes=off -c synchronous_commit=off"
-    pg_ctl = [str(bin_dir / "pg_ctl"), f"--pgdata={data}", f"--log={base / 'server.log'}"]
-    subprocess.run(
-        _as_server_user(run_as, *pg_ctl, "--wait", f"--options={options}", "start"), check=True, capture_output=True
-    )
+    cluster.chown(base)
+    cluster.chown(base / "pwfile")
     try:
-        yield server
-    finally:
         subprocess.run(
-            _as_server_user(run_as, *pg_ctl, "--mode=immediate", "--wait", "stop"), check=False, capture_output=True
+            cluster.as_server_user(
+                str(bin_dir / "initdb"),
+                f"--pgdata={cluster.data}",
+                f"--username={SUPERUSER}",
+                f"--pwfile={base / 'pwfile'}",
+                "--auth=scram-sha-256",
+                "--encoding=UTF8",
+                "--locale=C",
+                *initdb_args,
+            ),
+            check=True,
+            capture_output=True,
         )
+        yield cluster
+    finally:
+        if cluster.running():
+            cluster.stop("immediate")
         shutil.rmtree(base, ignore_errors=True)
+
+
+@contextmanager
+def running_postgres() -> Iterator[PostgresServer]:
+    """initdb into a temporary directory, start postgres on a free port, stop and delete it afterwards."""
+    with initialized_cluster() as cluster:
+        cluster.start(*THROWAWAY)
+        yield cluster.server

@@ -1,0 +1,172 @@
+"""The pgBackRest builder: configuration file, server settings, commands. The component tests in
+tests/component/postgres/test_pitr.py run the same output against a real server and pgBackRest."""
+
+from __future__ import annotations
+
+import configparser
+import shlex
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from tradingstack.contract.pgbackrest import CONFIG_PATH, REPO1_PATH, PgBackRestEnv, cipher_pass_env
+from tradingstack.render import pgbackrest
+from tradingstack.render.pgbackrest import PgBackRestSettings, S3Repo
+
+BASE = PgBackRestSettings(stanza="quant", pg_data="/var/lib/postgresql/data/pgdata")
+S3 = S3Repo(endpoint="s3.internal", bucket="pg-archive", region="eu-north-1", port=9000, uri_style="path")
+
+
+def parsed(settings: PgBackRestSettings) -> dict[str, dict[str, str]]:
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(pgbackrest.config_text(settings))
+    return {section: dict(parser[section]) for section in parser.sections()}
+
+
+def test_config_of_the_defaults() -> None:
+    assert parsed(BASE) == {
+        "global": {
+            "repo1-type": "posix",
+            "repo1-path": REPO1_PATH,
+            "repo1-retention-full": "2",
+            "process-max": "1",
+            "compress-type": "lz4",
+            "archive-async": "y",
+            "spool-path": "/var/spool/pgbackrest",
+            "lock-path": "/tmp/pgbackrest",
+            "archive-timeout": "60",
+            "io-timeout": "60",
+            "start-fast": "y",
+            "log-level-console": "info",
+            "log-level-file": "off",
+        },
+        "quant": {
+            "pg1-path": "/var/lib/postgresql/data/pgdata",
+            "pg1-port": "5432",
+            "pg1-socket-path": "/var/run/postgresql",
+            "pg1-user": "postgres",
+        },
+    }
+
+
+def test_repo2_s3_and_cipher_on_both_repositories() -> None:
+    settings = replace(
+        BASE, repo2_s3=replace(S3, verify_tls=False, ca_file="/etc/ssl/s3-ca.pem"), cipher_type="aes-256-cbc"
+    )
+    config = parsed(settings)["global"]
+    assert {k: v for k, v in config.items() if k.startswith("repo2-")} == {
+        "repo2-type": "s3",
+        "repo2-path": "/pgbackrest",
+        "repo2-s3-endpoint": "s3.internal",
+        "repo2-s3-bucket": "pg-archive",
+        "repo2-s3-region": "eu-north-1",
+        "repo2-s3-uri-style": "path",
+        "repo2-storage-port": "9000",
+        "repo2-storage-verify-tls": "n",
+        "repo2-storage-ca-file": "/etc/ssl/s3-ca.pem",
+        "repo2-retention-full": "2",
+        "repo2-cipher-type": "aes-256-cbc",
+    }
+    assert config["repo1-cipher-type"] == "aes-256-cbc"
+
+
+def test_no_secret_in_the_configuration() -> None:
+    """Passphrases and keys come from env; an option of that name in the file would override nothing and leak."""
+    text = pgbackrest.config_text(replace(BASE, repo2_s3=S3, cipher_type="aes-256-cbc"))
+    for env in (PgBackRestEnv.REPO1_CIPHER_PASS, PgBackRestEnv.REPO2_S3_KEY, PgBackRestEnv.REPO2_S3_KEY_SECRET):
+        option = env.removeprefix("PGBACKREST_").lower().replace("_", "-")
+        assert option not in text
+    assert cipher_pass_env(2) == PgBackRestEnv.REPO2_CIPHER_PASS
+
+
+def test_optional_process_options() -> None:
+    config = parsed(replace(BASE, log_path="/var/log/pgbackrest", archive_push_queue_max="1GiB", process_max=4))
+    assert config["global"]["log-path"] == "/var/log/pgbackrest"
+    assert config["global"]["log-level-file"] == "detail"
+    assert config["global"]["archive-push-queue-max"] == "1GiB"
+    assert config["global"]["process-max"] == "4"
+
+
+def test_postgres_settings_ship_wal_to_the_stanza() -> None:
+    settings = replace(BASE, archive_timeout_seconds=30)
+    assert pgbackrest.postgres_settings(settings) == {
+        "wal_level": "replica",
+        "archive_mode": "on",
+        "archive_command": f"pgbackrest --config={CONFIG_PATH} --stanza=quant archive-push %p",
+        "archive_timeout": "30s",
+    }
+    assert pgbackrest.postgres_args(settings)[:4] == ["-c", "wal_level=replica", "-c", "archive_mode=on"]
+
+
+def test_archive_command_is_shell_safe_and_the_conf_quotes_it() -> None:
+    settings = replace(BASE, config_path="/etc/pg backrest/it's.conf")
+    command = pgbackrest.archive_command(settings)
+    assert shlex.split(command) == [*pgbackrest.command(settings, "archive-push"), "%p"]
+    line = next(line for line in pgbackrest.postgres_conf(settings).splitlines() if line.startswith("archive_command"))
+    assert line == "archive_command = '" + command.replace("'", "''") + "'"
+
+
+def test_commands() -> None:
+    prefix = ["pgbackrest", f"--config={CONFIG_PATH}", "--stanza=quant"]
+    assert pgbackrest.stanza_create_command(BASE) == [*prefix, "stanza-create"]
+    assert pgbackrest.check_command(BASE) == [*prefix, "check"]
+    assert pgbackrest.backup_command(BASE, "full") == [*prefix, "--type=full", "backup"]
+    assert pgbackrest.backup_command(BASE, "diff", repo=2) == [*prefix, "--repo=2", "--type=diff", "backup"]
+    assert pgbackrest.verify_command(BASE) == [*prefix, "verify"]
+    assert pgbackrest.info_command(BASE) == [*prefix, "--output=json", "info"]
+
+
+def test_restore_to_the_end_of_the_archive() -> None:
+    assert pgbackrest.restore_command(BASE)[-1] == "restore"
+    assert not any(arg.startswith(("--type", "--target")) for arg in pgbackrest.restore_command(BASE))
+    assert "--delta" in pgbackrest.restore_command(BASE, delta=True)
+
+
+def test_restore_to_a_time_promotes_at_the_target_in_utc() -> None:
+    oslo = timezone(timedelta(hours=1))
+    command = pgbackrest.restore_command(BASE, datetime(2026, 12, 3, 14, 5, 6, 7008, tzinfo=oslo))
+    assert command[-4:] == [
+        "--type=time",
+        "--target=2026-12-03 13:05:06.007008+00",
+        "--target-action=promote",
+        "restore",
+    ]
+    assert pgbackrest.format_target_time(datetime(2026, 1, 2, tzinfo=UTC)) == "2026-01-02 00:00:00.000000+00"
+
+
+def test_a_target_without_time_zone_is_refused() -> None:
+    with pytest.raises(ValueError, match="time zone"):
+        pgbackrest.restore_command(BASE, datetime(2026, 12, 3, 13, 0))
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"stanza": "quant main"}, "stanza"),
+        ({"stanza": ""}, "stanza"),
+        ({"stanza": "-x"}, "stanza"),
+        ({"pg_data": "relative/pgdata"}, "absolute"),
+        ({"repo1_path": "/repo\nrepo1-path=/elsewhere"}, "spans lines"),
+        ({"repo2_s3": replace(S3, bucket="b\n[other]")}, "spans lines"),
+        ({"process_max": 0}, "at least 1"),
+        ({"retention_full": 0}, "at least 1"),
+        ({"archive_timeout_seconds": 0}, "at least 1"),
+        ({"io_timeout_seconds": 0}, "at least 1"),
+    ],
+)
+def test_invalid_settings(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        replace(BASE, **changes)
+
+
+def test_restore_from_one_repository() -> None:
+    assert pgbackrest.restore_command(BASE, repo=2)[3:] == ["--repo=2", "restore"]
+
+
+def test_restore_of_a_named_backup_set() -> None:
+    target = datetime(2026, 12, 3, 13, 0, tzinfo=UTC)
+    command = pgbackrest.restore_command(BASE, target, repo=1, backup_set="20261203-125900F", delta=True)
+    assert command[3:6] == ["--repo=1", "--set=20261203-125900F", "--delta"]
+    assert command[-1] == "restore"
