@@ -146,7 +146,7 @@ def test_a_full_run_restarts_every_service_once_in_order() -> None:
         elif isinstance(step.decision, Wait):
             assert step.decision.service == in_motion
     finish = steps[-1].decision
-    assert isinstance(finish, Finish) and finish.run_id == RUN and finish.event.type == "Normal"
+    assert isinstance(finish, Finish) and finish.run_id == RUN and finish.event.event_type == "Normal"
     assert operator.status.last_run == SCHEDULED and operator.status.last_result == "Succeeded"
     assert operator.status.done == list(DEFAULT_RESTART_ORDER) and operator.status.in_progress is None
     assert operator.status.next_run == SCHEDULED + timedelta(days=1)
@@ -199,7 +199,7 @@ def test_a_service_that_never_becomes_ready_fails_the_run_at_its_deadline() -> N
     assert waits and all(wait.deadline == end for wait in waits)
     fail = steps[-1].decision
     assert isinstance(fail, Fail) and fail.service == "portfolio" and fail.run_id == RUN
-    assert fail.event.type == "Warning" and fail.event.reason == "RestartFailed"
+    assert fail.event.event_type == "Warning" and fail.event.reason == "RestartFailed"
     assert "1/2 pods updated" in fail.reason
     assert "not restarted: risk-safety, monitoring-health, execution" in fail.event.message
     assert operator.status.last_result == "Failed" and operator.status.in_progress is None
@@ -247,7 +247,7 @@ def test_a_degraded_stack_skips_the_run_with_an_event() -> None:
     )
     step = operator.tick(SCHEDULED + timedelta(seconds=5))
     assert isinstance(step.decision, Skip) and step.decision.run_id == RUN
-    assert step.decision.event.type == "Warning" and step.decision.event.reason == "RestartSkipped"
+    assert step.decision.event.event_type == "Warning" and step.decision.event.reason == "RestartSkipped"
     assert step.status.last_run == SCHEDULED and step.status.last_result == "Skipped"
     # The skipped run is not started later in its window once the stack recovers.
     operator.degraded = False

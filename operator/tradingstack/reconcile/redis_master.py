@@ -17,7 +17,6 @@ from tradingstack.api.status import RedisStatus
 from tradingstack.contract import MASTER_ROLE, Label
 from tradingstack.contract.sentinel import MasterObservation
 from tradingstack.kube.actions import Action, PatchLabels, PostEvent
-from tradingstack.reconcile.restarts import Event
 
 FAILOVER_REASON = "RedisFailover"
 MASTER_OBSERVED_REASON = "RedisMasterObserved"
@@ -36,7 +35,7 @@ class MasterDecision:
     status: RedisStatus
     """Value for status.redis (the recorded one when nothing changed)."""
 
-    event: Event | None
+    event: PostEvent | None
     """Event to post on the TradingStack."""
 
     explanation: str
@@ -74,9 +73,9 @@ def decide_master(
     if recorded.master == master:
         return MasterDecision(label, unlabel, recorded, None, f"{master} is still the master")
     if recorded.master is None:
-        event = Event("Normal", MASTER_OBSERVED_REASON, f"Redis master is {master} ({observation.describe()})")
+        event = PostEvent("Normal", MASTER_OBSERVED_REASON, f"Redis master is {master} ({observation.describe()})")
         return MasterDecision(label, unlabel, RedisStatus(master=master), event, event.message)
-    event = Event(
+    event = PostEvent(
         "Warning",
         FAILOVER_REASON,
         f"Redis master changed from {recorded.master} to {master} ({observation.describe()})",
@@ -91,5 +90,5 @@ def master_actions(decision: MasterDecision, namespace: str) -> list[Action]:
         actions.append(PatchLabels("Pod", decision.label, namespace, {Label.REDIS_ROLE: MASTER_ROLE}))
     actions += [PatchLabels("Pod", pod, namespace, {Label.REDIS_ROLE: None}) for pod in decision.unlabel]
     if decision.event is not None:
-        actions.append(PostEvent(decision.event.type, decision.event.reason, decision.event.message))
+        actions.append(decision.event)
     return actions

@@ -17,7 +17,7 @@ from tradingstack.api import TradingStack, TradingStackStatus
 from tradingstack.api.status import RestartsStatus
 from tradingstack.components.observe import WorkloadState
 from tradingstack.contract import Annotation
-from tradingstack.kube.actions import RESTART_FIELD_MANAGER, Action, Apply, ChildKey, Obj, PostEvent
+from tradingstack.kube.actions import RESTART_FIELD_MANAGER, Action, Apply, ChildKey, Obj
 from tradingstack.reconcile.plan import plan_status_write
 from tradingstack.reconcile.restarts import (
     DeploymentObservation,
@@ -103,5 +103,5 @@ def plan_restarts(
         actions.append(Apply(stamp, field_manager=RESTART_FIELD_MANAGER))
         written = interim
     if decision.event is not None:
-        actions.append(PostEvent(decision.event.type, decision.event.reason, decision.event.message))
+        actions.append(decision.event)
     return RestartPlan(step.status, written, actions)

@@ -20,11 +20,12 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from tradingstack.api.spec import TradingStackSpec
 from tradingstack.api.status import RestartsStatus
 from tradingstack.contract import Annotation
+from tradingstack.kube.actions import PostEvent
 from tradingstack.schedule.cron import as_utc
 from tradingstack.schedule.restarts import due_run, next_run, restart_order, run_id
 
@@ -82,15 +83,6 @@ class DeploymentObservation:
 
 
 @dataclass(frozen=True)
-class Event:
-    """A Kubernetes Event to post on the TradingStack."""
-
-    type: Literal["Normal", "Warning"]
-    reason: str
-    message: str
-
-
-@dataclass(frozen=True)
 class Idle:
     """No run is active or due. Nothing to do until `next_run` (None: no scheduled run ahead)."""
 
@@ -104,7 +96,7 @@ class Skip:
 
     run_id: str
     reason: str
-    event: Event
+    event: PostEvent
 
 
 @dataclass(frozen=True)
@@ -113,7 +105,7 @@ class Stamp:
 
     service: str
     run_id: str
-    event: Event
+    event: PostEvent
 
 
 @dataclass(frozen=True)
@@ -133,7 +125,7 @@ class Fail:
     service: str
     run_id: str
     reason: str
-    event: Event
+    event: PostEvent
 
 
 @dataclass(frozen=True)
@@ -141,7 +133,7 @@ class Finish:
     """Every service of the run was restarted and is ready."""
 
     run_id: str
-    event: Event
+    event: PostEvent
 
 
 RestartDecision = Idle | Skip | Stamp | Wait | Fail | Finish
@@ -220,7 +212,7 @@ class _RunPlan:
         )
         if skip:
             reason = "the stack is Degraded and restarts.skipWhenDegraded is true"
-            event = Event("Warning", "RestartSkipped", f"Restart run {run} ({origin}) skipped: {reason}")
+            event = PostEvent("Warning", "RestartSkipped", f"Restart run {run} ({origin}) skipped: {reason}")
             return RestartStep(Skip(run, reason, event), _updated(status, last_result="Skipped"))
         return self.advance(status, run)
 
@@ -243,7 +235,9 @@ class _RunPlan:
                         status, run, service, done, f"it could not be stamped within {self.timeout_seconds}s"
                     )
                 position = f"{self.order.index(service) + 1}/{len(self.order)}"
-                event = Event("Normal", "RestartingService", f"Restart run {run}: restarting {service} ({position})")
+                event = PostEvent(
+                    "Normal", "RestartingService", f"Restart run {run}: restarting {service} ({position})"
+                )
                 return RestartStep(Stamp(service, run, event), current)
             not_ready = deployment.not_ready_reason
             if not_ready is None:
@@ -253,7 +247,7 @@ class _RunPlan:
                 return self._fail(status, run, service, done, f"not ready within {self.timeout_seconds}s: {not_ready}")
             return RestartStep(Wait(service, run, deadline), current)
         restarted = ", ".join(done) or "no services to restart"
-        event = Event("Normal", "RestartSucceeded", f"Restart run {run} finished: {restarted}")
+        event = PostEvent("Normal", "RestartSucceeded", f"Restart run {run} finished: {restarted}")
         finished = _updated(status, last_result="Succeeded", in_progress=None, stamped_at=None, done=done)
         return RestartStep(Finish(run, event), finished)
 
@@ -261,7 +255,7 @@ class _RunPlan:
         untouched = [name for name in self.order if name not in done and name != service]
         message = f"Restart run {run} failed at {service}: {reason}; not restarted: {', '.join(untouched) or 'none'}"
         failed = _updated(status, last_result="Failed", in_progress=None, stamped_at=None, done=done)
-        return RestartStep(Fail(service, run, reason, Event("Warning", "RestartFailed", message)), failed)
+        return RestartStep(Fail(service, run, reason, PostEvent("Warning", "RestartFailed", message)), failed)
 
 
 def _updated(status: RestartsStatus, **changes: Any) -> RestartsStatus:

@@ -261,7 +261,7 @@ def test_failover_moves_the_label_and_records_the_time() -> None:
     assert decision.status == RedisStatus(master="quant-redis-2", last_failover=NOW)
     assert decision.event is not None
     assert decision.event.reason == FAILOVER_REASON
-    assert decision.event.type == "Warning"
+    assert decision.event.event_type == "Warning"
     assert "quant-redis-0 to quant-redis-2" in decision.event.message
 
 
