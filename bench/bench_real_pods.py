@@ -29,7 +29,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.stats import percentile  # noqa: E402
+from bench.stats import Figures  # noqa: E402
 from tests.cluster.test_restarts import trigger, wait_for_result  # noqa: E402
 from tests.e2e.helpers import ChartInstaller, real_nodes  # noqa: E402
 from tests.e2e.test_chart_install import EXAMPLE, READY_TIMEOUT, STACK, load  # noqa: E402
@@ -77,21 +76,6 @@ FAULT_AFTER_SECONDS = 5
 
 def joined(seconds: list[float], digits: int) -> str:
     return ", ".join(f"{s:.{digits}f}" for s in seconds)
-
-
-@dataclass(frozen=True)
-class Figures:
-    label: str
-    seconds: list[float]
-
-    def percentile(self, q: int) -> float:
-        return percentile(self.seconds, q)
-
-    def row(self) -> str:
-        runs = ", ".join(f"{s:.2f}" for s in self.seconds)
-        return (
-            f"| {self.label} | {len(self.seconds)} | {self.percentile(50):.2f} | {self.percentile(95):.2f} | {runs} |"
-        )
 
 
 def pods_ready(cluster: Cluster, namespace: str, expected: int) -> bool:
