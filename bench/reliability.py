@@ -1,6 +1,6 @@
 """`make chaos`: the fault scenarios at size, then docs/reliability.md from the rows they record.
 
-    python bench/reliability.py [--kills 50] [--stacks 10] [--specs 5000] [--takeovers 10]
+    python bench/reliability.py [--kills 50] [--stacks 10] [--specs 5000] [--takeovers 10] [--outages 5]
 
 Runs tests/chaos and the adversarial spec test of tests/cluster against the local cluster (hack/cluster.sh up)
 with TRADINGSTACK_RELIABILITY_DIR set, so each scenario writes what it ran, injected, checked and found; the
@@ -28,18 +28,19 @@ def main() -> int:
     parser.add_argument("--stacks", type=int, default=10, help="stacks reconciling while it is killed (default 10)")
     parser.add_argument("--specs", type=int, default=5000, help="generated specs (default 5000)")
     parser.add_argument("--takeovers", type=int, default=10, help="leader kills taken over (default 10)")
+    parser.add_argument("--outages", type=int, default=5, help="control-plane outages (default 5)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as rows:
         sizes = {"TRADINGSTACK_CHAOS_KILLS": args.kills, "TRADINGSTACK_CHAOS_STACKS": args.stacks,
-                 "TRADINGSTACK_GENERATED_SPECS": args.specs,
-                 "TRADINGSTACK_CHAOS_TAKEOVERS": args.takeovers}  # fmt: skip
+                 "TRADINGSTACK_GENERATED_SPECS": args.specs, "TRADINGSTACK_CHAOS_TAKEOVERS": args.takeovers,
+                 "TRADINGSTACK_CHAOS_OUTAGES": args.outages}  # fmt: skip
         env = {**os.environ, "TRADINGSTACK_RELIABILITY_DIR": rows, **{k: str(v) for k, v in sizes.items()}}
         command = [sys.executable, "-m", "pytest", "-s", "--timeout=14400", *SCENARIOS]
         subprocess.run(command, cwd=REPO, env=env, check=True)
         recorded = [json.loads(p.read_text()) for p in sorted(Path(rows).glob("*.json"))]
     rerun = (
         f"python bench/reliability.py --kills {args.kills} --stacks {args.stacks} --specs {args.specs}"
-        f" --takeovers {args.takeovers}"
+        f" --takeovers {args.takeovers} --outages {args.outages}"
     )
     (REPO / "docs" / "reliability.md").write_text(report(recorded, rerun))
     return 0
