@@ -72,7 +72,7 @@ def test_example_files_parse() -> None:
                 }
             },
             "spec.maintenance.freezes[0].end: must be later than start",
-        ),  # fmt: skip
+        ),
         (
             {"maintenance": {"freezes": [{"start": "2026-12-24T00:00:00Z", "end": "2026-12-25T00:00:00Z"}]}},
             "spec.maintenance.freezes[0].reason: Field required",
@@ -80,11 +80,11 @@ def test_example_files_parse() -> None:
         (
             {"maintenance": {"windows": [{"schedule": "0 22 * * *", "durationMinutes": 0}]}},
             "spec.maintenance.windows[0].durationMinutes: Input should be greater",
-        ),  # fmt: skip
+        ),
         (
             {"maintenance": {"windows": [{"schedule": "0 22 * * *", "durationMinutes": 60, "timeZone": "Mars/Base"}]}},
             "spec.maintenance.windows[0].timeZone: unknown IANA time zone",
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_invalid_specs_name_the_field(spec: dict[str, Any], expected: str) -> None:

@@ -163,8 +163,8 @@ def test_next_open_skips_a_freeze_that_covers_windows() -> None:
     mid_window = maintenance([window("0 21 * * *", 120)], [freeze(utc(2026, 12, 3, 12), utc(2026, 12, 3, 22), "x")])
     assert next_open(mid_window, utc(2026, 12, 3, 13)) == utc(2026, 12, 3, 22)
     # A freeze that starts inside a window ends the open period.
-    assert open_until(maintenance([window("0 21 * * *", 120)], [freeze(utc(2026, 12, 3, 22), utc(2026, 12, 4), "y")]),
-                      utc(2026, 12, 3, 21)) == utc(2026, 12, 3, 22)  # fmt: skip
+    cut = maintenance([window("0 21 * * *", 120)], [freeze(utc(2026, 12, 3, 22), utc(2026, 12, 4), "y")])
+    assert open_until(cut, utc(2026, 12, 3, 21)) == utc(2026, 12, 3, 22)
 
 
 def test_next_open_gives_up_beyond_the_horizon() -> None:
