@@ -12,6 +12,7 @@ from tradingstack.api.status import MaintenanceStatus, RestartsStatus
 from tradingstack.contract import Annotation
 from tradingstack.kube.actions import PostEvent
 from tradingstack.kube.client import Kube
+from tradingstack.overview import overview_text
 from tradingstack.reconcile.plan import maintenance_events
 from tradingstack.reconcile.stack import StackReconciler
 from tradingstack.reconcile.status import maintenance_status
@@ -110,3 +111,25 @@ async def test_a_closed_stack_resyncs_without_writes() -> None:
     await reconcile(api, body, NOW + timedelta(seconds=30))
     assert api.status is not None and api.status["maintenance"]["open"] is False
     assert [await reconcile(api, body, NOW + timedelta(minutes=n)) for n in (1, 2, 3)] == [[], [], []]
+
+
+def test_the_overview_shows_maintenance_only_when_it_has_something_to_say() -> None:
+    closed = status_at(with_maintenance({"windows": [WINDOW], "freezes": [FREEZE]}), NOW, held=NOW - timedelta(hours=7))
+    document = {
+        "namespace": "trading",
+        "name": "qt",
+        "status": TradingStackStatus(maintenance=closed).model_dump(mode="json", by_alias=True, exclude_none=True),
+        "warnings": [],
+    }
+    text = overview_text(document, NOW)
+    section = text[text.index("Maintenance") : text.index("Recent warnings")].splitlines()
+    assert section == [
+        "Maintenance",
+        "  open: no",
+        "  frozen until 2026-12-04 00:00:00Z (in 12h): index rebalance",
+        "  next window: 2026-12-04 21:00:00Z (in 33h)",
+        "  pending: restart run 20261203T050000Z waits for the maintenance window",
+        "",
+    ]
+    document["status"] = TradingStackStatus().model_dump(mode="json", by_alias=True, exclude_none=True)
+    assert "Maintenance" not in overview_text(document, NOW)
