@@ -195,3 +195,11 @@ def test_a_fresh_override_opens_maintenance_even_in_a_freeze() -> None:
     override = Override(utc(2026, 12, 3, 14), "hotfix")
     assert closed_reason(spec, utc(2026, 12, 3, 14, 30), override) is None
     assert closed_reason(spec, utc(2026, 12, 3, 15), override) is not None
+
+
+def test_a_02_30_window_on_the_fall_back_day_opens_once_at_the_first_02_30() -> None:
+    # 25 October 2026 in Oslo: 02:30 happens at 00:30 UTC (CEST) and again at 01:30 UTC (CET); it opens once.
+    spec = maintenance([window("30 2 * * *", 30, "Europe/Oslo")])
+    assert next_open(spec, utc(2026, 10, 25)) == utc(2026, 10, 25, 0, 30)
+    assert not is_open(spec, utc(2026, 10, 25, 1, 30))
+    assert next_open(spec, utc(2026, 10, 25, 1)) == utc(2026, 10, 26, 1, 30)  # the next day, 02:30 CET
