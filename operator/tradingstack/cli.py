@@ -1,4 +1,5 @@
-"""The `tradingstack` command: render manifests, print the CRD, run the operator, operate backups and restarts.
+"""The `tradingstack` command: render manifests, print the CRD, run the operator, operate backups, restarts and
+maintenance overrides.
 
 Bad input ends with exit code 2 and one line per problem naming the field; never a traceback.
 """
@@ -154,6 +155,19 @@ def _cmd_restart(args: argparse.Namespace) -> int:
     return _with_kube(restart)
 
 
+def _cmd_apply_now(args: argparse.Namespace) -> int:
+    if not args.reason.strip():
+        raise InvalidInputError(["--reason: must not be empty (it is recorded in the MaintenanceOverride Event)"])
+
+    async def apply_now(kube: Kube) -> int:
+        value = await ops.apply_now(kube, args.namespace, args.stack, args.reason)
+        print(f"maintenance open for 60 minutes for {args.namespace}/{args.stack} ({Annotation.APPLY_NOW}={value})")
+        print(f"see: kubectl get ts {args.stack} -n {args.namespace} -o jsonpath='{{.status.maintenance}}'")
+        return 0
+
+    return _with_kube(apply_now)
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     async def status(kube: Kube) -> int:
         document = await ops.stack_overview(kube, args.namespace, args.stack)
@@ -260,6 +274,15 @@ def build_parser() -> argparse.ArgumentParser:
     restart_cmd.add_argument("stack", help="TradingStack name")
     restart_cmd.add_argument("-n", "--namespace", default="default", help="namespace (default: default)")
     restart_cmd.set_defaults(handler=_cmd_restart)
+
+    apply_now_cmd = commands.add_parser(
+        "apply-now",
+        help="open a stack's maintenance for 60 minutes (windows and freezes overridden), recorded with a reason",
+    )
+    apply_now_cmd.add_argument("stack", help="TradingStack name")
+    apply_now_cmd.add_argument("--reason", required=True, help="why (shown in the MaintenanceOverride Event)")
+    apply_now_cmd.add_argument("-n", "--namespace", default="default", help="namespace (default: default)")
+    apply_now_cmd.set_defaults(handler=_cmd_apply_now)
 
     status_cmd = commands.add_parser("status", help="one screen with the state of a stack (also: kubectl tradingstack)")
     status_cmd.add_argument("stack", help="TradingStack name")

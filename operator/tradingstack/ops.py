@@ -1,4 +1,5 @@
-"""Operations a person asks for from the command line: trigger a restart run, list and restore backups.
+"""Operations a person asks for from the command line: trigger a restart run, override maintenance, list and
+restore backups.
 
 Backup list and restore run the backup tool as a Job next to the stack's backup volume and read the tool's
 result from the pod's termination message, so they need no access to pod logs.
@@ -18,6 +19,7 @@ from tradingstack.contract import Annotation, Label, termination
 from tradingstack.kube.client import Kube, Obj
 from tradingstack.overview import overview_document
 from tradingstack.render.postgres import render_list_job, render_restore_job
+from tradingstack.schedule.maintenance import format_override
 
 JOB_POLL_SECONDS = 2.0
 
@@ -54,6 +56,17 @@ async def trigger_restart(kube: Kube, namespace: str, name: str) -> str:
     await load_stack(kube, namespace, name)
     value = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     await kube.annotate_stack(namespace, name, {Annotation.RESTART_NOW: value})
+    return value
+
+
+async def apply_now(kube: Kube, namespace: str, name: str, reason: str, now: datetime | None = None) -> str:
+    """Opens maintenance (spec.maintenance) for an hour from `now`: sets Annotation.APPLY_NOW to
+    `<now>/<reason>`; the operator records it with a MaintenanceOverride Event. Returns the value."""
+    if not reason.strip():
+        raise OperationError("a reason is required")
+    await load_stack(kube, namespace, name)
+    value = format_override(now or datetime.now(UTC), reason.strip())
+    await kube.annotate_stack(namespace, name, {Annotation.APPLY_NOW: value})
     return value
 
 

@@ -39,6 +39,24 @@ def overview_document(body: Mapping[str, Any], warnings: Sequence[Mapping[str, A
     }  # fmt: skip
 
 
+def _maintenance_lines(status: TradingStackStatus, now: datetime) -> list[str]:
+    """The Maintenance section, left out while maintenance is open with nothing to say (no windows, no freezes)."""
+    m = status.maintenance
+    if m.open and m.open_until is None and not m.pending and m.override_reason is None:
+        return []
+    lines = ["", "Maintenance", f"  open: {'yes' if m.open else 'no'}"]
+    if m.override_reason is not None:
+        lines.append(f"  apply-now override until {_when(m.override_until, now)}: {m.override_reason}")
+    if m.freeze_reason is not None:
+        lines.append(f"  frozen until {_when(m.frozen_until, now)}: {m.freeze_reason}")
+    if m.open and m.open_until is not None:
+        lines.append(f"  open until: {_when(m.open_until, now)}")
+    if not m.open:
+        lines.append(f"  next window: {_when(m.next_window, now) if m.next_window else 'none within a year'}")
+    lines += [f"  pending: {item}" for item in m.pending]
+    return lines
+
+
 def overview_text(document: Mapping[str, Any], now: datetime) -> str:
     status = TradingStackStatus.model_validate(document["status"])
     conditions = {c.type: c for c in status.conditions}
@@ -71,6 +89,7 @@ def overview_text(document: Mapping[str, Any], now: datetime) -> str:
               f"  next run: {_when(restarts.next_run, now)}"]  # fmt: skip
     if restarts.in_progress:
         lines.append(f"  in progress: {restarts.in_progress} (done: {', '.join(restarts.done) or 'none'})")
+    lines += _maintenance_lines(status, now)
     lines += ["", "Recent warnings"]
     lines += [f"  {w['reason']}: {w['message']}" for w in document["warnings"]] or ["  none"]
     return "\n".join(lines) + "\n"

@@ -8,7 +8,7 @@ values, references between fields) are checked here and reported by the operator
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -564,6 +564,68 @@ class RestartsSpec(ApiModel):
     """How long one service may take to roll out and become ready before the run stops as Failed."""
 
 
+MAX_MAINTENANCE_WINDOWS = 20
+"""At most this many windows: each is a cron iteration per planning step, and CEL's cost is bounded by it."""
+MAX_FREEZES = 50
+"""At most this many freezes (bounds the CEL cost of the end > start rule and each step's search)."""
+
+
+def _utc(moment: datetime) -> datetime:
+    """A naive datetime (RFC 3339 without an offset) is taken as UTC, as everywhere in the operator."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+class MaintenanceWindow(ApiModel):
+    """A recurring change window: opens at each time of `schedule` in `timeZone` and stays open for
+    `durationMinutes` of real time (a window crossing a DST change still lasts that many minutes)."""
+
+    schedule: Cron
+    """Five-field cron schedule of the opening time, read on the wall clock of timeZone (DST as for the restarts:
+    a time skipped by spring-forward opens at the end of the gap, a repeated one opens once)."""
+
+    duration_minutes: int = Field(ge=1, le=1440)
+    """How long each window stays open, in minutes of real time (1 to 1440): open from the opening time
+    included to opening + duration excluded."""
+
+    time_zone: TimeZone = "UTC"
+    """IANA time zone of the schedule. Default: UTC."""
+
+
+class Freeze(ApiModel):
+    """An absolute period in which nothing disruptive starts (a change freeze), with the reason people see."""
+
+    start: datetime
+    """When the freeze begins (RFC 3339; included)."""
+
+    end: datetime
+    """When the freeze ends (RFC 3339; excluded). Later than start."""
+
+    reason: str = Field(min_length=1, max_length=256)
+    """Why (shown in status, Events and skipped-run messages), e.g. `year-end close`."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(cel("self.end > self.start", "end must be later than start"))
+    }
+
+    @model_validator(mode="after")
+    def _end_after_start(self) -> Freeze:
+        if _utc(self.end) <= _utc(self.start):
+            raise ValueError("end: must be later than start")
+        return self
+
+
+class MaintenanceSpec(ApiModel):
+    """When disruptive actions may start: inside a window and outside every freeze. Without windows maintenance
+    is open at all times except during freezes. Gates the daily restarts (not yet rollouts or data-store
+    template changes)."""
+
+    windows: list[MaintenanceWindow] = Field(default_factory=list, max_length=MAX_MAINTENANCE_WINDOWS)
+    """Recurring windows; maintenance is open while any one is. Empty (the default): always open unless frozen."""
+
+    freezes: list[Freeze] = Field(default_factory=list, max_length=MAX_FREEZES)
+    """Absolute periods in which maintenance is closed, windows or not."""
+
+
 STORAGE_DEFAULTS = {
     ("redis", "storage"): "1Gi",
     ("postgres", "storage"): "10Gi",
@@ -603,6 +665,9 @@ class TradingStackSpec(ApiModel):
 
     restarts: RestartsSpec = Field(default_factory=RestartsSpec)
     """Daily restarts."""
+
+    maintenance: MaintenanceSpec = Field(default_factory=MaintenanceSpec)
+    """Change windows and freezes: when disruptive actions (for now the daily restarts) may start."""
 
     deletion_policy: Literal["Retain", "Delete"] = "Retain"
     """What happens to volumes and backups when the stack is deleted. Retain keeps them. Default: Retain."""

@@ -111,6 +111,42 @@ class RestartsStatus(ApiModel):
     handled_trigger: str | None = None
     """Last value of the restart-now annotation that was acted on (a run was started or skipped for it)."""
 
+    held: datetime | None = None
+    """Scheduled time of the run that was due while maintenance was closed and waits for it to open (it starts
+    if maintenance opens within windowMinutes of that time, else it is skipped)."""
+
+
+class MaintenanceStatus(ApiModel):
+    """Whether disruptive actions may start now (spec.maintenance), and what waits for it."""
+
+    open: bool = True
+    """Inside a window (or no windows) and not frozen, or overridden with apply-now."""
+
+    next_window: datetime | None = None
+    """While closed: the next moment maintenance opens (freezes skipped; unset if not within a year)."""
+
+    open_until: datetime | None = None
+    """While open: when the current open period ends (a window's end or a freeze's start); unset when it does
+    not end within the horizon searched (always open without windows or freezes)."""
+
+    frozen_until: datetime | None = None
+    """While a freeze is in force: when it (and any freeze overlapping it) ends."""
+
+    freeze_reason: str | None = None
+    """While a freeze is in force: its reason."""
+
+    override_until: datetime | None = None
+    """While an apply-now override is fresh: when it expires (maintenance counts as open until then)."""
+
+    override_reason: str | None = None
+    """While an apply-now override is fresh: the reason the person gave."""
+
+    handled_override: str | None = None
+    """Last apply-now annotation value a MaintenanceOverride Event was posted for (posted once per value)."""
+
+    pending: list[str] = Field(default_factory=list)
+    """Disruptive actions waiting for maintenance to open, e.g. a held restart run."""
+
 
 class TradingStackStatus(ApiModel):
     """Status of a TradingStack."""
@@ -138,3 +174,6 @@ class TradingStackStatus(ApiModel):
 
     restarts: RestartsStatus = Field(default_factory=RestartsStatus)
     """Daily restarts."""
+
+    maintenance: MaintenanceStatus = Field(default_factory=MaintenanceStatus)
+    """Change windows and freezes now, and what waits for them."""

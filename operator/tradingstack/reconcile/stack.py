@@ -39,6 +39,7 @@ from tradingstack.reconcile.diff import with_applied_hash
 from tradingstack.reconcile.ownership import NameConflict, conflict, user_secret_problem
 from tradingstack.reconcile.plan import (
     apply_errors,
+    maintenance_events,
     plan_child_writes,
     plan_follow_ups,
     plan_status_write,
@@ -142,9 +143,8 @@ class StackReconciler:
             observed, conflicts=[str(c) for c in conflicts.values()], secret_problems=list(secret_problems.values())
         )
         status = compute_status(stack, observed, previous, now)
-        await self._execute(
-            body, stack, plan_status_write(stack.namespace, stack.name, written, status, has_status=has_status)
-        )
+        writes = plan_status_write(stack.namespace, stack.name, written, status, has_status=has_status)
+        await self._execute(body, stack, [*maintenance_events(written, status), *writes])
         return status
 
     async def _claim(
