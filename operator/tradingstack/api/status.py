@@ -12,7 +12,7 @@ from tradingstack.contract.termination import BackupInfo
 
 __all__ = ["BackupInfo"]  # defined with the backup tool's result, reported in status.postgres
 
-ConditionType = Literal["Ready", "Progressing", "Degraded", "RedisReady", "PostgresReady", "BackupHealthy"]
+ConditionType = Literal["Ready", "Progressing", "Degraded", "RedisReady", "PostgresReady", "BackupHealthy", "Halted"]
 CONDITION_TYPES: tuple[ConditionType, ...] = (
     "Ready",
     "Progressing",
@@ -20,6 +20,7 @@ CONDITION_TYPES: tuple[ConditionType, ...] = (
     "RedisReady",
     "PostgresReady",
     "BackupHealthy",
+    "Halted",
 )
 Phase = Literal["Pending", "Progressing", "Ready", "Degraded", "Failed"]
 HealthState = Literal["HEALTHY", "DEGRADED", "UNHEALTHY", "UNREACHABLE", "UNKNOWN"]
@@ -111,6 +112,26 @@ class RestartsStatus(ApiModel):
     handled_trigger: str | None = None
     """Last value of the restart-now annotation that was acted on (a run was started or skipped for it)."""
 
+    held: str | None = None
+    """Why restarts are held now (the stack is halted): no run starts (a due run is Skipped) and a run in
+    progress stamps no further service until it is released. Unset otherwise."""
+
+
+class HaltStatus(ApiModel):
+    """The kill switch as the operator carries it out (see spec.halt)."""
+
+    since: datetime
+    """When the operator first saw the halt (kept while it lasts, also when the reason changes)."""
+
+    by: str | None = None
+    """Who halted the stack (spec.halt.requestedBy)."""
+
+    reason: str = Field(max_length=1024)
+    """Why (spec.halt.reason)."""
+
+    services: list[str] = Field(default_factory=list)
+    """The haltable services stopped."""
+
 
 class TradingStackStatus(ApiModel):
     """Status of a TradingStack."""
@@ -122,7 +143,7 @@ class TradingStackStatus(ApiModel):
     """Pending, Progressing, Ready, Degraded or Failed."""
 
     conditions: list[Condition] = Field(default_factory=list)
-    """Ready, Progressing, Degraded, RedisReady, PostgresReady, BackupHealthy."""
+    """Ready, Progressing, Degraded, RedisReady, PostgresReady, BackupHealthy, Halted."""
 
     ready_summary: str = "0/0"
     """Ready services / all services (printer column)."""
@@ -138,3 +159,6 @@ class TradingStackStatus(ApiModel):
 
     restarts: RestartsStatus = Field(default_factory=RestartsStatus)
     """Daily restarts."""
+
+    halt: HaltStatus | None = None
+    """Set while the stack is halted (spec.halt): since when, by whom, why, which services."""
