@@ -92,7 +92,8 @@ class Idle:
 
 @dataclass(frozen=True)
 class Skip:
-    """The run that was due is skipped (stack Degraded with skipWhenDegraded): post the event, touch nothing."""
+    """The run that was due is skipped (stack Degraded with skipWhenDegraded, or halted): post the event, touch
+    nothing."""
 
     run_id: str
     reason: str
@@ -136,7 +137,22 @@ class Finish:
     event: PostEvent
 
 
-RestartDecision = Idle | Skip | Stamp | Wait | Fail | Finish
+@dataclass(frozen=True)
+class Held:
+    """A run in progress while restarts are held (the stack is halted): nothing is stamped, nothing times out;
+    the service's serviceReadyTimeoutSeconds counts anew once restarts are released. The Event is posted when
+    the hold begins."""
+
+    service: str
+    run_id: str
+    reason: str
+    event: PostEvent | None
+
+
+RestartDecision = Idle | Skip | Stamp | Wait | Fail | Finish | Held
+
+HALTED = "the stack is halted (spec.halt)"
+"""status.restarts.held while the kill switch is on."""
 
 
 @dataclass(frozen=True)
@@ -173,10 +189,15 @@ def plan_restart_step(
     trigger value starts a manual run (regardless of enabled and suspendUntil, which govern scheduled runs; it
     also covers a scheduled run due at the same time), else the due scheduled run starts. skipWhenDegraded is
     checked only when a run starts: a restart in progress briefly degrades the stack by design.
+
+    While the stack is halted (`spec.halt`) restarts are held (status.restarts.held): a run that would start is
+    Skipped, and a run in progress stamps no further service (`Held`) until the halt is lifted.
     """
     now = as_utc(now)
     restarts = spec.restarts
-    status = status.model_copy(update={"next_run": next_run(restarts, now)})
+    held = HALTED if spec.halt is not None else None
+    was_held = status.held
+    status = status.model_copy(update={"next_run": next_run(restarts, now), "held": held})
     plan = _RunPlan(
         order=restart_order(spec.services, restarts),
         deployments={deployment.service: deployment for deployment in deployments},
@@ -184,8 +205,12 @@ def plan_restart_step(
         now=now,
     )
     if status.in_progress is not None and status.run_id is not None:
+        if held is not None:
+            return _hold(status, status.in_progress, status.run_id, held, announce=was_held is None)
         return plan.advance(status, status.run_id)
-    skip = degraded and restarts.skip_when_degraded
+    skip = held
+    if skip is None and degraded and restarts.skip_when_degraded:
+        skip = "the stack is Degraded and restarts.skipWhenDegraded is true"
     if trigger is not None and trigger != status.handled_trigger:
         triggered = status.model_copy(update={"handled_trigger": trigger})
         return plan.start(triggered, manual_run_id(trigger), now, f"requested by {Annotation.RESTART_NOW}", skip=skip)
@@ -205,15 +230,16 @@ class _RunPlan:
     timeout_seconds: int
     now: datetime
 
-    def start(self, status: RestartsStatus, run: str, started: datetime, origin: str, *, skip: bool) -> RestartStep:
-        """Begin run `run` (scheduled or triggered at `started`), or skip it."""
+    def start(
+        self, status: RestartsStatus, run: str, started: datetime, origin: str, *, skip: str | None
+    ) -> RestartStep:
+        """Begin run `run` (scheduled or triggered at `started`), or skip it (`skip`: why)."""
         status = _updated(
             status, last_run=started, last_result=None, run_id=run, in_progress=None, stamped_at=None, done=[]
         )
-        if skip:
-            reason = "the stack is Degraded and restarts.skipWhenDegraded is true"
-            event = PostEvent("Warning", "RestartSkipped", f"Restart run {run} ({origin}) skipped: {reason}")
-            return RestartStep(Skip(run, reason, event), _updated(status, last_result="Skipped"))
+        if skip is not None:
+            event = PostEvent("Warning", "RestartSkipped", f"Restart run {run} ({origin}) skipped: {skip}")
+            return RestartStep(Skip(run, skip, event), _updated(status, last_result="Skipped"))
         return self.advance(status, run)
 
     def advance(self, status: RestartsStatus, run: str) -> RestartStep:
@@ -256,6 +282,14 @@ class _RunPlan:
         message = f"Restart run {run} failed at {service}: {reason}; not restarted: {', '.join(untouched) or 'none'}"
         failed = _updated(status, last_result="Failed", in_progress=None, stamped_at=None, done=done)
         return RestartStep(Fail(service, run, reason, PostEvent("Warning", "RestartFailed", message)), failed)
+
+
+def _hold(status: RestartsStatus, service: str, run: str, reason: str, *, announce: bool) -> RestartStep:
+    """The run in progress waits at `service`; its deadline is dropped so that it counts anew on release."""
+    event = None
+    if announce:
+        event = PostEvent("Normal", "RestartHeld", f"Restart run {run} held at {service}: {reason}")
+    return RestartStep(Held(service, run, reason, event), _updated(status, stamped_at=None))
 
 
 def _updated(status: RestartsStatus, **changes: Any) -> RestartsStatus:
