@@ -23,6 +23,7 @@ from tradingstack.components import services as services_component
 from tradingstack.components.assess import ConditionUpdate
 from tradingstack.components.observe import PodState, WorkloadState
 from tradingstack.health.rollup import StackHealth
+from tradingstack.reconcile.halt import halt_status, halted_condition
 
 
 def set_condition(
@@ -126,6 +127,8 @@ def compute_status(
     }
     for assessment in assessments:
         updates.update(assessment.conditions)
+    halt = halt_status(stack, previous.halt, now)
+    updates["Halted"] = halted_condition(halt)
     conditions = list(previous.conditions)
     for kind, update in updates.items():
         conditions = set_condition(conditions, kind, update, now, generation)
@@ -140,6 +143,7 @@ def compute_status(
         redis=observed.redis,
         postgres=observed.postgres,
         restarts=observed.restarts,
+        halt=halt,
     )
 
 
