@@ -576,7 +576,8 @@ class HaltSpec(ApiModel):
     """Why the stack is halted; shown in status.halt, the Halted condition and the Halted Event."""
 
     requested_by: str | None = Field(default=None, max_length=256)
-    """Who halted it (`tradingstack halt` sets the kubeconfig user, else $USER)."""
+    """Who halted it: `tradingstack halt` sets `--requested-by`, else the caller's user name as the API server
+    knows it, else the kubeconfig user, else $USER."""
 
 
 STORAGE_DEFAULTS = {
