@@ -7,8 +7,9 @@ can fail or block for another reason (a user Secret that is missing, a child the
 takes effect even while the rest of the reconcile is failing. The main batch then finds these children already
 matching and writes them no more.
 
-The policy goes first: it cuts the pods' new connections before their replicas go, so no pod of a halted
-service opens a connection after the halt was seen, also while it spends its grace period cancelling orders.
+The policy goes first: once the network plugin enforces it, the pods' new connections are refused before their
+replicas go, also while they spend their grace period cancelling orders (over connections they already hold:
+kube-network-policies judges new connections only, see the README's limits).
 """
 
 from __future__ import annotations
