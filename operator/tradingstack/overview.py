@@ -61,6 +61,9 @@ def overview_text(document: Mapping[str, Any], now: datetime) -> str:
     status = TradingStackStatus.model_validate(document["status"])
     conditions = {c.type: c for c in status.conditions}
     lines = [f"TradingStack {document['namespace']}/{document['name']}: {status.phase}"]
+    if (halt := status.halt) is not None:
+        lines.append(f"  HALTED since {_when(halt.since, now)} by {halt.by or 'unknown'}: {halt.reason}")
+        lines.append(f"    stopped, egress cut: {', '.join(halt.services) or 'none (no service is haltable)'}")
     for kind in ("Ready", "Degraded"):
         if (c := conditions.get(kind)) is not None:
             lines.append(f"  {kind}: {c.status} ({c.reason}){': ' + c.message if c.message else ''}")
@@ -89,6 +92,8 @@ def overview_text(document: Mapping[str, Any], now: datetime) -> str:
               f"  next run: {_when(restarts.next_run, now)}"]  # fmt: skip
     if restarts.in_progress:
         lines.append(f"  in progress: {restarts.in_progress} (done: {', '.join(restarts.done) or 'none'})")
+    if restarts.paused:
+        lines.append(f"  paused: {restarts.paused}")
     lines += _maintenance_lines(status, now)
     lines += ["", "Recent warnings"]
     lines += [f"  {w['reason']}: {w['message']}" for w in document["warnings"]] or ["  none"]

@@ -6,7 +6,9 @@ from datetime import UTC, datetime
 
 from tests.golden import assert_golden
 from tests.unit.test_metrics import status
+from tradingstack.api.status import HaltStatus
 from tradingstack.overview import overview_document, overview_text
+from tradingstack.reconcile.restarts import HALTED
 
 
 def test_the_overview_of_a_stack_with_a_failed_backup_and_a_warning() -> None:
@@ -21,3 +23,20 @@ def test_the_overview_of_a_stack_with_a_failed_backup_and_a_warning() -> None:
     document = overview_document(body, warnings)
     assert [w["message"] for w in document["warnings"]] == [f"Deployment/qt-{i}: refused" for i in range(2, 7)]
     assert_golden("overview.txt", overview_text(document, datetime(2026, 12, 2, 6, 30, tzinfo=UTC)))
+
+
+def test_the_overview_of_a_halted_stack_leads_with_the_halt() -> None:
+    halted = status("qt-redis-1").model_copy(
+        update={
+            "halt": HaltStatus(since=datetime(2026, 12, 2, 6, 0, tzinfo=UTC), by="alice", reason="runaway orders",
+                               services=["execution"]),
+        }
+    )  # fmt: skip
+    halted = halted.model_copy(update={"restarts": halted.restarts.model_copy(update={"paused": HALTED})})
+    body = {"metadata": {"namespace": "trading", "name": "qt"},
+            "status": halted.model_dump(mode="json", by_alias=True, exclude_none=True)}  # fmt: skip
+    text = overview_text(overview_document(body, []), datetime(2026, 12, 2, 6, 30, tzinfo=UTC))
+    lines = text.splitlines()
+    assert lines[1] == "  HALTED since 2026-12-02 06:00:00Z (30m ago) by alice: runaway orders"
+    assert lines[2] == "    stopped, egress cut: execution"
+    assert f"  paused: {HALTED}" in lines

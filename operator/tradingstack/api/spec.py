@@ -272,6 +272,11 @@ class ServiceSpec(ApiModel):
     uses: list[Literal["redis", "postgres"]] = Field(default_factory=list, max_length=2)
     """Data stores the service connects to; the operator injects their connection settings as env vars."""
 
+    haltable: bool = False
+    """Stopped by the kill switch: while the stack is halted (`spec.halt`), scaled to zero (each pod gets its
+    normal termination grace period, so it can cancel open orders on SIGTERM) and its pods' egress cut by the
+    NetworkPolicy `<stack>-halt`; e.g. order execution. Default: false."""
+
     @field_validator("name")
     @classmethod
     def _not_reserved(cls, value: str) -> str:
@@ -626,6 +631,17 @@ class MaintenanceSpec(ApiModel):
     """Absolute periods in which maintenance is closed, windows or not."""
 
 
+class HaltSpec(ApiModel):
+    """The kill switch: present means halted (`tradingstack halt`); removing it resumes (`tradingstack resume`)."""
+
+    reason: str = Field(min_length=1, max_length=1024)
+    """Why the stack is halted; shown in status.halt, the Halted condition and the Halted Event."""
+
+    requested_by: str | None = Field(default=None, max_length=256)
+    """Who halted it: `tradingstack halt` sets `--requested-by`, else the caller's user name as the API server
+    knows it, else the kubeconfig user, else $USER."""
+
+
 STORAGE_DEFAULTS = {
     ("redis", "storage"): "1Gi",
     ("postgres", "storage"): "10Gi",
@@ -671,6 +687,10 @@ class TradingStackSpec(ApiModel):
 
     deletion_policy: Literal["Retain", "Delete"] = "Retain"
     """What happens to volumes and backups when the stack is deleted. Retain keeps them. Default: Retain."""
+
+    halt: HaltSpec | None = None
+    """Kill switch. While set, every service with `haltable: true` is scaled to zero and its egress is cut; the
+    data stores, the gateway and the other services keep running; restart runs are held. Unset: not halted."""
 
     model_config = ApiModel.model_config | {
         "json_schema_extra": validations(

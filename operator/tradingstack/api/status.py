@@ -12,7 +12,7 @@ from tradingstack.contract.termination import BackupInfo
 
 __all__ = ["BackupInfo"]  # defined with the backup tool's result, reported in status.postgres
 
-ConditionType = Literal["Ready", "Progressing", "Degraded", "RedisReady", "PostgresReady", "BackupHealthy"]
+ConditionType = Literal["Ready", "Progressing", "Degraded", "RedisReady", "PostgresReady", "BackupHealthy", "Halted"]
 CONDITION_TYPES: tuple[ConditionType, ...] = (
     "Ready",
     "Progressing",
@@ -20,6 +20,7 @@ CONDITION_TYPES: tuple[ConditionType, ...] = (
     "RedisReady",
     "PostgresReady",
     "BackupHealthy",
+    "Halted",
 )
 Phase = Literal["Pending", "Progressing", "Ready", "Degraded", "Failed"]
 HealthState = Literal["HEALTHY", "DEGRADED", "UNHEALTHY", "UNREACHABLE", "UNKNOWN"]
@@ -115,6 +116,10 @@ class RestartsStatus(ApiModel):
     """Scheduled time of the run that was due while maintenance was closed and waits for it to open (it starts
     if maintenance opens within windowMinutes of that time, else it is skipped)."""
 
+    paused: str | None = None
+    """Why restarts are paused now (the stack is halted): no run starts (a due run is Skipped) and a run in
+    progress stamps no further service until it is released. Unset otherwise."""
+
 
 class MaintenanceStatus(ApiModel):
     """Whether disruptive actions may start now (spec.maintenance), and what waits for it."""
@@ -148,6 +153,22 @@ class MaintenanceStatus(ApiModel):
     """Disruptive actions waiting for maintenance to open, e.g. a held restart run."""
 
 
+class HaltStatus(ApiModel):
+    """The kill switch as the operator carries it out (see spec.halt)."""
+
+    since: datetime
+    """When the operator first saw the halt (kept while it lasts, also when the reason changes)."""
+
+    by: str | None = None
+    """Who halted the stack (spec.halt.requestedBy)."""
+
+    reason: str = Field(max_length=1024)
+    """Why (spec.halt.reason)."""
+
+    services: list[str] = Field(default_factory=list)
+    """The haltable services stopped."""
+
+
 class TradingStackStatus(ApiModel):
     """Status of a TradingStack."""
 
@@ -158,7 +179,7 @@ class TradingStackStatus(ApiModel):
     """Pending, Progressing, Ready, Degraded or Failed."""
 
     conditions: list[Condition] = Field(default_factory=list)
-    """Ready, Progressing, Degraded, RedisReady, PostgresReady, BackupHealthy."""
+    """Ready, Progressing, Degraded, RedisReady, PostgresReady, BackupHealthy, Halted."""
 
     ready_summary: str = "0/0"
     """Ready services / all services (printer column)."""
@@ -177,3 +198,6 @@ class TradingStackStatus(ApiModel):
 
     maintenance: MaintenanceStatus = Field(default_factory=MaintenanceStatus)
     """Change windows and freezes now, and what waits for them."""
+
+    halt: HaltStatus | None = None
+    """Set while the stack is halted (spec.halt): since when, by whom, why, which services."""

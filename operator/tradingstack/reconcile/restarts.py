@@ -96,8 +96,8 @@ class Idle:
 
 @dataclass(frozen=True)
 class Skip:
-    """The run that was due is skipped (stack Degraded with skipWhenDegraded, or a run held for maintenance that
-    can no longer start): post the event, touch nothing."""
+    """The run that was due is skipped (stack Degraded with skipWhenDegraded, the stack halted, or a run held for
+    maintenance that can no longer start): post the event, touch nothing."""
 
     run_id: str
     reason: str
@@ -153,7 +153,22 @@ class Hold:
     event: PostEvent | None
 
 
-RestartDecision = Idle | Skip | Stamp | Wait | Fail | Finish | Hold
+@dataclass(frozen=True)
+class Paused:
+    """A run in progress while restarts are paused (the stack is halted): nothing is stamped, nothing times out;
+    the service's serviceReadyTimeoutSeconds counts anew once restarts are released. The Event is posted when
+    the pause begins."""
+
+    service: str
+    run_id: str
+    reason: str
+    event: PostEvent | None
+
+
+RestartDecision = Idle | Skip | Stamp | Wait | Fail | Finish | Hold | Paused
+
+HALTED = "the stack is halted (spec.halt)"
+"""status.restarts.paused while the kill switch is on."""
 
 
 @dataclass(frozen=True)
@@ -195,10 +210,15 @@ def plan_restart_step(
     run due at the same time), else the due scheduled run starts, but only while maintenance is open
     (`_maintenance_gate`). skipWhenDegraded is checked only when a run starts: a restart in progress briefly
     degrades the stack by design.
+
+    While the stack is halted (`spec.halt`) restarts are paused (status.restarts.paused): a run that would start
+    is Skipped, and a run in progress stamps no further service (`Paused`) until the halt is lifted.
     """
     now = as_utc(now)
     restarts = spec.restarts
-    status = status.model_copy(update={"next_run": next_run(restarts, now)})
+    paused = HALTED if spec.halt is not None else None
+    was_paused = status.paused
+    status = status.model_copy(update={"next_run": next_run(restarts, now), "paused": paused})
     plan = _RunPlan(
         order=restart_order(spec.services, restarts),
         deployments={deployment.service: deployment for deployment in deployments},
@@ -206,8 +226,12 @@ def plan_restart_step(
         now=now,
     )
     if status.in_progress is not None and status.run_id is not None:
+        if paused is not None:
+            return _pause(status, status.in_progress, status.run_id, paused, announce=was_paused is None)
         return plan.advance(status, status.run_id)
-    skip = degraded and restarts.skip_when_degraded
+    skip = paused
+    if skip is None and degraded and restarts.skip_when_degraded:
+        skip = "the stack is Degraded and restarts.skipWhenDegraded is true"
     if trigger is not None and trigger != status.handled_trigger:
         triggered = status.model_copy(update={"handled_trigger": trigger})
         return plan.start(triggered, manual_run_id(trigger), now, f"requested by {Annotation.RESTART_NOW}", skip=skip)
@@ -268,8 +292,10 @@ class _RunPlan:
     timeout_seconds: int
     now: datetime
 
-    def start(self, status: RestartsStatus, run: str, started: datetime, origin: str, *, skip: bool) -> RestartStep:
-        """Begin run `run` (scheduled or triggered at `started`), or skip it."""
+    def start(
+        self, status: RestartsStatus, run: str, started: datetime, origin: str, *, skip: str | None
+    ) -> RestartStep:
+        """Begin run `run` (scheduled or triggered at `started`), or skip it (`skip`: why)."""
         status = _updated(
             status,
             last_run=started,
@@ -280,10 +306,9 @@ class _RunPlan:
             done=[],
             held=None,
         )
-        if skip:
-            reason = "the stack is Degraded and restarts.skipWhenDegraded is true"
-            event = PostEvent("Warning", "RestartSkipped", f"Restart run {run} ({origin}) skipped: {reason}")
-            return RestartStep(Skip(run, reason, event), _updated(status, last_result="Skipped"))
+        if skip is not None:
+            event = PostEvent("Warning", "RestartSkipped", f"Restart run {run} ({origin}) skipped: {skip}")
+            return RestartStep(Skip(run, skip, event), _updated(status, last_result="Skipped"))
         return self.advance(status, run)
 
     def advance(self, status: RestartsStatus, run: str) -> RestartStep:
@@ -326,6 +351,14 @@ class _RunPlan:
         message = f"Restart run {run} failed at {service}: {reason}; not restarted: {', '.join(untouched) or 'none'}"
         failed = _updated(status, last_result="Failed", in_progress=None, stamped_at=None, done=done)
         return RestartStep(Fail(service, run, reason, PostEvent("Warning", "RestartFailed", message)), failed)
+
+
+def _pause(status: RestartsStatus, service: str, run: str, reason: str, *, announce: bool) -> RestartStep:
+    """The run in progress waits at `service`; its deadline is dropped so that it counts anew on release."""
+    event = None
+    if announce:
+        event = PostEvent("Normal", "RestartPaused", f"Restart run {run} paused at {service}: {reason}")
+    return RestartStep(Paused(service, run, reason, event), _updated(status, stamped_at=None))
 
 
 def _updated(status: RestartsStatus, **changes: Any) -> RestartsStatus:

@@ -31,6 +31,7 @@ from tradingstack.components.assess import ConditionUpdate
 from tradingstack.components.observe import PodState, WorkloadState
 from tradingstack.contract import Annotation
 from tradingstack.health.rollup import StackHealth
+from tradingstack.reconcile.halt import halt_status, halted_condition
 from tradingstack.schedule import maintenance
 from tradingstack.schedule.restarts import run_id
 
@@ -174,6 +175,8 @@ def compute_status(
     }
     for assessment in assessments:
         updates.update(assessment.conditions)
+    halt = halt_status(stack, previous.halt, now)
+    updates["Halted"] = halted_condition(halt)
     conditions = list(previous.conditions)
     for kind, update in updates.items():
         conditions = set_condition(conditions, kind, update, now, generation)
@@ -189,6 +192,7 @@ def compute_status(
         postgres=observed.postgres,
         restarts=observed.restarts,
         maintenance=maintenance_status(stack, observed.restarts, previous.maintenance, now),
+        halt=halt,
     )
 
 
