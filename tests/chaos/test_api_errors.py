@@ -3,10 +3,13 @@ a TLS-terminating proxy between the operator and the real API server): every req
 then every connection dropped, `FAULT_SECONDS` each, with a spec change made as the faults begin. The operator
 keeps its process, backs off (its attempts are counted at the proxy), and once the API answers again it applies
 the change and settles: a resync writes nothing.
+
+`TRADINGSTACK_CHAOS_FAULT_SECONDS` sizes each fault (default 10 in `make test`; `make chaos` runs 30).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +31,7 @@ from tests.fixtures.reliability import Reliability
 
 pytestmark = pytest.mark.cluster
 FAULTS: tuple[Mode, ...] = ("429", "500", "drop")
-FAULT_SECONDS = 20
+FAULT_SECONDS = int(os.environ.get("TRADINGSTACK_CHAOS_FAULT_SECONDS", "10"))
 ATTEMPTS_PER_MINUTE = 300
 """Bound on the operator's requests per minute while every one fails: its backoff, not a retry loop."""
 WRITES_AFTER_FAULTS = 10
