@@ -34,16 +34,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.real_node import real_node_cluster  # noqa: E402
 from bench.stats import Figures  # noqa: E402
 from tests.e2e import halt  # noqa: E402
-from tests.e2e.helpers import ChartInstaller, real_nodes  # noqa: E402
-from tests.e2e.test_chart_install import EXAMPLE, READY_TIMEOUT, STACK, load  # noqa: E402
-from tests.e2e.test_real_containers import Stack  # noqa: E402
-from tests.fixtures.cluster import BIN_DIR, CLUSTER_SH, KUBECONFIG, Cluster, k8s_version, wait_for  # noqa: E402
-from tests.fixtures.operator import wait_for_condition  # noqa: E402
+from tests.e2e.helpers import ChartInstaller  # noqa: E402
+from tests.e2e.test_chart_install import STACK  # noqa: E402
+from tests.e2e.test_real_containers import Stack, start_example  # noqa: E402
+from tests.fixtures.cluster import wait_for  # noqa: E402
 from tradingstack.contract import OPERATOR_APP_NAME, Label  # noqa: E402
 
-IMAGES_SH = REPO / "hack" / "images.sh"
 BASELINE_POLICY = "bench-baseline-halt"
 
 
@@ -95,25 +94,13 @@ def main() -> None:
     args = parser.parse_args()
     load_at_start = os.getloadavg()[0]
 
-    subprocess.run([str(CLUSTER_SH), "up"], check=True, stdin=subprocess.DEVNULL)
-    subprocess.run([str(IMAGES_SH), "build"], check=True, stdin=subprocess.DEVNULL)
-    subprocess.run([str(IMAGES_SH), "load"], check=True, stdin=subprocess.DEVNULL)
-    cluster = Cluster(kubeconfig=KUBECONFIG, bin_dir=BIN_DIR, version=k8s_version())
-    nodes = real_nodes(cluster)
-    if not nodes:
-        raise SystemExit("no real node: hack/cluster.sh up starts one (CLUSTER_REAL_NODES=1)")
+    cluster, nodes = real_node_cluster()
     installer = ChartInstaller(cluster)
     halts: list[float] = []
     resumes: list[float] = []
     baseline: list[float] = []
     try:
-        namespace = installer.namespace("bench-halt")
-        installer.install(namespace, "rbac.scope=namespace", "replicaCount=1")
-        cluster.kubectl("-n", namespace, "create", "secret", "generic", "exchange-credentials",
-                        "--from-literal=api-key=bench")  # fmt: skip
-        cluster.apply(load(EXAMPLE, namespace), namespace=namespace)
-        wait_for_condition(cluster, namespace, STACK, "Ready", "True", READY_TIMEOUT)
-        stack = Stack(cluster, namespace, nodes)
+        stack = start_example(installer, "bench-halt", nodes)
         services = halt.haltable_services(stack)
         risk = stack.service_pods("risk-safety")[0]
         target = f"{risk['status']['podIP']}:{risk['spec']['containers'][0]['ports'][0]['containerPort']}"

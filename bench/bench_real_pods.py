@@ -36,9 +36,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.real_node import real_node_cluster  # noqa: E402
 from bench.stats import Figures  # noqa: E402
 from tests.cluster.test_restarts import trigger, wait_for_result  # noqa: E402
-from tests.e2e.helpers import ChartInstaller, real_nodes  # noqa: E402
+from tests.e2e.helpers import ChartInstaller  # noqa: E402
 from tests.e2e.test_chart_install import EXAMPLE, READY_TIMEOUT, STACK, load  # noqa: E402
 from tests.e2e.test_real_containers import (  # noqa: E402
     Stack,
@@ -47,14 +48,13 @@ from tests.e2e.test_real_containers import (  # noqa: E402
     wait_sentinels_quiet,
     wait_single_master_followed,
 )
-from tests.fixtures.cluster import BIN_DIR, CLUSTER_SH, KUBECONFIG, Cluster, k8s_version, wait_for  # noqa: E402
+from tests.fixtures.cluster import Cluster, wait_for  # noqa: E402
 from tests.fixtures.operator import wait_for_condition  # noqa: E402
 from tradingstack.api import DEFAULT_RESTART_ORDER, TradingStack  # noqa: E402
 from tradingstack.components import render  # noqa: E402
 from tradingstack.reconcile.restarts import manual_run_id  # noqa: E402
 from tradingstack.render.secrets import generated_secrets  # noqa: E402
 
-IMAGES_SH = REPO / "hack" / "images.sh"
 WRITER = """
 import json, sys, time
 from tradingstack.redisclient import RedisUnavailableError, SentinelRedisClient, WriteNotAcknowledgedError
@@ -193,13 +193,7 @@ def main() -> None:
     args = parser.parse_args()
     load_at_start = os.getloadavg()[0]
 
-    subprocess.run([str(CLUSTER_SH), "up"], check=True, stdin=subprocess.DEVNULL)
-    subprocess.run([str(IMAGES_SH), "build"], check=True, stdin=subprocess.DEVNULL)
-    subprocess.run([str(IMAGES_SH), "load"], check=True, stdin=subprocess.DEVNULL)
-    cluster = Cluster(kubeconfig=KUBECONFIG, bin_dir=BIN_DIR, version=k8s_version())
-    nodes = real_nodes(cluster)
-    if not nodes:
-        raise SystemExit("no real node: hack/cluster.sh up starts one (CLUSTER_REAL_NODES=1)")
+    cluster, nodes = real_node_cluster()
     installer = ChartInstaller(cluster)
     starts: dict[str, list[float]] = {"operator": [], "raw": []}
     try:

@@ -101,20 +101,26 @@ class Stack:
         }
 
 
+def start_example(installer: ChartInstaller, prefix: str, nodes: list[str]) -> Stack:
+    """The example stack in a fresh namespace with the chart's operator (namespace mode), once it is Ready."""
+    cluster = installer.cluster
+    namespace = installer.namespace(prefix)
+    # One operator replica: the real node has 2 CPUs and the stack requests most of them; a second replica
+    # would leave no room for the surge pods of a rollout (test_chart_install runs the default two replicas).
+    installer.install(namespace, "rbac.scope=namespace", "replicaCount=1")
+    cluster.kubectl("-n", namespace, "create", "secret", "generic", "exchange-credentials",
+                    "--from-literal=api-key=e2e")  # fmt: skip
+    cluster.apply(load(EXAMPLE, namespace), namespace=namespace)
+    wait_for_condition(cluster, namespace, STACK, "Ready", "True", READY_TIMEOUT)
+    return Stack(cluster, namespace, nodes)
+
+
 @pytest.fixture(scope="module")
 def stack(cluster: Cluster, real_node: list[str], images: None, crd: None) -> Iterator[Stack]:
     # `crd`: helm installs crds/ only where the CRD is missing; a CRD left by an older run would prune new fields.
     installer = ChartInstaller(cluster)
     try:
-        namespace = installer.namespace("e2e-real")
-        # One operator replica: the real node has 2 CPUs and the stack requests most of them; a second replica
-        # would leave no room for the surge pods of a rollout (test_chart_install runs the default two replicas).
-        installer.install(namespace, "rbac.scope=namespace", "replicaCount=1")
-        cluster.kubectl("-n", namespace, "create", "secret", "generic", "exchange-credentials",
-                        "--from-literal=api-key=e2e")  # fmt: skip
-        cluster.apply(load(EXAMPLE, namespace), namespace=namespace)
-        wait_for_condition(cluster, namespace, STACK, "Ready", "True", READY_TIMEOUT)
-        yield Stack(cluster, namespace, real_node)
+        yield start_example(installer, "e2e-real", real_node)
     finally:
         installer.cleanup()
 
