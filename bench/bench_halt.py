@@ -97,6 +97,8 @@ def main() -> None:
     cluster, nodes = real_node_cluster()
     installer = ChartInstaller(cluster)
     halts: list[float] = []
+    pods_gone: list[float] = []
+    egress_blocked: list[float] = []
     resumes: list[float] = []
     baseline: list[float] = []
     try:
@@ -108,6 +110,8 @@ def main() -> None:
         for run in range(args.runs):
             timing = halt.halt(stack, services, stuck, f"bench run {run + 1}")
             halts.append(timing.halted)
+            pods_gone.append(timing.pods_gone)
+            egress_blocked.append(timing.egress_blocked)
             resumes.append(halt.resume(stack, stuck))
             print(f"halt {run + 1}: pods gone {timing.pods_gone:.2f}s egress blocked {timing.egress_blocked:.2f}s,"
                   f" resumed in {resumes[-1]:.1f}s", flush=True)  # fmt: skip
@@ -121,6 +125,8 @@ def main() -> None:
 
     operator_p95, baseline_p95 = Figures("", halts).percentile(95), Figures("", baseline).percentile(95)
     rows = [Figures("`tradingstack halt` (operator)", halts),
+            Figures("of which: no haltable pod Running", pods_gone),
+            Figures("of which: the stuck pod's egress refused", egress_blocked),
             Figures("baseline: `kubectl scale --replicas=0` + `kubectl apply` of a deny-egress policy", baseline),
             Figures("`tradingstack resume` until Ready and egress back (operator)", resumes)]  # fmt: skip
     args.output.parent.mkdir(parents=True, exist_ok=True)
