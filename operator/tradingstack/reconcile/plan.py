@@ -41,7 +41,7 @@ from tradingstack.reconcile.retention import retention_patches
 PRUNABLE_KINDS = prunable_kinds()
 """Kinds removed when no longer rendered (the components grant them `delete`); data and credentials never are."""
 
-REASONS_WITH_OWN_EVENTS = frozenset({"ApplyFailed", "NameConflict", "SecretInvalid"})
+REASONS_WITH_OWN_EVENTS = frozenset({"ApplyFailed", "NameConflict", "SecretInvalid", "RolloutRolledBack"})
 """Each child refused or in conflict has had its own Warning Event; the phase change does not post it again."""
 
 

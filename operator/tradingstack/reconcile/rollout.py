@@ -201,10 +201,15 @@ def plan_rollout_step(
     if desired_revision == status.bad_revision:
         return RolloutStep(HoldBad(desired_revision), status)
     if status.target_revision != desired_revision or status.step not in ("Baking", "Promoting"):
+        deadline = now + timedelta(seconds=spec.deadline_seconds)
         started = _updated(
-            status, step="Baking", target_revision=desired_revision, started_at=now, healthy_since=None,
-            message=f"canary of revision {desired_revision} started; the Deployment stays on {current}",
-        )  # fmt: skip
+            status,
+            step="Baking",
+            target_revision=desired_revision,
+            started_at=now,
+            healthy_since=None,
+            message=_waiting(desired_revision, NO_CANARY_POD, deadline),
+        )
         event = PostEvent(
             "Normal", "RolloutStarted", f"{service.name}: canary of revision {desired_revision} (from {current})"
         )
@@ -256,15 +261,21 @@ def _bake(
             service, revision, status, f"its canary was not Ready and HEALTHY within {spec.deadline_seconds}s{detail}"
         )
     if pod is None:
-        waiting = "the canary pod"
+        waiting = NO_CANARY_POD
     elif not pod.ready:
         waiting = "the canary pod to be Ready" + (f" ({pod.problem})" if pod.problem else "")
     else:
         waiting = f"the canary pod to report HEALTHY (it reports {pod.health})"
-    message = f"canary of revision {revision}: waiting for {waiting}; rolled back at {deadline.isoformat()}"
-    return RolloutStep(
-        Bake(revision, waiting), _updated(status, started_at=started_at, healthy_since=None, message=message)
-    )
+    baking = _updated(status, started_at=started_at, healthy_since=None, message=_waiting(revision, waiting, deadline))
+    return RolloutStep(Bake(revision, waiting), baking)
+
+
+NO_CANARY_POD = "the canary pod"
+
+
+def _waiting(revision: str, waiting: str, deadline: datetime) -> str:
+    """The message while the canary is not Ready and HEALTHY: the same each pass while nothing changes."""
+    return f"canary of revision {revision}: waiting for {waiting}; rolled back at {deadline.isoformat()}"
 
 
 def _roll_back(service: ServiceSpec, revision: str, status: RolloutStatus, reason: str) -> RolloutStep:
