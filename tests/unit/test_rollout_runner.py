@@ -15,7 +15,16 @@ from tradingstack.contract import Annotation, Label
 from tradingstack.kube.actions import PostEvent, key_of
 from tradingstack.reconcile.diff import with_applied_hash
 from tradingstack.reconcile.plan import plan_child_writes, prunes
-from tradingstack.reconcile.rollout import ApplyMain, Bake, Finish, HoldBad, Promote, RollBack, StartCanary
+from tradingstack.reconcile.rollout import (
+    ApplyMain,
+    Bake,
+    Finish,
+    HoldBad,
+    Promote,
+    RollBack,
+    RolloutDecision,
+    StartCanary,
+)
 from tradingstack.reconcile.rollout_runner import (
     canary_pod_ips,
     observe_rollout,
@@ -62,7 +71,7 @@ def canary_pod(revision: str, *, restarts: int = 0, ready: bool = True, deleting
 
 
 def test_the_decisions_hold_the_main_deployment_and_add_or_drop_the_canary() -> None:
-    cases = [
+    cases: list[tuple[RolloutDecision, bool, bool]] = [
         (ApplyMain("in sync"), False, False),
         (StartCanary("r", EVENT), True, True),
         (Bake("r", "the bake time"), True, True),
