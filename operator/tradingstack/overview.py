@@ -71,6 +71,12 @@ def overview_text(document: Mapping[str, Any], now: datetime) -> str:
               f"  next run: {_when(restarts.next_run, now)}"]  # fmt: skip
     if restarts.in_progress:
         lines.append(f"  in progress: {restarts.in_progress} (done: {', '.join(restarts.done) or 'none'})")
+    rollouts = [(name, r) for name, r in sorted(status.rollouts.items()) if r.step != "Idle"]
+    if rollouts:
+        lines += ["", "Rollouts"]
+        lines += [
+            f"  {name}: {r.step} {r.target_revision} (runs {r.current_revision}): {r.message}" for name, r in rollouts
+        ]
     lines += ["", "Recent warnings"]
     lines += [f"  {w['reason']}: {w['message']}" for w in document["warnings"]] or ["  none"]
     return "\n".join(lines) + "\n"
