@@ -9,7 +9,7 @@ from typing import Any, cast
 
 from tests.unit.test_pass import NOW, ApiServer, example_body
 from tradingstack.api import TradingStackStatus
-from tradingstack.contract import Annotation, Label
+from tradingstack.contract import Annotation
 from tradingstack.kube.actions import FIELD_MANAGER, Obj
 from tradingstack.kube.client import Kube
 from tradingstack.reconcile.stack import StackReconciler
@@ -82,6 +82,7 @@ async def test_a_good_image_bakes_in_a_canary_then_rolls_out_and_the_canary_goes
 
     status, calls = await at(api, body, NOW)
     assert applied(calls) == [CANARY]  # the Deployment is held
+    assert kinds(calls)[:3] == ["status", "apply", "event"]  # the step (with startedAt) written before the canary
     assert ("Normal", "RolloutStarted") in events(calls)
     canary = api.objects["Deployment", CANARY]
     new = canary["metadata"]["annotations"][Annotation.REVISION]
@@ -129,7 +130,10 @@ async def test_a_crash_looping_canary_is_rolled_back_the_deployment_untouched_an
     canary_pod(api, ready=False, restarts=1)
 
     status, calls = await at(api, body, NOW + timedelta(seconds=20))
-    assert ("delete", "Deployment", CANARY) in calls and applied(calls) == []
+    # The step is written first (a crash after it resumes as rolled back), then the canary goes, then the Event.
+    assert kinds(calls)[:3] == ["status", "delete", "event"] and calls[1] == ("delete", "Deployment", CANARY)
+    assert api.statuses[-2]["rollouts"]["ai-engine"]["step"] == "RolledBack"
+    assert applied(calls) == []
     assert api.objects["Deployment", MAIN] == before  # never changed: the rollback removes nothing Ready
     assert events(calls).count(("Warning", "RolloutRolledBack")) == 1
     degraded = next(c for c in status.conditions if c.type == "Degraded")
@@ -179,5 +183,11 @@ async def test_a_deployment_from_an_older_operator_is_applied_directly_once() ->
     assert main_image(api).endswith(":0.2.0")
 
 
-def test_the_canary_pods_carry_the_canary_label() -> None:
-    assert Label.CANARY.endswith("/canary")
+async def test_a_crash_after_the_step_was_written_resumes_it_without_a_second_event() -> None:
+    api = await settled_stack()
+    body = with_image("ghcr.io/quantumtrader/demo-service:0.2.0", 2)
+    await at(api, body, NOW)
+    api.objects.pop(("Deployment", CANARY))  # as if the pass had stopped after its first status write
+    status, calls = await at(api, body, NOW + timedelta(seconds=30))
+    assert applied(calls) == [CANARY] and events(calls) == []
+    assert status.rollouts["ai-engine"].started_at == NOW  # the deadline still counts from the first start

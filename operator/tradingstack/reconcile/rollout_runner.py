@@ -126,6 +126,16 @@ def plan_rollouts(
     return RolloutPlan(decisions, rollouts, events)
 
 
+def interim_status(written: TradingStackStatus, plan: RolloutPlan) -> TradingStackStatus | None:
+    """The status as `written` with the new status.rollouts, when a service's step changes (a canary started,
+    promoted, rolled back, finished); None otherwise. Written before the pass's child writes, as the restart
+    runner writes its status before the stamp: a crash between the two then resumes the step (the same
+    `startedAt`, the revision already bad) instead of starting it again with a second Event."""
+    idle = RolloutStatus()
+    changed = any(status.step != written.rollouts.get(service, idle).step for service, status in plan.rollouts.items())
+    return written.model_copy(update={"rollouts": plan.rollouts}) if changed else None
+
+
 def with_live_revisions(plan: RolloutPlan, stack: TradingStack, children: Mapping[ChildKey, Obj]) -> RolloutPlan:
     """The plan with each service's currentRevision as the pass's writes left its Deployment (a first deploy or a
     promotion applies it), so the status written at the end of the pass is the one the next pass computes."""

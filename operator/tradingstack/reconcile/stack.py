@@ -51,6 +51,7 @@ from tradingstack.reconcile.rollout_runner import (
     RolloutObjects,
     RolloutPlan,
     canary_pod_ips,
+    interim_status,
     plan_rollouts,
     rollout_objects,
     with_live_revisions,
@@ -140,6 +141,11 @@ class StackReconciler:
         )
         rendered = [with_applied_hash(obj) for obj in render(stack, stack.owner_reference(), self._domain)]
         rollouts, objects = await self._plan_rollouts(stack, rendered, children, previous, now)
+        if (interim := interim_status(previous, rollouts)) is not None:
+            await self._execute(
+                body, stack, plan_status_write(stack.namespace, stack.name, previous, interim, has_status=has_status)
+            )
+            previous, has_status = interim, True
         desired = objects.desired
         conflicts = await self._claim(stack, desired, children)
         secret_problems = await self._check_user_secrets(stack)
