@@ -272,3 +272,10 @@ def test_promotion_waits_for_the_deployment_to_complete_before_deleting_the_cana
 def test_a_promotion_whose_apply_did_not_take_applies_again() -> None:
     result = step(running(live=OLD, canary=NEW, pod=healthy_pod()), promoting())
     assert isinstance(result.decision, Promote) and result.status.step == "Promoting"
+
+
+def test_a_long_kubelet_message_is_cut_to_fit_the_status() -> None:
+    pending = healthy_pod(ready=False, health="UNREACHABLE", problem="ErrImagePull: " + "x" * 10000)
+    result = step(running(canary=NEW, pod=pending), baking(), now=T0 + timedelta(seconds=600))
+    assert isinstance(result.decision, RollBack) and len(result.status.message) == 1024
+    RolloutStatus.model_validate(result.status.model_dump())

@@ -155,7 +155,14 @@ class RolloutStep:
     status: RolloutStatus
 
 
+MAX_MESSAGE = 1024
+"""A message quotes the kubelet's reason for a pod that does not run: kept well inside the CRD's 4096."""
+
+
 def _updated(status: RolloutStatus, **changes: Any) -> RolloutStatus:
+    """A copy of the (frozen) status with `changes` (model_copy does not validate: the message is cut here)."""
+    if "message" in changes:
+        changes["message"] = changes["message"][:MAX_MESSAGE]
     return status.model_copy(update=changes)
 
 
@@ -284,4 +291,6 @@ def _roll_back(service: ServiceSpec, revision: str, status: RolloutStatus, reaso
     rolled_back = _updated(
         status, step="RolledBack", target_revision=revision, bad_revision=revision, healthy_since=None, message=message
     )
-    return RolloutStep(RollBack(revision, reason, PostEvent("Warning", "RolloutRolledBack", message)), rolled_back)
+    return RolloutStep(
+        RollBack(revision, reason, PostEvent("Warning", "RolloutRolledBack", rolled_back.message)), rolled_back
+    )
