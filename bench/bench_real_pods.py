@@ -29,7 +29,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,9 +36,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.stats import percentile  # noqa: E402
+from bench.real_node import real_node_cluster  # noqa: E402
+from bench.stats import Figures  # noqa: E402
 from tests.cluster.test_restarts import trigger, wait_for_result  # noqa: E402
-from tests.e2e.helpers import ChartInstaller, real_nodes  # noqa: E402
+from tests.e2e.helpers import ChartInstaller  # noqa: E402
 from tests.e2e.test_chart_install import EXAMPLE, READY_TIMEOUT, STACK, load  # noqa: E402
 from tests.e2e.test_real_containers import (  # noqa: E402
     Stack,
@@ -48,14 +48,13 @@ from tests.e2e.test_real_containers import (  # noqa: E402
     wait_sentinels_quiet,
     wait_single_master_followed,
 )
-from tests.fixtures.cluster import BIN_DIR, CLUSTER_SH, KUBECONFIG, Cluster, k8s_version, wait_for  # noqa: E402
+from tests.fixtures.cluster import Cluster, wait_for  # noqa: E402
 from tests.fixtures.operator import wait_for_condition  # noqa: E402
 from tradingstack.api import DEFAULT_RESTART_ORDER, TradingStack  # noqa: E402
 from tradingstack.components import render  # noqa: E402
 from tradingstack.reconcile.restarts import manual_run_id  # noqa: E402
 from tradingstack.render.secrets import generated_secrets  # noqa: E402
 
-IMAGES_SH = REPO / "hack" / "images.sh"
 WRITER = """
 import json, sys, time
 from tradingstack.redisclient import RedisUnavailableError, SentinelRedisClient, WriteNotAcknowledgedError
@@ -77,21 +76,6 @@ FAULT_AFTER_SECONDS = 5
 
 def joined(seconds: list[float], digits: int) -> str:
     return ", ".join(f"{s:.{digits}f}" for s in seconds)
-
-
-@dataclass(frozen=True)
-class Figures:
-    label: str
-    seconds: list[float]
-
-    def percentile(self, q: int) -> float:
-        return percentile(self.seconds, q)
-
-    def row(self) -> str:
-        runs = ", ".join(f"{s:.2f}" for s in self.seconds)
-        return (
-            f"| {self.label} | {len(self.seconds)} | {self.percentile(50):.2f} | {self.percentile(95):.2f} | {runs} |"
-        )
 
 
 def pods_ready(cluster: Cluster, namespace: str, expected: int) -> bool:
@@ -209,13 +193,7 @@ def main() -> None:
     args = parser.parse_args()
     load_at_start = os.getloadavg()[0]
 
-    subprocess.run([str(CLUSTER_SH), "up"], check=True, stdin=subprocess.DEVNULL)
-    subprocess.run([str(IMAGES_SH), "build"], check=True, stdin=subprocess.DEVNULL)
-    subprocess.run([str(IMAGES_SH), "load"], check=True, stdin=subprocess.DEVNULL)
-    cluster = Cluster(kubeconfig=KUBECONFIG, bin_dir=BIN_DIR, version=k8s_version())
-    nodes = real_nodes(cluster)
-    if not nodes:
-        raise SystemExit("no real node: hack/cluster.sh up starts one (CLUSTER_REAL_NODES=1)")
+    cluster, nodes = real_node_cluster()
     installer = ChartInstaller(cluster)
     starts: dict[str, list[float]] = {"operator": [], "raw": []}
     try:

@@ -19,6 +19,7 @@ BENCHES = {
     "redis": ["bench/bench_redis.py"],
     "postgres": ["bench/bench_postgres.py"],
     "real-pods": ["bench/bench_real_pods.py"],
+    "halt": ["bench/bench_halt.py"],
 }
 
 

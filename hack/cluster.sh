@@ -9,6 +9,7 @@
 #   hack/cluster.sh down     stop everything the cluster started
 #   hack/cluster.sh status   exit 0 if the cluster answers
 #   hack/cluster.sh env      print `export PATH=...` (cached binaries) and `export KUBECONFIG=...`
+#   hack/cluster.sh control-plane stop|start   stop or restart etcd and the control plane, state kept (chaos)
 #
 # CLUSTER=kind (with a working docker + kind) makes up/down/status use a kind cluster instead.
 # See docs/cluster.md.
@@ -455,6 +456,15 @@ with_lock() {
 
 cmd_up() { if [ "$CLUSTER" = kind ]; then kind_up; else local_up; fi; }
 cmd_down() { if [ "$CLUSTER" = kind ]; then kind_down; else local_down; fi; log "cluster $CLUSTER_NAME down"; }
+# The local control plane's processes (etcd, kube-apiserver, controller-manager, scheduler, kwok) stopped or
+# started again with their state kept: the chaos suite's API outage. Nodes, pods and the operator keep running.
+cmd_control_plane() {
+  [ "$CLUSTER" = local ] || die "control-plane stop/start needs the local cluster"
+  case "${1:-}" in
+    stop | start) kwokctl_ "$1" cluster >>"$STATE/kwokctl.log" 2>&1 || die "kwokctl $1 cluster failed (log: $STATE/kwokctl.log)" ;;
+    *) die "usage: $0 control-plane {stop|start}" ;;
+  esac
+}
 cmd_status() {
   if healthy; then
     log "cluster $CLUSTER_NAME is up; KUBECONFIG=$KUBECONFIG_OUT"
@@ -470,8 +480,9 @@ case "${1:-}" in
   down) with_lock cmd_down ;;
   status) cmd_status ;;
   env) cmd_env ;;
+  control-plane) with_lock cmd_control_plane "${2:-}" ;;
   *)
-    echo "usage: $0 {build|up|down|status|env}" >&2
+    echo "usage: $0 {build|up|down|status|env|control-plane stop|start}" >&2
     exit 2
     ;;
 esac

@@ -1,4 +1,5 @@
-"""The `tradingstack` command: render manifests, print the CRD, run the operator, operate backups and restarts.
+"""The `tradingstack` command: render manifests, print the CRD, run the operator, operate backups, restarts and
+maintenance overrides, halt and resume a stack (the kill switch).
 
 Bad input ends with exit code 2 and one line per problem naming the field; never a traceback.
 """
@@ -154,6 +155,56 @@ def _cmd_restart(args: argparse.Namespace) -> int:
     return _with_kube(restart)
 
 
+def _cmd_apply_now(args: argparse.Namespace) -> int:
+    if not args.reason.strip():
+        raise InvalidInputError(["--reason: must not be empty (it is recorded in the MaintenanceOverride Event)"])
+
+    async def apply_now(kube: Kube) -> int:
+        value = await ops.apply_now(kube, args.namespace, args.stack, args.reason)
+        print(f"maintenance open for 60 minutes for {args.namespace}/{args.stack} ({Annotation.APPLY_NOW}={value})")
+        print(f"see: kubectl get ts {args.stack} -n {args.namespace} -o jsonpath='{{.status.maintenance}}'")
+        return 0
+
+    return _with_kube(apply_now)
+
+
+HALT_REASON_MAX = 1024
+"""spec.halt.reason's limit (the CRD refuses longer)."""
+
+
+def halt_reason(value: str) -> str:
+    """--reason: 1..1024 characters once stripped."""
+    reason = value.strip()
+    if not reason:
+        raise InvalidInputError(["--reason: must not be empty"])
+    if len(reason) > HALT_REASON_MAX:
+        raise InvalidInputError([f"--reason: at most {HALT_REASON_MAX} characters ({len(reason)} given)"])
+    return reason
+
+
+def _cmd_halt(args: argparse.Namespace) -> int:
+    reason = halt_reason(args.reason)
+
+    async def halt(kube: Kube) -> int:
+        by = await ops.halt_stack(kube, args.namespace, args.stack, reason, args.requested_by)
+        print(f"halt requested for {args.namespace}/{args.stack} by {by or 'unknown'}: {reason}")
+        print(f"follow it with: kubectl get ts {args.stack} -n {args.namespace} -o jsonpath='{{.status.halt}}'")
+        return 0
+
+    return _with_kube(halt)
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    async def resume(kube: Kube) -> int:
+        if await ops.resume_stack(kube, args.namespace, args.stack):
+            print(f"resume requested for {args.namespace}/{args.stack}: the haltable services scale back up")
+        else:
+            print(f"{args.namespace}/{args.stack} is not halted: nothing to do")
+        return 0
+
+    return _with_kube(resume)
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     async def status(kube: Kube) -> int:
         document = await ops.stack_overview(kube, args.namespace, args.stack)
@@ -212,6 +263,25 @@ def _cluster_domain_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _halt_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`halt` and `resume`: the kill switch (spec.halt)."""
+    halt_cmd = commands.add_parser(
+        "halt", help="kill switch: stop the stack's haltable services and cut their egress now (sets spec.halt)"
+    )
+    halt_cmd.add_argument("stack", help="TradingStack name")
+    halt_cmd.add_argument("--reason", required=True, help="why (recorded in status.halt and the Halted Event)")
+    halt_cmd.add_argument(
+        "--requested-by", help="who (default: the user the API server knows, else the kubeconfig user, else $USER)"
+    )
+    halt_cmd.add_argument("-n", "--namespace", default="default", help="namespace (default: default)")
+    halt_cmd.set_defaults(handler=_cmd_halt)
+
+    resume_cmd = commands.add_parser("resume", help="lift a halt: the haltable services scale back up")
+    resume_cmd.add_argument("stack", help="TradingStack name")
+    resume_cmd.add_argument("-n", "--namespace", default="default", help="namespace (default: default)")
+    resume_cmd.set_defaults(handler=_cmd_resume)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tradingstack", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -260,6 +330,16 @@ def build_parser() -> argparse.ArgumentParser:
     restart_cmd.add_argument("stack", help="TradingStack name")
     restart_cmd.add_argument("-n", "--namespace", default="default", help="namespace (default: default)")
     restart_cmd.set_defaults(handler=_cmd_restart)
+
+    apply_now_cmd = commands.add_parser(
+        "apply-now",
+        help="open a stack's maintenance for 60 minutes (windows and freezes overridden), recorded with a reason",
+    )
+    apply_now_cmd.add_argument("stack", help="TradingStack name")
+    apply_now_cmd.add_argument("--reason", required=True, help="why (shown in the MaintenanceOverride Event)")
+    apply_now_cmd.add_argument("-n", "--namespace", default="default", help="namespace (default: default)")
+    apply_now_cmd.set_defaults(handler=_cmd_apply_now)
+    _halt_commands(commands)
 
     status_cmd = commands.add_parser("status", help="one screen with the state of a stack (also: kubectl tradingstack)")
     status_cmd.add_argument("stack", help="TradingStack name")

@@ -31,7 +31,7 @@ from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN
 
 StackKey = tuple[str, str]
 DEBOUNCE_SECONDS = 1.0
-"""Coalesces a burst of child events (a rollout sends dozens) into one pass."""
+"""Coalesces a burst of child events (a rollout sends dozens) into one pass; a spec edit skips it."""
 MAX_BACKOFF_SECONDS = 300.0
 ROLLOUT_POLL_SECONDS = 5.0
 """The pass interval while a service's canary bakes or its Deployment is promoted: a canary's health document
@@ -96,6 +96,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         cluster_domain=memo.get("cluster_domain", DEFAULT_CLUSTER_DOMAIN),
     )
     memo.wakers = {}
+    memo.generations = {}  # the metadata.generation each stack's latest pass started from
+    memo.urgent = set()  # stacks whose spec changed since: their next pass starts without the debounce
     memo.phases = {}
     memo.setdefault("resync_seconds", 30.0)
 
@@ -119,6 +121,7 @@ async def run_stack(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Mem
     try:
         while not stopped:
             delay = float(memo.resync_seconds)
+            memo.generations[key] = body.metadata.get("generation")
             with log_context(stack=key[1], namespace=key[0]):
                 try:
                     status = await memo.reconciler.reconcile(_plain(body))
@@ -139,12 +142,16 @@ async def run_stack(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Mem
             _publish_phases(memo.phases)
             try:
                 await asyncio.wait_for(wake.wait(), timeout=delay)
-                await asyncio.sleep(DEBOUNCE_SECONDS)
+                if key not in memo.urgent:
+                    await asyncio.sleep(DEBOUNCE_SECONDS)
             except TimeoutError:
                 pass
             wake.clear()
+            memo.urgent.discard(key)
     finally:
         memo.wakers.pop(key, None)
+        memo.generations.pop(key, None)
+        memo.urgent.discard(key)
         memo.phases.pop(key, None)
         STACK_METRICS.forget(key)
         _publish_phases(memo.phases)
@@ -165,6 +172,10 @@ def _wake(memo: kopf.Memo, namespace: str | None, stack: str | None) -> None:
 
 @kopf.on.event(API_GROUP, API_VERSION, PLURAL, registry=registry)
 async def stack_changed(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
+    key = (meta.namespace or "", meta.name or "")
+    # A spec edit (a halt above all) is a person waiting; status writes and child events are not.
+    if meta.get("generation") != memo.generations.get(key, meta.get("generation")):
+        memo.urgent.add(key)
     _wake(memo, meta.namespace, meta.name)
 
 

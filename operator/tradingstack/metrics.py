@@ -83,6 +83,7 @@ STACK_SERIES: dict[str, tuple[bool, str, tuple[str, ...]]] = {
     "tradingstack_backup_last_failed": (False, "1 when the last backup Job failed.", ()),
     "tradingstack_restart_last_failed": (False, "1 when the last restart run failed.", ()),
     "tradingstack_restart_next_run_timestamp_seconds": (False, "Time of the next scheduled restart run.", ()),
+    "tradingstack_halted": (False, "1 while the stack is halted (spec.halt: haltable services stopped), else 0.", ()),
 }
 """The per-stack series: name -> (counter?, help, labels after namespace and stack). docs/operating.md lists them."""
 
@@ -110,6 +111,7 @@ def stack_samples(status: TradingStackStatus, master_changes: int) -> Iterator[S
         yield "tradingstack_restart_last_failed", (), 1.0 if status.restarts.last_result == "Failed" else 0.0
     if status.restarts.next_run is not None:
         yield "tradingstack_restart_next_run_timestamp_seconds", (), status.restarts.next_run.timestamp()
+    yield "tradingstack_halted", (), 1.0 if status.halt is not None else 0.0
 
 
 STACK_METRICS = StackMetrics()

@@ -1,4 +1,5 @@
-"""Operations a person asks for from the command line: trigger a restart run, list and restore backups.
+"""Operations a person asks for from the command line: trigger a restart run, override maintenance, halt and
+resume a stack (the kill switch, `spec.halt`), list and restore backups.
 
 Backup list and restore run the backup tool as a Job next to the stack's backup volume and read the tool's
 result from the pod's termination message, so they need no access to pod logs.
@@ -7,6 +8,7 @@ result from the pod's termination message, so they need no access to pod logs.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +20,7 @@ from tradingstack.contract import Annotation, Label, termination
 from tradingstack.kube.client import Kube, Obj
 from tradingstack.overview import overview_document
 from tradingstack.render.postgres import render_list_job, render_restore_job
+from tradingstack.schedule.maintenance import format_override
 
 JOB_POLL_SECONDS = 2.0
 
@@ -55,6 +58,42 @@ async def trigger_restart(kube: Kube, namespace: str, name: str) -> str:
     value = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     await kube.annotate_stack(namespace, name, {Annotation.RESTART_NOW: value})
     return value
+
+
+async def apply_now(kube: Kube, namespace: str, name: str, reason: str, now: datetime | None = None) -> str:
+    """Opens maintenance (spec.maintenance) for an hour from `now`: sets Annotation.APPLY_NOW to
+    `<now>/<reason>`; the operator records it with a MaintenanceOverride Event. Returns the value."""
+    if not reason.strip():
+        raise OperationError("a reason is required")
+    await load_stack(kube, namespace, name)
+    value = format_override(now or datetime.now(UTC), reason.strip())
+    await kube.annotate_stack(namespace, name, {Annotation.APPLY_NOW: value})
+    return value
+
+
+async def requester(kube: Kube) -> str | None:
+    """Who is asking: the identity the API server knows, else the kubeconfig's user, else $USER."""
+    return await kube.whoami() or kube.kubeconfig_user or os.environ.get("USER") or None
+
+
+async def halt_stack(kube: Kube, namespace: str, name: str, reason: str, requested_by: str | None) -> str | None:
+    """Sets spec.halt: the operator stops the haltable services at once. Returns who it is recorded as."""
+    await load_stack(kube, namespace, name)
+    by = requested_by or await requester(kube)
+    halt: dict[str, str] = {"reason": reason}
+    if by:
+        halt["requestedBy"] = by[:256]
+    await kube.merge_patch_stack(namespace, name, {"spec": {"halt": halt}})
+    return by
+
+
+async def resume_stack(kube: Kube, namespace: str, name: str) -> bool:
+    """Removes spec.halt; False when the stack was not halted (nothing written)."""
+    stack = await load_stack(kube, namespace, name)
+    if stack.spec.halt is None:
+        return False
+    await kube.merge_patch_stack(namespace, name, {"spec": {"halt": None}})
+    return True
 
 
 async def run_tool_job(kube: Kube, job: Obj, timeout_seconds: float) -> JobOutcome:

@@ -39,10 +39,31 @@ def overview_document(body: Mapping[str, Any], warnings: Sequence[Mapping[str, A
     }  # fmt: skip
 
 
+def _maintenance_lines(status: TradingStackStatus, now: datetime) -> list[str]:
+    """The Maintenance section, left out while maintenance is open with nothing to say (no windows, no freezes)."""
+    m = status.maintenance
+    if m.open and m.open_until is None and not m.pending and m.override_reason is None:
+        return []
+    lines = ["", "Maintenance", f"  open: {'yes' if m.open else 'no'}"]
+    if m.override_reason is not None:
+        lines.append(f"  apply-now override until {_when(m.override_until, now)}: {m.override_reason}")
+    if m.freeze_reason is not None:
+        lines.append(f"  frozen until {_when(m.frozen_until, now)}: {m.freeze_reason}")
+    if m.open and m.open_until is not None:
+        lines.append(f"  open until: {_when(m.open_until, now)}")
+    if not m.open:
+        lines.append(f"  next window: {_when(m.next_window, now) if m.next_window else 'none within a year'}")
+    lines += [f"  pending: {item}" for item in m.pending]
+    return lines
+
+
 def overview_text(document: Mapping[str, Any], now: datetime) -> str:
     status = TradingStackStatus.model_validate(document["status"])
     conditions = {c.type: c for c in status.conditions}
     lines = [f"TradingStack {document['namespace']}/{document['name']}: {status.phase}"]
+    if (halt := status.halt) is not None:
+        lines.append(f"  HALTED since {_when(halt.since, now)} by {halt.by or 'unknown'}: {halt.reason}")
+        lines.append(f"    stopped, egress cut: {', '.join(halt.services) or 'none (no service is haltable)'}")
     for kind in ("Ready", "Degraded"):
         if (c := conditions.get(kind)) is not None:
             lines.append(f"  {kind}: {c.status} ({c.reason}){': ' + c.message if c.message else ''}")
@@ -71,6 +92,9 @@ def overview_text(document: Mapping[str, Any], now: datetime) -> str:
               f"  next run: {_when(restarts.next_run, now)}"]  # fmt: skip
     if restarts.in_progress:
         lines.append(f"  in progress: {restarts.in_progress} (done: {', '.join(restarts.done) or 'none'})")
+    if restarts.paused:
+        lines.append(f"  paused: {restarts.paused}")
+    lines += _maintenance_lines(status, now)
     rollouts = [(name, r) for name, r in sorted(status.rollouts.items()) if r.step != "Idle"]
     if rollouts:
         lines += ["", "Rollouts"]

@@ -60,7 +60,7 @@ def test_example_reaches_ready_with_every_child(cluster: Cluster, namespace: str
         "health": status["services"]["ai-engine"]["health"],
     }
     types = {c["type"]: c for c in status["conditions"]}
-    assert set(types) == {"Ready", "Progressing", "Degraded", "RedisReady", "PostgresReady", "BackupHealthy"}
+    assert set(types) == {"Ready", "Progressing", "Degraded", "RedisReady", "PostgresReady", "BackupHealthy", "Halted"}
     assert types["RedisReady"]["status"] == "True" and types["Degraded"]["status"] == "False"
     assert all(c["reason"] and c["lastTransitionTime"] for c in types.values())
 

@@ -70,8 +70,18 @@ def test_an_invalid_image_reference_is_refused(cluster: Cluster, namespace: str,
         ("redis", {"sentinels": 1}, "quorum must be <= sentinels"),
         ("service-resources", {"requests": {"cpu": "1", "memory": "1Gi", "gpu": "1"}}, "unknown resource name"),
         ("restarts", {"schedule": "0 5\u2003* * * *"}, "spec.restarts.schedule"),
+        (
+            "maintenance",
+            {"freezes": [{"start": "2026-12-24T00:00:00Z", "end": "2026-12-23T00:00:00Z", "reason": "x"}]},
+            "end must be later than start",
+        ),
     ],
-    ids=["one-sentinel-default-quorum", "unknown-resource", "unicode-whitespace-cron"],
+    ids=[
+        "one-sentinel-default-quorum",
+        "unknown-resource",
+        "unicode-whitespace-cron",
+        "freeze-ending-before-it-starts",
+    ],
 )
 def test_specs_the_operator_would_fail_are_refused_by_the_api_server(
     cluster: Cluster, namespace: str, crd: None, field: str, value: dict[str, Any], refusal: str

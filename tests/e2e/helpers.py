@@ -16,6 +16,8 @@ RESTRICTED = {
     "pod-security.kubernetes.io/enforce-version": "latest",
     "tradingstack.test/namespace": "true",
 }
+STRANGER_IMAGE = "ghcr.io/quantumtrader/demo-service:0.1.0"
+"""Test pods that are not the stack's run the demo-service image for its Python (they carry their own labels)."""
 
 
 def real_nodes(cluster: Cluster) -> list[str]:

@@ -25,7 +25,8 @@ import pytest
 import yaml
 
 from tests.dashboard import DASHBOARD, POSTGRES_ROW, REDIS_ROW, row_expressions
-from tests.e2e.helpers import ChartInstaller, create_restricted_namespace
+from tests.e2e import halt
+from tests.e2e.helpers import STRANGER_IMAGE, ChartInstaller, create_restricted_namespace
 from tests.e2e.prometheus import SCRAPE_SECONDS, start_prometheus
 from tests.e2e.test_chart_install import (
     EXAMPLE,
@@ -100,20 +101,26 @@ class Stack:
         }
 
 
+def start_example(installer: ChartInstaller, prefix: str, nodes: list[str]) -> Stack:
+    """The example stack in a fresh namespace with the chart's operator (namespace mode), once it is Ready."""
+    cluster = installer.cluster
+    namespace = installer.namespace(prefix)
+    # One operator replica: the real node has 2 CPUs and the stack requests most of them; a second replica
+    # would leave no room for the surge pods of a rollout (test_chart_install runs the default two replicas).
+    installer.install(namespace, "rbac.scope=namespace", "replicaCount=1")
+    cluster.kubectl("-n", namespace, "create", "secret", "generic", "exchange-credentials",
+                    "--from-literal=api-key=e2e")  # fmt: skip
+    cluster.apply(load(EXAMPLE, namespace), namespace=namespace)
+    wait_for_condition(cluster, namespace, STACK, "Ready", "True", READY_TIMEOUT)
+    return Stack(cluster, namespace, nodes)
+
+
 @pytest.fixture(scope="module")
 def stack(cluster: Cluster, real_node: list[str], images: None, crd: None) -> Iterator[Stack]:
     # `crd`: helm installs crds/ only where the CRD is missing; a CRD left by an older run would prune new fields.
     installer = ChartInstaller(cluster)
     try:
-        namespace = installer.namespace("e2e-real")
-        # One operator replica: the real node has 2 CPUs and the stack requests most of them; a second replica
-        # would leave no room for the surge pods of a rollout (test_chart_install runs the default two replicas).
-        installer.install(namespace, "rbac.scope=namespace", "replicaCount=1")
-        cluster.kubectl("-n", namespace, "create", "secret", "generic", "exchange-credentials",
-                        "--from-literal=api-key=e2e")  # fmt: skip
-        cluster.apply(load(EXAMPLE, namespace), namespace=namespace)
-        wait_for_condition(cluster, namespace, STACK, "Ready", "True", READY_TIMEOUT)
-        yield Stack(cluster, namespace, real_node)
+        yield start_example(installer, "e2e-real", real_node)
     finally:
         installer.cleanup()
 
@@ -189,8 +196,6 @@ def test_the_gateway_routes_every_service_and_limits_the_rate(stack: Stack) -> N
     assert codes.count(429) > 0, "past the burst the gateway answers 429"
 
 
-STRANGER_IMAGE = "ghcr.io/quantumtrader/demo-service:0.1.0"
-"""The stranger pods run the demo-service image for its Python; they carry none of the stack's labels."""
 CONNECT = """
 import json, socket, sys
 results = {}
@@ -293,6 +298,42 @@ def wait_readiness(stack: Stack, expected: dict[str, tuple[str, bool]], what: st
         return all(readiness(stack, s) == ({status}, {ready}) for s, (status, ready) in expected.items())
 
     wait_for(reached, timeout=180, interval=2, what=what)  # the services retry an open circuit after 60 s
+
+
+def test_halt_stops_the_haltable_services_at_once_and_nothing_else(stack: Stack) -> None:
+    """`tradingstack halt`: the haltable service (execution) has no Running pod and a stuck pod with its labels
+    (no Deployment owns it, so the scale-down misses it) can no longer connect anywhere, while every other pod
+    keeps running, not restarted; status, condition and Event say who halted and why. `resume` restores the
+    replicas and the egress, and the stack is Ready again."""
+    services = halt.haltable_services(stack)
+    assert services == ["execution"], services
+    replicas = {s: stack.cluster.kubectl_json("get", "deployment", f"{STACK}-{s}", "-n", stack.namespace)["spec"][
+        "replicas"] for s in services}  # fmt: skip
+    risk = stack.service_pods("risk-safety")[0]
+    target = f"{risk['status']['podIP']}:{risk['spec']['containers'][0]['ports'][0]['containerPort']}"
+    stuck = halt.start_stuck_pod(stack, target)
+    others = halt.other_pods(stack, services)
+    try:
+        timing = halt.halt(stack, services, stuck, "e2e: drawdown limit hit")
+        print(f"halted: pods gone {timing.pods_gone:.2f} s, egress blocked {timing.egress_blocked:.2f} s")
+        status = stack_status(stack.cluster, stack.namespace)
+        assert status["halt"]["reason"] == "e2e: drawdown limit hit", status.get("halt")
+        assert status["halt"]["since"] and status["halt"]["by"], status["halt"]
+        conditions = {c["type"]: c for c in status["conditions"]}
+        assert conditions["Halted"]["status"] == "True" and "execution" in conditions["Halted"]["message"]
+        events = stack.cluster.kubectl_json("get", "events", "-n", stack.namespace,
+                                            "--field-selector", f"involvedObject.name={STACK}")["items"]  # fmt: skip
+        assert any(e["reason"] == "Halted" and e["type"] == "Warning" for e in events), [e["reason"] for e in events]
+        time.sleep(5)  # a few passes of the operator later: still halted, nothing else touched
+        assert not halt.running_pods(stack, services)
+        assert halt.other_pods(stack, services) == others, "a pod of a service that is not haltable was replaced"
+    finally:
+        halt.resume(stack, stuck)
+        stack.kubectl("delete", "pod", stuck, "--wait=false", check=False)
+    for service, count in replicas.items():
+        ready = stack.cluster.kubectl_json("get", "deployment", f"{STACK}-{service}", "-n", stack.namespace)
+        assert ready["status"].get("readyReplicas") == count, ready["status"]
+    assert halt.other_pods(stack, services) == others
 
 
 def test_pod_readiness_follows_the_health_contract_when_dependencies_really_fail(stack: Stack) -> None:

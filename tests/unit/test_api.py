@@ -68,6 +68,26 @@ def test_example_files_parse() -> None:
             "spec.services[0].resources.requests: must set memory",
         ),
         ({"redis": {"resources": {"limits": {"cpu": "1"}}}}, "spec.redis.resources.limits: must set memory"),
+        (
+            {
+                "maintenance": {
+                    "freezes": [{"start": "2026-12-24T00:00:00Z", "end": "2026-12-24T00:00:00Z", "reason": "x"}]
+                }
+            },
+            "spec.maintenance.freezes[0].end: must be later than start",
+        ),
+        (
+            {"maintenance": {"freezes": [{"start": "2026-12-24T00:00:00Z", "end": "2026-12-25T00:00:00Z"}]}},
+            "spec.maintenance.freezes[0].reason: Field required",
+        ),
+        (
+            {"maintenance": {"windows": [{"schedule": "0 22 * * *", "durationMinutes": 0}]}},
+            "spec.maintenance.windows[0].durationMinutes: Input should be greater",
+        ),
+        (
+            {"maintenance": {"windows": [{"schedule": "0 22 * * *", "durationMinutes": 60, "timeZone": "Mars/Base"}]}},
+            "spec.maintenance.windows[0].timeZone: unknown IANA time zone",
+        ),
     ],
 )
 def test_invalid_specs_name_the_field(spec: dict[str, Any], expected: str) -> None:

@@ -6,8 +6,14 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, cast
 
+import pytest
 import yaml
+
+from tradingstack import ops
+from tradingstack.cli import build_parser
+from tradingstack.kube.client import Kube
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = shutil.which("tradingstack", path=str(Path(sys.executable).parent)) or "tradingstack"
@@ -62,3 +68,69 @@ def test_crd_command_prints_the_generated_crd() -> None:
     result = run("crd")
     assert result.returncode == 0
     assert yaml.safe_load(result.stdout)["metadata"]["name"] == "tradingstacks.trading.quantumtrader.dev"
+
+
+def test_halt_and_resume_parse_their_arguments() -> None:
+    args = build_parser().parse_args(["halt", "qt", "--reason", "runaway orders", "-n", "trading"])
+    assert (args.stack, args.reason, args.namespace, args.requested_by) == ("qt", "runaway orders", "trading", None)
+    assert args.handler.__name__ == "_cmd_halt"
+    args = build_parser().parse_args(["halt", "qt", "--reason", "x", "--requested-by", "ess"])
+    assert (args.namespace, args.requested_by) == ("default", "ess")
+    args = build_parser().parse_args(["resume", "qt", "--namespace", "trading"])
+    assert (args.stack, args.namespace, args.handler.__name__) == ("qt", "trading", "_cmd_resume")
+
+
+def test_halt_without_a_reason_is_a_usage_error() -> None:
+    result = run("halt", "qt")
+    assert result.returncode == 2 and "--reason" in result.stderr and "Traceback" not in result.stderr
+    blank = run("halt", "qt", "--reason", "   ")
+    assert blank.returncode == 2 and blank.stderr.strip().splitlines() == ["--reason: must not be empty"]
+    long = run("halt", "qt", "--reason", "x" * 1025)
+    assert long.returncode == 2 and long.stderr.strip().startswith("--reason: at most 1024 characters")
+
+
+class FakeKube:
+    """The Kube methods halt and resume use."""
+
+    def __init__(self, stack: dict[str, Any] | None, who: str | None = "alice@example.com") -> None:
+        self.stack = stack
+        self.who = who
+        self.kubeconfig_user: str | None = "kind-admin"
+        self.patches: list[tuple[str, str, dict[str, Any]]] = []
+
+    async def get_stack(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.stack
+
+    async def whoami(self) -> str | None:
+        return self.who
+
+    async def merge_patch_stack(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        self.patches.append((namespace, name, patch))
+
+
+def a_stack(**spec: Any) -> dict[str, Any]:
+    return {"metadata": {"name": "qt", "namespace": "trading"}, "spec": spec}
+
+
+async def test_halt_sets_spec_halt_with_who_asked_and_resume_removes_it() -> None:
+    kube = FakeKube(a_stack())
+    assert await ops.halt_stack(cast(Kube, kube), "trading", "qt", "runaway orders", None) == "alice@example.com"
+    assert kube.patches == [
+        ("trading", "qt", {"spec": {"halt": {"reason": "runaway orders", "requestedBy": "alice@example.com"}}})
+    ]
+    kube = FakeKube(a_stack(), who=None)  # no SelfSubjectReview: the kubeconfig's user
+    await ops.halt_stack(cast(Kube, kube), "trading", "qt", "r", None)
+    assert kube.patches[0][2]["spec"]["halt"]["requestedBy"] == "kind-admin"
+    await ops.halt_stack(cast(Kube, kube), "trading", "qt", "r", "ess")  # an explicit --requested-by wins
+    assert kube.patches[1][2]["spec"]["halt"]["requestedBy"] == "ess"
+
+    halted = FakeKube(a_stack(halt={"reason": "r"}))
+    assert await ops.resume_stack(cast(Kube, halted), "trading", "qt") is True
+    assert halted.patches == [("trading", "qt", {"spec": {"halt": None}})]
+    running = FakeKube(a_stack())
+    assert await ops.resume_stack(cast(Kube, running), "trading", "qt") is False and running.patches == []
+
+
+async def test_halt_of_a_missing_stack_is_an_operation_error() -> None:
+    with pytest.raises(ops.OperationError, match="not found"):
+        await ops.halt_stack(cast(Kube, FakeKube(None)), "trading", "qt", "r", None)

@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 
 from tests.golden import assert_golden
 from tests.unit.test_metrics import status
-from tradingstack.api.status import RolloutStatus
+from tradingstack.api.status import HaltStatus, RolloutStatus
 from tradingstack.overview import overview_document, overview_text
+from tradingstack.reconcile.restarts import HALTED
 
 
 def test_the_overview_of_a_stack_with_a_failed_backup_and_a_warning() -> None:
@@ -38,3 +39,20 @@ def test_the_overview_lists_the_rollouts_that_are_not_idle() -> None:
     body = {"metadata": {"namespace": "trading", "name": "qt"}, "status": stored.model_dump(mode="json", by_alias=True)}
     text = overview_text(overview_document(body, []), datetime(2026, 12, 2, 6, 30, tzinfo=UTC))
     assert "Rollouts\n  risk: RolledBack b2 (runs a1): why\n" in text and "  api:" not in text
+
+
+def test_the_overview_of_a_halted_stack_leads_with_the_halt() -> None:
+    halted = status("qt-redis-1").model_copy(
+        update={
+            "halt": HaltStatus(since=datetime(2026, 12, 2, 6, 0, tzinfo=UTC), by="alice", reason="runaway orders",
+                               services=["execution"]),
+        }
+    )  # fmt: skip
+    halted = halted.model_copy(update={"restarts": halted.restarts.model_copy(update={"paused": HALTED})})
+    body = {"metadata": {"namespace": "trading", "name": "qt"},
+            "status": halted.model_dump(mode="json", by_alias=True, exclude_none=True)}  # fmt: skip
+    text = overview_text(overview_document(body, []), datetime(2026, 12, 2, 6, 30, tzinfo=UTC))
+    lines = text.splitlines()
+    assert lines[1] == "  HALTED since 2026-12-02 06:00:00Z (30m ago) by alice: runaway orders"
+    assert lines[2] == "    stopped, egress cut: execution"
+    assert f"  paused: {HALTED}" in lines

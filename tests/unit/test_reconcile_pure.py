@@ -117,6 +117,7 @@ def test_ready_when_every_workload_is_rolled_out_and_ready() -> None:
         "RedisReady": "True",
         "PostgresReady": "True",
         "BackupHealthy": "True",
+        "Halted": "False",
     }
     assert status.observed_generation == 3
     assert status.services["api"].ready == 2

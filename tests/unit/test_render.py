@@ -50,18 +50,20 @@ names = st.from_regex(r"[a-z][a-z0-9]{0,10}", fullmatch=True).filter(
     lambda n: n not in {"redis", "postgres", "gateway"}
 )
 service_specs = st.builds(
-    lambda name, port, replicas, uses, degraded: {
+    lambda name, port, replicas, uses, degraded, haltable: {
         "name": name,
         "image": f"example/{name}:1",
         "port": port,
         "replicas": replicas,
         "uses": uses,
         "health": {"degradedIsReady": degraded},
+        "haltable": haltable,
     },
     names,
     st.integers(1024, 65535),
     st.integers(0, 5),
     st.lists(st.sampled_from(["redis", "postgres"]), unique=True),
+    st.booleans(),
     st.booleans(),
 )
 
@@ -89,6 +91,8 @@ def stacks(draw: st.DrawFn) -> TradingStack:
         "gateway": {"enabled": draw(st.booleans()), "replicas": draw(st.integers(0, 3))},
         "deletionPolicy": draw(st.sampled_from(["Retain", "Delete"])),
     }
+    if draw(st.booleans()):
+        spec["halt"] = {"reason": "kill switch", "requestedBy": "test"}
     name = draw(st.from_regex(r"[a-z][a-z0-9-]{0,20}[a-z0-9]", fullmatch=True))
     return TradingStack.model_validate({"metadata": {"name": name, "namespace": "ns", "uid": "uid-1"}, "spec": spec})
 
@@ -145,6 +149,27 @@ def test_every_pod_is_restricted_and_every_child_is_owned_and_labelled(stack: Tr
             assert obj["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
         if obj["kind"] == "CronJob":
             assert obj["spec"]["startingDeadlineSeconds"] > 0
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stacks())
+def test_a_halt_stops_exactly_the_haltable_services_and_denies_exactly_their_egress(stack: TradingStack) -> None:
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in render(stack, stack.owner_reference())}
+    halted = [s.name for s in stack.spec.services if s.haltable] if stack.spec.halt else []
+    for service in stack.spec.services:
+        replicas = objects["Deployment", f"{stack.name}-{service.name}"]["spec"]["replicas"]
+        assert replicas == (0 if service.name in halted else service.replicas), service.name
+    policy = objects.get(("NetworkPolicy", f"{stack.name}-halt"))
+    if not halted:
+        assert policy is None
+        return
+    assert policy is not None and policy["spec"]["policyTypes"] == ["Egress"] and "egress" not in policy["spec"]
+    selector = policy["spec"]["podSelector"]
+    assert selector["matchLabels"] == {Label.INSTANCE: stack.name}
+    assert selector["matchExpressions"] == [{"key": Label.NAME, "operator": "In", "values": halted}]
+    # No other policy of the stack selects pods for egress: the deny is not undone by an allow (they add up).
+    others = [o for key, o in objects.items() if key[0] == "NetworkPolicy" and o is not policy]
+    assert all("Egress" not in o["spec"]["policyTypes"] for o in others)
 
 
 @pytest.mark.parametrize(("policy", "owned"), [("Retain", False), ("Delete", True)])

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tradingstack.api import TradingStack, TradingStackStatus
-from tradingstack.api.spec import DEFAULT_RESTART_ORDER, TradingStackSpec
+from tradingstack.api.spec import DEFAULT_RESTART_ORDER, HaltSpec, TradingStackSpec
 from tradingstack.api.status import RestartsStatus
 from tradingstack.components.observe import observe
 from tradingstack.contract import Annotation
@@ -19,10 +19,12 @@ from tradingstack.kube.actions import RESTART_FIELD_MANAGER, Apply, Obj, PostEve
 from tradingstack.reconcile.plan import status_document
 from tradingstack.reconcile.restart_runner import plan_restarts, restart_stamp
 from tradingstack.reconcile.restarts import (
+    HALTED,
     DeploymentObservation,
     Fail,
     Finish,
     Idle,
+    Paused,
     RestartStep,
     Skip,
     Stamp,
@@ -430,3 +432,47 @@ def test_no_stamp_no_interim_status_write() -> None:
     )
     assert plan.written is written and plan.restarts.last_result == "Succeeded"
     assert [type(a) for a in plan.actions] == [PostEvent]
+
+
+def halted(spec: TradingStackSpec) -> TradingStackSpec:
+    return spec.model_copy(update={"halt": HaltSpec(reason="exchange outage", requested_by="ops")})
+
+
+def test_a_halted_stack_starts_no_run_and_says_why() -> None:
+    operator = Operator(halted(stack()), Cluster.settled(), RestartsStatus(last_run=SCHEDULED - timedelta(days=1)))
+    step = operator.tick(SCHEDULED + timedelta(seconds=5))
+    assert isinstance(step.decision, Skip) and step.decision.reason == HALTED
+    assert step.decision.event.reason == "RestartSkipped" and HALTED in step.decision.event.message
+    assert step.status.paused == HALTED and step.status.last_result == "Skipped"
+    # A trigger while halted is skipped as well (acted on once), and nothing is ever stamped.
+    operator.trigger = "please"
+    step = operator.tick(SCHEDULED + timedelta(minutes=1))
+    assert isinstance(step.decision, Skip) and operator.status.handled_trigger == "please"
+    assert all(d.restarted_at == "20261125T043000Z" for d in operator.cluster.deployments.values())
+    # Lifted: paused clears, the skipped run is not caught up, the next day's runs normally.
+    operator.spec = stack()
+    step = operator.tick(SCHEDULED + timedelta(minutes=2))
+    assert isinstance(step.decision, Idle) and step.status.paused is None
+    assert stamps([operator.tick(SCHEDULED + timedelta(days=1))]) == ["rl-training"]
+
+
+def test_a_run_in_progress_stamps_no_further_service_while_halted_and_resumes_after() -> None:
+    operator = Operator(stack(), Cluster.settled(), RestartsStatus(last_run=SCHEDULED - timedelta(days=1)))
+    assert stamps([operator.tick(SCHEDULED)]) == ["rl-training"]
+    operator.cluster.roll()
+    operator.cluster.roll()
+    operator.spec = halted(stack())
+    now = SCHEDULED + TICK
+    first = operator.tick(now)
+    assert isinstance(first.decision, Paused) and first.decision.service == "rl-training"
+    assert first.decision.event is not None and first.decision.event.reason == "RestartPaused"
+    assert first.status.paused == HALTED and first.status.in_progress == "rl-training"
+    assert first.status.stamped_at is None  # the deadline counts anew on release
+    # Paused for longer than serviceReadyTimeoutSeconds: no stamp, no failure, one Event only.
+    later = [operator.tick(now + timedelta(minutes=m)) for m in (5, 20, 60)]
+    assert all(isinstance(s.decision, Paused) and s.decision.event is None for s in later)
+    assert operator.cluster.deployments["ai-engine"].restarted_at == "20261125T043000Z"
+    operator.spec = stack()
+    steps, _ = operator.run_until_settled(now + timedelta(minutes=61))
+    assert stamps(steps) == list(DEFAULT_RESTART_ORDER[1:])
+    assert isinstance(steps[-1].decision, Finish) and operator.status.paused is None

@@ -15,6 +15,7 @@ from tradingstack.reconcile.rollout import (
     CanaryPod,
     Finish,
     HoldBad,
+    HoldHalted,
     Promote,
     RollBack,
     RolloutObservation,
@@ -279,3 +280,27 @@ def test_a_long_kubelet_message_is_cut_to_fit_the_status() -> None:
     result = step(running(canary=NEW, pod=pending), baking(), now=T0 + timedelta(seconds=600))
     assert isinstance(result.decision, RollBack) and len(result.status.message) == 1024
     RolloutStatus.model_validate(result.status.model_dump())
+
+
+def test_a_deployment_at_zero_replicas_gets_the_new_revision_directly_after_a_resume() -> None:
+    after_halt = RolloutObservation(main_exists=True, live_revision=OLD, main_complete=True, main_replicas=0)
+    result = step(after_halt)
+    assert isinstance(result.decision, ApplyMain) and "runs no pod" in result.decision.reason
+    assert result.status.step == "Idle"
+
+
+def test_no_rollout_starts_or_goes_on_while_the_stack_is_halted() -> None:
+    halted = plan_rollout_step(SERVICE, NEW, running(), RolloutStatus(), SPEC, T0, halted=True)
+    assert isinstance(halted.decision, HoldHalted) and halted.decision.hold_main and not halted.decision.canary
+    assert "halted" in halted.status.message and halted.status.step == "Idle"
+    # A canary that was baking is removed and its rollout starts afresh after the resume.
+    was_baking = running(canary=NEW, pod=healthy_pod())
+    held = plan_rollout_step(SERVICE, NEW, was_baking, baking(), SPEC, T0 + timedelta(seconds=30), halted=True)
+    assert isinstance(held.decision, HoldHalted) and held.status.started_at is None
+    resumed = step(was_baking, held.status, now=T0 + timedelta(minutes=30))
+    assert isinstance(resumed.decision, StartCanary) and resumed.status.started_at == T0 + timedelta(minutes=30)
+    # A halted haltable service sits at zero replicas: still held, not applied past the gate.
+    at_zero = RolloutObservation(main_exists=True, live_revision=OLD, main_complete=True, main_replicas=0)
+    assert isinstance(
+        plan_rollout_step(SERVICE, NEW, at_zero, RolloutStatus(), SPEC, T0, halted=True).decision, HoldHalted
+    )

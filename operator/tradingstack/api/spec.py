@@ -8,7 +8,7 @@ values, references between fields) are checked here and reported by the operator
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -294,6 +294,11 @@ class ServiceSpec(ApiModel):
 
     rollout: RolloutSpec = Field(default_factory=RolloutSpec)
     """Health-gated rollout of a changed pod template (canary, bake, automatic rollback)."""
+
+    haltable: bool = False
+    """Stopped by the kill switch: while the stack is halted (`spec.halt`), scaled to zero (each pod gets its
+    normal termination grace period, so it can cancel open orders on SIGTERM) and its pods' egress cut by the
+    NetworkPolicy `<stack>-halt`; e.g. order execution. Default: false."""
 
     @field_validator("name")
     @classmethod
@@ -589,6 +594,79 @@ class RestartsSpec(ApiModel):
     """How long one service may take to roll out and become ready before the run stops as Failed."""
 
 
+MAX_MAINTENANCE_WINDOWS = 20
+"""At most this many windows: each is a cron iteration per planning step, and CEL's cost is bounded by it."""
+MAX_FREEZES = 50
+"""At most this many freezes (bounds the CEL cost of the end > start rule and each step's search)."""
+
+
+def _utc(moment: datetime) -> datetime:
+    """A naive datetime (RFC 3339 without an offset) is taken as UTC, as everywhere in the operator."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+class MaintenanceWindow(ApiModel):
+    """A recurring change window: opens at each time of `schedule` in `timeZone` and stays open for
+    `durationMinutes` of real time (a window crossing a DST change still lasts that many minutes)."""
+
+    schedule: Cron
+    """Five-field cron schedule of the opening time, read on the wall clock of timeZone (DST as for the restarts:
+    a time skipped by spring-forward opens at the end of the gap, a repeated one opens once)."""
+
+    duration_minutes: int = Field(ge=1, le=1440)
+    """How long each window stays open, in minutes of real time (1 to 1440): open from the opening time
+    included to opening + duration excluded."""
+
+    time_zone: TimeZone = "UTC"
+    """IANA time zone of the schedule. Default: UTC."""
+
+
+class Freeze(ApiModel):
+    """An absolute period in which nothing disruptive starts (a change freeze), with the reason people see."""
+
+    start: datetime
+    """When the freeze begins (RFC 3339; included)."""
+
+    end: datetime
+    """When the freeze ends (RFC 3339; excluded). Later than start."""
+
+    reason: str = Field(min_length=1, max_length=256)
+    """Why (shown in status, Events and skipped-run messages), e.g. `year-end close`."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(cel("self.end > self.start", "end must be later than start"))
+    }
+
+    @model_validator(mode="after")
+    def _end_after_start(self) -> Freeze:
+        if _utc(self.end) <= _utc(self.start):
+            raise ValueError("end: must be later than start")
+        return self
+
+
+class MaintenanceSpec(ApiModel):
+    """When disruptive actions may start: inside a window and outside every freeze. Without windows maintenance
+    is open at all times except during freezes. Gates the daily restarts (not yet rollouts or data-store
+    template changes)."""
+
+    windows: list[MaintenanceWindow] = Field(default_factory=list, max_length=MAX_MAINTENANCE_WINDOWS)
+    """Recurring windows; maintenance is open while any one is. Empty (the default): always open unless frozen."""
+
+    freezes: list[Freeze] = Field(default_factory=list, max_length=MAX_FREEZES)
+    """Absolute periods in which maintenance is closed, windows or not."""
+
+
+class HaltSpec(ApiModel):
+    """The kill switch: present means halted (`tradingstack halt`); removing it resumes (`tradingstack resume`)."""
+
+    reason: str = Field(min_length=1, max_length=1024)
+    """Why the stack is halted; shown in status.halt, the Halted condition and the Halted Event."""
+
+    requested_by: str | None = Field(default=None, max_length=256)
+    """Who halted it: `tradingstack halt` sets `--requested-by`, else the caller's user name as the API server
+    knows it, else the kubeconfig user, else $USER."""
+
+
 STORAGE_DEFAULTS = {
     ("redis", "storage"): "1Gi",
     ("postgres", "storage"): "10Gi",
@@ -629,8 +707,15 @@ class TradingStackSpec(ApiModel):
     restarts: RestartsSpec = Field(default_factory=RestartsSpec)
     """Daily restarts."""
 
+    maintenance: MaintenanceSpec = Field(default_factory=MaintenanceSpec)
+    """Change windows and freezes: when disruptive actions (for now the daily restarts) may start."""
+
     deletion_policy: Literal["Retain", "Delete"] = "Retain"
     """What happens to volumes and backups when the stack is deleted. Retain keeps them. Default: Retain."""
+
+    halt: HaltSpec | None = None
+    """Kill switch. While set, every service with `haltable: true` is scaled to zero and its egress is cut; the
+    data stores, the gateway and the other services keep running; restart runs are held. Unset: not halted."""
 
     model_config = ApiModel.model_config | {
         "json_schema_extra": validations(

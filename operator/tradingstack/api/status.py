@@ -12,7 +12,7 @@ from tradingstack.contract.termination import BackupInfo
 
 __all__ = ["BackupInfo"]  # defined with the backup tool's result, reported in status.postgres
 
-ConditionType = Literal["Ready", "Progressing", "Degraded", "RedisReady", "PostgresReady", "BackupHealthy"]
+ConditionType = Literal["Ready", "Progressing", "Degraded", "RedisReady", "PostgresReady", "BackupHealthy", "Halted"]
 CONDITION_TYPES: tuple[ConditionType, ...] = (
     "Ready",
     "Progressing",
@@ -20,6 +20,7 @@ CONDITION_TYPES: tuple[ConditionType, ...] = (
     "RedisReady",
     "PostgresReady",
     "BackupHealthy",
+    "Halted",
 )
 Phase = Literal["Pending", "Progressing", "Ready", "Degraded", "Failed"]
 HealthState = Literal["HEALTHY", "DEGRADED", "UNHEALTHY", "UNREACHABLE", "UNKNOWN"]
@@ -111,6 +112,62 @@ class RestartsStatus(ApiModel):
     handled_trigger: str | None = None
     """Last value of the restart-now annotation that was acted on (a run was started or skipped for it)."""
 
+    held: datetime | None = None
+    """Scheduled time of the run that was due while maintenance was closed and waits for it to open (it starts
+    if maintenance opens within windowMinutes of that time, else it is skipped)."""
+
+    paused: str | None = None
+    """Why restarts are paused now (the stack is halted): no run starts (a due run is Skipped) and a run in
+    progress stamps no further service until it is released. Unset otherwise."""
+
+
+class MaintenanceStatus(ApiModel):
+    """Whether disruptive actions may start now (spec.maintenance), and what waits for it."""
+
+    open: bool = True
+    """Inside a window (or no windows) and not frozen, or overridden with apply-now."""
+
+    next_window: datetime | None = None
+    """While closed: the next moment maintenance opens (freezes skipped; unset if not within a year)."""
+
+    open_until: datetime | None = None
+    """While open: when the current open period ends (a window's end or a freeze's start); unset when it does
+    not end within the horizon searched (always open without windows or freezes)."""
+
+    frozen_until: datetime | None = None
+    """While a freeze is in force: when it (and any freeze overlapping it) ends."""
+
+    freeze_reason: str | None = None
+    """While a freeze is in force: its reason."""
+
+    override_until: datetime | None = None
+    """While an apply-now override is fresh: when it expires (maintenance counts as open until then)."""
+
+    override_reason: str | None = None
+    """While an apply-now override is fresh: the reason the person gave."""
+
+    handled_override: str | None = None
+    """Last apply-now annotation value a MaintenanceOverride Event was posted for (posted once per value)."""
+
+    pending: list[str] = Field(default_factory=list)
+    """Disruptive actions waiting for maintenance to open, e.g. a held restart run."""
+
+
+class HaltStatus(ApiModel):
+    """The kill switch as the operator carries it out (see spec.halt)."""
+
+    since: datetime
+    """When the operator first saw the halt (kept while it lasts, also when the reason changes)."""
+
+    by: str | None = None
+    """Who halted the stack (spec.halt.requestedBy)."""
+
+    reason: str = Field(max_length=1024)
+    """Why (spec.halt.reason)."""
+
+    services: list[str] = Field(default_factory=list)
+    """The haltable services stopped."""
+
 
 RolloutStep = Literal["Idle", "Baking", "Promoting", "RolledBack"]
 
@@ -154,7 +211,7 @@ class TradingStackStatus(ApiModel):
     """Pending, Progressing, Ready, Degraded or Failed."""
 
     conditions: list[Condition] = Field(default_factory=list)
-    """Ready, Progressing, Degraded, RedisReady, PostgresReady, BackupHealthy."""
+    """Ready, Progressing, Degraded, RedisReady, PostgresReady, BackupHealthy, Halted."""
 
     ready_summary: str = "0/0"
     """Ready services / all services (printer column)."""
@@ -173,3 +230,9 @@ class TradingStackStatus(ApiModel):
 
     rollouts: dict[str, RolloutStatus] = Field(default_factory=dict)
     """Per-service health-gated rollouts: revisions and step."""
+
+    maintenance: MaintenanceStatus = Field(default_factory=MaintenanceStatus)
+    """Change windows and freezes now, and what waits for them."""
+
+    halt: HaltStatus | None = None
+    """Set while the stack is halted (spec.halt): since when, by whom, why, which services."""

@@ -21,7 +21,8 @@ OPERATOR_KINDS: tuple[KindUse, ...] = (
         f"{API_GROUP}/v1alpha1",
         PLURAL,
         "get list watch patch",
-        "watched by kopf, which patches its finalizer and annotations; read and annotated by the CLI",
+        "watched by kopf, which patches its finalizer and annotations; read, annotated and halted or resumed"
+        " (spec.halt) by the CLI",
     ),
     uses("TradingStack/status", f"{API_GROUP}/v1alpha1", f"{PLURAL}/status", "patch", "the status the operator writes"),
     uses("Event", "v1", "events", "create", "Events about a stack (the operator's and kopf's warnings)"),

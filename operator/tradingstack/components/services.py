@@ -12,6 +12,7 @@ from tradingstack.components.base import APPLIED, Component, uses
 from tradingstack.components.observe import ChildKey, WorkloadState
 from tradingstack.health.rollup import StackHealth
 from tradingstack.render.common import child_name
+from tradingstack.render.halt import halted_services
 from tradingstack.render.services import render_services
 
 COMPONENT = Component(
@@ -46,8 +47,10 @@ def _health_state(health: StackHealth | None, service: str) -> HealthState:
 def assess(
     stack: TradingStack, workloads: Mapping[ChildKey, WorkloadState], health: StackHealth | None
 ) -> ServicesAssessment:
-    """From each service's Deployment and the roll-up of the health documents (None: not read)."""
+    """From each service's Deployment and the roll-up of the health documents (None: not read). A service the
+    kill switch stops is expected at zero replicas: like one scaled to zero, it holds nothing up."""
     spec = stack.spec
+    halted = set(halted_services(stack))
     services: dict[str, ServiceStatus] = {}
     not_ready: list[str] = []
     failed: list[str] = []
@@ -55,7 +58,7 @@ def assess(
         current = workloads.get(("Deployment", child_name(stack, service.name)))
         services[service.name] = ServiceStatus(
             ready=current.ready if current else 0,
-            desired=service.replicas,
+            desired=0 if service.name in halted else service.replicas,
             health=_health_state(health, service.name),
         )
         if current is None or not current.rolled_out:
@@ -63,11 +66,16 @@ def assess(
         if current is not None and current.rollout_failure:
             failed.append(f"{service.name}: {current.rollout_failure}")
     # A service scaled to zero is what the spec asks for, so it holds nothing up, but it serves nothing either.
-    scaled_to_zero = [s.name for s in spec.services if s.replicas == 0 and s.name not in not_ready]
-    ready = len(spec.services) - len(not_ready) - len(scaled_to_zero)
+    scaled_to_zero = [
+        s.name for s in spec.services if s.replicas == 0 and s.name not in not_ready and s.name not in halted
+    ]
+    stopped = [s.name for s in spec.services if s.name in halted and s.name not in not_ready]
+    ready = len(spec.services) - len(not_ready) - len(scaled_to_zero) - len(stopped)
     message = f"{ready}/{len(spec.services)} services ready"
     if scaled_to_zero:
         message += f", scaled to zero: {', '.join(scaled_to_zero)}"
+    if stopped:
+        message += f", halted: {', '.join(stopped)}"
     degraded = [("RolloutFailed", "; ".join(failed))] if failed else []
     if health is not None and health.degraded:
         degraded.append((health.reason, health.message))

@@ -207,6 +207,9 @@ class Annotation:
     """On a service's pod template: the id of the restart run that last restarted its pods."""
     RESTART_NOW: Final = f"{API_GROUP}/restart-now"
     """On a TradingStack: each new value starts one restart run (`tradingstack restart`)."""
+    APPLY_NOW: Final = f"{API_GROUP}/apply-now"
+    """On a TradingStack: `<RFC 3339 UTC time>/<reason>` (`tradingstack apply-now`); for 60 minutes after that time
+    maintenance counts as open. Written by `ops.apply_now`, parsed by `schedule.maintenance.parse_override`."""
     BACKUP: Final = f"{API_GROUP}/backup"
     """On restore Jobs: the backup being restored."""
     REVISION: Final = f"{API_GROUP}/revision"

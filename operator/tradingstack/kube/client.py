@@ -14,6 +14,7 @@ from lightkube.codecs import resource_registry
 from lightkube.config.kubeconfig import KubeConfig
 from lightkube.generic_resource import GenericNamespacedResource, create_api_info, create_namespaced_resource
 from lightkube.operators import BinaryOperator, SequenceOperator
+from lightkube.resources.authentication_v1 import SelfSubjectReview
 from lightkube.resources.core_v1 import Event
 from lightkube.types import PatchType
 
@@ -85,9 +86,13 @@ class Kube:
     must not write even from a reconcile pass that was already under way (the Lease methods are not fenced).
     """
 
-    def __init__(self, client: AsyncClient, may_write: Callable[[], bool] | None = None) -> None:
+    def __init__(
+        self, client: AsyncClient, may_write: Callable[[], bool] | None = None, kubeconfig_user: str | None = None
+    ) -> None:
         self._client = client
         self._may_write = may_write
+        self.kubeconfig_user = kubeconfig_user
+        """The user entry of the kubeconfig's current context (a local name), when there is one."""
 
     @classmethod
     def from_kubeconfig(
@@ -98,7 +103,8 @@ class Kube:
         if user_agent:
             # lightkube has no option for it; the audit log tells two operators apart by their User-Agent.
             client._client._client.headers["User-Agent"] = user_agent
-        return cls(client, may_write)
+        selected = config.get()
+        return cls(client, may_write, selected.context.user if selected is not None else None)
 
     def _fence(self) -> None:
         if self._may_write is not None and not self._may_write():
@@ -207,6 +213,25 @@ class Kube:
             await self._client.patch(
                 CHILD_KINDS[kind], name, dict(patch), namespace=namespace, patch_type=PatchType.MERGE
             )
+
+    async def merge_patch_stack(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        """A JSON merge patch of a TradingStack (`tradingstack halt` and `resume` set and remove spec.halt)."""
+        self._fence()
+        async with _api_errors():
+            await self._client.patch(
+                TradingStackResource, name, dict(patch), namespace=namespace, patch_type=PatchType.MERGE
+            )
+
+    async def whoami(self) -> str | None:
+        """The user name the API server authenticates this client as (a SelfSubjectReview, which every
+        authenticated user may create); None when it cannot say (an older server, an error)."""
+        try:
+            async with _api_errors():
+                review = await self._client.create(SelfSubjectReview())
+        except (ApiTemporaryError, ApiPermanentError):
+            return None
+        info = review.status.userInfo if review.status is not None else None
+        return info.username if info is not None and info.username else None
 
     async def get_stack(self, namespace: str, name: str) -> Obj | None:
         return await self._get_or_none(TradingStackResource, name, namespace)

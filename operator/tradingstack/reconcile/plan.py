@@ -168,3 +168,15 @@ def phase_events(written: TradingStackStatus, status: TradingStackStatus) -> lis
     if status.phase in ("Degraded", "Failed") and condition["Degraded"].reason not in REASONS_WITH_OWN_EVENTS:
         return [PostEvent("Warning", condition["Degraded"].reason, condition["Degraded"].message)]
     return []
+
+
+def maintenance_events(written: TradingStackStatus, status: TradingStackStatus) -> list[PostEvent]:
+    """One Normal MaintenanceOverride Event the first time a pass sees a fresh apply-now override (its value
+    becomes status.maintenance.handledOverride): planned before the status write that records it, so a lost
+    write posts it again rather than never."""
+    current, before = status.maintenance, written.maintenance
+    if current.handled_override == before.handled_override or current.override_reason is None:
+        return []
+    until = current.override_until.isoformat() if current.override_until else "?"
+    message = f"Maintenance opened by apply-now until {until}: {current.override_reason}"
+    return [PostEvent("Normal", "MaintenanceOverride", message)]

@@ -25,6 +25,7 @@ from tradingstack.reconcile.restarts import (
     plan_restart_step,
 )
 from tradingstack.render.common import child_name
+from tradingstack.schedule.maintenance import parse_override
 
 
 def observe_deployment(service: str, live: WorkloadState) -> DeploymentObservation:
@@ -93,6 +94,7 @@ def plan_restarts(
         deployments=deployments,
         now=now,
         created=created,
+        override=parse_override(stack.metadata.annotations.get(Annotation.APPLY_NOW)),
     )
     decision = step.decision
     actions: list[Action] = []

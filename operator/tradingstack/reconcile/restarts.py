@@ -12,6 +12,9 @@ restarted at any moment picks up where it stopped:
 - only the first service of the order that is not done yet is ever touched, so one service rolls at a time.
 
 Write the status before stamping: then a crash between the two only repeats a Stamp that had not happened.
+
+Maintenance (`spec.maintenance`, `schedule.maintenance`) gates when a scheduled run may start, never a run in
+progress: see `plan_restart_step`.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from tradingstack.api.status import RestartsStatus
 from tradingstack.contract import Annotation
 from tradingstack.kube.actions import PostEvent
 from tradingstack.schedule.cron import as_utc
+from tradingstack.schedule.maintenance import Override, closed_reason
 from tradingstack.schedule.restarts import due_run, next_run, restart_order, run_id
 
 
@@ -92,7 +96,8 @@ class Idle:
 
 @dataclass(frozen=True)
 class Skip:
-    """The run that was due is skipped (stack Degraded with skipWhenDegraded): post the event, touch nothing."""
+    """The run that was due is skipped (stack Degraded with skipWhenDegraded, the stack halted, or a run held for
+    maintenance that can no longer start): post the event, touch nothing."""
 
     run_id: str
     reason: str
@@ -136,7 +141,34 @@ class Finish:
     event: PostEvent
 
 
-RestartDecision = Idle | Skip | Stamp | Wait | Fail | Finish
+@dataclass(frozen=True)
+class Hold:
+    """The scheduled run `run_id` is due but maintenance is closed (`reason`): nothing starts. It starts once
+    maintenance opens before `deadline` (its scheduled time + windowMinutes, the catch-up rule), else it is
+    skipped. `event` (Normal RestartHeld) only on the first step that holds it."""
+
+    run_id: str
+    reason: str
+    deadline: datetime
+    event: PostEvent | None
+
+
+@dataclass(frozen=True)
+class Paused:
+    """A run in progress while restarts are paused (the stack is halted): nothing is stamped, nothing times out;
+    the service's serviceReadyTimeoutSeconds counts anew once restarts are released. The Event is posted when
+    the pause begins."""
+
+    service: str
+    run_id: str
+    reason: str
+    event: PostEvent | None
+
+
+RestartDecision = Idle | Skip | Stamp | Wait | Fail | Finish | Hold | Paused
+
+HALTED = "the stack is halted (spec.halt)"
+"""status.restarts.paused while the kill switch is on."""
 
 
 @dataclass(frozen=True)
@@ -161,22 +193,32 @@ def plan_restart_step(
     deployments: Iterable[DeploymentObservation],
     now: datetime,
     created: datetime | None = None,
+    override: Override | None = None,
 ) -> RestartStep:
     """Decide the one thing to do about restarts at `now`.
 
     `status` is the persisted status.restarts; `degraded` whether the stack's Degraded condition is True;
     `trigger` the value of Annotation.RESTART_NOW on the TradingStack (None when absent), acted on once per
     value; `deployments` the observed Deployments of the services; `created` when the stack was created (the
-    lower bound for scheduled runs while it has none).
+    lower bound for scheduled runs while it has none); `override` the parsed Annotation.APPLY_NOW (None when
+    absent), which opens maintenance while it is fresh.
 
-    An active run (status.inProgress set) is carried on first: a run cannot be preempted. Otherwise a new
-    trigger value starts a manual run (regardless of enabled and suspendUntil, which govern scheduled runs; it
-    also covers a scheduled run due at the same time), else the due scheduled run starts. skipWhenDegraded is
-    checked only when a run starts: a restart in progress briefly degrades the stack by design.
+    An active run (status.inProgress set) is carried on first: a run cannot be preempted, and a maintenance
+    window closing (or a freeze starting) does not interrupt it either, so no desk is left half restarted.
+    Otherwise a new trigger value starts a manual run (regardless of enabled and suspendUntil, which govern
+    scheduled runs, and of maintenance: a trigger is a person's explicit decision; it also covers a scheduled
+    run due at the same time), else the due scheduled run starts, but only while maintenance is open
+    (`_maintenance_gate`). skipWhenDegraded is checked only when a run starts: a restart in progress briefly
+    degrades the stack by design.
+
+    While the stack is halted (`spec.halt`) restarts are paused (status.restarts.paused): a run that would start
+    is Skipped, and a run in progress stamps no further service (`Paused`) until the halt is lifted.
     """
     now = as_utc(now)
     restarts = spec.restarts
-    status = status.model_copy(update={"next_run": next_run(restarts, now)})
+    paused = HALTED if spec.halt is not None else None
+    was_paused = status.paused
+    status = status.model_copy(update={"next_run": next_run(restarts, now), "paused": paused})
     plan = _RunPlan(
         order=restart_order(spec.services, restarts),
         deployments={deployment.service: deployment for deployment in deployments},
@@ -184,16 +226,61 @@ def plan_restart_step(
         now=now,
     )
     if status.in_progress is not None and status.run_id is not None:
+        if paused is not None:
+            return _pause(status, status.in_progress, status.run_id, paused, announce=was_paused is None)
         return plan.advance(status, status.run_id)
-    skip = degraded and restarts.skip_when_degraded
+    skip = paused
+    if skip is None and degraded and restarts.skip_when_degraded:
+        skip = "the stack is Degraded and restarts.skipWhenDegraded is true"
     if trigger is not None and trigger != status.handled_trigger:
         triggered = status.model_copy(update={"handled_trigger": trigger})
         return plan.start(triggered, manual_run_id(trigger), now, f"requested by {Annotation.RESTART_NOW}", skip=skip)
     # A stack that never ran counts from its creation: one created at 04:40 is not restarted for 04:30.
     scheduled = due_run(restarts, status.last_run or created, now)
+    gated = _maintenance_gate(spec, status, scheduled, now, override)
+    if gated is not None:
+        return gated
     if scheduled is not None:
         return plan.start(status, run_id(scheduled), scheduled, f"scheduled for {scheduled.isoformat()}", skip=skip)
     return RestartStep(Idle(status.next_run), status)
+
+
+def _maintenance_gate(
+    spec: TradingStackSpec, status: RestartsStatus, scheduled: datetime | None, now: datetime, override: Override | None
+) -> RestartStep | None:
+    """Holds back the due scheduled run while maintenance is closed, and skips a held run that can no longer
+    start; None when the planner goes on as without maintenance.
+
+    A held run is recorded in status.restarts.held. It starts when maintenance opens while `due_run` still
+    returns it (within windowMinutes of its scheduled time); once it is no longer due, or a later scheduled run
+    is due instead, it is skipped: Skipped result and a Warning RestartSkipped Event naming why (the freeze's
+    reason or "outside the maintenance windows", as at its scheduled time).
+    """
+    held = as_utc(status.held) if status.held is not None else None
+    if held is not None and (scheduled is None or held < scheduled):
+        restarts = spec.restarts
+        at_schedule = closed_reason(spec.maintenance, held) or "maintenance was closed"
+        if not restarts.enabled or (restarts.suspend_until is not None and as_utc(restarts.suspend_until) > now):
+            reason = f"restarts were disabled or suspended while it waited for maintenance ({at_schedule})"
+        else:
+            reason = f"maintenance did not open within restarts.windowMinutes ({restarts.window_minutes}) of its "
+            reason += f"scheduled time: {at_schedule}"
+        run = run_id(held)
+        message = f"Restart run {run} (scheduled for {held.isoformat()}) skipped: {reason}"
+        skipped = _updated(status, last_run=held, last_result="Skipped", held=None)
+        return RestartStep(Skip(run, reason, PostEvent("Warning", "RestartSkipped", message)), skipped)
+    if scheduled is None:
+        return None
+    closed = closed_reason(spec.maintenance, now, override)
+    if closed is None:
+        return None
+    run = run_id(scheduled)
+    deadline = scheduled + timedelta(minutes=spec.restarts.window_minutes)
+    if held == scheduled:
+        return RestartStep(Hold(run, closed, deadline, None), status)
+    message = f"Restart run {run} (scheduled for {scheduled.isoformat()}) waits for maintenance: {closed}"
+    event = PostEvent("Normal", "RestartHeld", message)
+    return RestartStep(Hold(run, closed, deadline, event), _updated(status, held=scheduled))
 
 
 @dataclass(frozen=True)
@@ -205,15 +292,23 @@ class _RunPlan:
     timeout_seconds: int
     now: datetime
 
-    def start(self, status: RestartsStatus, run: str, started: datetime, origin: str, *, skip: bool) -> RestartStep:
-        """Begin run `run` (scheduled or triggered at `started`), or skip it."""
+    def start(
+        self, status: RestartsStatus, run: str, started: datetime, origin: str, *, skip: str | None
+    ) -> RestartStep:
+        """Begin run `run` (scheduled or triggered at `started`), or skip it (`skip`: why)."""
         status = _updated(
-            status, last_run=started, last_result=None, run_id=run, in_progress=None, stamped_at=None, done=[]
+            status,
+            last_run=started,
+            last_result=None,
+            run_id=run,
+            in_progress=None,
+            stamped_at=None,
+            done=[],
+            held=None,
         )
-        if skip:
-            reason = "the stack is Degraded and restarts.skipWhenDegraded is true"
-            event = PostEvent("Warning", "RestartSkipped", f"Restart run {run} ({origin}) skipped: {reason}")
-            return RestartStep(Skip(run, reason, event), _updated(status, last_result="Skipped"))
+        if skip is not None:
+            event = PostEvent("Warning", "RestartSkipped", f"Restart run {run} ({origin}) skipped: {skip}")
+            return RestartStep(Skip(run, skip, event), _updated(status, last_result="Skipped"))
         return self.advance(status, run)
 
     def advance(self, status: RestartsStatus, run: str) -> RestartStep:
@@ -256,6 +351,14 @@ class _RunPlan:
         message = f"Restart run {run} failed at {service}: {reason}; not restarted: {', '.join(untouched) or 'none'}"
         failed = _updated(status, last_result="Failed", in_progress=None, stamped_at=None, done=done)
         return RestartStep(Fail(service, run, reason, PostEvent("Warning", "RestartFailed", message)), failed)
+
+
+def _pause(status: RestartsStatus, service: str, run: str, reason: str, *, announce: bool) -> RestartStep:
+    """The run in progress waits at `service`; its deadline is dropped so that it counts anew on release."""
+    event = None
+    if announce:
+        event = PostEvent("Normal", "RestartPaused", f"Restart run {run} paused at {service}: {reason}")
+    return RestartStep(Paused(service, run, reason, event), _updated(status, stamped_at=None))
 
 
 def _updated(status: RestartsStatus, **changes: Any) -> RestartsStatus:

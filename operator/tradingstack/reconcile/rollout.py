@@ -21,7 +21,8 @@ second Deployment of one pod is the only way to hold a single new pod for as lon
 it is a rollback that touches none of the pods serving traffic.
 
 Applied directly, without a canary: a first deploy (no live Deployment), a live Deployment without a revision
-annotation (made by an older operator), and a service with replicas 0.
+annotation (made by an older operator), a service with replicas 0, and a live Deployment at zero replicas (after
+a halt: nothing runs to protect). While the stack is halted no rollout starts or goes on (`HoldHalted`).
 
 Everything the planner needs to resume lives in the status and on the live objects, so a restarted operator
 picks up where it stopped. The status changes only when a step does: a pass that changes nothing writes nothing.
@@ -70,6 +71,9 @@ class RolloutObservation:
     """Annotation.REVISION of the canary Deployment; None when there is none."""
     canary_pod: CanaryPod | None = None
     """The canary's newest pod running `canary_revision`, not being deleted; None when there is none yet."""
+
+    main_replicas: int | None = None
+    """The live Deployment's spec.replicas (0 after a halt, for example)."""
 
 
 @dataclass(frozen=True)
@@ -144,7 +148,18 @@ class HoldBad:
     event: ClassVar[None] = None
 
 
-RolloutDecision = ApplyMain | StartCanary | Bake | Promote | Finish | RollBack | HoldBad
+@dataclass(frozen=True)
+class HoldHalted:
+    """The stack is halted (spec.halt): no rollout starts or goes on; the Deployment is kept as it is and a canary
+    is removed. The rollout starts afresh after the resume."""
+
+    revision: str
+    hold_main: ClassVar[bool] = True
+    canary: ClassVar[bool] = False
+    event: ClassVar[None] = None
+
+
+RolloutDecision = ApplyMain | StartCanary | Bake | Promote | Finish | RollBack | HoldBad | HoldHalted
 
 
 @dataclass(frozen=True)
@@ -178,11 +193,14 @@ def plan_rollout_step(
     previous: RolloutStatus,
     spec: RolloutSpec,
     now: datetime,
+    *,
+    halted: bool = False,
 ) -> RolloutStep:
     """Decide the one thing to do about `service`'s rollout at `now`.
 
     `desired_revision`: the revision of the rendered pod template; `previous`: the service's persisted
-    status.rollouts entry (empty for a new service); `spec`: its `rollout` settings.
+    status.rollouts entry (empty for a new service); `spec`: its `rollout` settings; `halted`: the stack is
+    halted (spec.halt), so no rollout starts or goes on.
     """
     current = observation.live_revision
     status = _updated(previous, current_revision=current)
@@ -198,6 +216,9 @@ def plan_rollout_step(
         )
     if service.replicas == 0:
         return RolloutStep(ApplyMain("scaled to zero"), _idle(status, observation))
+    if observation.main_replicas == 0 and not halted:
+        # Nothing runs (e.g. a resume after a halt): no Ready pod to protect, and a canary would only delay it.
+        return RolloutStep(ApplyMain("its Deployment runs no pod"), _idle(status, observation))
     if desired_revision == current:
         if status.step == "Promoting" and status.target_revision == desired_revision:
             if not observation.main_complete:
@@ -207,6 +228,9 @@ def plan_rollout_step(
         return RolloutStep(ApplyMain("the Deployment runs the rendered revision"), _idle(status, observation))
     if desired_revision == status.bad_revision:
         return RolloutStep(HoldBad(desired_revision), status)
+    if halted:
+        held = _updated(_idle(status, observation), message=f"revision {desired_revision} waits: the stack is halted")
+        return RolloutStep(HoldHalted(desired_revision), held)
     if status.target_revision != desired_revision or status.step not in ("Baking", "Promoting"):
         deadline = now + timedelta(seconds=spec.deadline_seconds)
         started = _updated(

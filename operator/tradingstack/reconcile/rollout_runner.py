@@ -73,6 +73,7 @@ def observe_rollout(
         main_complete=main.rolled_out if main else False,
         canary_revision=canary.revision if canary else None,
         canary_pod=observed_pod,
+        main_replicas=main.desired if main else None,
     )
 
 
@@ -118,6 +119,7 @@ def plan_rollouts(
             previous.rollouts.get(service.name, RolloutStatus()),
             service.rollout,
             now,
+            halted=stack.spec.halt is not None,
         )
         decisions[service.name] = step.decision
         rollouts[service.name] = step.status

@@ -1,11 +1,12 @@
 """One level-based reconcile pass of a TradingStack.
 
 Every pass does the same thing whatever triggered it (creation, a spec edit, a child changed or deleted by
-hand, the periodic resync, an operator restart): read the stack's children, render what they should be, apply
-only what differs, prune what is no longer rendered, observe the rest (the Deployments for the restart run, the
-sentinels, the services' health), then compute and write the status if it changed. Nothing depends on a previous
-pass having run, so a crash between two steps is repaired by the next pass. Every write is planned by pure code
-(`reconcile.plan`, `reconcile.restart_runner`, `reconcile.redis_master`) as typed actions (`kube.actions`) from
+hand, the periodic resync, an operator restart): read the stack's children, render what they should be, carry
+out the kill switch (`reconcile.halt`) before anything else can fail, apply only what differs, prune what is no
+longer rendered, observe the rest (the Deployments for the restart run, the sentinels, the services' health),
+then compute and write the status if it changed. Nothing depends on a previous pass having run, so a crash
+between two steps is repaired by the next pass. Every write is planned by pure code (`reconcile.halt`,
+`reconcile.plan`, `reconcile.restart_runner`, `reconcile.redis_master`) as typed actions (`kube.actions`) from
 what was read, and carried out by `kube.executor` in the planned order: this module only reads and sequences.
 """
 
@@ -36,9 +37,11 @@ from tradingstack.kube.executor import Outcome, execute
 from tradingstack.metrics import CHILDREN_APPLIED, CHILDREN_PRUNED, RECONCILE_DURATION
 from tradingstack.reconcile.backup_health import backup_health
 from tradingstack.reconcile.diff import with_applied_hash
+from tradingstack.reconcile.halt import plan_halt_writes
 from tradingstack.reconcile.ownership import NameConflict, conflict, user_secret_problem
 from tradingstack.reconcile.plan import (
     apply_errors,
+    maintenance_events,
     plan_child_writes,
     plan_follow_ups,
     plan_status_write,
@@ -63,6 +66,7 @@ from tradingstack.reconcile.status import (
     serving_pod_ips,
 )
 from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN
+from tradingstack.render.halt import halted_services
 from tradingstack.render.secrets import generated_secret_names, generated_secrets, referenced_secret_keys
 from tradingstack.render.services import health_url
 
@@ -148,6 +152,9 @@ class StackReconciler:
             previous, has_status = interim, True
         desired = objects.desired
         conflicts = await self._claim(stack, desired, children)
+        # The kill switch first, before anything else can fail or block (`reconcile.halt`).
+        halt = await self._execute(body, stack, plan_halt_writes(stack, desired, children, conflicts, previous.halt))
+        children.update(halt.live)
         secret_problems = await self._check_user_secrets(stack)
         secrets = generated_secrets(stack, stack.owner_reference(), self._new_password, self._domain)
         apply_errors = await self._write_children(
@@ -164,9 +171,8 @@ class StackReconciler:
             rollouts=rollouts.rollouts,
         )
         status = compute_status(stack, observed, previous, now)
-        await self._execute(
-            body, stack, plan_status_write(stack.namespace, stack.name, written, status, has_status=has_status)
-        )
+        writes = plan_status_write(stack.namespace, stack.name, written, status, has_status=has_status)
+        await self._execute(body, stack, [*maintenance_events(written, status), *writes])
         return status
 
     async def _claim(
@@ -295,7 +301,8 @@ class StackReconciler:
         return observations, restarts.written
 
     async def _service_health(self, stack: TradingStack, pods: Sequence[PodState]) -> StackHealth:
-        services = [s for s in stack.spec.services if s.replicas > 0]
+        halted = set(halted_services(stack))
+        services = [s for s in stack.spec.services if s.replicas > 0 and s.name not in halted]
         urls = {(s.name, ip): health_url(s, ip) for s in services for ip in serving_pod_ips(pods, s.name)}
         documents = await fetch_health_documents(urls)
         return rollup(

@@ -15,14 +15,26 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from tradingstack.api import Condition, TradingStack, TradingStackStatus
-from tradingstack.api.status import ConditionType, Phase, PostgresStatus, RedisStatus, RestartsStatus, RolloutStatus
+from tradingstack.api.status import (
+    ConditionType,
+    MaintenanceStatus,
+    Phase,
+    PostgresStatus,
+    RedisStatus,
+    RestartsStatus,
+    RolloutStatus,
+)
 from tradingstack.components import gateway as gateway_component
 from tradingstack.components import postgres as postgres_component
 from tradingstack.components import redis as redis_component
 from tradingstack.components import services as services_component
 from tradingstack.components.assess import ConditionUpdate
 from tradingstack.components.observe import PodState, WorkloadState
+from tradingstack.contract import Annotation
 from tradingstack.health.rollup import StackHealth
+from tradingstack.reconcile.halt import halt_status, halted_condition
+from tradingstack.schedule import maintenance
+from tradingstack.schedule.restarts import run_id
 
 
 def set_condition(
@@ -108,6 +120,44 @@ def _stack_problems(observed: Observations) -> list[tuple[str, str]]:
     return [(reason, message) for reason, message in candidates if message]
 
 
+def maintenance_status(
+    stack: TradingStack, restarts: RestartsStatus, previous: MaintenanceStatus, now: datetime
+) -> MaintenanceStatus:
+    """status.maintenance from spec.maintenance, the apply-now annotation and the restart status at `now`.
+
+    Holds no `now`: every field is an instant fixed by the spec (an opening, a window's end, a freeze's end,
+    an override's expiry), so it stays the same from one resync to the next until maintenance opens or closes.
+    `handledOverride` becomes the annotation's value while that override is fresh (the caller posts the
+    MaintenanceOverride Event when it changes); a stale or malformed value is ignored.
+    """
+    spec = stack.spec.maintenance
+    raw = stack.metadata.annotations.get(Annotation.APPLY_NOW)
+    override = maintenance.parse_override(raw)
+    fresh = override if override is not None and override.fresh(now) else None
+    scheduled_open = maintenance.is_open(spec, now)
+    freeze = maintenance.freeze_in_force(spec, now)
+    until = maintenance.open_until(spec, now) if scheduled_open else None
+    if fresh is not None and not scheduled_open:
+        until = fresh.until
+    elif fresh is not None and until is not None:
+        until = max(until, fresh.until)
+    is_open = scheduled_open or fresh is not None
+    pending = []
+    if restarts.held is not None:
+        pending.append(f"restart run {run_id(restarts.held)} waits for the maintenance window")
+    return MaintenanceStatus(
+        open=is_open,
+        next_window=None if is_open else maintenance.next_open(spec, now),
+        open_until=until,
+        frozen_until=maintenance.frozen_until(spec, now),
+        freeze_reason=freeze.reason if freeze is not None else None,
+        override_until=fresh.until if fresh is not None else None,
+        override_reason=fresh.reason if fresh is not None else None,
+        handled_override=raw if fresh is not None else previous.handled_override,
+        pending=pending,
+    )
+
+
 def compute_status(
     stack: TradingStack, observed: Observations, previous: TradingStackStatus, now: datetime
 ) -> TradingStackStatus:
@@ -142,6 +192,8 @@ def compute_status(
     }
     for assessment in assessments:
         updates.update(assessment.conditions)
+    halt = halt_status(stack, previous.halt, now)
+    updates["Halted"] = halted_condition(halt)
     conditions = list(previous.conditions)
     for kind, update in updates.items():
         conditions = set_condition(conditions, kind, update, now, generation)
@@ -157,6 +209,8 @@ def compute_status(
         postgres=observed.postgres,
         restarts=observed.restarts,
         rollouts=dict(observed.rollouts),
+        maintenance=maintenance_status(stack, observed.restarts, previous.maintenance, now),
+        halt=halt,
     )
 
 

@@ -33,6 +33,7 @@ from tradingstack.render.common import (
     selector_labels,
     spread_and_anti_affinity,
 )
+from tradingstack.render.halt import halted_services
 
 STARTUP_PERIOD_SECONDS = 5
 
@@ -66,7 +67,11 @@ def _http_probe(path: str, period: int, failures: int, timeout: int = 2) -> dict
     }
 
 
-def _deployment(stack: TradingStack, owner: OwnerReference, service: ServiceSpec, domain: str) -> Manifest:
+def _deployment(
+    stack: TradingStack, owner: OwnerReference, service: ServiceSpec, domain: str, halted: bool
+) -> Manifest:
+    """`halted`: the stack's kill switch stops this service (`render.halt`): zero replicas, the pods ended with
+    their normal termination grace period."""
     health = service.health
     container = {
         "name": service.name,
@@ -98,7 +103,7 @@ def _deployment(stack: TradingStack, owner: OwnerReference, service: ServiceSpec
         "Deployment",
         metadata(stack, owner, service.name, annotations={Annotation.REVISION: template_revision(template)}),
         spec={
-            "replicas": service.replicas,
+            "replicas": 0 if halted else service.replicas,
             "revisionHistoryLimit": 5,
             "selector": {"matchLabels": selector_labels(stack, service.name)},
             # Surge one pod and never go below the desired count: daily restarts keep full capacity.
@@ -171,11 +176,12 @@ def health_url(service: ServiceSpec, pod_ip: str) -> str:
 
 def render_services(stack: TradingStack, owner: OwnerReference, domain: str = DEFAULT_CLUSTER_DOMAIN) -> list[Manifest]:
     manifests: list[Manifest] = []
+    halted = set(halted_services(stack))
     for service in stack.spec.services:
         manifests += [
-            _deployment(stack, owner, service, domain),
+            _deployment(stack, owner, service, domain, service.name in halted),
             child_service(stack, owner, service.name, http_port(service.port)),
         ]
-        if service.replicas > 1:
+        if service.replicas > 1:  # also while halted: a halt neither prunes nor recreates it
             manifests.append(pod_disruption_budget(stack, owner, service.name))
     return manifests
