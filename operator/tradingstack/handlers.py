@@ -26,12 +26,16 @@ from tradingstack.kube.client import Kube
 from tradingstack.logs import log_context
 from tradingstack.metrics import RECONCILE_ERRORS, STACK_METRICS, STACKS
 from tradingstack.reconcile.stack import StackReconciler
+from tradingstack.reconcile.status import rolling_out
 from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN
 
 StackKey = tuple[str, str]
 DEBOUNCE_SECONDS = 1.0
 """Coalesces a burst of child events (a rollout sends dozens) into one pass; a spec edit skips it."""
 MAX_BACKOFF_SECONDS = 300.0
+ROLLOUT_POLL_SECONDS = 5.0
+"""The pass interval while a service's canary bakes or its Deployment is promoted: a canary's health document
+changes without a watch event, and its bake ends at a time no event marks."""
 
 log = logging.getLogger(__name__)
 registry = kopf.OperatorRegistry()
@@ -122,6 +126,8 @@ async def run_stack(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Mem
                 try:
                     status = await memo.reconciler.reconcile(_plain(body))
                     memo.phases[key] = status.phase
+                    if rolling_out(status.rollouts):
+                        delay = min(delay, ROLLOUT_POLL_SECONDS)
                     STACK_METRICS.update(key, status)
                     backoff = 1.0
                 except ApiTemporaryError as err:

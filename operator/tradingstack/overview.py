@@ -95,6 +95,12 @@ def overview_text(document: Mapping[str, Any], now: datetime) -> str:
     if restarts.paused:
         lines.append(f"  paused: {restarts.paused}")
     lines += _maintenance_lines(status, now)
+    rollouts = [(name, r) for name, r in sorted(status.rollouts.items()) if r.step != "Idle"]
+    if rollouts:
+        lines += ["", "Rollouts"]
+        lines += [
+            f"  {name}: {r.step} {r.target_revision} (runs {r.current_revision}): {r.message}" for name, r in rollouts
+        ]
     lines += ["", "Recent warnings"]
     lines += [f"  {w['reason']}: {w['message']}" for w in document["warnings"]] or ["  none"]
     return "\n".join(lines) + "\n"

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from tests.golden import assert_golden
 from tests.unit.test_metrics import status
-from tradingstack.api.status import HaltStatus
+from tradingstack.api.status import HaltStatus, RolloutStatus
 from tradingstack.overview import overview_document, overview_text
 from tradingstack.reconcile.restarts import HALTED
 
@@ -23,6 +23,22 @@ def test_the_overview_of_a_stack_with_a_failed_backup_and_a_warning() -> None:
     document = overview_document(body, warnings)
     assert [w["message"] for w in document["warnings"]] == [f"Deployment/qt-{i}: refused" for i in range(2, 7)]
     assert_golden("overview.txt", overview_text(document, datetime(2026, 12, 2, 6, 30, tzinfo=UTC)))
+
+
+def test_the_overview_lists_the_rollouts_that_are_not_idle() -> None:
+    stored = status("qt-redis-1").model_copy(
+        update={
+            "rollouts": {
+                "api": RolloutStatus(current_revision="a1", last_good_revision="a1"),
+                "risk": RolloutStatus(
+                    current_revision="a1", target_revision="b2", bad_revision="b2", step="RolledBack", message="why"
+                ),
+            }
+        }
+    )
+    body = {"metadata": {"namespace": "trading", "name": "qt"}, "status": stored.model_dump(mode="json", by_alias=True)}
+    text = overview_text(overview_document(body, []), datetime(2026, 12, 2, 6, 30, tzinfo=UTC))
+    assert "Rollouts\n  risk: RolledBack b2 (runs a1): why\n" in text and "  api:" not in text
 
 
 def test_the_overview_of_a_halted_stack_leads_with_the_halt() -> None:

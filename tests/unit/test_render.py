@@ -16,6 +16,7 @@ from tradingstack.cli import dump_yaml
 from tradingstack.components import render
 from tradingstack.contract import Annotation, Label
 from tradingstack.render.secrets import generated_secrets
+from tradingstack.render.services import canary_deployment, template_revision
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -182,3 +183,52 @@ def test_generated_credentials_follow_the_deletion_policy(policy: str, owned: bo
         assert ("ownerReferences" in secret["metadata"]) is owned
     postgres = next(s for s in secrets if s["metadata"]["name"] == "minimal-postgres")["stringData"]
     assert postgres["password"] == generated and generated in postgres["dsn"]
+
+
+def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(key) == value for key, value in selector.items())
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stacks())
+def test_every_canary_is_restricted_owned_labelled_and_selected_by_nothing_of_its_service(stack: TradingStack) -> None:
+    owner = stack.owner_reference().to_dict()
+    rendered = render(stack, stack.owner_reference())
+    selectors = [
+        o["spec"]["selector"] if o["kind"] == "Service" else o["spec"]["selector"]["matchLabels"]
+        for o in rendered
+        if o["kind"] in ("Service", "Deployment", "StatefulSet", "PodDisruptionBudget")
+    ]
+    for service in stack.spec.services:
+        main = next(
+            o for o in rendered if o["kind"] == "Deployment" and o["metadata"]["name"] == f"{stack.name}-{service.name}"
+        )
+        canary = canary_deployment(main)
+        meta = canary["metadata"]
+        assert meta["name"] == main["metadata"]["name"] + "-canary" and len(meta["name"]) <= 63
+        assert meta["ownerReferences"] == [owner] and meta["namespace"] == "ns"
+        assert meta["labels"][Label.STACK] == stack.name and meta["labels"][Label.CANARY] == "true"
+        assert meta["annotations"] == {Annotation.REVISION: main["metadata"]["annotations"][Annotation.REVISION]}
+        assert canary["spec"]["replicas"] == 1
+        (pod,) = pod_specs(canary)
+        assert restricted_violations(pod) == [] and pod["automountServiceAccountToken"] is False
+        assert pod == main["spec"]["template"]["spec"]  # the same containers, env, probes and security
+        pod_labels = canary["spec"]["template"]["metadata"]["labels"]
+        assert _selects(canary["spec"]["selector"]["matchLabels"], pod_labels)
+        assert pod_labels[Label.STACK] == stack.name and pod_labels[Label.COMPONENT] == service.name
+        # No selector of the stack (its Services, Deployments, PDBs) takes the canary's pods.
+        assert not any(_selects(selector, pod_labels) for selector in selectors), service.name
+        assert len(pod_labels[Label.NAME]) <= 63
+
+
+def test_the_revision_follows_the_pod_template_and_ignores_the_restart_stamp() -> None:
+    stack = example("quantum-trader.yaml")
+    main = next(o for o in render(stack, stack.owner_reference()) if o["kind"] == "Deployment")
+    template = main["spec"]["template"]
+    revision = template_revision(template)
+    assert main["metadata"]["annotations"][Annotation.REVISION] == revision and len(revision) == 10
+    stamped = {**template, "metadata": {**template["metadata"], "annotations": {Annotation.RESTARTED_AT: "run-1"}}}
+    assert template_revision(stamped) == revision
+    other = yaml.safe_load(yaml.safe_dump(template))
+    other["spec"]["containers"][0]["image"] = "example/other:2"
+    assert template_revision(other) != revision

@@ -24,7 +24,7 @@ from tradingstack.api.base import (
     cel,
     validations,
 )
-from tradingstack.contract import Probe
+from tradingstack.contract import CANARY_SUFFIX, Probe
 
 DEFAULT_RESTART_ORDER = (
     "rl-training",
@@ -228,6 +228,25 @@ class RouteSpec(ApiModel):
     """URL prefix on the gateway, ending in '/'. Default: /api/<service name>/."""
 
 
+class RolloutSpec(ApiModel):
+    """How a changed pod template is rolled out: one canary pod first, health-gated, rolled back by itself."""
+
+    bake_seconds: int = Field(default=60, ge=0, le=3600)
+    """How long the first new pod (the canary) must stay Ready and report HEALTHY in its health document before
+    the rest of the service is rolled out; a non-HEALTHY answer starts the count again. Default: 60."""
+
+    deadline_seconds: int = Field(default=600, ge=30, le=7200)
+    """How long the canary has to become Ready and HEALTHY; a canary that is not by then (or that is UNHEALTHY or
+    crash-loops at any time) is removed and its revision not tried again until the spec changes. Default: 600."""
+
+
+CANARY_SUFFIX_RULE = cel(
+    f"!self.endsWith('{CANARY_SUFFIX}')",
+    f"name must not end in {CANARY_SUFFIX}: service b's canary Deployment is <stack>-b{CANARY_SUFFIX}",
+)
+"""Kept apart from the reserved component names: the canary of a service takes the name `<service>-canary`."""
+
+
 class ServiceSpec(ApiModel):
     """One trading microservice: a Deployment, a Service, probes and a gateway route."""
 
@@ -242,6 +261,7 @@ class ServiceSpec(ApiModel):
                 "name must not end in -<component> (" + ", ".join(RESERVED_SERVICE_NAMES) + "): "
                 "stack a with service b-redis would take the name of stack a-b's Redis",
             ),
+            CANARY_SUFFIX_RULE,
         )
     )
     """Service name (DNS-1035 label, at most 24 characters, unique in the stack; not one of the reserved
@@ -272,6 +292,9 @@ class ServiceSpec(ApiModel):
     uses: list[Literal["redis", "postgres"]] = Field(default_factory=list, max_length=2)
     """Data stores the service connects to; the operator injects their connection settings as env vars."""
 
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec)
+    """Health-gated rollout of a changed pod template (canary, bake, automatic rollback)."""
+
     haltable: bool = False
     """Stopped by the kill switch: while the stack is halted (`spec.halt`), scaled to zero (each pod gets its
     normal termination grace period, so it can cancel open orders on SIGTERM) and its pods' egress cut by the
@@ -284,6 +307,8 @@ class ServiceSpec(ApiModel):
             raise ValueError(f"{value!r} is reserved for a component of the stack")
         if any(value.endswith(f"-{reserved}") for reserved in RESERVED_SERVICE_NAMES):
             raise ValueError(f"{value!r} ends in -<component>, which would collide with another stack's component")
+        if value.endswith(CANARY_SUFFIX):
+            raise ValueError(f"{value!r} ends in {CANARY_SUFFIX}, which would collide with a service's canary")
         return value
 
     @field_validator("env")

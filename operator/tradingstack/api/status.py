@@ -169,6 +169,38 @@ class HaltStatus(ApiModel):
     """The haltable services stopped."""
 
 
+RolloutStep = Literal["Idle", "Baking", "Promoting", "RolledBack"]
+
+
+class RolloutStatus(ApiModel):
+    """State of one service's health-gated rollout (`reconcile.rollout`)."""
+
+    current_revision: str | None = None
+    """Revision of the service's Deployment as it runs now (its revision annotation)."""
+
+    last_good_revision: str | None = None
+    """The last revision fully rolled out and ready."""
+
+    target_revision: str | None = None
+    """The revision being rolled out, or last rolled out or back."""
+
+    bad_revision: str | None = None
+    """A revision rolled back: not tried again while the spec renders it."""
+
+    step: RolloutStep = "Idle"
+    """Idle (nothing to roll out), Baking (the canary pod runs the target revision), Promoting (the Deployment
+    rolls to it), RolledBack (the target revision failed; the Deployment kept its template)."""
+
+    started_at: datetime | None = None
+    """When the canary of the target revision was started; its deadlineSeconds count from here."""
+
+    healthy_since: datetime | None = None
+    """Since when the canary has been Ready and HEALTHY without a break; it is promoted bakeSeconds later."""
+
+    message: str = Field(default="", max_length=4096)
+    """What the rollout waits for, or why it was rolled back."""
+
+
 class TradingStackStatus(ApiModel):
     """Status of a TradingStack."""
 
@@ -195,6 +227,9 @@ class TradingStackStatus(ApiModel):
 
     restarts: RestartsStatus = Field(default_factory=RestartsStatus)
     """Daily restarts."""
+
+    rollouts: dict[str, RolloutStatus] = Field(default_factory=dict)
+    """Per-service health-gated rollouts: revisions and step."""
 
     maintenance: MaintenanceStatus = Field(default_factory=MaintenanceStatus)
     """Change windows and freezes now, and what waits for them."""

@@ -50,6 +50,11 @@ class WorkloadState:
     """The message of a Progressing condition with reason ProgressDeadlineExceeded."""
     replica_failure: str | None = None
     """`reason: message` of a true ReplicaFailure condition: its pods cannot be created (quota, admission)."""
+    revision: str | None = None
+    """Annotation.REVISION of the workload: the revision of the pod template it was last applied with (None: not
+    applied by an operator that records revisions)."""
+    canary: bool = False
+    """Label.CANARY is `true`: a service's canary Deployment (`reconcile.rollout`)."""
 
     @property
     def rolled_out(self) -> bool:
@@ -63,10 +68,11 @@ def workload_state(obj: Child) -> WorkloadState:
     conditions = status.get("conditions", [])
     template_annotations = spec.get("template", {}).get("metadata", {}).get("annotations") or {}
     metadata = obj["metadata"]
+    labels = metadata.get("labels") or {}
     return WorkloadState(
         kind=str(obj.get("kind", "")),
         name=str(metadata.get("name", "")),
-        component=metadata.get("labels", {}).get(Label.COMPONENT),
+        component=labels.get(Label.COMPONENT),
         generation=int(metadata.get("generation", 0)),
         observed_generation=int(status.get("observedGeneration", 0)),
         desired=int(spec.get("replicas", 1)),
@@ -91,6 +97,8 @@ def workload_state(obj: Child) -> WorkloadState:
             ),
             None,
         ),
+        revision=(metadata.get("annotations") or {}).get(Annotation.REVISION),
+        canary=labels.get(Label.CANARY) == "true",
     )
 
 
@@ -114,10 +122,23 @@ class PodState:
     """Why it does not run, when that needs a change: unschedulable, or a container that cannot start."""
     termination_messages: tuple[str, ...] = ()
     """The non-empty termination messages of its (non-init) containers, in their order."""
+    ready: bool = False
+    """Its Ready condition is True."""
+    restarts: int = 0
+    """The sum of its containers' restartCount."""
+    crash_looping: bool = False
+    """A container waits with reason CrashLoopBackOff."""
+    revision: str | None = None
+    """Annotation.REVISION on the pod (set on a canary's pods: the revision it runs)."""
 
     @property
     def component(self) -> str | None:
         return self.labels.get(Label.COMPONENT)
+
+    @property
+    def canary(self) -> bool:
+        """A pod of a service's canary Deployment (Label.CANARY), which no Service and no main Deployment selects."""
+        return self.labels.get(Label.CANARY) == "true"
 
     @property
     def serving_ip(self) -> str | None:
@@ -141,6 +162,7 @@ def _problems(status: Mapping[str, Any]) -> list[str]:
 def pod_state(obj: Child) -> PodState:
     metadata, status = obj["metadata"], obj.get("status", {})
     problems = _problems(status)
+    containers = status.get("containerStatuses", [])
     return PodState(
         name=str(metadata.get("name", "")),
         labels=dict(metadata.get("labels", {})),
@@ -151,9 +173,15 @@ def pod_state(obj: Child) -> PodState:
         problem=f"pod {metadata['name']}: {problems[0]}" if problems else None,
         termination_messages=tuple(
             message
-            for container in status.get("containerStatuses", [])
+            for container in containers
             if (message := container.get("state", {}).get("terminated", {}).get("message"))
         ),
+        ready=any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", [])),
+        restarts=sum(int(c.get("restartCount", 0)) for c in containers),
+        crash_looping=any(
+            (c.get("state", {}).get("waiting") or {}).get("reason") == "CrashLoopBackOff" for c in containers
+        ),
+        revision=(metadata.get("annotations") or {}).get(Annotation.REVISION),
     )
 
 

@@ -177,6 +177,13 @@ class Label:
     """`master` on the pod the sentinels agree is the master (the `<stack>-redis-master` Service selects it)."""
     JOB_NAME: Final = "batch.kubernetes.io/job-name"
     """Set by the Job controller on a Job's pods."""
+    CANARY: Final = f"{API_GROUP}/canary"
+    """`true` on a service's canary Deployment and its pods (a health-gated rollout, `reconcile.rollout`)."""
+
+
+CANARY_SUFFIX: Final = "-canary"
+"""Appended to a service's Deployment name and to the `Label.NAME` of its canary pods, so that neither the main
+Deployment's selector nor the Service (both `Label.NAME: <service>`) matches them."""
 
 
 MASTER_ROLE: Final = "master"
@@ -205,6 +212,9 @@ class Annotation:
     maintenance counts as open. Written by `ops.apply_now`, parsed by `schedule.maintenance.parse_override`."""
     BACKUP: Final = f"{API_GROUP}/backup"
     """On restore Jobs: the backup being restored."""
+    REVISION: Final = f"{API_GROUP}/revision"
+    """On a service's Deployment (and its canary's pod template): the short hash of the rendered pod template, the
+    restart stamp excluded; what a health-gated rollout compares."""
 
 
 class SecretKey:

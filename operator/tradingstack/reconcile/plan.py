@@ -41,7 +41,7 @@ from tradingstack.reconcile.retention import retention_patches
 PRUNABLE_KINDS = prunable_kinds()
 """Kinds removed when no longer rendered (the components grant them `delete`); data and credentials never are."""
 
-REASONS_WITH_OWN_EVENTS = frozenset({"ApplyFailed", "NameConflict", "SecretInvalid"})
+REASONS_WITH_OWN_EVENTS = frozenset({"ApplyFailed", "NameConflict", "SecretInvalid", "RolloutRolledBack"})
 """Each child refused or in conflict has had its own Warning Event; the phase change does not post it again."""
 
 
@@ -71,11 +71,13 @@ def plan_child_writes(
     conflicts: Mapping[ChildKey, NameConflict],
     secret_problems: Mapping[str, str],
     reported: str,
+    held: frozenset[ChildKey] = frozenset(),
 ) -> ChildWrites:
     """`children`: the stack's own live children (conflicts excluded); `secret_problems`: the user Secrets
-    (`existingSecret`) that cannot be used, by name."""
+    (`existingSecret`) that cannot be used, by name; `held`: desired children kept as they live, not applied
+    (a service's Deployment while its new revision bakes in a canary, `reconcile.rollout_runner`)."""
     unusable = {name for kind, name in conflicts if kind == "Secret"} | set(secret_problems)
-    applies, blocked = _applies(desired, children, conflicts, unusable)
+    applies, blocked = _applies([o for o in desired if key_of(o) not in held], children, conflicts, unusable)
     creates = [CreateSecret(s) for s in generated_secrets if key_of(s) not in children and key_of(s) not in conflicts]
     events = new_problem_events(reported, "NameConflict", [str(c) for c in conflicts.values()])
     events += new_problem_events(reported, "SecretInvalid", secret_problems.values())

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from tradingstack.api import TradingStack, TradingStackStatus, describe
 from tradingstack.components import listed_kinds, render
 from tradingstack.components.assess import ConditionUpdate
-from tradingstack.components.observe import PodState, observe
+from tradingstack.components.observe import ChildrenState, PodState, observe
 from tradingstack.components.postgres import backup_runs
 from tradingstack.contract import Label
 from tradingstack.health.fetch import fetch_health_documents
@@ -50,6 +50,15 @@ from tradingstack.reconcile.plan import (
 )
 from tradingstack.reconcile.redis_tracker import track_redis_master
 from tradingstack.reconcile.restart_runner import created_at, plan_restarts
+from tradingstack.reconcile.rollout_runner import (
+    RolloutObjects,
+    RolloutPlan,
+    canary_pod_ips,
+    interim_status,
+    plan_rollouts,
+    rollout_objects,
+    with_live_revisions,
+)
 from tradingstack.reconcile.status import (
     Observations,
     compute_status,
@@ -134,7 +143,14 @@ class StackReconciler:
         children = await self._kube.list_children(
             stack.namespace, {Label.STACK: stack.name}, [u.kind for u in listed_kinds()]
         )
-        desired = [with_applied_hash(obj) for obj in render(stack, stack.owner_reference(), self._domain)]
+        rendered = [with_applied_hash(obj) for obj in render(stack, stack.owner_reference(), self._domain)]
+        rollouts, objects = await self._plan_rollouts(stack, rendered, children, previous, now)
+        if (interim := interim_status(previous, rollouts)) is not None:
+            await self._execute(
+                body, stack, plan_status_write(stack.namespace, stack.name, previous, interim, has_status=has_status)
+            )
+            previous, has_status = interim, True
+        desired = objects.desired
         conflicts = await self._claim(stack, desired, children)
         # The kill switch first, before anything else can fail or block (`reconcile.halt`).
         halt = await self._execute(body, stack, plan_halt_writes(stack, desired, children, conflicts, previous.halt))
@@ -142,11 +158,17 @@ class StackReconciler:
         secret_problems = await self._check_user_secrets(stack)
         secrets = generated_secrets(stack, stack.owner_reference(), self._new_password, self._domain)
         apply_errors = await self._write_children(
-            body, stack, reported_problems(previous), desired, secrets, children, conflicts, secret_problems
-        )
+            body, stack, reported_problems(previous), desired, secrets, children, conflicts, secret_problems,
+            held=objects.held,
+        )  # fmt: skip
+        await self._execute(body, stack, rollouts.events)
+        rollouts = with_live_revisions(rollouts, stack, children)
         observed, written = await self._observe(body, stack, previous, has_status, children, apply_errors, now)
         observed = replace(
-            observed, conflicts=[str(c) for c in conflicts.values()], secret_problems=list(secret_problems.values())
+            observed,
+            conflicts=[str(c) for c in conflicts.values()],
+            secret_problems=list(secret_problems.values()),
+            rollouts=rollouts.rollouts,
         )
         status = compute_status(stack, observed, previous, now)
         writes = plan_status_write(stack.namespace, stack.name, written, status, has_status=has_status)
@@ -169,6 +191,27 @@ class StackReconciler:
                 del children[key]  # not ours: never read into the status, never pruned
         return conflicts
 
+    async def _plan_rollouts(
+        self,
+        stack: TradingStack,
+        rendered: list[Obj],
+        children: Mapping[ChildKey, Obj],
+        previous: TradingStackStatus,
+        now: datetime,
+    ) -> tuple[RolloutPlan, RolloutObjects]:
+        """The services' rollout steps (`reconcile.rollout`) from the listed children and the canaries' health
+        documents, and the objects the pass applies (each wanted canary added, each held Deployment marked)."""
+        state = observe(children)
+        health = await self._canary_health(stack, state) if self._read_data_plane else None
+        plan = plan_rollouts(stack, rendered, state, health, previous, now)
+        return plan, rollout_objects(stack, rendered, plan.decisions)
+
+    async def _canary_health(self, stack: TradingStack, state: ChildrenState) -> dict[str, str]:
+        services = {s.name: s for s in stack.spec.services}
+        urls = {name: health_url(services[name], ip) for name, ip in canary_pod_ips(stack, state).items()}
+        documents = await fetch_health_documents(urls)
+        return {name: document.status.value for name, document in documents.items() if document is not None}
+
     async def _check_user_secrets(self, stack: TradingStack) -> dict[str, str]:
         """The Secrets the spec references (`existingSecret`) that are missing or lack keys, with why. Secrets
         are not watched: a fixed Secret is seen at the next resync."""
@@ -189,10 +232,11 @@ class StackReconciler:
         children: dict[ChildKey, Obj],
         conflicts: Mapping[ChildKey, NameConflict],
         secret_problems: Mapping[str, str],
+        held: frozenset[ChildKey] = frozenset(),
     ) -> list[str]:
         """Plans and carries out both batches of writes (`reconcile.plan`), leaving in `children` what is live
-        after them; returns the children not applied, each with why."""
-        child_writes = plan_child_writes(desired, secrets, children, conflicts, secret_problems, reported)
+        after them; returns the children not applied, each with why. `held`: see `plan_child_writes`."""
+        child_writes = plan_child_writes(desired, secrets, children, conflicts, secret_problems, reported, held)
         outcome = await self._execute(body, stack, child_writes.actions)
         children.update(outcome.live)
         errors = apply_errors(desired, child_writes.blocked, outcome.refused)

@@ -22,6 +22,7 @@ from tradingstack.api.status import (
     PostgresStatus,
     RedisStatus,
     RestartsStatus,
+    RolloutStatus,
 )
 from tradingstack.components import gateway as gateway_component
 from tradingstack.components import postgres as postgres_component
@@ -54,21 +55,33 @@ def set_condition(
 
 def pod_failures(pods: Iterable[PodState], workloads: Iterable[WorkloadState]) -> dict[str, str]:
     """Why a component's pods do not run, by component: a pod that cannot be scheduled, a container that
-    cannot start, or a workload whose pods cannot be created (ReplicaFailure, e.g. a quota or admission refusal)."""
+    cannot start, or a workload whose pods cannot be created (ReplicaFailure, e.g. a quota or admission refusal).
+    A canary is not counted against its service: its rollout reports it (`rollout_problems`)."""
     found: dict[str, str] = {}
     for pod in pods:
-        if pod.component and pod.problem and pod.component not in found:
+        if pod.component and pod.problem and pod.component not in found and not pod.canary:
             found[pod.component] = pod.problem
     for workload in workloads:
-        if workload.component and workload.replica_failure:
+        if workload.component and workload.replica_failure and not workload.canary:
             found.setdefault(workload.component, workload.replica_failure)
     return found
 
 
 def serving_pod_ips(pods: Iterable[PodState], component: str) -> list[str]:
     """IPs of a component's pods that run and are not being deleted: those that can serve a health document,
-    ready or not."""
-    return sorted(ip for pod in pods if pod.component == component and (ip := pod.serving_ip))
+    ready or not. A canary's pod is not one of them: its health gates its rollout, not the service's status."""
+    return sorted(ip for pod in pods if pod.component == component and not pod.canary and (ip := pod.serving_ip))
+
+
+def rollout_problems(rollouts: Mapping[str, RolloutStatus]) -> list[tuple[str, str]]:
+    """Degraded while a service's spec still renders a revision that was rolled back."""
+    rolled_back = [r.message for _, r in sorted(rollouts.items()) if r.step == "RolledBack"]
+    return [("RolloutRolledBack", "; ".join(rolled_back))] if rolled_back else []
+
+
+def rolling_out(rollouts: Mapping[str, RolloutStatus]) -> list[str]:
+    """`rollout of <service>` for each service whose canary bakes or whose Deployment is being promoted."""
+    return [f"rollout of {name}" for name, r in sorted(rollouts.items()) if r.step in ("Baking", "Promoting")]
 
 
 @dataclass(frozen=True)
@@ -91,6 +104,8 @@ class Observations:
     postgres: PostgresStatus = field(default_factory=PostgresStatus)
     backup_condition: ConditionUpdate | None = None
     restarts: RestartsStatus = field(default_factory=RestartsStatus)
+    rollouts: Mapping[str, RolloutStatus] = field(default_factory=dict)
+    """The services' health-gated rollouts (`reconcile.rollout`)."""
 
 
 def _stack_problems(observed: Observations) -> list[tuple[str, str]]:
@@ -156,17 +171,19 @@ def compute_status(
         postgres_component.assess(stack, workloads, observed.backup_condition),
         gateway_component.assess(stack, workloads),
     ]
-    degraded_reasons = _stack_problems(observed) + [d for a in assessments for d in a.degraded]
+    degraded_reasons = _stack_problems(observed) + rollout_problems(observed.rollouts)
+    degraded_reasons += [d for a in assessments for d in a.degraded]
     waiting = [w for a in assessments for w in a.waiting]
     not_applied = observed.apply_errors or observed.conflicts or observed.secret_problems
     ready = not waiting and not not_applied
-    progressing = bool(waiting) or observed.restarts.in_progress is not None
+    rollouts = rolling_out(observed.rollouts)
+    progressing = bool(waiting) or bool(rollouts) or observed.restarts.in_progress is not None
 
     updates: dict[ConditionType, ConditionUpdate] = {
         "Ready": ConditionUpdate("True", "AllComponentsReady", services.message)
         if ready
         else ConditionUpdate("False", "ComponentsNotReady", "waiting for " + "; ".join(waiting or ["apply"])),
-        "Progressing": ConditionUpdate("True", "RollingOut", "; ".join(waiting) or "restart in progress")
+        "Progressing": ConditionUpdate("True", "RollingOut", "; ".join(waiting + rollouts) or "restart in progress")
         if progressing
         else ConditionUpdate("False", "Stable", "all rollouts complete"),
         "Degraded": ConditionUpdate("True", degraded_reasons[0][0], "; ".join(m for _, m in degraded_reasons))
@@ -191,6 +208,7 @@ def compute_status(
         redis=observed.redis,
         postgres=observed.postgres,
         restarts=observed.restarts,
+        rollouts=dict(observed.rollouts),
         maintenance=maintenance_status(stack, observed.restarts, previous.maintenance, now),
         halt=halt,
     )

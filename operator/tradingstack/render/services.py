@@ -9,11 +9,13 @@ startup probe gives slow model loading `startupSeconds` before liveness applies.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from typing import Any
 
 from tradingstack.api import OwnerReference, ServiceSpec, TradingStack
-from tradingstack.contract import ServiceEnv, format_flag
+from tradingstack.contract import CANARY_SUFFIX, Annotation, Label, ServiceEnv, format_flag
 from tradingstack.render import postgres, redis
 from tradingstack.render.common import (
     DEFAULT_CLUSTER_DOMAIN,
@@ -85,29 +87,85 @@ def _deployment(
         "readinessProbe": _http_probe(health.ready_path, period=5, failures=2),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
+    template = {
+        "metadata": pod_template_metadata(stack, service.name),
+        "spec": {
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "securityContext": pod_security_context(),
+            "affinity": spread_and_anti_affinity(stack, service.name),
+            "containers": [container],
+            "volumes": [scratch_volume("tmp", "256Mi")],
+        },
+    }
     return manifest(
         "apps/v1",
         "Deployment",
-        metadata(stack, owner, service.name),
+        metadata(stack, owner, service.name, annotations={Annotation.REVISION: template_revision(template)}),
         spec={
             "replicas": 0 if halted else service.replicas,
             "revisionHistoryLimit": 5,
             "selector": {"matchLabels": selector_labels(stack, service.name)},
             # Surge one pod and never go below the desired count: daily restarts keep full capacity.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": template,
+        },
+    )
+
+
+def template_revision(template: dict[str, Any]) -> str:
+    """The revision of a pod template: a short stable hash of it, without the restart stamp (owned by the restart
+    field manager, so a daily restart is not a new revision). Put on the Deployment as `Annotation.REVISION`."""
+    annotations = {
+        k: v for k, v in template.get("metadata", {}).get("annotations", {}).items() if k != Annotation.RESTARTED_AT
+    }
+    meta = {k: v for k, v in template.get("metadata", {}).items() if k != "annotations"}
+    if annotations:
+        meta["annotations"] = annotations
+    canonical = json.dumps({**template, "metadata": meta}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:10]
+
+
+def canary_deployment(main: Manifest) -> Manifest:
+    """The canary of a service's rendered Deployment `main`: the same pod template (image, env, probes, security),
+    one replica, named `<deployment>-canary`.
+
+    Its pods carry `Label.NAME: <service>-canary` and `Label.CANARY: true`: `Label.NAME` is in the selector of
+    the main Deployment, of the Service and of the PodDisruptionBudget, so none of them matches a canary pod (no
+    selector of an existing object changes; selectors are immutable) and the canary takes no traffic through the
+    Service. `Label.STACK` and `Label.COMPONENT` stay, so the operator lists, watches and health-checks it, and the
+    NetworkPolicies (which admit the stack's pods by `Label.STACK`) let it reach Redis and Postgres. `Recreate`:
+    a canary of a new revision replaces the old one rather than running beside it."""
+    meta = main["metadata"]
+    spec = main["spec"]
+    revision = meta["annotations"][Annotation.REVISION]
+    service = spec["template"]["metadata"]["labels"][Label.NAME]
+    canary_name = {Label.NAME: service + CANARY_SUFFIX}
+    template = spec["template"]
+    template_meta = template["metadata"]
+    return {
+        **main,
+        "metadata": {
+            **meta,
+            "name": meta["name"] + CANARY_SUFFIX,
+            "labels": {**meta["labels"], **canary_name, Label.CANARY: "true"},
+            "annotations": {Annotation.REVISION: revision},
+        },
+        "spec": {
+            "replicas": 1,
+            "revisionHistoryLimit": 1,
+            "selector": {"matchLabels": {**spec["selector"]["matchLabels"], **canary_name}},
+            "strategy": {"type": "Recreate"},
             "template": {
-                "metadata": pod_template_metadata(stack, service.name),
-                "spec": {
-                    "automountServiceAccountToken": False,
-                    "enableServiceLinks": False,
-                    "securityContext": pod_security_context(),
-                    "affinity": spread_and_anti_affinity(stack, service.name),
-                    "containers": [container],
-                    "volumes": [scratch_volume("tmp", "256Mi")],
+                **template,
+                "metadata": {
+                    **template_meta,
+                    "labels": {**template_meta["labels"], **canary_name, Label.CANARY: "true"},
+                    "annotations": {**template_meta.get("annotations", {}), Annotation.REVISION: revision},
                 },
             },
         },
-    )
+    }
 
 
 def health_url(service: ServiceSpec, pod_ip: str) -> str:
