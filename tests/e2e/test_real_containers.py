@@ -13,6 +13,7 @@ import json
 import re
 import subprocess
 import textwrap
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -41,7 +42,7 @@ from tests.e2e.test_chart_install import (
 from tests.fixtures.cluster import CACHE, REPO, Cluster, wait_for
 from tests.fixtures.operator import wait_for_condition
 from tradingstack.api import RedisSpec, TradingStack
-from tradingstack.contract import OPERATOR_APP_NAME, Annotation, Label, ServiceEnv
+from tradingstack.contract import CANARY_SUFFIX, OPERATOR_APP_NAME, Annotation, Label, ServiceEnv
 from tradingstack.render.common import (
     METRICS_CONTAINER,
     METRICS_PORT_NAME,
@@ -334,6 +335,84 @@ def test_halt_stops_the_haltable_services_at_once_and_nothing_else(stack: Stack)
         ready = stack.cluster.kubectl_json("get", "deployment", f"{STACK}-{service}", "-n", stack.namespace)
         assert ready["status"].get("readyReplicas") == count, ready["status"]
     assert halt.other_pods(stack, services) == others
+
+
+class ReadyFloor:
+    """The fewest Ready pods `service`'s own Deployment had at any poll (every 200 ms) while it runs."""
+
+    def __init__(self, stack: Stack, service: str) -> None:
+        self.stack, self.service, self.fewest, self.polls = stack, service, 1 << 30, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def ready(self) -> int:
+        pods = self.stack.service_pods(self.service)
+        return sum(1 for p in pods if p["metadata"]["labels"].get(Label.NAME) == self.service and pod_ready(p))
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.2):
+            self.fewest, self.polls = min(self.fewest, self.ready()), self.polls + 1
+
+    def __enter__(self) -> ReadyFloor:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+def set_service(stack: Stack, service: str, **fields: Any) -> None:
+    document = stack.cluster.kubectl_json("get", "tradingstack", STACK, "-n", stack.namespace)
+    index = next(i for i, s in enumerate(document["spec"]["services"]) if s["name"] == service)
+    patch = [{"op": "add", "path": f"/spec/services/{index}/{name}", "value": value} for name, value in fields.items()]
+    stack.kubectl("patch", "tradingstack", STACK, "--type=json", "-p", json.dumps(patch))
+
+
+def rollout_status(stack: Stack, service: str) -> dict[str, Any]:
+    return dict(stack_status(stack.cluster, stack.namespace).get("rollouts", {}).get(service, {}))
+
+
+def test_a_rollout_that_answers_unhealthy_is_rolled_back_and_a_good_one_rolls_out(stack: Stack) -> None:
+    """risk-safety (2 replicas) gets a template whose pods answer UNHEALTHY (Redis, a critical dependency, at an
+    address nothing listens on): its canary is rolled back, the Deployment never loses a Ready pod, the stack says
+    so. Then a good template (a new VERSION) bakes, is promoted and replaces every pod, never below 2 Ready."""
+    service = "risk-safety"
+    env = next(s for s in load(EXAMPLE, "x")["spec"]["services"] if s["name"] == service).get("env", [])
+    set_service(stack, service, rollout={"bakeSeconds": 15, "deadlineSeconds": 90})  # no template change
+    before = {p["metadata"]["name"] for p in stack.service_pods(service)}
+    assert len(before) == 2
+    with ReadyFloor(stack, service) as floor:
+        set_service(stack, service, env=[*env, {"name": "REDIS_URL", "value": "redis://127.0.0.1:1/0"}])
+        bad = wait_for(lambda: rollout_status(stack, service).get("step") == "RolledBack" and rollout_status(
+            stack, service), timeout=240, interval=1, what=f"{service}'s canary rolled back")  # fmt: skip
+        degraded = {c["type"]: c for c in stack_status(stack.cluster, stack.namespace)["conditions"]}["Degraded"]
+        assert degraded["reason"] == "RolloutRolledBack", degraded
+        assert service in degraded["message"] and bad["badRevision"] in degraded["message"], degraded
+        events = stack.cluster.kubectl_json("get", "events", "-n", stack.namespace,
+                                            "--field-selector", f"involvedObject.name={STACK}")["items"]  # fmt: skip
+        assert any(e["reason"] == "RolloutRolledBack" and e["type"] == "Warning" for e in events)
+        canary = f"deployment/{STACK}-{service}{CANARY_SUFFIX}"
+        wait_for(lambda: not stack.kubectl("get", canary, "--ignore-not-found").strip(), timeout=60,
+                 what="the canary deleted")  # fmt: skip
+        assert {p["metadata"]["name"] for p in stack.service_pods(service)} == before, "a serving pod was replaced"
+
+        set_service(stack, service, env=[*env, {"name": ServiceEnv.VERSION, "value": "0.2.0"}])
+
+        def rolled_out() -> bool:
+            status = rollout_status(stack, service)
+            pods = stack.service_pods(service)
+            versions = {e.get("value") for p in pods for e in p["spec"]["containers"][0]["env"]
+                        if e["name"] == ServiceEnv.VERSION}  # fmt: skip
+            return status.get("step") == "Idle" and versions == {"0.2.0"} and len(pods) == 2 and floor.ready() == 2
+
+        wait_for(rolled_out, timeout=420, interval=2, what=f"{service}'s good revision rolled out")
+    good = rollout_status(stack, service)
+    assert good["lastGoodRevision"] == good["currentRevision"] != bad["badRevision"], good
+    assert floor.polls > 100 and floor.fewest >= 2, f"Ready pods fell to {floor.fewest} ({floor.polls} polls)"
+    degraded = {c["type"]: c for c in stack_status(stack.cluster, stack.namespace)["conditions"]}["Degraded"]
+    assert degraded["status"] == "False", degraded
+    set_service(stack, service, env=env)  # back to the example (another rollout, not waited for here)
 
 
 def test_pod_readiness_follows_the_health_contract_when_dependencies_really_fail(stack: Stack) -> None:
