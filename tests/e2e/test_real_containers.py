@@ -16,7 +16,7 @@ import textwrap
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -62,6 +62,8 @@ SERVICES = [s["name"] for s in load(EXAMPLE, "x")["spec"]["services"]]
 MASTER_NAME = RedisSpec.model_validate(load(EXAMPLE, "x")["spec"]["redis"]).master_name
 CHART_DIR = REPO / "charts" / "tradingstack-operator"
 ALERT_RULES = CHART_DIR / "alerts" / "tradingstack.rules.yaml"
+ROLLOUT_TIMEOUT = 420
+"""A health-gated rollout on the loaded node: canary start (startup probe), bake, then one pod at a time."""
 UNHEALTHY_FOR = 120
 """`for` of TradingStackServiceUnhealthy, in seconds (the test checks it against the rules file)."""
 REDIS_OUTAGE_SECONDS = 200
@@ -373,6 +375,29 @@ def rollout_status(stack: Stack, service: str) -> dict[str, Any]:
     return dict(stack_status(stack.cluster, stack.namespace).get("rollouts", {}).get(service, {}))
 
 
+def wait_rolled_out(
+    stack: Stack, replicas: dict[str, int], runs_new: Callable[[dict[str, str | None]], bool], what: str
+) -> None:
+    """Until each service's rollout is Idle and exactly its replicas run, all of them with the new template
+    (`runs_new` of their first container's env); the rollouts' status is in the failure message."""
+
+    def rolled_out() -> bool:
+        for service, count in replicas.items():
+            pods = stack.service_pods(service)
+            envs = [{e["name"]: e.get("value") for e in p["spec"]["containers"][0]["env"]} for p in pods]
+            if rollout_status(stack, service).get("step") != "Idle" or len(pods) != count:
+                return False
+            if not all(runs_new(e) for e in envs):
+                return False
+        return True
+
+    try:
+        wait_for(rolled_out, timeout=ROLLOUT_TIMEOUT, interval=2, what=what)
+    except AssertionError as err:
+        rollouts = stack_status(stack.cluster, stack.namespace).get("rollouts", {})
+        raise AssertionError(f"{err}; rollouts: {json.dumps({s: rollouts.get(s) for s in replicas})}") from err
+
+
 def test_a_rollout_that_answers_unhealthy_is_rolled_back_and_a_good_one_rolls_out(stack: Stack) -> None:
     """risk-safety (2 replicas) gets a template whose pods answer UNHEALTHY (Redis, a critical dependency, at an
     address nothing listens on): its canary is rolled back, the Deployment never loses a Ready pod, the stack says
@@ -412,7 +437,8 @@ def test_a_rollout_that_answers_unhealthy_is_rolled_back_and_a_good_one_rolls_ou
     assert floor.polls > 100 and floor.fewest >= 2, f"Ready pods fell to {floor.fewest} ({floor.polls} polls)"
     degraded = {c["type"]: c for c in stack_status(stack.cluster, stack.namespace)["conditions"]}["Degraded"]
     assert degraded["status"] == "False", degraded
-    set_service(stack, service, env=env)  # back to the example (another rollout, not waited for here)
+    set_service(stack, service, env=env)  # back to the example: one more rollout, finished before the next test
+    wait_rolled_out(stack, {service: 2}, lambda pod_env: ServiceEnv.VERSION not in pod_env, "back to the example")
 
 
 def test_pod_readiness_follows_the_health_contract_when_dependencies_really_fail(stack: Stack) -> None:
@@ -420,17 +446,11 @@ def test_pod_readiness_follows_the_health_contract_when_dependencies_really_fail
     Postgres outage makes them DEGRADED; a Redis outage makes them UNHEALTHY. Liveness restarts nothing."""
     replicas = {s["name"]: s.get("replicas", 1) for s in load(EXAMPLE, "x")["spec"]["services"]}
     for service in ("execution", "portfolio"):
+        set_service(stack, service, rollout={"bakeSeconds": 5})  # the rollouts are not what this test is about
         set_env(stack, service, ServiceEnv.CRITICAL_DEPENDENCIES, "redis")
-
-    def rolled_out() -> bool:  # every pod of both services runs with the new setting, none of the old ones left
-        for service in ("execution", "portfolio"):
-            pods = stack.service_pods(service)
-            envs = [{e["name"]: e.get("value") for e in p["spec"]["containers"][0]["env"]} for p in pods]
-            if len(pods) != replicas[service] or any(e.get(ServiceEnv.CRITICAL_DEPENDENCIES) != "redis" for e in envs):
-                return False
-        return True
-
-    wait_for(rolled_out, timeout=READY_TIMEOUT, interval=2, what="execution and portfolio rolled out")
+    wait_rolled_out(stack, {s: replicas[s] for s in ("execution", "portfolio")},
+                    lambda pod_env: pod_env.get(ServiceEnv.CRITICAL_DEPENDENCIES) == "redis",
+                    "execution and portfolio rolled out")  # fmt: skip
     wait_readiness(stack, {"execution": ("HEALTHY", True), "portfolio": ("HEALTHY", True)}, "HEALTHY and Ready")
     before = stack.restart_counts()
 

@@ -101,16 +101,16 @@ async def test_a_good_image_bakes_in_a_canary_then_rolls_out_and_the_canary_goes
     assert (await at(api, body, NOW + timedelta(seconds=69)))[1] == []  # baking: no write
 
     status, calls = await at(api, body, NOW + timedelta(seconds=70))
-    assert applied(calls) == [MAIN] and ("Deployment", CANARY) in api.objects  # promoted, canary kept
+    assert applied(calls) == [MAIN] and ("delete", "Deployment", CANARY) in calls  # promoted, its room freed
+    assert ("Deployment", CANARY) not in api.objects
     assert main_image(api).endswith(":0.2.0") and status.rollouts["ai-engine"].step == "Promoting"
 
     api.objects["Deployment", MAIN]["metadata"]["generation"] = 2  # the controller has not observed it yet
-    _, calls = await at(api, body, NOW + timedelta(seconds=75))
-    assert ("delete", "Deployment", CANARY) not in calls
+    status, calls = await at(api, body, NOW + timedelta(seconds=75))
+    assert status.rollouts["ai-engine"].step == "Promoting" and ("Normal", "RolloutSucceeded") not in events(calls)
 
     api.settle()
     status, calls = await at(api, body, NOW + timedelta(seconds=90))
-    assert ("delete", "Deployment", CANARY) in calls and ("Deployment", CANARY) not in api.objects
     assert ("Normal", "RolloutSucceeded") in events(calls)
     rollout = status.rollouts["ai-engine"]
     assert (rollout.step, rollout.current_revision, rollout.last_good_revision) == ("Idle", new, new)

@@ -121,7 +121,7 @@ def test_healthy_for_the_bake_time_promotes() -> None:
     result = step(
         running(canary=NEW, pod=healthy_pod()), baking(healthy_since=since), now=since + timedelta(seconds=60)
     )
-    assert isinstance(result.decision, Promote) and not result.decision.hold_main and result.decision.canary
+    assert isinstance(result.decision, Promote) and not result.decision.hold_main and not result.decision.canary
     assert result.status.step == "Promoting" and result.status.healthy_since == since
 
 
@@ -259,7 +259,7 @@ def promoting() -> RolloutStatus:
 
 def test_promotion_waits_for_the_deployment_to_complete_before_deleting_the_canary() -> None:
     rolling = step(running(live=NEW, complete=False, canary=NEW, pod=healthy_pod()), promoting())
-    assert isinstance(rolling.decision, Promote) and rolling.decision.canary and not rolling.decision.hold_main
+    assert isinstance(rolling.decision, Promote) and not rolling.decision.canary and not rolling.decision.hold_main
     assert rolling.status.step == "Promoting" and rolling.status.current_revision == NEW
     done = step(running(live=NEW, complete=True, canary=NEW, pod=healthy_pod()), rolling.status)
     assert isinstance(done.decision, Finish) and not done.decision.canary and not done.decision.hold_main

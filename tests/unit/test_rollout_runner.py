@@ -75,7 +75,7 @@ def test_the_decisions_hold_the_main_deployment_and_add_or_drop_the_canary() -> 
         (ApplyMain("in sync"), False, False),
         (StartCanary("r", EVENT), True, True),
         (Bake("r", "the bake time"), True, True),
-        (Promote("r"), False, True),
+        (Promote("r"), False, False),
         (Finish("r", EVENT), False, False),
         (RollBack("r", "UNHEALTHY", EVENT), True, False),
         (HoldBad("r"), True, False),

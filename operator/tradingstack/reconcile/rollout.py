@@ -7,9 +7,9 @@ Deployment's selector nor the Service selects) and watches that one new pod:
 
 - Baking: the canary pod must be Ready and report HEALTHY in its health document without a break for
   `rollout.bakeSeconds` (`healthySince` in the status; any other answer starts the count again);
-- Promoting: the main Deployment is applied with the new template; its RollingUpdate (maxSurge 1,
-  maxUnavailable 0) removes no old pod before a new one is Ready. The canary stays until the Deployment reports
-  the rollout complete, then it is deleted and the revision recorded as the last good one;
+- Promoting: the main Deployment is applied with the new template and the canary deleted (its pod would take
+  the room of the surge pod); the RollingUpdate (maxSurge 1, maxUnavailable 0) removes no old pod before a new
+  one is Ready. Once the Deployment reports the rollout complete the revision is recorded as the last good one;
 - RolledBack: a canary pod that reports UNHEALTHY, restarts or crash-loops, or is not Ready and HEALTHY within
   `rollout.deadlineSeconds`, is deleted. The main Deployment never left its template, so the rollback removes
   nothing that was Ready. The revision is recorded as bad and not tried again while the spec renders it.
@@ -109,11 +109,13 @@ class Bake:
 
 @dataclass(frozen=True)
 class Promote:
-    """Apply the Deployment with `revision`; keep the canary until the Deployment has rolled out."""
+    """Apply the Deployment with `revision` and delete the canary: the canary's pod would hold the room the
+    rolling update's surge pod needs (on a full node the promotion would never finish); maxUnavailable 0 keeps
+    every Ready pod until its replacement is Ready."""
 
     revision: str
     hold_main: ClassVar[bool] = False
-    canary: ClassVar[bool] = True
+    canary: ClassVar[bool] = False
     event: ClassVar[None] = None
 
 
