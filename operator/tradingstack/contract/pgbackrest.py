@@ -39,3 +39,16 @@ class PgBackRestEnv:
 def cipher_pass_env(repo: int) -> str:
     """The env var holding repository `repo`'s passphrase (`PGBACKREST_REPO<n>_CIPHER_PASS`)."""
     return {1: PgBackRestEnv.REPO1_CIPHER_PASS, 2: PgBackRestEnv.REPO2_CIPHER_PASS}[repo]
+
+
+class PitrToolCommand:
+    """Subcommands of the backup tool (`python -m tradingstack.backup`) for pgBackRest, rendered into the backup
+    CronJobs and on-demand Jobs by `render` and carried out by `backup.cli`. Each takes `--config` (the rendered
+    pgbackrest.conf of the Job's pod) and `--stanza`, and writes its result as JSON to the termination message."""
+
+    BACKUP: Final = "pitr-backup"
+    """`--type=full|diff|incr`: a backup, then verify and info; the result names the backup and the window."""
+    INFO: Final = "pitr-info"
+    """The base backups and the recoverable window (`tradingstack backup list`)."""
+    ARCHIVE_STATUS: Final = "pitr-archive-status"
+    """The server's WAL archiving state (last archived segment and time, failures, segments waiting)."""
