@@ -120,8 +120,7 @@ class RedisPing:
         timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
         critical: bool = True,
     ) -> RedisPing:
-        # redis-py's Sentinel constructor has no annotations.
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(
             sentinels,
             socket_timeout=timeout_seconds,
             socket_connect_timeout=timeout_seconds,

@@ -97,10 +97,9 @@ class SentinelRedisClient:
         }
         # WAIT blocks for up to its timeout before answering: the master's read timeout must outlast it.
         master_connection = connection | {"socket_timeout": socket_timeout + max_wait_ms / 1000}
-        # redis-py's Sentinel API carries no type annotations.
         addresses = [parse_address(a) for a in sentinels]
-        self._sentinel = Sentinel(addresses, sentinel_kwargs=dict(connection), **connection)  # type: ignore[no-untyped-call]
-        self.master: redis.Redis = self._sentinel.master_for(master_name, **master_connection)  # type: ignore[no-untyped-call]
+        self._sentinel = Sentinel(addresses, sentinel_kwargs=dict(connection), **connection)
+        self.master: redis.Redis = self._sentinel.master_for(master_name, **master_connection)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ, **options: Any) -> SentinelRedisClient:
