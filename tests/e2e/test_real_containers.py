@@ -9,6 +9,7 @@ pods run through `kubectl exec`; the Redis master is also killed from the node's
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import subprocess
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import yaml
@@ -732,6 +734,57 @@ def test_the_daily_restart_run_restarts_one_service_at_a_time(stack: Stack) -> N
             and rs["spec"]["template"]["metadata"].get("annotations", {}).get(RESTARTED_AT) == restarts["runId"]
         ]  # fmt: skip
         assert len(stamped) == 1, f"{service}: expected one ReplicaSet of run {restarts['runId']}"
+
+
+def secret_forms(value: str) -> set[str]:
+    """How a secret value can appear in text: as it is, percent-encoded (in a DSN) and base64-encoded."""
+    return {value, quote(value, safe=""), base64.b64encode(value.encode()).decode()}
+
+
+def leaked(text: str, secrets: dict[str, str]) -> list[str]:
+    """The names of the secrets any form of which occurs in `text`."""
+    return sorted(name for name, value in secrets.items() if any(form in text for form in secret_forms(value)))
+
+
+def namespaced_kinds(stack: Stack) -> list[str]:
+    """Every namespaced kind the API server lists, Secrets excepted (they are where the values belong)."""
+    out = stack.cluster.kubectl("api-resources", "--verbs=list", "--namespaced", "-o", "name").stdout
+    return sorted(kind for kind in out.split() if kind not in {"secrets", "events", "events.events.k8s.io"})
+
+
+def test_generated_credentials_appear_nowhere_but_in_their_secrets(stack: Stack) -> None:
+    """After every scenario above (start, failovers, halts, rollouts, restarts), the generated Redis and Postgres
+    passwords and DSN occur in no log line of any container of the namespace (the operator's included), no
+    Event, and no other object: status, annotations (kopf's own too), ConfigMaps, pod specs."""
+    secrets = {}
+    for component in ("redis", "postgres"):
+        data = stack.cluster.kubectl_json("get", "secret", f"{STACK}-{component}", "-n", stack.namespace)["data"]
+        for key, encoded in data.items():
+            value = base64.b64decode(encoded).decode()
+            if key in {"password", "dsn"}:
+                assert len(value) >= 16, f"{component}/{key} is too short to search for"
+                secrets[f"{component}/{key}"] = value
+    assert set(secrets) >= {"redis/password", "postgres/password", "postgres/dsn"}, sorted(secrets)
+    # The detector finds what is there: the Secret objects themselves hold every value, base64-encoded.
+    own = stack.kubectl("get", "secret", f"{STACK}-redis", f"{STACK}-postgres", "-o", "json")
+    assert leaked(own, secrets) == sorted(secrets)
+
+    found: dict[str, list[str]] = {}
+    for pod in stack.cluster.kubectl_json("get", "pods", "-n", stack.namespace)["items"]:
+        name = pod["metadata"]["name"]
+        for container in [c["name"] for c in pod["spec"].get("initContainers", []) + pod["spec"]["containers"]]:
+            logs = stack.kubectl("logs", name, "-c", container, check=False)
+            if hits := leaked(logs, secrets):
+                found[f"log of {name}/{container}"] = hits
+    events = stack.kubectl("get", "events", "-o", "json")
+    if hits := leaked(events, secrets):
+        found["Events"] = hits
+    for kind in namespaced_kinds(stack):
+        objects = stack.cluster.kubectl_json("get", kind, "-n", stack.namespace)["items"]
+        for obj in objects:
+            if hits := leaked(json.dumps(obj), secrets):
+                found[f"{kind}/{obj['metadata']['name']}"] = hits
+    assert not found, f"generated credentials leaked: {found}"
 
 
 def test_scaling_and_deleted_children_are_reconciled(stack: Stack) -> None:
