@@ -31,7 +31,7 @@ def with_maintenance(maintenance: dict[str, Any], **annotations: str) -> dict[st
 
 def status_at(body: Mapping[str, Any], now: datetime, held: datetime | None = None) -> MaintenanceStatus:
     stack = TradingStack.model_validate(body)
-    return maintenance_status(stack, RestartsStatus(held=held), MaintenanceStatus(), now)
+    return maintenance_status(stack, RestartsStatus(held=held), [], MaintenanceStatus(), now)
 
 
 def test_outside_the_windows_it_is_closed_until_the_next_opening() -> None:

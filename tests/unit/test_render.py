@@ -15,8 +15,9 @@ from tradingstack.api import TradingStack
 from tradingstack.cli import dump_yaml
 from tradingstack.components import render
 from tradingstack.contract import Annotation, Label
+from tradingstack.render.common import template_revision
 from tradingstack.render.secrets import generated_secrets
-from tradingstack.render.services import canary_deployment, template_revision
+from tradingstack.render.services import canary_deployment
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -191,3 +191,22 @@ async def test_a_crash_after_the_step_was_written_resumes_it_without_a_second_ev
     status, calls = await at(api, body, NOW + timedelta(seconds=30))
     assert applied(calls) == [CANARY] and events(calls) == []
     assert status.rollouts["ai-engine"].started_at == NOW  # the deadline still counts from the first start
+
+
+async def test_a_rollout_waits_for_the_maintenance_window_and_an_override_starts_it() -> None:
+    api = await settled_stack()
+    # NOW is 12:00 UTC; the window opens at 21:00 UTC.
+    window = {"windows": [{"schedule": "0 21 * * *", "durationMinutes": 60, "timeZone": "UTC"}]}
+    body = with_image("ghcr.io/quantumtrader/ai-engine:9.9.9", generation=2)
+    body["spec"]["maintenance"] = window
+    status, calls = await at(api, body, NOW)
+    assert ("Deployment", CANARY) not in api.objects and main_image(api) != "ghcr.io/quantumtrader/ai-engine:9.9.9"
+    assert MAIN not in applied(calls)
+    assert status.rollouts["ai-engine"].step == "Pending"
+    assert any("rollout of ai-engine" in p for p in status.maintenance.pending), status.maintenance.pending
+    assert (await at(api, body, NOW + timedelta(minutes=10)))[1] == [], "a held rollout's resync writes nothing"
+
+    body["metadata"]["annotations"] = {Annotation.APPLY_NOW: f"{NOW.isoformat()}/e2e hotfix"}
+    status, calls = await at(api, body, NOW + timedelta(minutes=11))
+    assert ("Deployment", CANARY) in api.objects, "the override starts the canary"
+    assert status.rollouts["ai-engine"].step == "Baking" and not status.maintenance.pending

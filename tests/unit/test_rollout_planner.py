@@ -15,6 +15,7 @@ from tradingstack.reconcile.rollout import (
     CanaryPod,
     Finish,
     HoldBad,
+    HoldClosed,
     HoldHalted,
     Promote,
     RollBack,
@@ -304,3 +305,37 @@ def test_no_rollout_starts_or_goes_on_while_the_stack_is_halted() -> None:
     assert isinstance(
         plan_rollout_step(SERVICE, NEW, at_zero, RolloutStatus(), SPEC, T0, halted=True).decision, HoldHalted
     )
+
+
+CLOSED = "outside the maintenance windows"
+
+
+def test_a_new_revision_of_a_disruptive_service_waits_while_maintenance_is_closed() -> None:
+    held = plan_rollout_step(SERVICE, NEW, running(), RolloutStatus(), SPEC, T0, closed=CLOSED)
+    assert isinstance(held.decision, HoldClosed) and held.decision.hold_main and not held.decision.canary
+    assert held.status.step == "Pending" and held.status.target_revision == NEW
+    assert held.status.message == f"revision {NEW} waits for maintenance: {CLOSED}"
+    # The next pass, still closed: the same status (a resync writes nothing).
+    again = plan_rollout_step(SERVICE, NEW, running(), held.status, SPEC, T0 + timedelta(minutes=5), closed=CLOSED)
+    assert isinstance(again.decision, HoldClosed) and again.status == held.status
+    # Maintenance opens: the canary starts.
+    opened = plan_rollout_step(SERVICE, NEW, running(), held.status, SPEC, T0 + timedelta(hours=1))
+    assert isinstance(opened.decision, StartCanary) and opened.status.step == "Baking"
+
+
+def test_a_rollout_that_has_started_goes_on_when_maintenance_closes() -> None:
+    later = T0 + timedelta(seconds=30)
+    carried = plan_rollout_step(SERVICE, NEW, running(canary=NEW), baking(), SPEC, later, closed=CLOSED)
+    assert isinstance(carried.decision, Bake)
+    promoting = RolloutStatus(current_revision=OLD, target_revision=NEW, step="Promoting", started_at=T0)
+    result = plan_rollout_step(SERVICE, NEW, running(complete=False), promoting, SPEC, later, closed=CLOSED)
+    assert isinstance(result.decision, Promote)
+
+
+def test_maintenance_does_not_hold_a_service_that_is_not_disruptive_or_a_first_deploy() -> None:
+    calm = SERVICE.model_copy(update={"disruptive": False})
+    assert isinstance(plan_rollout_step(calm, NEW, running(), RolloutStatus(), SPEC, T0, closed=CLOSED).decision,
+                      StartCanary)  # fmt: skip
+    first = RolloutObservation(main_exists=False, live_revision=None)
+    assert isinstance(plan_rollout_step(SERVICE, NEW, first, RolloutStatus(), SPEC, T0, closed=CLOSED).decision,
+                      ApplyMain)  # fmt: skip

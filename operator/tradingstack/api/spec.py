@@ -300,6 +300,12 @@ class ServiceSpec(ApiModel):
     normal termination grace period, so it can cancel open orders on SIGTERM) and its pods' egress cut by the
     NetworkPolicy `<stack>-halt`; e.g. order execution. Default: false."""
 
+    disruptive: bool = True
+    """A rollout of a changed pod template starts only while maintenance is open (`spec.maintenance`: inside a
+    window, outside every freeze, or overridden with `tradingstack apply-now`); until then the new revision is
+    listed in status.maintenance.pending and the Deployment keeps its template. A rollout that has started goes
+    on when the window closes. False: rollouts start at once. Default: true."""
+
     @field_validator("name")
     @classmethod
     def _not_reserved(cls, value: str) -> str:

@@ -169,7 +169,7 @@ class HaltStatus(ApiModel):
     """The haltable services stopped."""
 
 
-RolloutStep = Literal["Idle", "Baking", "Promoting", "RolledBack"]
+RolloutStep = Literal["Idle", "Pending", "Baking", "Promoting", "RolledBack"]
 
 
 class RolloutStatus(ApiModel):
@@ -188,8 +188,9 @@ class RolloutStatus(ApiModel):
     """A revision rolled back: not tried again while the spec renders it."""
 
     step: RolloutStep = "Idle"
-    """Idle (nothing to roll out), Baking (the canary pod runs the target revision), Promoting (the Deployment
-    rolls to it), RolledBack (the target revision failed; the Deployment kept its template)."""
+    """Idle (nothing to roll out), Pending (the target revision waits for maintenance to open), Baking (the canary
+    pod runs the target revision), Promoting (the Deployment rolls to it), RolledBack (the target revision failed;
+    the Deployment kept its template)."""
 
     started_at: datetime | None = None
     """When the canary of the target revision was started; its deadlineSeconds count from here."""

@@ -1,6 +1,6 @@
 """Health-gated rollouts of the services as a level-based state machine: one pure planning step per pass.
 
-When a service's rendered pod template (its revision, `render.services.template_revision`) differs from the
+When a service's rendered pod template (its revision, `render.common.template_revision`) differs from the
 revision its live Deployment runs, the operator does not apply the Deployment. It applies a canary Deployment
 beside it (`render.services.canary_deployment`: the same pod template, one replica, pods that neither the main
 Deployment's selector nor the Service selects) and watches that one new pod:
@@ -22,7 +22,9 @@ it is a rollback that touches none of the pods serving traffic.
 
 Applied directly, without a canary: a first deploy (no live Deployment), a live Deployment without a revision
 annotation (made by an older operator), a service with replicas 0, and a live Deployment at zero replicas (after
-a halt: nothing runs to protect). While the stack is halted no rollout starts or goes on (`HoldHalted`).
+a halt: nothing runs to protect). While the stack is halted no rollout starts or goes on (`HoldHalted`); while
+maintenance is closed (`spec.maintenance`) a disruptive service's rollout does not start (`HoldClosed`), but one
+that has started goes on: stopping a half-promoted Deployment would leave two revisions serving.
 
 Everything the planner needs to resume lives in the status and on the live objects, so a restarted operator
 picks up where it stopped. The status changes only when a step does: a pass that changes nothing writes nothing.
@@ -161,7 +163,19 @@ class HoldHalted:
     event: ClassVar[None] = None
 
 
-RolloutDecision = ApplyMain | StartCanary | Bake | Promote | Finish | RollBack | HoldBad | HoldHalted
+@dataclass(frozen=True)
+class HoldClosed:
+    """`revision` is new and the service is disruptive, but maintenance is closed (`reason`): the Deployment is kept
+    as it is and no canary starts until maintenance opens. A rollout already baking or promoting is not held."""
+
+    revision: str
+    reason: str
+    hold_main: ClassVar[bool] = True
+    canary: ClassVar[bool] = False
+    event: ClassVar[None] = None
+
+
+RolloutDecision = ApplyMain | StartCanary | Bake | Promote | Finish | RollBack | HoldBad | HoldHalted | HoldClosed
 
 
 @dataclass(frozen=True)
@@ -197,12 +211,14 @@ def plan_rollout_step(
     now: datetime,
     *,
     halted: bool = False,
+    closed: str | None = None,
 ) -> RolloutStep:
     """Decide the one thing to do about `service`'s rollout at `now`.
 
     `desired_revision`: the revision of the rendered pod template; `previous`: the service's persisted
     status.rollouts entry (empty for a new service); `spec`: its `rollout` settings; `halted`: the stack is
-    halted (spec.halt), so no rollout starts or goes on.
+    halted (spec.halt), so no rollout starts or goes on; `closed`: why maintenance is closed at `now`
+    (`schedule.maintenance.closed_reason`), None while it is open, so a disruptive service's rollout may start.
     """
     current = observation.live_revision
     status = _updated(previous, current_revision=current)
@@ -234,6 +250,14 @@ def plan_rollout_step(
         held = _updated(_idle(status, observation), message=f"revision {desired_revision} waits: the stack is halted")
         return RolloutStep(HoldHalted(desired_revision), held)
     if status.target_revision != desired_revision or status.step not in ("Baking", "Promoting"):
+        if closed is not None and service.disruptive:
+            pending = _updated(
+                _idle(status, observation),
+                step="Pending",
+                target_revision=desired_revision,
+                message=f"revision {desired_revision} waits for maintenance: {closed}",
+            )
+            return RolloutStep(HoldClosed(desired_revision, closed), pending)
         deadline = now + timedelta(seconds=spec.deadline_seconds)
         started = _updated(
             status,

@@ -20,6 +20,7 @@ from tradingstack.components.observe import ChildrenState, PodState, workload_st
 from tradingstack.contract import CANARY_SUFFIX, Annotation
 from tradingstack.kube.actions import ChildKey, Obj, PostEvent, key_of
 from tradingstack.reconcile.diff import with_applied_hash
+from tradingstack.reconcile.maintenance_gate import maintenance_closed
 from tradingstack.reconcile.rollout import CanaryPod, RolloutDecision, RolloutObservation, plan_rollout_step
 from tradingstack.render.common import child_name
 from tradingstack.render.services import canary_deployment
@@ -108,6 +109,7 @@ def plan_rollouts(
     decisions: dict[str, RolloutDecision] = {}
     rollouts: dict[str, RolloutStatus] = {}
     events: list[PostEvent] = []
+    closed = maintenance_closed(stack, now)
     for service in stack.spec.services:
         revision = rendered_revision(desired, stack, service.name)
         if revision is None:
@@ -120,6 +122,7 @@ def plan_rollouts(
             service.rollout,
             now,
             halted=stack.spec.halt is not None,
+            closed=closed,
         )
         decisions[service.name] = step.decision
         rollouts[service.name] = step.status

@@ -38,6 +38,7 @@ from tradingstack.metrics import CHILDREN_APPLIED, CHILDREN_PRUNED, RECONCILE_DU
 from tradingstack.reconcile.backup_health import backup_health
 from tradingstack.reconcile.diff import with_applied_hash
 from tradingstack.reconcile.halt import plan_halt_writes
+from tradingstack.reconcile.maintenance_gate import hold_statefulset_templates, maintenance_closed
 from tradingstack.reconcile.ownership import NameConflict, conflict, user_secret_problem
 from tradingstack.reconcile.plan import (
     apply_errors,
@@ -157,9 +158,10 @@ class StackReconciler:
         children.update(halt.live)
         secret_problems = await self._check_user_secrets(stack)
         secrets = generated_secrets(stack, stack.owner_reference(), self._new_password, self._domain)
+        templates = hold_statefulset_templates(desired, children, maintenance_closed(stack, now))
         apply_errors = await self._write_children(
             body, stack, reported_problems(previous), desired, secrets, children, conflicts, secret_problems,
-            held=objects.held,
+            held=objects.held | templates.held,
         )  # fmt: skip
         await self._execute(body, stack, rollouts.events)
         rollouts = with_live_revisions(rollouts, stack, children)
@@ -169,6 +171,7 @@ class StackReconciler:
             conflicts=[str(c) for c in conflicts.values()],
             secret_problems=list(secret_problems.values()),
             rollouts=rollouts.rollouts,
+            held_templates=templates.pending,
         )
         status = compute_status(stack, observed, previous, now)
         writes = plan_status_write(stack.namespace, stack.name, written, status, has_status=has_status)

@@ -106,6 +106,8 @@ class Observations:
     restarts: RestartsStatus = field(default_factory=RestartsStatus)
     rollouts: Mapping[str, RolloutStatus] = field(default_factory=dict)
     """The services' health-gated rollouts (`reconcile.rollout`)."""
+    held_templates: Sequence[str] = ()
+    """StatefulSet template changes waiting for maintenance (`reconcile.maintenance_gate`)."""
 
 
 def _stack_problems(observed: Observations) -> list[tuple[str, str]]:
@@ -120,10 +122,24 @@ def _stack_problems(observed: Observations) -> list[tuple[str, str]]:
     return [(reason, message) for reason, message in candidates if message]
 
 
+def pending_rollouts(rollouts: Mapping[str, RolloutStatus]) -> list[str]:
+    """status.maintenance.pending lines of the rollouts waiting for maintenance (step Pending)."""
+    return [
+        f"rollout of {name} (revision {r.target_revision}) waits for the maintenance window"
+        for name, r in sorted(rollouts.items())
+        if r.step == "Pending"
+    ]
+
+
 def maintenance_status(
-    stack: TradingStack, restarts: RestartsStatus, previous: MaintenanceStatus, now: datetime
+    stack: TradingStack,
+    restarts: RestartsStatus,
+    held_changes: Sequence[str],
+    previous: MaintenanceStatus,
+    now: datetime,
 ) -> MaintenanceStatus:
-    """status.maintenance from spec.maintenance, the apply-now annotation and the restart status at `now`.
+    """status.maintenance from spec.maintenance, the apply-now annotation, the restart status and the changes held
+    for maintenance (`held_changes`: rollouts, StatefulSet templates) at `now`.
 
     Holds no `now`: every field is an instant fixed by the spec (an opening, a window's end, a freeze's end,
     an override's expiry), so it stays the same from one resync to the next until maintenance opens or closes.
@@ -145,6 +161,7 @@ def maintenance_status(
     pending = []
     if restarts.held is not None:
         pending.append(f"restart run {run_id(restarts.held)} waits for the maintenance window")
+    pending += held_changes
     return MaintenanceStatus(
         open=is_open,
         next_window=None if is_open else maintenance.next_open(spec, now),
@@ -199,6 +216,7 @@ def compute_status(
         conditions = set_condition(conditions, kind, update, now, generation)
 
     phase: Phase = "Degraded" if degraded_reasons else "Ready" if ready else "Progressing"
+    held = [*pending_rollouts(observed.rollouts), *observed.held_templates]
     return TradingStackStatus(
         observed_generation=generation,
         phase=phase,
@@ -209,7 +227,7 @@ def compute_status(
         postgres=observed.postgres,
         restarts=observed.restarts,
         rollouts=dict(observed.rollouts),
-        maintenance=maintenance_status(stack, observed.restarts, previous.maintenance, now),
+        maintenance=maintenance_status(stack, observed.restarts, held, previous.maintenance, now),
         halt=halt,
     )
 

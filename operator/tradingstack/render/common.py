@@ -7,6 +7,7 @@ Renderers are pure: they take the parsed stack and the owner reference explicitl
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -172,6 +173,20 @@ def claim_retention(stack: TradingStack) -> dict[str, str]:
     return {"whenDeleted": "Delete" if stack.spec.deletion_policy == "Delete" else "Retain", "whenScaled": "Retain"}
 
 
+def template_revision(template: dict[str, Any]) -> str:
+    """The revision of a pod template: a short stable hash of it, without the restart stamp (owned by the restart
+    field manager, so a daily restart is not a new revision). Put on Deployments and StatefulSets as
+    `Annotation.REVISION`: what the rollouts and the maintenance gate compare with the live object."""
+    annotations = {
+        k: v for k, v in template.get("metadata", {}).get("annotations", {}).items() if k != Annotation.RESTARTED_AT
+    }
+    meta = {k: v for k, v in template.get("metadata", {}).items() if k != "annotations"}
+    if annotations:
+        meta["annotations"] = annotations
+    canonical = json.dumps({**template, "metadata": meta}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:10]
+
+
 def statefulset(
     stack: TradingStack,
     owner: OwnerReference,
@@ -184,17 +199,19 @@ def statefulset(
 ) -> Manifest:
     """A StatefulSet of one component behind its (headless) Service of the same name; `data` adds the `data`
     claim of each pod, kept or deleted by `claim_retention`."""
+    template = {"metadata": pod_template_metadata(stack, component, config), "spec": pod_spec}
     spec: dict[str, Any] = {
         "serviceName": child_name(stack, component),
         "replicas": replicas,
         **extra,
         "selector": {"matchLabels": selector_labels(stack, component)},
-        "template": {"metadata": pod_template_metadata(stack, component, config), "spec": pod_spec},
+        "template": template,
     }
     if data is not None:
         spec["volumeClaimTemplates"] = [data_claim_template(stack, component, data)]
         spec["persistentVolumeClaimRetentionPolicy"] = claim_retention(stack)
-    return manifest("apps/v1", "StatefulSet", metadata(stack, owner, component), spec=spec)
+    revision = {Annotation.REVISION: template_revision(template)}
+    return manifest("apps/v1", "StatefulSet", metadata(stack, owner, component, annotations=revision), spec=spec)
 
 
 def pod_security_context(uid: int = NONROOT_UID, fs_group: int | None = None) -> dict[str, Any]:

@@ -9,8 +9,6 @@ startup probe gives slow model loading `startupSeconds` before liveness applies.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from typing import Any
 
@@ -32,6 +30,7 @@ from tradingstack.render.common import (
     scratch_volume,
     selector_labels,
     spread_and_anti_affinity,
+    template_revision,
 )
 from tradingstack.render.halt import halted_services
 
@@ -111,19 +110,6 @@ def _deployment(
             "template": template,
         },
     )
-
-
-def template_revision(template: dict[str, Any]) -> str:
-    """The revision of a pod template: a short stable hash of it, without the restart stamp (owned by the restart
-    field manager, so a daily restart is not a new revision). Put on the Deployment as `Annotation.REVISION`."""
-    annotations = {
-        k: v for k, v in template.get("metadata", {}).get("annotations", {}).items() if k != Annotation.RESTARTED_AT
-    }
-    meta = {k: v for k, v in template.get("metadata", {}).items() if k != "annotations"}
-    if annotations:
-        meta["annotations"] = annotations
-    canonical = json.dumps({**template, "metadata": meta}, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:10]
 
 
 def canary_deployment(main: Manifest) -> Manifest:
