@@ -302,8 +302,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-# `commands`: what add_subparsers returns, whose class argparse keeps private.
-def _pitr_parsers(commands: Any, result: argparse.ArgumentParser) -> None:
+def _pitr_parsers(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], result: argparse.ArgumentParser
+) -> None:
     stanza = argparse.ArgumentParser(add_help=False, parents=[result])
     stanza.add_argument("--config", default=CONFIG_PATH, help=f"pgbackrest.conf (default: {CONFIG_PATH})")
     stanza.add_argument("--stanza", required=True)
