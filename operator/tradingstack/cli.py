@@ -28,7 +28,7 @@ from tradingstack.api import TradingStack, describe
 from tradingstack.api.crd import render_crd_yaml
 from tradingstack.components import render
 from tradingstack.contract import Annotation, ExitCode
-from tradingstack.contract.termination import BackupListing, RestoreResult, ToolFailure
+from tradingstack.contract.termination import BackupListing, PitrListing, RestoreResult, ToolFailure
 from tradingstack.errors import ApiPermanentError, ApiTemporaryError
 from tradingstack.kube.client import Kube
 from tradingstack.logs import setup_json_logging
@@ -237,12 +237,69 @@ def _cmd_backup_list(args: argparse.Namespace) -> int:
             for backup in (entry.model_dump(mode="json", by_alias=True) for entry in listing.backups):
                 print(f"{backup['name']:<40} {backup['time']:<26} {backup['sizeBytes']:>14} {backup['verified']}")
             print(f"{len(listing.backups)} of {listing.total} backups shown")
-        return _report(outcome)
+        code = _report(outcome)
+        pitr = await ops.list_pitr_backups(kube, args.namespace, args.stack, args.timeout)
+        if pitr is None:
+            return code
+        if pitr.succeeded and isinstance(pitr.result, PitrListing):
+            print()
+            print(pitr_listing_text(pitr.result))
+        return max(code, _report(pitr))
 
     return _with_kube(backup_list)
 
 
+def pitr_listing_text(listing: PitrListing) -> str:
+    """The pgBackRest base backups, newest first, under the window a point-in-time restore can reach."""
+    window = (
+        f"recoverable from {_utc(listing.recoverable_from)} to at least {_utc(listing.recoverable_to)}"
+        if listing.recoverable_from and listing.recoverable_to
+        else "no recoverable window yet"
+    )
+    lines = [
+        f"pgBackRest base backups: {window}",
+        f"{'LABEL':<34} {'TYPE':<5} {'STOPPED':<21} {'REPO':>4} {'SIZE':>14}",
+    ]
+    lines += [
+        f"{b.label:<34} {b.type:<5} {_utc(b.stopped):<21} {b.repo:>4} {b.size_bytes:>14}" for b in listing.backups
+    ]
+    lines.append(f"{len(listing.backups)} of {listing.total} base backups shown")
+    return "\n".join(lines)
+
+
+def _utc(at: datetime | None) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if at else "-"
+
+
+def rfc3339(text: str) -> datetime:
+    """A time with a UTC offset (`Z` or `+01:00`): a recovery target without one would depend on a clock's zone."""
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an RFC 3339 time") from None
+    if at.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset (add Z or +HH:MM)")
+    return at.astimezone(UTC)
+
+
+def restore_to_time_plan(stack: str, target: datetime) -> str:
+    """What a point-in-time restore does. It never rewinds a running stack in place (that would discard every
+    write after the target on the live database): a new stack restores from the repository and replays to it."""
+    when = target.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return (
+        f"A point-in-time restore of {stack} to {when} creates a NEW stack; {stack} itself is not changed.\n"
+        f"Copy {stack}'s spec into a new TradingStack (same spec.postgres.pitr repository) and set:\n"
+        f'  spec:\n    postgres:\n      restore:\n        targetTime: "{when}"\n'
+        "Its database is restored from the newest base backup that ended before that time, replays archived WAL\n"
+        "up to the last commit before it, then promotes. Nothing was done."
+    )
+
+
 def _cmd_backup_restore(args: argparse.Namespace) -> int:
+    if args.target_time is not None:
+        print(restore_to_time_plan(args.stack, args.target_time))
+        return ExitCode.OK
+
     async def backup_restore(kube: Kube) -> int:
         outcome = await ops.restore_backup(
             kube, args.namespace, args.stack, args.source, args.force, args.timeout, args.cluster_domain
@@ -261,6 +318,30 @@ def _cluster_domain_option(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_CLUSTER_DOMAIN,
         help=f"the cluster's DNS domain, in the names pods use to reach each other (default {DEFAULT_CLUSTER_DOMAIN})",
     )
+
+
+def _backup_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    backup_cmd = commands.add_parser("backup", help="list or restore a stack's Postgres backups")
+    backup_commands = backup_cmd.add_subparsers(dest="backup_command", required=True)
+    list_cmd = backup_commands.add_parser("list", help="list the backups on the stack's backup volume")
+    restore_cmd = backup_commands.add_parser(
+        "restore", help="restore a backup into the stack's database (refuses a non-empty one without --force)"
+    )
+    source = restore_cmd.add_mutually_exclusive_group(required=True)
+    source.add_argument("--from", dest="source", help="`latest` (newest verified) or a name")
+    source.add_argument(
+        "--target-time",
+        type=rfc3339,
+        help="pgBackRest point-in-time restore to this RFC 3339 time: prints how to do it, changes nothing",
+    )
+    restore_cmd.add_argument("--force", action="store_true", help="replace a database that is not empty")
+    for sub, default_timeout in ((list_cmd, 300), (restore_cmd, 3600)):
+        sub.add_argument("stack", help="TradingStack name")
+        sub.add_argument("-n", "--namespace", default="default", help="namespace (default: default)")
+        sub.add_argument("--timeout", type=float, default=default_timeout, help="seconds to wait for the Job")
+        _cluster_domain_option(sub)
+    list_cmd.set_defaults(handler=_cmd_backup_list)
+    restore_cmd.set_defaults(handler=_cmd_backup_restore)
 
 
 def _halt_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -347,21 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     status_cmd.add_argument("-o", "--output", choices=["text", "json"], default="text", help="format (default text)")
     status_cmd.set_defaults(handler=_cmd_status)
 
-    backup_cmd = commands.add_parser("backup", help="list or restore a stack's Postgres backups")
-    backup_commands = backup_cmd.add_subparsers(dest="backup_command", required=True)
-    list_cmd = backup_commands.add_parser("list", help="list the backups on the stack's backup volume")
-    restore_cmd = backup_commands.add_parser(
-        "restore", help="restore a backup into the stack's database (refuses a non-empty one without --force)"
-    )
-    restore_cmd.add_argument("--from", dest="source", required=True, help="`latest` (newest verified) or a name")
-    restore_cmd.add_argument("--force", action="store_true", help="replace a database that is not empty")
-    for sub, default_timeout in ((list_cmd, 300), (restore_cmd, 3600)):
-        sub.add_argument("stack", help="TradingStack name")
-        sub.add_argument("-n", "--namespace", default="default", help="namespace (default: default)")
-        sub.add_argument("--timeout", type=float, default=default_timeout, help="seconds to wait for the Job")
-        _cluster_domain_option(sub)
-    list_cmd.set_defaults(handler=_cmd_backup_list)
-    restore_cmd.set_defaults(handler=_cmd_backup_restore)
+    _backup_commands(commands)
 
     crd_cmd = commands.add_parser("crd", help="print the TradingStack CustomResourceDefinition")
     crd_cmd.set_defaults(handler=_cmd_crd)

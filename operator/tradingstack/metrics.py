@@ -81,6 +81,21 @@ STACK_SERIES: dict[str, tuple[bool, str, tuple[str, ...]]] = {
     "tradingstack_backup_last_success_timestamp_seconds": (False, "Time of the last successful backup.", ()),
     "tradingstack_backup_last_size_bytes": (False, "Size of the last successful backup.", ()),
     "tradingstack_backup_last_failed": (False, "1 when the last backup Job failed.", ()),
+    "tradingstack_postgres_archive_lag_seconds": (
+        False,
+        "How long the oldest WAL segment not yet archived by pgBackRest has waited (0 when none waits).",
+        (),
+    ),
+    "tradingstack_postgres_archive_failing": (
+        False,
+        "1 when the server's last archive_command failure came after its last success.",
+        (),
+    ),
+    "tradingstack_postgres_recoverable_to_timestamp_seconds": (
+        False,
+        "Latest time a point-in-time restore is known to reach (the newest pgBackRest backup's end).",
+        (),
+    ),
     "tradingstack_restart_last_failed": (False, "1 when the last restart run failed.", ()),
     "tradingstack_restart_next_run_timestamp_seconds": (False, "Time of the next scheduled restart run.", ()),
     "tradingstack_halted": (False, "1 while the stack is halted (spec.halt: haltable services stopped), else 0.", ()),
@@ -88,6 +103,19 @@ STACK_SERIES: dict[str, tuple[bool, str, tuple[str, ...]]] = {
 """The per-stack series: name -> (counter?, help, labels after namespace and stack). docs/operating.md lists them."""
 
 Sample = tuple[str, tuple[str, ...], float]
+
+
+def _pitr_samples(status: TradingStackStatus) -> Iterator[Sample]:
+    """Only what the pgBackRest Jobs have reported: an absent series is unknown, not healthy."""
+    pitr = status.postgres.pitr
+    if pitr is None:
+        return
+    if pitr.archive_lag_seconds is not None:
+        yield "tradingstack_postgres_archive_lag_seconds", (), pitr.archive_lag_seconds
+    if pitr.archive_failing is not None:
+        yield "tradingstack_postgres_archive_failing", (), 1.0 if pitr.archive_failing else 0.0
+    if pitr.recoverable_to is not None:
+        yield "tradingstack_postgres_recoverable_to_timestamp_seconds", (), pitr.recoverable_to.timestamp()
 
 
 def stack_samples(status: TradingStackStatus, master_changes: int) -> Iterator[Sample]:
@@ -107,6 +135,7 @@ def stack_samples(status: TradingStackStatus, master_changes: int) -> Iterator[S
         yield "tradingstack_backup_last_size_bytes", (), backup.size_bytes
     if status.postgres.last_backup_result is not None:
         yield "tradingstack_backup_last_failed", (), 1.0 if status.postgres.last_backup_result == "Failed" else 0.0
+    yield from _pitr_samples(status)
     if status.restarts.last_result is not None:
         yield "tradingstack_restart_last_failed", (), 1.0 if status.restarts.last_result == "Failed" else 0.0
     if status.restarts.next_run is not None:

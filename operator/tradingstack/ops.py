@@ -19,6 +19,7 @@ from tradingstack.components.observe import job_run, pod_state
 from tradingstack.contract import Annotation, Label, termination
 from tradingstack.kube.client import Kube, Obj
 from tradingstack.overview import overview_document
+from tradingstack.render.pitr_jobs import info_job, runs_pitr_backup
 from tradingstack.render.postgres import render_list_job, render_restore_job
 from tradingstack.schedule.maintenance import format_override
 
@@ -114,6 +115,16 @@ async def run_tool_job(kube: Kube, job: Obj, timeout_seconds: float) -> JobOutco
 async def list_backups(kube: Kube, namespace: str, name: str, timeout_seconds: float, domain: str) -> JobOutcome:
     stack = await load_stack(kube, namespace, name)
     return await run_tool_job(kube, render_list_job(stack, stack.owner_reference(), domain), timeout_seconds)
+
+
+async def list_pitr_backups(kube: Kube, namespace: str, name: str, timeout_seconds: float) -> JobOutcome | None:
+    """`pitr-info` in a Job made from the stack's pitr-backup CronJob; None when the stack has none (the
+    operator renders it only with spec.postgres.pitr enabled, so its presence is the live answer)."""
+    cronjobs = await kube.list_objects("CronJob", namespace, {Label.STACK: name})
+    backup = next((c for c in cronjobs if runs_pitr_backup(c)), None)
+    if backup is None:
+        return None
+    return await run_tool_job(kube, info_job(backup), timeout_seconds)
 
 
 async def restore_backup(

@@ -24,7 +24,9 @@ def status(master: str | None, health: str = "HEALTHY") -> TradingStackStatus:
             "services": {"api": {"ready": 2, "desired": 3, "health": health}},
             "redis": {"master": master},
             "postgres": {"lastBackupResult": "Failed", "lastBackup": {"time": "2026-12-02T04:00:00Z",
-                         "name": "b", "sizeBytes": 1234, "checksum": "sha256:0", "verified": True}},
+                         "name": "b", "sizeBytes": 1234, "checksum": "sha256:0", "verified": True},
+                         "pitr": {"archiveLagSeconds": 2.5, "archiveFailing": False,
+                                  "recoverableTo": "2026-12-02T04:30:00Z"}},
             "restarts": {"lastResult": "Succeeded", "nextRun": "2026-12-03T05:00:00Z"},
         }
     )  # fmt: skip
@@ -60,6 +62,10 @@ def test_series_per_stack_follow_the_status_and_vanish_with_the_stack() -> None:
     assert value(samples, "tradingstack_redis_master_known") == 1
     assert value(samples, "tradingstack_backup_last_size_bytes") == 1234
     assert value(samples, "tradingstack_backup_last_failed") == 1
+    assert value(samples, "tradingstack_postgres_archive_lag_seconds") == 2.5
+    assert value(samples, "tradingstack_postgres_archive_failing") == 0
+    recoverable_to = datetime(2026, 12, 2, 4, 30, tzinfo=UTC).timestamp()
+    assert value(samples, "tradingstack_postgres_recoverable_to_timestamp_seconds") == recoverable_to
     assert value(samples, "tradingstack_restart_last_failed") == 0
     next_run = datetime(2026, 12, 3, 5, tzinfo=UTC).timestamp()
     assert value(samples, "tradingstack_restart_next_run_timestamp_seconds") == next_run

@@ -72,6 +72,31 @@ class RedisStatus(ApiModel):
     """When the operator last saw the master change."""
 
 
+class PitrStatus(ApiModel):
+    """Point-in-time recovery with pgBackRest, from the newest pitr-backup and pitr-archive-status Jobs."""
+
+    last_full_backup: datetime | None = None
+    """Stop time of the newest full base backup."""
+
+    last_diff_backup: datetime | None = None
+    """Stop time of the newest differential base backup."""
+
+    recoverable_from: datetime | None = None
+    """Earliest time a point-in-time restore can reach."""
+
+    recoverable_to: datetime | None = None
+    """Latest time a restore is known to reach: the newest backup's end (archived WAL usually reaches further)."""
+
+    archive_lag_seconds: float | None = None
+    """How long the oldest WAL segment not yet archived has waited (0 when none waits)."""
+
+    last_archived_at: datetime | None = None
+    """When the server last archived a WAL segment."""
+
+    archive_failing: bool | None = None
+    """The server's last archive_command failure came after its last success."""
+
+
 class PostgresStatus(ApiModel):
     """Observed PostgreSQL and backup state."""
 
@@ -83,6 +108,9 @@ class PostgresStatus(ApiModel):
 
     last_backup_result: Literal["Succeeded", "Failed"] | None = None
     """Result of the last finished backup Job."""
+
+    pitr: PitrStatus | None = None
+    """Point-in-time recovery (spec.postgres.pitr), when enabled."""
 
 
 class RestartsStatus(ApiModel):

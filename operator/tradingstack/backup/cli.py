@@ -1,4 +1,5 @@
-"""Command line of the backup tool: `python -m tradingstack.backup {backup,verify,list,prune,restore}`.
+"""Command line of the backup tool: `python -m tradingstack.backup {backup,verify,list,prune,restore}` (pg_dump)
+and `{pitr-backup,pitr-info,pitr-archive-status}` (pgBackRest, `backup.pitr`).
 
 Exit status: 0 success, 1 failure (nothing committed), 2 usage error, 3 restore refused (the database is not
 empty and --force was not given). Results go to stdout as JSON lines, diagnostics to stderr.
@@ -14,9 +15,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tradingstack.backup import pitr
 from tradingstack.backup.database import DUMP_COMPRESSION, Database, DatabaseError, archive_server_version
 from tradingstack.backup.store import BackupStore, Manifest, backup_name, sha256_of, to_prune
 from tradingstack.contract import TERMINATION_LOG, BackupEnv, ExitCode, PostgresEnv, termination
+from tradingstack.contract.pgbackrest import CONFIG_PATH, PitrToolCommand
 from tradingstack.contract.termination import BackupListing, ListedBackup, RestoreResult, ToolFailure
 
 
@@ -24,19 +27,28 @@ class RestoreRefusedError(RuntimeError):
     """The target database holds data and overwriting it was not asked for."""
 
 
+_PITR_COMMANDS = (PitrToolCommand.BACKUP, PitrToolCommand.INFO, PitrToolCommand.ARCHIVE_STATUS)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    store = BackupStore(Path(args.dir))
+    parser = _parser()
+    args = parser.parse_args(argv)
     database = Database(
         args.database, maintenance_db=args.maintenance_db, bin_dir=Path(args.pg_bin) if args.pg_bin else None
     )
+    pitr_command = args.command_name in _PITR_COMMANDS
+    # The pgBackRest commands keep no files of their own: their Jobs mount no backup directory.
+    if not pitr_command and not args.dir:
+        parser.error(f"--dir (or env {BackupEnv.DIR}) is required by {args.command_name}")
     try:
-        return int(args.command(args, store, database))
+        if pitr_command:
+            return _report(args.termination_log, args.command(args, database))
+        return int(args.command(args, BackupStore(Path(args.dir)), database))
     except RestoreRefusedError as err:
         _log(f"restore refused: {err}")
         _write_termination_message(args.termination_log, ToolFailure(error=str(err), refused=True))
         return ExitCode.REFUSED
-    except (DatabaseError, LookupError, OSError, ValueError) as err:
+    except (DatabaseError, pitr.PgBackRestError, LookupError, OSError, ValueError) as err:
         _log(f"{args.command_name} failed: {err}")
         _write_termination_message(args.termination_log, ToolFailure(error=str(err)))
         return ExitCode.FAILED
@@ -137,6 +149,33 @@ def restore(args: argparse.Namespace, store: BackupStore, database: Database) ->
     return ExitCode.OK
 
 
+def pitr_backup(args: argparse.Namespace, database: Database) -> termination.TerminationMessage:
+    return pitr.backup(_pgbackrest(args), database, args.type, args.repo, verify=args.verify)
+
+
+def pitr_info(args: argparse.Namespace, database: Database) -> termination.TerminationMessage:
+    complete, fitting = pitr.listing(_pgbackrest(args))
+    # Every backup on stdout (the pod log); the termination message holds the newest that fit.
+    _emit(complete.model_dump(mode="json", by_alias=True))
+    return fitting
+
+
+def pitr_archive_status(args: argparse.Namespace, database: Database) -> termination.TerminationMessage:
+    """Exits 0 when archiving fails too: the Job reports the state, the operator judges it (`BackupHealthy`)."""
+    return pitr.archive_status(database)
+
+
+def _pgbackrest(args: argparse.Namespace) -> pitr.PgBackRest:
+    return pitr.PgBackRest(config=args.config, stanza=args.stanza)
+
+
+def _report(termination_log: str, result: termination.TerminationMessage) -> int:
+    if not isinstance(result, termination.PitrListing):  # pitr_info printed the complete listing itself
+        _emit(result.model_dump(mode="json", by_alias=True))
+    _write_termination_message(termination_log, result)
+    return ExitCode.OK
+
+
 def _prune(store: BackupStore, keep_last: int) -> list[str]:
     """Apply retention and remove stale leftovers; returns what was removed."""
     removed = []
@@ -196,8 +235,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--dir",
         default=os.environ.get(BackupEnv.DIR),
-        required=BackupEnv.DIR not in os.environ,
-        help=f"backup directory (env {BackupEnv.DIR})",
+        help=f"backup directory of the pg_dump commands (env {BackupEnv.DIR})",
     )
     parser.add_argument(
         "--database",
@@ -260,4 +298,28 @@ def _parser() -> argparse.ArgumentParser:
     back.add_argument("--if-empty", action="store_true", help="do nothing (exit 0) when the database is not empty")
     back.add_argument("--jobs", type=int, default=2, help="parallel pg_restore jobs (default: 2)")
     back.set_defaults(command=restore)
+    _pitr_parsers(commands, result)
     return parser
+
+
+def _pitr_parsers(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], result: argparse.ArgumentParser
+) -> None:
+    stanza = argparse.ArgumentParser(add_help=False, parents=[result])
+    stanza.add_argument("--config", default=CONFIG_PATH, help=f"pgbackrest.conf (default: {CONFIG_PATH})")
+    stanza.add_argument("--stanza", required=True)
+
+    run = commands.add_parser(
+        PitrToolCommand.BACKUP, parents=[stanza], help="pgBackRest backup, verify of its repository, then info"
+    )
+    run.add_argument("--type", choices=("full", "diff", "incr"), required=True)
+    run.add_argument("--repo", type=int, help="repository to back up to (default: pgBackRest's, repo1)")
+    run.add_argument("--no-verify", dest="verify", action="store_false", help="skip verifying the repository")
+    run.set_defaults(command=pitr_backup)
+
+    commands.add_parser(
+        PitrToolCommand.INFO, parents=[stanza], help="pgBackRest base backups and the recoverable window"
+    ).set_defaults(command=pitr_info)
+    commands.add_parser(
+        PitrToolCommand.ARCHIVE_STATUS, parents=[stanza], help="the server's WAL archiving: failures, WAL waiting"
+    ).set_defaults(command=pitr_archive_status)

@@ -103,6 +103,18 @@ class Database:
         with self._maintenance() as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
+    def archiver(self) -> dict[str, Any]:
+        """One row: `pg_stat_archiver`, the `.ready` segments (count, oldest modification time) and the server's
+        `now()`, read in one statement so that all three describe the same moment by the same clock.
+        `pg_ls_archive_statusdir` needs superuser or pg_monitor (the stack's role is the image's superuser)."""
+        from psycopg.rows import dict_row  # noqa: PLC0415 - see _connect
+
+        with _connect(self.name) as conn, conn.cursor(row_factory=dict_row) as cursor:
+            row = cursor.execute(_ARCHIVER_QUERY).fetchone()
+        if row is None:
+            raise DatabaseError("pg_stat_archiver returned no row")
+        return row
+
     def _maintenance(self) -> AbstractContextManager[psycopg.Connection[tuple[Any, ...]]]:
         return _connect(self.maintenance_db)
 
@@ -113,6 +125,15 @@ class Database:
             program = Path(command[0]).name
             raise DatabaseError(f"{program} exited {completed.returncode}: {completed.stderr.strip()[-_STDERR_TAIL:]}")
         return completed.stdout
+
+
+_ARCHIVER_QUERY = """
+    SELECT now() AS observed_at, a.archived_count, a.last_archived_wal, a.last_archived_time AS last_archived_at,
+           a.failed_count, a.last_failed_wal, a.last_failed_time AS last_failed_at, r.ready_count, r.oldest_ready_at
+      FROM pg_stat_archiver a,
+           (SELECT count(*) AS ready_count, min(modification) AS oldest_ready_at
+              FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready') r
+"""
 
 
 @contextmanager

@@ -50,12 +50,17 @@ def backup_runs(stack: TradingStack, children: ChildrenState) -> list[JobRun]:
 
 
 def assess(
-    stack: TradingStack, workloads: Mapping[ChildKey, WorkloadState], backup: ConditionUpdate | None
+    stack: TradingStack,
+    workloads: Mapping[ChildKey, WorkloadState],
+    backup: ConditionUpdate | None,
+    *,
+    pitr_enabled: bool = False,
 ) -> Assessment:
     """PostgresReady from the database's StatefulSet; BackupHealthy from `backup`, the backup runs' health
-    (`reconcile.backup_health`), None when it was not assessed; a False BackupHealthy degrades the stack."""
+    (`reconcile.backup_health`, with `reconcile.pitr_health.with_pitr` when `pitr_enabled`:
+    spec.postgres.pitr.enabled), None when it was not assessed; a False BackupHealthy degrades the stack."""
     spec = stack.spec.postgres
-    if spec.enabled and spec.backup.enabled:
+    if spec.enabled and (spec.backup.enabled or pitr_enabled):
         backup = backup or ConditionUpdate("Unknown", "NoBackupYet", "no backup Job has finished")
     else:
         backup = ConditionUpdate("True", "Disabled", "backups are disabled")

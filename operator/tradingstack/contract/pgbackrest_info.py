@@ -166,13 +166,18 @@ def stanza_info(stanza: RawStanza) -> StanzaInfo:
     )
 
 
-def parse_info(document: str | bytes | list[Any], stanza: str) -> StanzaInfo:
+def parse_stanza(document: str | bytes | list[Any], stanza: str) -> RawStanza:
     """`pgbackrest info --output=json` (text, or already decoded) for one stanza; KeyError if it is absent."""
     stanzas = _INFO.validate_json(document) if isinstance(document, str | bytes) else _INFO.validate_python(document)
     for entry in stanzas:
         if entry.name == stanza:
-            return stanza_info(entry)
+            return entry
     raise KeyError(stanza)
+
+
+def parse_info(document: str | bytes | list[Any], stanza: str) -> StanzaInfo:
+    """`parse_stanza`, summarised."""
+    return stanza_info(parse_stanza(document, stanza))
 
 
 def verify_problems(report: str) -> list[str]:

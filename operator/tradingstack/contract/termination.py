@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
@@ -78,10 +79,91 @@ class RestoreResult(ApiModel):
     database: str
 
 
-TerminationMessage = BackupInfo | BackupListing | RestoreResult | ToolFailure
+PitrBackupType = Literal["full", "diff", "incr"]
+
+
+class ArchiveStatus(ApiModel):
+    """Result of `pitr-archive-status`: the server's WAL archiving (`pg_stat_archiver`) and the WAL segments
+    waiting for archive_command (`.ready` files in pg_wal/archive_status). Times are the server's clock."""
+
+    observed_at: datetime
+    """The server's `now()` when this was read: the clock `lag_seconds` is measured against."""
+    archived_count: int
+    last_archived_wal: str | None = None
+    last_archived_at: datetime | None = None
+    failed_count: int
+    """Failed archive_command runs since the statistics were last reset (the server retries each segment)."""
+    last_failed_wal: str | None = None
+    last_failed_at: datetime | None = None
+    ready_count: int
+    """Segments written and not yet archived."""
+    oldest_ready_at: datetime | None = None
+    """Modification time of the oldest of them: when it was completed and began to wait."""
+    lag_seconds: float
+    """How long the oldest waiting segment has waited (0 when none waits): the WAL a lost volume would lose."""
+
+    @property
+    def failing(self) -> bool:
+        """The last archive_command failure came after the last success (or nothing has been archived yet)."""
+        if self.last_failed_at is None:
+            return False
+        return self.last_archived_at is None or self.last_failed_at > self.last_archived_at
+
+
+class PitrBackup(ApiModel):
+    """One pgBackRest base backup."""
+
+    label: str
+    """pgBackRest's backup label (`restore --set`)."""
+    type: PitrBackupType
+    started: datetime
+    stopped: datetime
+    """Consistent from here: the earliest time a restore from it can stop at."""
+    repo: int
+    size_bytes: int
+    """Database size at the backup."""
+    repo_size_bytes: int
+    """What it takes in the repository (compressed; a diff or incr only its changes)."""
+
+
+class PitrBackupResult(ApiModel):
+    """Result of `pitr-backup`: the new backup, verified, and the repository's recoverable window after it."""
+
+    backup: PitrBackup
+    verified: bool
+    """`pgbackrest verify` found no damaged or missing file in the repository."""
+    recoverable_from: datetime | None = None
+    recoverable_to: datetime | None = None
+    """A lower bound: the newest backup's stop time (`contract.pgbackrest_info`)."""
+    archive: ArchiveStatus | None = None
+    """The server's archiving right after the backup; None when it could not be read (the backup still counts)."""
+
+
+class PitrListing(ApiModel):
+    """Result of `pitr-info`: the newest base backups that fit in a termination message, and the window."""
+
+    backups: list[PitrBackup]
+    total: int
+    # No defaults: always written, so that an empty listing is not read as a pg_dump `BackupListing`.
+    recoverable_from: datetime | None
+    recoverable_to: datetime | None
+
+
+TerminationMessage = (
+    BackupInfo | BackupListing | RestoreResult | PitrBackupResult | ArchiveStatus | PitrListing | ToolFailure
+)
 """`backup` reports the new backup's BackupInfo (as recorded in status.postgres)."""
 
-_MODELS: tuple[type[TerminationMessage], ...] = (ToolFailure, BackupInfo, BackupListing, RestoreResult)
+# Unknown fields are rejected, so each document validates as exactly one of these, whatever the order.
+_MODELS: tuple[type[TerminationMessage], ...] = (
+    ToolFailure,
+    BackupInfo,
+    BackupListing,
+    RestoreResult,
+    PitrBackupResult,
+    ArchiveStatus,
+    PitrListing,
+)
 
 
 def render(message: TerminationMessage) -> str:

@@ -386,3 +386,10 @@ def test_disabled_backups_or_postgres_are_healthy_whatever_was_assessed() -> Non
             "BackupHealthy": ConditionUpdate("True", "Disabled", "backups are disabled"),
         }
     )
+
+
+def test_with_pitr_enabled_backup_healthy_is_assessed_when_pg_dump_backups_are_off() -> None:
+    lagging = ConditionUpdate("False", "ArchiveLagging", "3 WAL segments wait")
+    pitr_only = postgres.assess(example_stack(backup={"enabled": False}), live_workloads(), lagging, pitr_enabled=True)
+    assert pitr_only.conditions["BackupHealthy"] == lagging
+    assert pitr_only.degraded == (("BackupUnhealthy", lagging.message),)
