@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.golden import assert_golden
+from tests.netpol import selects
 from tests.psa import pod_specs, restricted_violations
 from tradingstack.api import TradingStack
 from tradingstack.cli import dump_yaml
@@ -41,7 +42,9 @@ def test_example_renders_every_component() -> None:
     assert services | {"quantum-trader-gateway"} <= kinds["Deployment"]
     assert {"quantum-trader-redis", "quantum-trader-postgres"} <= kinds["StatefulSet"]
     assert "quantum-trader-postgres-backup" in kinds["CronJob"]
-    assert {"quantum-trader-redis-access", "quantum-trader-postgres-access"} <= kinds["NetworkPolicy"]
+    assert {"quantum-trader-default-deny", "quantum-trader-redis-ingress", "quantum-trader-postgres-ingress"} <= kinds[
+        "NetworkPolicy"
+    ]
     assert "quantum-trader-ai-engine" in kinds["PodDisruptionBudget"]
     assert "quantum-trader-portfolio" not in kinds["PodDisruptionBudget"]  # one replica: no PDB
 
@@ -49,8 +52,14 @@ def test_example_renders_every_component() -> None:
 names = st.from_regex(r"[a-z][a-z0-9]{0,10}", fullmatch=True).filter(
     lambda n: n not in {"redis", "postgres", "gateway"}
 )
+egress_specs = st.builds(
+    lambda net, port, protocol: {"cidr": f"198.51.{net}.0/24", "ports": [{"port": port, "protocol": protocol}]},
+    st.integers(0, 255),
+    st.integers(1, 65535),
+    st.sampled_from(["TCP", "UDP", "SCTP"]),
+)
 service_specs = st.builds(
-    lambda name, port, replicas, uses, degraded, haltable: {
+    lambda name, port, replicas, uses, degraded, haltable, routed, egress: {
         "name": name,
         "image": f"example/{name}:1",
         "port": port,
@@ -58,6 +67,8 @@ service_specs = st.builds(
         "uses": uses,
         "health": {"degradedIsReady": degraded},
         "haltable": haltable,
+        "route": {"enabled": routed},
+        "egress": egress,
     },
     names,
     st.integers(1024, 65535),
@@ -65,6 +76,8 @@ service_specs = st.builds(
     st.lists(st.sampled_from(["redis", "postgres"]), unique=True),
     st.booleans(),
     st.booleans(),
+    st.booleans(),
+    st.lists(egress_specs, max_size=2),
 )
 
 
@@ -167,9 +180,11 @@ def test_a_halt_stops_exactly_the_haltable_services_and_denies_exactly_their_egr
     selector = policy["spec"]["podSelector"]
     assert selector["matchLabels"] == {Label.INSTANCE: stack.name}
     assert selector["matchExpressions"] == [{"key": Label.NAME, "operator": "In", "values": halted}]
-    # No other policy of the stack selects pods for egress: the deny is not undone by an allow (they add up).
-    others = [o for key, o in objects.items() if key[0] == "NetworkPolicy" and o is not policy]
-    assert all("Egress" not in o["spec"]["policyTypes"] for o in others)
+    # No policy of the stack allows a halted pod out: the deny is not undone by an allow (they add up).
+    for name in halted:
+        labels = objects["Deployment", f"{stack.name}-{name}"]["spec"]["template"]["metadata"]["labels"]
+        allows = [o for key, o in objects.items() if key[0] == "NetworkPolicy" and o["spec"].get("egress")]
+        assert not any(selects(o["spec"]["podSelector"], labels) for o in allows), name
 
 
 @pytest.mark.parametrize(("policy", "owned"), [("Retain", False), ("Delete", True)])
