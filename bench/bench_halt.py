@@ -104,9 +104,7 @@ def main() -> None:
     try:
         stack = start_example(installer, "bench-halt", nodes)
         services = halt.haltable_services(stack)
-        risk = stack.service_pods("risk-safety")[0]
-        target = f"{risk['status']['podIP']}:{risk['spec']['containers'][0]['ports'][0]['containerPort']}"
-        stuck = halt.start_stuck_pod(stack, target)
+        stuck = halt.start_stuck_pod(stack, halt.egress_target(stack))
         for run in range(args.runs):
             timing = halt.halt(stack, services, stuck, f"bench run {run + 1}")
             halts.append(timing.halted)
