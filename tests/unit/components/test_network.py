@@ -17,6 +17,8 @@ from tests.unit.test_render import example, stacks
 from tradingstack.api import TradingStack
 from tradingstack.components import network, render
 from tradingstack.contract import OPERATOR_APP_NAME, Label
+from tradingstack.kube.actions import Delete, key_of
+from tradingstack.reconcile.plan import prunes
 from tradingstack.render.common import Cluster
 from tradingstack.render.flows import AnySource, ClusterDns, Flow, Network, OperatorPods, Pods, stack_flows
 from tradingstack.render.postgres import render_list_job, render_restore_job
@@ -237,3 +239,24 @@ def test_every_policy_is_owned_by_the_stack_and_labelled() -> None:
     for obj in policies(stack):
         assert obj["metadata"]["ownerReferences"][0]["uid"] == stack.metadata.uid
         assert obj["metadata"]["labels"][Label.STACK] == stack.name
+
+
+def test_policies_no_longer_rendered_are_pruned() -> None:
+    """The store policies of before the default deny (`<stack>-redis-access`, `-postgres-access`) and a halted
+    service's egress allow are the stack's own NetworkPolicies no longer rendered: the main batch deletes them."""
+    stack = a_stack()
+    desired = render(stack, stack.owner_reference())
+    policy = next(o for o in desired if o["kind"] == "NetworkPolicy")
+    old = [
+        {**policy, "metadata": {**policy["metadata"], "name": f"s-{store}-access"}} for store in ("redis", "postgres")
+    ]
+    live = {key_of(o): o for o in [*desired, *old]}
+    assert prunes(stack, desired, live) == [Delete("NetworkPolicy", o["metadata"]["name"], "ns") for o in old]
+    spec = stack.model_dump(by_alias=True, exclude_none=True)
+    spec["spec"]["services"][2]["haltable"] = True
+    spec["spec"]["halt"] = {"reason": "test"}
+    halted = TradingStack.model_validate(spec)
+    live = {key_of(o): o for o in desired}
+    assert prunes(halted, render(halted, halted.owner_reference()), live) == [
+        Delete("NetworkPolicy", "s-exec-egress", "ns")
+    ]
