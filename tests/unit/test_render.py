@@ -16,6 +16,7 @@ from tradingstack.api import TradingStack
 from tradingstack.cli import dump_yaml
 from tradingstack.components import render
 from tradingstack.contract import Annotation, Label
+from tradingstack.render.postgres import render_list_job, render_restore_job
 from tradingstack.render.secrets import generated_secrets
 from tradingstack.render.services import canary_deployment, template_revision
 
@@ -234,6 +235,21 @@ def test_every_canary_is_restricted_owned_labelled_and_selected_by_nothing_of_it
         # No selector of the stack (its Services, Deployments, PDBs) takes the canary's pods.
         assert not any(_selects(selector, pod_labels) for selector in selectors), service.name
         assert len(pod_labels[Label.NAME]) <= 63
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_the_on_demand_backup_jobs_are_hardened_like_the_stack(force: bool) -> None:
+    """`tradingstack backup restore|list` create Jobs outside the render: restricted, no token, bounded scratch."""
+    stack = example("quantum-trader.yaml")
+    jobs = [
+        render_restore_job(stack, stack.owner_reference(), "latest", force),
+        render_list_job(stack, stack.owner_reference()),
+    ]
+    for job in jobs:
+        (pod,) = pod_specs(job)
+        assert restricted_violations(pod) == [], job["metadata"]
+        assert pod["automountServiceAccountToken"] is False
+        assert all(v["emptyDir"].get("sizeLimit") for v in pod.get("volumes", []) if "emptyDir" in v)
 
 
 def test_the_revision_follows_the_pod_template_and_ignores_the_restart_stamp() -> None:
