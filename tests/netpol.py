@@ -105,8 +105,14 @@ def _selecting(
     ]
 
 
-def _admits(policies: Iterable[Mapping[str, Any]], subject: Endpoint, other: Endpoint, policy_type: str,
-            port: int, protocol: str) -> bool:  # fmt: skip
+def _admits(
+    policies: Iterable[Mapping[str, Any]],
+    subject: Endpoint,
+    other: Endpoint,
+    policy_type: str,
+    port: int,
+    protocol: str,
+) -> bool:
     selecting = _selecting(policies, subject, policy_type)
     if not selecting:
         return True  # not isolated in this direction (an address outside never is)
@@ -118,8 +124,9 @@ def _admits(policies: Iterable[Mapping[str, Any]], subject: Endpoint, other: End
     )
 
 
-def allowed(policies: Sequence[Mapping[str, Any]], source: Endpoint, destination: Endpoint, port: int,
-            protocol: str = "TCP") -> bool:  # fmt: skip
+def allowed(
+    policies: Sequence[Mapping[str, Any]], source: Endpoint, destination: Endpoint, port: int, protocol: str = "TCP"
+) -> bool:
     """The source's egress and the destination's ingress both admit the connection."""
     return _admits(policies, source, destination, "Egress", port, protocol) and _admits(
         policies, destination, source, "Ingress", port, protocol

@@ -24,7 +24,7 @@ from tradingstack.render.postgres import BACKUP_COMPONENT, LIST_COMPONENT, RESTO
 from tradingstack.render.redis import REDIS_COMPONENT, SENTINEL_COMPONENT
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Target:
     """A destination port: number and protocol."""
 

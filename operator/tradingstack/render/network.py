@@ -87,8 +87,8 @@ def _policy(
 
 def _default_deny(stack: TradingStack, owner: OwnerReference) -> Manifest:
     selector = {"matchLabels": {Label.INSTANCE: stack.name}}
-    return _policy(stack, owner, child_name(stack, DEFAULT_DENY_COMPONENT), DEFAULT_DENY_COMPONENT, selector,
-                   ingress=[], egress=[])  # fmt: skip
+    name = child_name(stack, DEFAULT_DENY_COMPONENT)
+    return _policy(stack, owner, name, DEFAULT_DENY_COMPONENT, selector, ingress=[], egress=[])
 
 
 def _groups(flows: Iterable[Flow]) -> list[Pods]:
