@@ -205,6 +205,11 @@ async def test_a_halt_is_carried_out_first_while_another_child_is_refused_and_a_
         ("apply", "Deployment", "quantum-trader-execution", FIELD_MANAGER),
         ("event", "Warning", "Halted"),
     ]
+    # Before the deny: the egress allow that would undo it, deleted once (the main batch does not prune it again).
+    deletes = [call for call in calls if call[0] == "delete"]
+    assert deletes == [("delete", "NetworkPolicy", "quantum-trader-execution-egress")]
+    assert calls.index(deletes[0]) < calls.index(("apply", "NetworkPolicy", "quantum-trader-halt", FIELD_MANAGER))
+    assert ("NetworkPolicy", "quantum-trader-execution-egress") not in api.objects
     # The main batch finds them matching: neither is applied twice.
     assert calls.count(("apply", "Deployment", "quantum-trader-execution", FIELD_MANAGER)) == 1
     assert api.objects["Deployment", "quantum-trader-execution"]["spec"]["replicas"] == 0
@@ -218,5 +223,6 @@ async def test_a_halt_is_carried_out_first_while_another_child_is_refused_and_a_
     status, calls = await one_pass(api, resumed)
     assert ("event", "Normal", "Resumed") in calls
     assert ("delete", "NetworkPolicy", "quantum-trader-halt") in calls
+    assert ("NetworkPolicy", "quantum-trader-execution-egress") in api.objects  # its egress is allowed again
     assert api.objects["Deployment", "quantum-trader-execution"]["spec"]["replicas"] == 2
     assert status.halt is None
