@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import json
 import logging
 import os
@@ -27,6 +26,7 @@ from pydantic import ValidationError
 from tradingstack import KIND, handlers, ops, replica
 from tradingstack.api import TradingStack, describe
 from tradingstack.api.crd import render_crd_yaml
+from tradingstack.api.spec import check_cidr
 from tradingstack.components import render
 from tradingstack.contract import Annotation, ExitCode, OperatorEnv
 from tradingstack.contract.termination import BackupListing, RestoreResult, ToolFailure
@@ -261,9 +261,9 @@ def _cidr_list(value: str) -> tuple[str, ...]:
     cidrs = tuple(c.strip() for c in value.split(",") if c.strip())
     for cidr in cidrs:
         try:
-            ipaddress.ip_network(cidr, strict=True)
+            check_cidr(cidr)
         except ValueError as err:
-            raise argparse.ArgumentTypeError(f"invalid CIDR {cidr!r}: {err}") from err
+            raise argparse.ArgumentTypeError(str(err)) from err
     return cidrs
 
 

@@ -276,6 +276,9 @@ def test_the_operator_reads_the_dns_networks_the_chart_sets(monkeypatch: pytest.
     assert build_parser().parse_args(["run", "-A"]).dns_cidrs == ("10.244.0.1/32", "10.96.0.10/32")
     monkeypatch.delenv(OperatorEnv.DNS_CIDRS)
     assert build_parser().parse_args(["run", "-A"]).dns_cidrs == ()
+    for bad in ("10.0.0.1", "10.0.0.1/24", "kube-dns"):  # no prefix, host bits set, no address
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["run", "-A", "--dns-cidrs", bad])
 
 
 def test_without_data_plane_reads_the_operator_reaches_no_stack_and_the_policy_can_be_off(helm: str) -> None:

@@ -71,7 +71,8 @@ def _check_time_zone(value: str) -> str:
     return value
 
 
-def _check_cidr(value: str) -> str:
+def check_cidr(value: str) -> str:
+    """`value` if it is a network with its prefix length and no host bits (what an ipBlock takes), else ValueError."""
     # strict: a CIDR with host bits set (10.0.0.7/24) is refused rather than silently widened or narrowed.
     try:
         ipaddress.ip_network(value, strict=True)
@@ -82,7 +83,7 @@ def _check_cidr(value: str) -> str:
     return value
 
 
-Cidr = Annotated[str, Field(min_length=1, max_length=43), AfterValidator(_check_cidr)]
+Cidr = Annotated[str, Field(min_length=1, max_length=43), AfterValidator(check_cidr)]
 """An IPv4 or IPv6 network with its prefix length, host bits zero."""
 SecretName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)]
 ServiceName = Annotated[str, Field(pattern=DNS1035_LABEL, min_length=1, max_length=24)]
