@@ -30,6 +30,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -51,9 +52,18 @@ def replicas(stack: Stack, service: str) -> int:
     return int(deployment["spec"]["replicas"])
 
 
+def egress_allow(stack: Stack, service: str) -> dict[str, Any]:
+    """The operator's egress allow of `service` as live, ready to be created again (identity fields dropped)."""
+    live = stack.cluster.kubectl_json("get", "networkpolicy", f"{STACK}-{service}-egress", "-n", stack.namespace)
+    keep = ("name", "namespace", "labels", "ownerReferences")
+    return {**live, "metadata": {k: v for k, v in live["metadata"].items() if k in keep}}
+
+
 def by_hand(stack: Stack, services: list[str], stuck: str) -> float:
-    """The baseline: scale-down and egress policy at once, timed like a halt; then undone."""
+    """The baseline: scale-down, deletion of the services' egress allows (policies add up: the deny denies only
+    once no allow selects the pods) and the deny policy at once, timed like a halt; then undone."""
     counts = {service: replicas(stack, service) for service in services}
+    allows = [egress_allow(stack, service) for service in services]
     policy = {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -64,12 +74,16 @@ def by_hand(stack: Stack, services: list[str], stuck: str) -> float:
     started = time.time()
     scale = subprocess.Popen([*kubectl, "scale", "--replicas=0", *(f"deployment/{STACK}-{s}" for s in services)],
                              env=stack.cluster.env, stdout=subprocess.DEVNULL)  # fmt: skip
+    subprocess.run([*kubectl, "delete", "networkpolicy", *(a["metadata"]["name"] for a in allows)],
+                   env=stack.cluster.env, check=True, stdout=subprocess.DEVNULL)  # fmt: skip
     subprocess.run([*kubectl, "apply", "-f", "-"], input=json.dumps(policy), text=True, env=stack.cluster.env,
                    check=True, stdout=subprocess.DEVNULL)  # fmt: skip
     if scale.wait() != 0:
         raise SystemExit("kubectl scale failed")
     timing = halt.wait_halted(stack, services, stuck, started, timeout=120)
     stack.kubectl("delete", "networkpolicy", BASELINE_POLICY)
+    for allow in allows:
+        stack.cluster.apply(allow, namespace=stack.namespace)
     for service, count in counts.items():
         stack.kubectl("scale", f"--replicas={count}", f"deployment/{STACK}-{service}")
         stack.kubectl("rollout", "status", f"deployment/{STACK}-{service}", "--timeout=300s", timeout=310)
@@ -104,9 +118,7 @@ def main() -> None:
     try:
         stack = start_example(installer, "bench-halt", nodes)
         services = halt.haltable_services(stack)
-        risk = stack.service_pods("risk-safety")[0]
-        target = f"{risk['status']['podIP']}:{risk['spec']['containers'][0]['ports'][0]['containerPort']}"
-        stuck = halt.start_stuck_pod(stack, target)
+        stuck = halt.start_stuck_pod(stack, halt.egress_target(stack))
         for run in range(args.runs):
             timing = halt.halt(stack, services, stuck, f"bench run {run + 1}")
             halts.append(timing.halted)

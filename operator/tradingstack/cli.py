@@ -26,8 +26,9 @@ from pydantic import ValidationError
 from tradingstack import KIND, handlers, ops, replica
 from tradingstack.api import TradingStack, describe
 from tradingstack.api.crd import render_crd_yaml
+from tradingstack.api.spec import check_cidr
 from tradingstack.components import render
-from tradingstack.contract import Annotation, ExitCode
+from tradingstack.contract import Annotation, ExitCode, OperatorEnv
 from tradingstack.contract.termination import BackupListing, PitrListing, RestoreResult, ToolFailure
 from tradingstack.errors import ApiPermanentError, ApiTemporaryError
 from tradingstack.kube.client import Kube
@@ -78,7 +79,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
         if args.namespace:
             namespaced = loaded.metadata.model_copy(update={"namespace": args.namespace})
             stack = loaded.model_copy(update={"metadata": namespaced})
-        manifests += render(stack, stack.owner_reference(), args.cluster_domain)
+        manifests += render(stack, stack.owner_reference(), args.cluster_domain, args.dns_cidrs)
     sys.stdout.write(dump_yaml(manifests))
     return 0
 
@@ -102,6 +103,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         read_data_plane=args.read_data_plane,
         scanning=not exact_namespaces,
         cluster_domain=args.cluster_domain,
+        dns_cidrs=args.dns_cidrs,
     )
     operator_args: dict[str, Any] = {
         "clusterwide": not args.namespace,
@@ -312,6 +314,32 @@ def _cmd_backup_restore(args: argparse.Namespace) -> int:
     return _with_kube(backup_restore)
 
 
+def _cidr_list(value: str) -> tuple[str, ...]:
+    cidrs = tuple(c.strip() for c in value.split(",") if c.strip())
+    for cidr in cidrs:
+        try:
+            check_cidr(cidr)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from err
+    return cidrs
+
+
+def _dns_cidrs_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dns-cidrs",
+        type=_cidr_list,
+        default=os.environ.get(OperatorEnv.DNS_CIDRS, ""),  # a string default goes through `type` too
+        help="comma-separated networks where the cluster DNS answers, for the stacks' NetworkPolicies (default: env"
+        f" {OperatorEnv.DNS_CIDRS}, else the k8s-app=kube-dns pods of kube-system)",
+    )
+
+
+def _cluster_options(parser: argparse.ArgumentParser) -> None:
+    """The cluster settings the renderer needs: its DNS domain and where its DNS answers."""
+    _cluster_domain_option(parser)
+    _dns_cidrs_option(parser)
+
+
 def _cluster_domain_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cluster-domain",
@@ -370,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     render_cmd = commands.add_parser("render", help="print the manifests a TradingStack file renders to")
     render_cmd.add_argument("-f", "--file", type=Path, required=True, help="YAML file with TradingStack documents")
     render_cmd.add_argument("-n", "--namespace", help="namespace to render into (default: the file's or default)")
-    _cluster_domain_option(render_cmd)
+    _cluster_options(render_cmd)
     render_cmd.set_defaults(handler=_cmd_render)
 
     run_cmd = commands.add_parser("run", help="run the operator against the current kubeconfig")
@@ -404,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
         help="this replica's identity in the Lease (default: env POD_NAME, else hostname-pid)",
     )
-    _cluster_domain_option(run_cmd)
+    _cluster_options(run_cmd)
     run_cmd.set_defaults(handler=_cmd_run)
 
     restart_cmd = commands.add_parser("restart", help="start a restart run of a stack's services now")

@@ -94,6 +94,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         memo.kube,
         read_data_plane=memo.get("read_data_plane", True),
         cluster_domain=memo.get("cluster_domain", DEFAULT_CLUSTER_DOMAIN),
+        dns_cidrs=memo.get("dns_cidrs", ()),
     )
     memo.wakers = {}
     memo.generations = {}  # the metadata.generation each stack's latest pass started from

@@ -23,8 +23,9 @@ from tests.fixtures.cluster import wait_for
 from tradingstack.api import TradingStack
 from tradingstack.components import render
 from tradingstack.contract import Label
-from tradingstack.render.common import container_security_context, pod_security_context
+from tradingstack.render.common import SENTINEL_PORT, container_security_context, pod_security_context
 from tradingstack.render.halt import halt_policy_name
+from tradingstack.render.redis import SENTINEL_COMPONENT
 
 if TYPE_CHECKING:
     from tests.e2e.test_real_containers import Stack  # which imports this module
@@ -70,6 +71,14 @@ def halt_policy_labels(namespace: str) -> dict[str, str]:
         assert expression["operator"] == "In", expression
         labels[expression["key"]] = expression["values"][0]
     return labels
+
+
+def egress_target(stack: Stack) -> str:
+    """`host:port` the haltable service may reach while running: a sentinel (execution uses Redis). Under the
+    stack's default deny anything the flow table does not list (another service, a stranger) is refused
+    already, so only an allowed flow shows the halt cutting it."""
+    sentinel = stack.pods(f"{Label.NAME}={SENTINEL_COMPONENT}")[0]
+    return f"{sentinel['status']['podIP']}:{SENTINEL_PORT.number}"
 
 
 def start_stuck_pod(stack: Stack, target: str) -> str:

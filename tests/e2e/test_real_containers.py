@@ -167,11 +167,26 @@ def test_the_example_stack_is_ready_from_the_kubelets_probes(stack: Stack) -> No
 
 
 def test_the_gateway_routes_every_service_and_limits_the_rate(stack: Stack) -> None:
-    """From a pod: /api/<prefix>/ reaches the service that owns the route; a burst past the limit gets 429."""
+    """From a pod outside the stack (the gateway admits any client; the stack's own pods may not call it):
+    /api/<prefix>/ reaches the service that owns the route; a burst past the limit gets 429."""
     routes = {s["name"]: s["route"]["pathPrefix"] for s in load(EXAMPLE, "x")["spec"]["services"]}
-    client = stack.service_pods("monitoring-health")[0]["metadata"]["name"]
+    client = start_stranger(stack, stack.namespace)
     gateway = f"http://{STACK}-gateway.{stack.namespace}.svc:8080"
-    out = stack.python(
+    try:
+        out = gateway_requests(stack, client, gateway, routes)
+    finally:
+        stack.kubectl("delete", "pod", client, "--wait=false", check=False)
+    result = json.loads(out)
+    assert result["answered"] == {name: name for name in routes}, result["answered"]
+    codes = result["codes"]
+    assert set(codes) <= {200, 429}, sorted(set(codes))
+    assert codes.count(200) >= 100, "the burst is served"
+    assert codes.count(429) > 0, "past the burst the gateway answers 429"
+
+
+def gateway_requests(stack: Stack, client: str, gateway: str, routes: dict[str, str]) -> str:
+    """From `client`: one request per route (which service answered), then 600 to one route (status codes)."""
+    return stack.python(
         client,
         f"""
         import json, urllib.request
@@ -193,12 +208,6 @@ def test_the_gateway_routes_every_service_and_limits_the_rate(stack: Stack) -> N
         print(json.dumps({{"answered": answered, "codes": codes}}))
         """,
     )
-    result = json.loads(out)
-    assert result["answered"] == {name: name for name in routes}, result["answered"]
-    codes = result["codes"]
-    assert set(codes) <= {200, 429}, sorted(set(codes))
-    assert codes.count(200) >= 100, "the burst is served"
-    assert codes.count(429) > 0, "past the burst the gateway answers 429"
 
 
 CONNECT = """
@@ -215,8 +224,15 @@ print(json.dumps(results))
 """
 
 
-def start_stranger(stack: Stack, namespace: str) -> str:
-    """A restricted pod that is not part of the stack, in `namespace`; returns its name once it runs."""
+SLEEP = ["python3", "-c", "import time; time.sleep(3600)"]
+LISTEN_PORT = 8080
+LISTEN = ["python3", "-m", "http.server", str(LISTEN_PORT), "--directory", "/"]
+"""A stranger that also answers on LISTEN_PORT: an address outside the stack to try the egress with."""
+
+
+def start_stranger(stack: Stack, namespace: str, command: list[str] = SLEEP) -> str:
+    """A restricted pod that is not part of the stack, in `namespace`, running `command`; returns its name once
+    it runs."""
     name = f"stranger-{uuid.uuid4().hex[:6]}"
     stack.cluster.apply(
         {
@@ -230,7 +246,7 @@ def start_stranger(stack: Stack, namespace: str) -> str:
                         "name": "stranger",
                         "image": STRANGER_IMAGE,
                         "imagePullPolicy": "Never",
-                        "command": ["python3", "-c", "import time; time.sleep(3600)"],
+                        "command": command,
                         "securityContext": container_security_context(),
                     }
                 ],
@@ -249,39 +265,104 @@ def connections(stack: Stack, namespace: str, pod: str, targets: list[str]) -> d
     return dict(json.loads(out))
 
 
+def flow_line(source: str, target: str, expected: bool, observed: str) -> tuple[str, bool]:
+    """One line per flow for docs/security.md, and whether it came out as the flow table says."""
+    line = f"flow {source} -> {target}: expected {'allowed' if expected else 'refused'}, observed {observed}"
+    print(line)
+    return line, (observed == "connected") is expected
+
+
 def test_network_policies_are_enforced_on_the_real_node(stack: Stack) -> None:
-    """kube-network-policies enforces the rendered policies: pods outside the stack (in its namespace and in
-    another) cannot open a connection to Redis, the sentinels or Postgres, directly or through a Service, while
-    they still reach a service's port (not behind a policy) and the stack's own pods reach every store."""
+    """kube-network-policies enforces the rendered policies (a default deny, one allow per flow of
+    `render.flows`): strangers in the stack's namespace and in another one are refused by Redis, the sentinels,
+    Postgres and a service's port; a service reaches the stores its `uses` names and no other, nor, without
+    `egress`, an address outside the stack that answers a stranger; the intended flows work (each route through
+    the gateway, the operator reading every health document and the master, the stack Ready). Prints one line
+    per flow: `flow <source> -> <target>: expected <allowed|refused>, observed <connected|error class>`."""
+    example = TradingStack.model_validate(load(EXAMPLE, stack.namespace))
 
     def address(selector: str, port: int) -> str:
         return f"{stack.pods(selector)[0]['status']['podIP']}:{port}"
 
-    example = TradingStack.model_validate(load(EXAMPLE, stack.namespace))
-    protected = {
-        "redis": address(f"{Label.NAME}=redis", REDIS_PORT.number),
-        "sentinel": address(f"{Label.NAME}=redis-sentinel", SENTINEL_PORT.number),
-        "postgres": address(f"{Label.NAME}=postgres", POSTGRES_PORT.number),
-        "redis master Service": f"{master_service_name(example)}.{stack.namespace}.svc:{REDIS_PORT.number}",
-    }
-    service_pod = stack.service_pods("risk-safety")[0]
-    open_port = f"{service_pod['status']['podIP']}:{service_pod['spec']['containers'][0]['ports'][0]['containerPort']}"
-    targets = [*protected.values(), open_port]
+    def service_address(service: str) -> str:
+        pod = stack.service_pods(service)[0]
+        return f"{pod['status']['podIP']}:{pod['spec']['containers'][0]['ports'][0]['containerPort']}"
 
-    from_stack = connections(stack, stack.namespace, service_pod["metadata"]["name"], targets)
-    assert set(from_stack.values()) == {"connected"}, f"the stack's own pod is refused: {from_stack}"
+    stores = {
+        "redis :6379": address(f"{Label.NAME}=redis", REDIS_PORT.number),
+        "sentinel :26379": address(f"{Label.NAME}=redis-sentinel", SENTINEL_PORT.number),
+        "postgres :5432": address(f"{Label.NAME}=postgres", POSTGRES_PORT.number),
+        "redis master Service :6379": f"{master_service_name(example)}.{stack.namespace}.svc:{REDIS_PORT.number}",
+    }
+    uses = {s.name: s.uses for s in example.spec.services}
+    assert uses["risk-safety"] == ["redis"] and "postgres" in uses["ai-engine"], uses  # what the checks predict
     other_namespace = create_restricted_namespace(stack.cluster, "e2e-stranger")
-    strangers: list[str] = []
+    strangers = {stack.namespace: start_stranger(stack, stack.namespace)}
     try:
-        for namespace in (stack.namespace, other_namespace):
-            strangers.append(start_stranger(stack, namespace))
-            answers = connections(stack, namespace, strangers[-1], targets)
-            assert answers[open_port] == "connected", f"a stranger in {namespace} has no network at all: {answers}"
-            reached = sorted(flow for flow, target in protected.items() if answers[target] == "connected")
-            assert not reached, f"a stranger in {namespace} reached {reached}: {answers}"
+        strangers[other_namespace] = start_stranger(stack, other_namespace, LISTEN)
+        listener = stack.cluster.kubectl_json("get", "pod", strangers[other_namespace], "-n", other_namespace)
+        outside = {"a stranger's listening port": f"{listener['status']['podIP']}:{LISTEN_PORT}"}
+        services = {f"{s} port": service_address(s) for s in ("risk-safety", "ai-engine")}
+        risk, ai = (stack.service_pods(s)[0]["metadata"]["name"] for s in ("risk-safety", "ai-engine"))
+        redis_side = {k: v for k, v in stores.items() if k != "postgres :5432"}
+        checks = [  # (source, namespace, pod, targets, expected)
+            ("stranger in the namespace", stack.namespace, strangers[stack.namespace], {**stores, **services}, False),
+            ("stranger in another namespace", other_namespace, strangers[other_namespace], {**stores, **services},
+             False),
+            ("stranger in the namespace", stack.namespace, strangers[stack.namespace], outside, True),  # it listens
+            ("risk-safety (uses redis)", stack.namespace, risk, redis_side, True),
+            ("risk-safety (uses redis)", stack.namespace, risk,
+             {"postgres :5432": stores["postgres :5432"], "ai-engine port": services["ai-engine port"], **outside},
+             False),
+            ("ai-engine (uses redis, postgres)", stack.namespace, ai, {"postgres :5432": stores["postgres :5432"]},
+             True),
+        ]  # fmt: skip
+        results = []
+        for source, namespace, pod, targets, expected in checks:
+            answers = connections(stack, namespace, pod, list(targets.values()))
+            results += [flow_line(source, name, expected, answers[target]) for name, target in targets.items()]
+        results += gateway_flows(stack, strangers[stack.namespace])
+        results += operator_flows(stack)
+        wrong = [line for line, ok in results if not ok]
+        assert not wrong, wrong
     finally:
-        stack.kubectl("delete", "pod", *strangers[:1], "--wait=false", check=False)
+        stack.kubectl("delete", "pod", strangers[stack.namespace], "--wait=false", check=False)
         stack.cluster.kubectl("delete", "namespace", other_namespace, "--wait=false", check=False)
+
+
+def gateway_flows(stack: Stack, client: str) -> list[tuple[str, bool]]:
+    """anyone -> gateway -> each routed service: one request per route from `client` (a stranger)."""
+    routes = {s["name"]: s["route"]["pathPrefix"] for s in load(EXAMPLE, "x")["spec"]["services"]}
+    gateway = f"http://{STACK}-gateway.{stack.namespace}.svc:8080"
+    out = stack.python(
+        client,
+        f"""
+        import json, urllib.request
+        answered = {{}}
+        for service, prefix in {json.dumps(routes)}.items():
+            try:
+                body = json.load(urllib.request.urlopen("{gateway}" + prefix + "ping", timeout=10))
+                answered[service] = "connected" if body["service"] == service else body["service"]
+            except OSError as err:
+                answered[service] = type(err).__name__
+        print(json.dumps(answered))
+        """,
+    )
+    answered = json.loads(out)
+    return [flow_line(f"stranger -> gateway {routes[s]}", f"{s} port", True, answered[s]) for s in routes]
+
+
+def operator_flows(stack: Stack) -> list[tuple[str, bool]]:
+    """operator -> sentinels and operator -> every service's health port, as the status shows them: the master
+    is known and every service reports HEALTHY (UNKNOWN when the operator cannot read the document)."""
+    wait_for_condition(stack.cluster, stack.namespace, STACK, "Ready", "True", READY_TIMEOUT)
+    status = stack_status(stack.cluster, stack.namespace)
+    master = status.get("redis", {}).get("master")
+    lines = [flow_line("operator", "sentinel :26379", True, "connected" if master else "no master in the status")]
+    for service, entry in sorted(status.get("services", {}).items()):
+        health = entry.get("health", "UNKNOWN")
+        lines.append(flow_line("operator", f"{service} health", True, "connected" if health != "UNKNOWN" else health))
+    return lines
 
 
 def set_env(stack: Stack, service: str, name: str, value: str) -> None:
@@ -314,9 +395,7 @@ def test_halt_stops_the_haltable_services_at_once_and_nothing_else(stack: Stack)
     assert services == ["execution"], services
     replicas = {s: stack.cluster.kubectl_json("get", "deployment", f"{STACK}-{s}", "-n", stack.namespace)["spec"][
         "replicas"] for s in services}  # fmt: skip
-    risk = stack.service_pods("risk-safety")[0]
-    target = f"{risk['status']['podIP']}:{risk['spec']['containers'][0]['ports'][0]['containerPort']}"
-    stuck = halt.start_stuck_pod(stack, target)
+    stuck = halt.start_stuck_pod(stack, halt.egress_target(stack))
     others = halt.other_pods(stack, services)
     try:
         timing = halt.halt(stack, services, stuck, "e2e: drawdown limit hit")

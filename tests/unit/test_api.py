@@ -23,6 +23,10 @@ def problems(spec: dict[str, Any]) -> list[str]:
     return describe(caught.value)
 
 
+def egress(cidr: str = "203.0.113.0/24", **extra: Any) -> dict[str, Any]:
+    return {"cidr": cidr, "ports": [{"port": 443}], **extra}
+
+
 def service(name: str = "api", **extra: Any) -> dict[str, Any]:
     return {"name": name, "image": "example/api:1", "port": 8000, **extra}
 
@@ -88,11 +92,65 @@ def test_example_files_parse() -> None:
             {"maintenance": {"windows": [{"schedule": "0 22 * * *", "durationMinutes": 60, "timeZone": "Mars/Base"}]}},
             "spec.maintenance.windows[0].timeZone: unknown IANA time zone",
         ),
+        (
+            {"services": [service(egress=[egress("203.0.113.7/24")])]},
+            "spec.services[0].egress[0].cidr: invalid CIDR",
+        ),
+        (
+            {"services": [service(egress=[egress("203.0.113.7")])]},
+            "spec.services[0].egress[0].cidr: invalid CIDR",
+        ),
+        ({"services": [service(egress=[egress("203.0.113.0/33")])]}, "spec.services[0].egress[0].cidr: invalid CIDR"),
+        ({"services": [service(egress=[egress(ports=[{"port": 0}])])]}, "spec.services[0].egress[0].ports[0].port:"),
+        (
+            {"services": [service(egress=[egress(ports=[{"port": 65536}])])]},
+            "spec.services[0].egress[0].ports[0].port:",
+        ),
+        (
+            {"services": [service(egress=[egress(ports=[{"port": 1, "protocol": "ICMP"}])])]},
+            "spec.services[0].egress[0].ports[0].protocol:",
+        ),
+        (
+            {"services": [service(egress=[egress(ports=[])])]},
+            "spec.services[0].egress[0].ports: List should have at least",
+        ),
+        (
+            {"services": [service(egress=[{**egress(), "except": ["10.0.0.0/8"]}])]},
+            "spec.services[0].egress[0]: except 10.0.0.0/8 is not inside",
+        ),
+        (
+            {"services": [service(image="example/api@sha256:abc")]},
+            "spec.services[0].image: String should match pattern",
+        ),
+        ({"services": [service("postgres-restore")]}, "spec.services[0].name: 'postgres-restore' is reserved"),
     ],
 )
 def test_invalid_specs_name_the_field(spec: dict[str, Any], expected: str) -> None:
     found = problems(spec)
     assert any(line.startswith(expected) for line in found), found
+
+
+def test_an_egress_entry_takes_a_network_its_exceptions_and_ports() -> None:
+    entry = egress(
+        "2001:db8::/32", ports=[{"port": 53, "protocol": "UDP"}, {"port": 443}], **{"except": ["2001:db8::/48"]}
+    )
+    stack = TradingStack.model_validate({"metadata": {"name": "qt"}, "spec": {"services": [service(egress=[entry])]}})
+    (parsed,) = stack.spec.services[0].egress
+    assert (parsed.cidr, parsed.except_) == ("2001:db8::/32", ["2001:db8::/48"])
+    assert [(p.port, p.protocol) for p in parsed.ports] == [(53, "UDP"), (443, "TCP")]
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "example/api:1@sha256:" + "a" * 64,
+        "ghcr.io/quantumtrader/demo-service@sha256:" + "0123456789abcdef" * 4,
+        "registry.local:5000/api@sha256:" + "f" * 64,
+    ],
+)
+def test_an_image_can_be_pinned_by_digest(image: str) -> None:
+    stack = TradingStack.model_validate({"metadata": {"name": "qt"}, "spec": {"services": [service(image=image)]}})
+    assert stack.spec.services[0].image == image
 
 
 def test_credentials_pass_by_reference_only() -> None:

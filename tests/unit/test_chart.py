@@ -28,9 +28,9 @@ from tradingstack.api.spec import TradingStackSpec
 from tradingstack.cli import build_parser
 from tradingstack.components import render as render_stack
 from tradingstack.components.rbac import render_rbac_template
-from tradingstack.contract import Exporter
+from tradingstack.contract import Exporter, OperatorEnv
 from tradingstack.render.common import METRICS_PORT_NAME
-from tradingstack.render.network import OPERATOR_POD_LABELS
+from tradingstack.render.network import DEFAULT_DNS_PEER, OPERATOR_POD_LABELS
 from tradingstack.render.postgres import BACKUP_IMAGE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -185,7 +185,8 @@ def test_helm_lint_passes(helm: str, scope: str) -> None:
 def test_default_render_has_the_expected_objects(helm: str) -> None:
     objs = render(helm)
     kinds = sorted(o["kind"] for o in objs)
-    expected = ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Deployment", "Service"]
+    expected = ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Deployment", "Service",
+                "NetworkPolicy"]  # fmt: skip
     assert kinds == sorted([*expected, "Pod"]), kinds
     for obj in objs:
         if obj["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
@@ -223,6 +224,67 @@ def test_deployment_runs_the_operator(helm: str) -> None:
     downward = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"] if "valueFrom" in e}
     assert downward == {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}  # Lease identity, place
     assert set(spec["selector"]["matchLabels"].items()) <= set(spec["template"]["metadata"]["labels"].items())
+
+
+def test_the_operators_network_policy_admits_its_two_ports_and_lets_it_reach_what_it_calls(helm: str) -> None:
+    objs = render(helm)
+    spec = one(objs, "NetworkPolicy")["spec"]
+    pod_labels = one(objs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert set(spec["podSelector"]["matchLabels"].items()) <= set(pod_labels.items())
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    assert spec["ingress"] == [{"ports": [{"protocol": "TCP", "port": 8080}, {"protocol": "TCP", "port": 9102}]}]
+    api, dns, sentinels, services = spec["egress"]
+    assert api == {
+        "to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}],
+        "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}],
+    }
+    assert dns == {
+        "to": [DEFAULT_DNS_PEER],
+        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+    }
+    assert sentinels["ports"] == [{"protocol": "TCP", "port": 26379}]
+    assert sentinels["to"][0]["namespaceSelector"] == {} == services["to"][0]["namespaceSelector"]
+    assert services["ports"] == [{"protocol": "TCP", "port": 1024, "endPort": 65535}]
+    # The stacks' pods carry the labels it selects (render.common.labels).
+    stack = TradingStack.model_validate({"metadata": {"name": "s", "namespace": "n", "uid": "u"}, "spec": {}})
+    sentinel = next(
+        o
+        for o in render_stack(stack, stack.owner_reference())
+        if o["metadata"]["name"] == "s-redis-sentinel" and o["kind"] == "StatefulSet"
+    )
+    labels = sentinel["spec"]["template"]["metadata"]["labels"]
+    for peer in (sentinels, services):
+        assert set(peer["to"][0]["podSelector"]["matchLabels"].items()) <= set(labels.items())
+    assert "TRADINGSTACK_DNS_CIDRS" not in {
+        e["name"] for e in one(objs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+
+
+def test_dns_networks_replace_the_kube_dns_pods_for_the_operator_and_its_stacks(helm: str) -> None:
+    objs = render(helm, "networkPolicy.dns.cidrs={10.244.0.1/32,10.96.0.10/32}", "networkPolicy.apiServer.ports={6443}")
+    api, dns, *_ = one(objs, "NetworkPolicy")["spec"]["egress"]
+    assert dns["to"] == [{"ipBlock": {"cidr": "10.244.0.1/32"}}, {"ipBlock": {"cidr": "10.96.0.10/32"}}]
+    assert api["ports"] == [{"protocol": "TCP", "port": 6443}]
+    env = {
+        e["name"]: e.get("value") for e in one(objs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env[OperatorEnv.DNS_CIDRS] == "10.244.0.1/32,10.96.0.10/32"
+
+
+def test_the_operator_reads_the_dns_networks_the_chart_sets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(OperatorEnv.DNS_CIDRS, "10.244.0.1/32,10.96.0.10/32")
+    assert build_parser().parse_args(["run", "-A"]).dns_cidrs == ("10.244.0.1/32", "10.96.0.10/32")
+    monkeypatch.delenv(OperatorEnv.DNS_CIDRS)
+    assert build_parser().parse_args(["run", "-A"]).dns_cidrs == ()
+    for bad in ("10.0.0.1", "10.0.0.1/24", "kube-dns"):  # no prefix, host bits set, no address
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["run", "-A", "--dns-cidrs", bad])
+
+
+def test_without_data_plane_reads_the_operator_reaches_no_stack_and_the_policy_can_be_off(helm: str) -> None:
+    egress = one(render(helm, "operator.readDataPlane=false"), "NetworkPolicy")["spec"]["egress"]
+    assert len(egress) == 2  # the API server and the DNS
+    assert of_kind(render(helm, "networkPolicy.enabled=false"), "NetworkPolicy") == []
 
 
 def test_without_leader_election_one_replica_is_recreated(helm: str) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from tests.netpol import allowed, pod
 from tests.unit.test_ownership import UID, example
 from tests.unit.test_pass import NOW, ApiServer, example_body, one_pass
 from tests.unit.test_reconcile_pure import all_ready, observations
@@ -16,7 +17,7 @@ from tradingstack.api.status import HaltStatus
 from tradingstack.components import render
 from tradingstack.contract import Label
 from tradingstack.errors import ApiPermanentError
-from tradingstack.kube.actions import FIELD_MANAGER, Apply, ChildKey, Obj, PostEvent, key_of
+from tradingstack.kube.actions import FIELD_MANAGER, Apply, ChildKey, Delete, Obj, PostEvent, key_of
 from tradingstack.metrics import stack_samples
 from tradingstack.reconcile.diff import with_applied_hash
 from tradingstack.reconcile.halt import halt_status, plan_halt_writes
@@ -78,7 +79,8 @@ def test_not_halted_or_nothing_haltable_renders_no_halt_policy_and_full_replicas
     # The only difference a halt makes to the render: the replicas of the haltable services and the policy.
     before, after = rendered(stack()), rendered(stack(HALT))
     assert set(after) - set(before) == {("NetworkPolicy", "s-halt")}
-    changed = [key for key in before if body_of(before[key]) != body_of(after[key])]
+    assert set(before) - set(after) == {("NetworkPolicy", "s-exec-egress")}  # its allows, which would undo the deny
+    changed = [key for key in before.keys() & after.keys() if body_of(before[key]) != body_of(after[key])]
     assert changed == [("Deployment", "s-exec")]
 
 
@@ -86,12 +88,35 @@ def test_the_halt_batch_applies_the_policy_first_then_the_deployments_then_annou
     s = stack(HALT)
     desired = list(rendered(s).values())
     actions = plan_halt_writes(s, desired, live(stack()), {}, previous=None)
+    # The live egress allow goes before the deny is applied: while it exists the deny would deny nothing.
+    assert actions[0] == Delete("NetworkPolicy", "s-exec-egress", s.namespace)
     assert [a.key for a in actions if isinstance(a, Apply)] == [("NetworkPolicy", "s-halt"), ("Deployment", "s-exec")]
     event = actions[-1]
     assert isinstance(event, PostEvent) and (event.event_type, event.reason) == ("Warning", "Halted")
     assert "alice" in event.message and "runaway orders" in event.message and "exec" in event.message
     # Already carried out and announced: nothing more.
     assert plan_halt_writes(s, desired, live(s), {}, previous=halt_status(s, None, NOW)) == []
+
+
+def test_a_halted_service_reaches_nothing_and_its_allows_come_back_on_resume() -> None:
+    def reaches_dns(halt: dict[str, Any] | None, service: str) -> bool:
+        s = stack(halt)
+        policies = [o for o in rendered(s).values() if o["kind"] == "NetworkPolicy"]
+        source = pod(service, s.namespace, {Label.INSTANCE: s.name, Label.NAME: service})
+        return allowed(policies, source, pod("dns", "kube-system", {"k8s-app": "kube-dns"}), 53, "UDP")
+
+    assert not reaches_dns(HALT, "exec")
+    assert reaches_dns(None, "exec")
+    assert reaches_dns(HALT, "api")  # not haltable: untouched
+
+
+def test_the_halt_batch_deletes_only_live_egress_allows_of_halted_services() -> None:
+    s = stack(HALT, haltable=("api", "exec"))
+    live_children = {k: v for k, v in live(stack()).items() if k != ("NetworkPolicy", "s-api-egress")}
+    deletes = [
+        a for a in plan_halt_writes(s, list(rendered(s).values()), live_children, {}, None) if isinstance(a, Delete)
+    ]
+    assert deletes == [Delete("NetworkPolicy", "s-exec-egress", s.namespace)]
 
 
 def test_the_halt_batch_skips_a_name_held_by_someone_else() -> None:
@@ -180,6 +205,11 @@ async def test_a_halt_is_carried_out_first_while_another_child_is_refused_and_a_
         ("apply", "Deployment", "quantum-trader-execution", FIELD_MANAGER),
         ("event", "Warning", "Halted"),
     ]
+    # Before the deny: the egress allow that would undo it, deleted once (the main batch does not prune it again).
+    deletes = [call for call in calls if call[0] == "delete"]
+    assert deletes == [("delete", "NetworkPolicy", "quantum-trader-execution-egress")]
+    assert calls.index(deletes[0]) < calls.index(("apply", "NetworkPolicy", "quantum-trader-halt", FIELD_MANAGER))
+    assert ("NetworkPolicy", "quantum-trader-execution-egress") not in api.objects
     # The main batch finds them matching: neither is applied twice.
     assert calls.count(("apply", "Deployment", "quantum-trader-execution", FIELD_MANAGER)) == 1
     assert api.objects["Deployment", "quantum-trader-execution"]["spec"]["replicas"] == 0
@@ -193,5 +223,6 @@ async def test_a_halt_is_carried_out_first_while_another_child_is_refused_and_a_
     status, calls = await one_pass(api, resumed)
     assert ("event", "Normal", "Resumed") in calls
     assert ("delete", "NetworkPolicy", "quantum-trader-halt") in calls
+    assert ("NetworkPolicy", "quantum-trader-execution-egress") in api.objects  # its egress is allowed again
     assert api.objects["Deployment", "quantum-trader-execution"]["spec"]["replicas"] == 2
     assert status.halt is None

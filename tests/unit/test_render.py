@@ -10,12 +10,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.golden import assert_golden
+from tests.netpol import selects
 from tests.psa import pod_specs, restricted_violations
 from tradingstack.api import TradingStack
 from tradingstack.cli import dump_yaml
 from tradingstack.components import render
 from tradingstack.contract import Annotation, Label
 from tradingstack.render.common import template_revision
+from tradingstack.render.postgres import render_list_job, render_restore_job
 from tradingstack.render.secrets import generated_secrets
 from tradingstack.render.services import canary_deployment
 
@@ -42,7 +44,9 @@ def test_example_renders_every_component() -> None:
     assert services | {"quantum-trader-gateway"} <= kinds["Deployment"]
     assert {"quantum-trader-redis", "quantum-trader-postgres"} <= kinds["StatefulSet"]
     assert "quantum-trader-postgres-backup" in kinds["CronJob"]
-    assert {"quantum-trader-redis-access", "quantum-trader-postgres-access"} <= kinds["NetworkPolicy"]
+    assert {"quantum-trader-default-deny", "quantum-trader-redis-ingress", "quantum-trader-postgres-ingress"} <= kinds[
+        "NetworkPolicy"
+    ]
     assert "quantum-trader-ai-engine" in kinds["PodDisruptionBudget"]
     assert "quantum-trader-portfolio" not in kinds["PodDisruptionBudget"]  # one replica: no PDB
 
@@ -50,8 +54,14 @@ def test_example_renders_every_component() -> None:
 names = st.from_regex(r"[a-z][a-z0-9]{0,10}", fullmatch=True).filter(
     lambda n: n not in {"redis", "postgres", "gateway"}
 )
+egress_specs = st.builds(
+    lambda net, port, protocol: {"cidr": f"198.51.{net}.0/24", "ports": [{"port": port, "protocol": protocol}]},
+    st.integers(0, 255),
+    st.integers(1, 65535),
+    st.sampled_from(["TCP", "UDP", "SCTP"]),
+)
 service_specs = st.builds(
-    lambda name, port, replicas, uses, degraded, haltable: {
+    lambda name, port, replicas, uses, degraded, haltable, routed, egress: {
         "name": name,
         "image": f"example/{name}:1",
         "port": port,
@@ -59,6 +69,8 @@ service_specs = st.builds(
         "uses": uses,
         "health": {"degradedIsReady": degraded},
         "haltable": haltable,
+        "route": {"enabled": routed},
+        "egress": egress,
     },
     names,
     st.integers(1024, 65535),
@@ -66,6 +78,8 @@ service_specs = st.builds(
     st.lists(st.sampled_from(["redis", "postgres"]), unique=True),
     st.booleans(),
     st.booleans(),
+    st.booleans(),
+    st.lists(egress_specs, max_size=2),
 )
 
 
@@ -168,9 +182,11 @@ def test_a_halt_stops_exactly_the_haltable_services_and_denies_exactly_their_egr
     selector = policy["spec"]["podSelector"]
     assert selector["matchLabels"] == {Label.INSTANCE: stack.name}
     assert selector["matchExpressions"] == [{"key": Label.NAME, "operator": "In", "values": halted}]
-    # No other policy of the stack selects pods for egress: the deny is not undone by an allow (they add up).
-    others = [o for key, o in objects.items() if key[0] == "NetworkPolicy" and o is not policy]
-    assert all("Egress" not in o["spec"]["policyTypes"] for o in others)
+    # No policy of the stack allows a halted pod out: the deny is not undone by an allow (they add up).
+    for name in halted:
+        labels = objects["Deployment", f"{stack.name}-{name}"]["spec"]["template"]["metadata"]["labels"]
+        allows = [o for key, o in objects.items() if key[0] == "NetworkPolicy" and o["spec"].get("egress")]
+        assert not any(selects(o["spec"]["podSelector"], labels) for o in allows), name
 
 
 @pytest.mark.parametrize(("policy", "owned"), [("Retain", False), ("Delete", True)])
@@ -220,6 +236,21 @@ def test_every_canary_is_restricted_owned_labelled_and_selected_by_nothing_of_it
         # No selector of the stack (its Services, Deployments, PDBs) takes the canary's pods.
         assert not any(_selects(selector, pod_labels) for selector in selectors), service.name
         assert len(pod_labels[Label.NAME]) <= 63
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_the_on_demand_backup_jobs_are_hardened_like_the_stack(force: bool) -> None:
+    """`tradingstack backup restore|list` create Jobs outside the render: restricted, no token, bounded scratch."""
+    stack = example("quantum-trader.yaml")
+    jobs = [
+        render_restore_job(stack, stack.owner_reference(), "latest", force),
+        render_list_job(stack, stack.owner_reference()),
+    ]
+    for job in jobs:
+        (pod,) = pod_specs(job)
+        assert restricted_violations(pod) == [], job["metadata"]
+        assert pod["automountServiceAccountToken"] is False
+        assert all(v["emptyDir"].get("sizeLimit") for v in pod.get("volumes", []) if "emptyDir" in v)
 
 
 def test_the_revision_follows_the_pod_template_and_ignores_the_restart_stamp() -> None:

@@ -143,11 +143,11 @@ def test_the_services_of_the_store_pods_expose_the_metrics_port() -> None:
 
 def test_the_network_policies_open_only_the_metrics_port_to_every_source() -> None:
     enabled, disabled = stack_of(ON, ON), stack_of()
-    assert open_ports(enabled, "quant-redis-access") == [9121]
-    assert open_ports(enabled, "quant-postgres-access") == [9187]
-    assert open_ports(disabled, "quant-redis-access") == []
-    assert open_ports(disabled, "quant-postgres-access") == []
-    closed = [
-        rule for rule in objects(enabled)[("NetworkPolicy", "quant-redis-access")]["spec"]["ingress"] if "from" in rule
-    ]
-    assert closed == objects(disabled)[("NetworkPolicy", "quant-redis-access")]["spec"]["ingress"]
+    assert open_ports(enabled, "quant-redis-ingress") == [9121]
+    assert open_ports(enabled, "quant-postgres-ingress") == [9187]
+    assert open_ports(disabled, "quant-redis-ingress") == []
+    assert open_ports(disabled, "quant-postgres-ingress") == []
+    for policy in ("quant-redis-ingress", "quant-postgres-ingress", "quant-redis-sentinel-ingress"):
+        closed = [rule for rule in objects(enabled)[("NetworkPolicy", policy)]["spec"]["ingress"] if "from" in rule]
+        assert closed == objects(disabled)[("NetworkPolicy", policy)]["spec"]["ingress"], policy
+    assert open_ports(enabled, "quant-redis-sentinel-ingress") == []  # the exporter runs in the servers' pods

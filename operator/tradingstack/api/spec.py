@@ -7,6 +7,7 @@ values, references between fields) are checked here and reported by the operator
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Literal
@@ -36,7 +37,16 @@ DEFAULT_RESTART_ORDER = (
 )
 """Dependency order of the seed's services: consumers first, order execution last."""
 
-RESERVED_SERVICE_NAMES = ("redis", "redis-sentinel", "redis-master", "postgres", "postgres-backup", "gateway")
+RESERVED_SERVICE_NAMES = (
+    "redis",
+    "redis-sentinel",
+    "redis-master",
+    "postgres",
+    "postgres-backup",
+    "postgres-restore",
+    "postgres-backup-list",
+    "gateway",
+)
 """Child objects of the data stores and gateway use these names; a service may not take them."""
 
 # Env var names that hold credentials: a plain `value` for one of these is refused (use secretKeyRef).
@@ -61,6 +71,20 @@ def _check_time_zone(value: str) -> str:
     return value
 
 
+def check_cidr(value: str) -> str:
+    """`value` if it is a network with its prefix length and no host bits (what an ipBlock takes), else ValueError."""
+    # strict: a CIDR with host bits set (10.0.0.7/24) is refused rather than silently widened or narrowed.
+    try:
+        ipaddress.ip_network(value, strict=True)
+    except ValueError as err:
+        raise ValueError(f"invalid CIDR {value!r}: {err}") from err
+    if "/" not in value:
+        raise ValueError(f"invalid CIDR {value!r}: give the prefix length, e.g. {value}/32")
+    return value
+
+
+Cidr = Annotated[str, Field(min_length=1, max_length=43), AfterValidator(check_cidr)]
+"""An IPv4 or IPv6 network with its prefix length, host bits zero."""
 SecretName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)]
 ServiceName = Annotated[str, Field(pattern=DNS1035_LABEL, min_length=1, max_length=24)]
 Quantity = Annotated[str, Field(pattern=QUANTITY, max_length=32), AfterValidator(canonical_quantity)]
@@ -228,6 +252,38 @@ class RouteSpec(ApiModel):
     """URL prefix on the gateway, ending in '/'. Default: /api/<service name>/."""
 
 
+class EgressPort(ApiModel):
+    """One destination port of an egress allow."""
+
+    port: int = Field(ge=1, le=65535)
+    """Destination port number."""
+
+    protocol: Literal["TCP", "UDP", "SCTP"] = "TCP"
+    """Protocol. Default: TCP."""
+
+
+class EgressSpec(ApiModel):
+    """An allowed destination outside the stack and the cluster, e.g. an exchange's API."""
+
+    cidr: Cidr
+    """Destination network, e.g. `203.0.113.0/24` (use /32 for one address)."""
+
+    except_: list[Cidr] = Field(default_factory=list, alias="except", max_length=20)
+    """Networks inside `cidr` that stay denied."""
+
+    ports: list[EgressPort] = Field(min_length=1, max_length=20)
+    """Destination ports (at least one: an allow of every port is refused)."""
+
+    @model_validator(mode="after")
+    def _exceptions_inside(self) -> EgressSpec:
+        network = ipaddress.ip_network(self.cidr)
+        for excluded in self.except_:
+            inner = ipaddress.ip_network(excluded)
+            if inner.version != network.version or not inner.subnet_of(network):  # type: ignore[arg-type]
+                raise ValueError(f"except {excluded} is not inside cidr {self.cidr}")
+        return self
+
+
 class RolloutSpec(ApiModel):
     """How a changed pod template is rolled out: one canary pod first, health-gated, rolled back by itself."""
 
@@ -265,8 +321,9 @@ class ServiceSpec(ApiModel):
         )
     )
     """Service name (DNS-1035 label, at most 24 characters, unique in the stack; not one of the reserved
-    component names redis, redis-sentinel, redis-master, postgres, postgres-backup, gateway, nor ending in
-    `-` and one of them, which would collide with another stack's component)."""
+    component names redis, redis-sentinel, redis-master, postgres, postgres-backup, postgres-restore,
+    postgres-backup-list, gateway, nor ending in `-` and one of them, which would collide with another stack's
+    component)."""
 
     image: Image
     """Container image of the service."""
@@ -291,6 +348,10 @@ class ServiceSpec(ApiModel):
 
     uses: list[Literal["redis", "postgres"]] = Field(default_factory=list, max_length=2)
     """Data stores the service connects to; the operator injects their connection settings as env vars."""
+
+    egress: list[EgressSpec] = Field(default_factory=list, max_length=20)
+    """Destinations outside the cluster the service may connect to (NetworkPolicy egress allows); nothing else
+    outside the stack is reachable. Cut while the stack is halted, for haltable services."""
 
     rollout: RolloutSpec = Field(default_factory=RolloutSpec)
     """Health-gated rollout of a changed pod template (canary, bake, automatic rollback)."""

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from tradingstack.api import OwnerReference, TradingStack
 from tradingstack.components import gateway, network, postgres, redis, services
 from tradingstack.components.base import VERB_ORDER, Component, KindUse
-from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN, Manifest, apply_deletion_policy
+from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN, Cluster, Manifest, apply_deletion_policy
 
 COMPONENTS: tuple[Component, ...] = (
     services.COMPONENT,
@@ -66,14 +66,18 @@ def _apply_rank(obj: Manifest) -> tuple[int, str]:
     return ranks[obj["kind"]], obj["metadata"]["name"]
 
 
-def render(stack: TradingStack, owner: OwnerReference, domain: str = DEFAULT_CLUSTER_DOMAIN) -> list[Manifest]:
+def render(
+    stack: TradingStack, owner: OwnerReference, domain: str = DEFAULT_CLUSTER_DOMAIN, dns_cidrs: tuple[str, ...] = ()
+) -> list[Manifest]:
     """Every child object of a stack in apply order (dependencies before dependants, so a one-shot
-    `kubectl apply` of the output works too). `domain`: the cluster's DNS domain."""
+    `kubectl apply` of the output works too). `domain`: the cluster's DNS domain; `dns_cidrs`: where the cluster
+    DNS answers, if not the kube-dns pods (`Cluster`)."""
+    cluster = Cluster(domain, dns_cidrs)
     manifests = [
         obj
         for component in COMPONENTS
         if component.enabled(stack.spec)
-        for obj in component.render(stack, owner, domain)
+        for obj in component.render(stack, owner, cluster)
     ]
     names = [(m["kind"], m["metadata"]["name"]) for m in manifests]
     clashes = sorted({n for n in names if names.count(n) > 1})

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from tradingstack.api import OwnerReference, TradingStack, TradingStackSpec
-from tradingstack.render.common import Manifest
+from tradingstack.render.common import Cluster, Manifest
 
 Verb = Literal["get", "list", "watch", "create", "update", "patch", "delete"]
 VERB_ORDER: tuple[Verb, ...] = ("get", "list", "watch", "create", "update", "patch", "delete")
@@ -63,12 +63,12 @@ GENERATED_SECRETS = uses(
 )
 """The Secrets the operator generates once per stack (Redis password, Postgres credentials)."""
 
-Renderer = Callable[[TradingStack, OwnerReference, str], list[Manifest]]
+Renderer = Callable[[TradingStack, OwnerReference, Cluster], list[Manifest]]
 
 
 @dataclass(frozen=True)
 class Component:
-    """One concern of a stack: the kinds it owns and its pure renderer (`render(stack, owner, cluster domain)`)."""
+    """One concern of a stack: the kinds it owns and its pure renderer (`render(stack, owner, cluster settings)`)."""
 
     name: str
     kinds: tuple[KindUse, ...]

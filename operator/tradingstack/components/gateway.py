@@ -21,7 +21,7 @@ COMPONENT = Component(
         uses("PodDisruptionBudget", "policy/v1", "poddisruptionbudgets", APPLIED, "keep one up", apply_rank=9),
     ),
     enabled=lambda spec: spec.gateway.enabled,
-    render=render_gateway,
+    render=lambda stack, owner, cluster: render_gateway(stack, owner, cluster.domain),
 )
 
 

@@ -39,7 +39,7 @@ COMPONENT = Component(
         GENERATED_SECRETS,
     ),
     enabled=lambda spec: spec.postgres.enabled,
-    render=render_postgres,
+    render=lambda stack, owner, cluster: render_postgres(stack, owner, cluster.domain),
 )
 
 

@@ -23,7 +23,7 @@ COMPONENT = Component(
         GENERATED_SECRETS,
     ),
     enabled=lambda spec: spec.redis.enabled,
-    render=render_redis,
+    render=lambda stack, owner, cluster: render_redis(stack, owner, cluster.domain),
 )
 
 

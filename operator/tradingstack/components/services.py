@@ -22,7 +22,7 @@ COMPONENT = Component(
         uses("Service", "v1", "services", APPLIED, "stable addresses of the services", apply_rank=4),
         uses("PodDisruptionBudget", "policy/v1", "poddisruptionbudgets", APPLIED, "keep replicas up", apply_rank=9),
     ),
-    render=render_services,
+    render=lambda stack, owner, cluster: render_services(stack, owner, cluster.domain),
 )
 
 

@@ -124,6 +124,14 @@ class PostgresExporterEnv:
     LISTEN_ADDRESS: Final = "PG_EXPORTER_WEB_LISTEN_ADDRESS"
 
 
+class OperatorEnv:
+    """Env of the operator's own container: set by the chart (templates/deployment.yaml), read by `cli.py`."""
+
+    DNS_CIDRS: Final = "TRADINGSTACK_DNS_CIDRS"
+    """Comma-separated CIDRs where the cluster DNS answers (port 53), for the stacks' NetworkPolicies; unset or
+    empty: the kube-dns pods in kube-system (`render.common.Cluster`)."""
+
+
 class Exporter:
     """The metrics sidecars' programs (the Debian packages' names, installed in images/redis and images/postgres)
     and the paths they serve; the chart's ServiceMonitor and the e2e scrape `METRICS_PATH`."""

@@ -7,6 +7,11 @@ can fail or block for another reason (a user Secret that is missing, a child the
 takes effect even while the rest of the reconcile is failing. The main batch then finds these children already
 matching and writes them no more.
 
+The stack's NetworkPolicies add up, so the halt's deny only cuts the pods off while no policy allows them out:
+a halted stack renders no egress allow of the haltable services (`render.network`), and this batch also deletes
+those allows that are still live (`halt_deletions`), before the deny is applied. On resume they are rendered
+again and the main batch applies them.
+
 The policy goes first: once the network plugin enforces it, the pods' new connections are refused before their
 replicas go, also while they spend their grace period cancelling orders (over connections they already hold:
 kube-network-policies judges new connections only, see the README's limits).
@@ -20,11 +25,12 @@ from datetime import datetime
 from tradingstack.api import TradingStack
 from tradingstack.api.status import HaltStatus
 from tradingstack.components.assess import ConditionUpdate
-from tradingstack.kube.actions import Action, Apply, ChildKey, Obj, PostEvent, key_of
+from tradingstack.kube.actions import Action, Apply, ChildKey, Delete, Obj, PostEvent, key_of
 from tradingstack.reconcile.diff import needs_apply
 from tradingstack.reconcile.ownership import NameConflict
 from tradingstack.render.common import child_name
 from tradingstack.render.halt import halt_policy_name, halted_services
+from tradingstack.render.network import egress_policy_name
 
 
 def halt_keys(stack: TradingStack) -> list[ChildKey]:
@@ -33,6 +39,13 @@ def halt_keys(stack: TradingStack) -> list[ChildKey]:
     if not services:
         return []
     return [("NetworkPolicy", halt_policy_name(stack))] + [("Deployment", child_name(stack, s)) for s in services]
+
+
+def halt_deletions(stack: TradingStack, children: Mapping[ChildKey, Obj]) -> list[Delete]:
+    """The halted services' egress allows still live (`children`: the stack's own): deleted before the deny, which
+    they would otherwise undo."""
+    keys = [("NetworkPolicy", egress_policy_name(stack, s)) for s in halted_services(stack)]
+    return [Delete(kind, name, stack.namespace) for kind, name in keys if (kind, name) in children]
 
 
 def _stopped(services: Iterable[str]) -> str:
@@ -46,12 +59,14 @@ def plan_halt_writes(
     conflicts: Mapping[ChildKey, NameConflict],
     previous: HaltStatus | None,
 ) -> list[Action]:
-    """The first batch of a pass: an apply of each halt child (`halt_keys`) that differs from its live object (a
-    name held by someone else is left alone, as in the main batch), then the Halted Event when the halt is new
+    """The first batch of a pass: the deletion of the halted services' live egress allows (`halt_deletions`), an
+    apply of each halt child (`halt_keys`) that differs from its live object (a name held by someone else is left
+    alone, as in the main batch), then the Halted Event when the halt is new
     (`previous`: status.halt as last written) or the Resumed Event when it has just been lifted. `desired`: the
     rendered children (with their applied hash), `children`: the stack's own live ones."""
     rendered = {key_of(obj): obj for obj in desired}
-    actions: list[Action] = [
+    actions: list[Action] = [*halt_deletions(stack, children)]
+    actions += [
         Apply(rendered[key])
         for key in halt_keys(stack)
         if key in rendered and key not in conflicts and needs_apply(rendered[key], children.get(key))

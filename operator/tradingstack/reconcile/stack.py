@@ -109,13 +109,18 @@ class StackReconciler:
         new_password: Callable[[], str] = lambda: secrets.token_urlsafe(24),
         read_data_plane: bool = True,
         cluster_domain: str = DEFAULT_CLUSTER_DOMAIN,
+        dns_cidrs: tuple[str, ...] = (),
     ) -> None:
         self._kube = kube
         self._domain = cluster_domain
+        self._dns_cidrs = dns_cidrs
         self._clock = clock
         self._new_password = new_password
         self._read_data_plane = read_data_plane
         """Read the services' health documents and ask the sentinels (both need the pod network)."""
+
+    def _render(self, stack: TradingStack) -> list[Obj]:
+        return render(stack, stack.owner_reference(), self._domain, self._dns_cidrs)
 
     async def reconcile(self, body: Mapping[str, Any]) -> TradingStackStatus:
         started = time.perf_counter()
@@ -144,7 +149,7 @@ class StackReconciler:
         children = await self._kube.list_children(
             stack.namespace, {Label.STACK: stack.name}, [u.kind for u in listed_kinds()]
         )
-        rendered = [with_applied_hash(obj) for obj in render(stack, stack.owner_reference(), self._domain)]
+        rendered = [with_applied_hash(obj) for obj in self._render(stack)]
         rollouts, objects = await self._plan_rollouts(stack, rendered, children, previous, now)
         if (interim := interim_status(previous, rollouts)) is not None:
             await self._execute(
@@ -156,6 +161,9 @@ class StackReconciler:
         # The kill switch first, before anything else can fail or block (`reconcile.halt`).
         halt = await self._execute(body, stack, plan_halt_writes(stack, desired, children, conflicts, previous.halt))
         children.update(halt.live)
+        for action in halt.done:
+            if isinstance(action, Delete):
+                children.pop(action.key, None)  # gone: the main batch must not prune it a second time
         secret_problems = await self._check_user_secrets(stack)
         secrets = generated_secrets(stack, stack.owner_reference(), self._new_password, self._domain)
         templates = hold_statefulset_templates(desired, children, maintenance_closed(stack, now))
@@ -322,7 +330,7 @@ class StackReconciler:
         children = await self._kube.list_children(
             stack.namespace, {Label.STACK: stack.name}, [u.kind for u in listed_kinds()]
         )
-        desired = render(stack, stack.owner_reference(), self._domain)
+        desired = self._render(stack)
         await self._claim(stack, desired, children)
         secrets = generated_secrets(stack, stack.owner_reference(), self._new_password, self._domain)
         await self._execute(body, stack, retention_writes(stack, desired + secrets, children))

@@ -25,6 +25,16 @@ DEFAULT_CLUSTER_DOMAIN = "cluster.local"
 
 
 @dataclass(frozen=True)
+class Cluster:
+    """What the renderers know of the cluster they render for (operator settings, not stack spec)."""
+
+    domain: str = DEFAULT_CLUSTER_DOMAIN
+    dns_cidrs: tuple[str, ...] = ()
+    """Where the cluster DNS answers, when it is not pods (e.g. CoreDNS as a host process): the NetworkPolicies
+    then allow port 53 to these networks instead of to the `k8s-app: kube-dns` pods of kube-system."""
+
+
+@dataclass(frozen=True)
 class Port:
     """A named TCP port: containers declare it, Services target it by name."""
 

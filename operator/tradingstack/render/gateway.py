@@ -64,7 +64,7 @@ def _upstream_name(service: ServiceSpec) -> str:
     return "svc_" + service.name.replace("-", "_")
 
 
-def _routed_services(stack: TradingStack) -> list[ServiceSpec]:
+def routed_services(stack: TradingStack) -> list[ServiceSpec]:
     return sorted((s for s in stack.spec.services if s.route.enabled), key=lambda s: s.route_prefix)
 
 
@@ -107,7 +107,7 @@ def nginx_conf(
     gateway = stack.spec.gateway
     limit = gateway.rate_limit
     rate_limit = f"limit_req zone={RATE_LIMIT_ZONE} burst={limit.burst} nodelay;"
-    services = _routed_services(stack)
+    services = routed_services(stack)
     lines = [
         "# Rendered by the tradingstack operator; changes are overwritten.",
         "daemon off;",

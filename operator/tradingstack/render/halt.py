@@ -4,9 +4,10 @@ egress of their pods.
 
 The policy selects the pods by the service-name and instance labels only, not by the pod-template hash, so a pod
 of an older ReplicaSet, or one stuck terminating, is cut off as well. NetworkPolicies are additive (a pod's
-traffic is allowed when any policy selecting it allows it): this deny works because no other policy of the stack
-selects these pods for egress. A future egress allow policy must leave the haltable pods out while the stack is
-halted, or the halt would no longer cut them off.
+traffic is allowed when any policy selecting it allows it): this deny works because a halted stack renders no
+egress allow of these pods (`render.network` leaves out their `<stack>-<service>-egress`, and `reconcile.halt`
+deletes it first). The stack's default deny selects these pods too; this policy is the halt's own, applied first
+and by name, and lists the services it stops.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from collections.abc import Set
 
 from tradingstack.api import TradingStack
 from tradingstack.components.base import Component
-from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN
+from tradingstack.render.common import Cluster
 
 APPLY_VERBS = frozenset({"get", "list", "watch", "create", "patch"})
 """Listed and watched by the stack label, read by name, server-side applied."""
@@ -16,7 +16,7 @@ APPLY_VERBS = frozenset({"get", "list", "watch", "create", "patch"})
 def assert_declares_what_it_renders(component: Component, stack: TradingStack, not_rendered: Set[str]) -> None:
     """`not_rendered`: the kinds the component declares for another use (pods it reads, Secrets it generates)."""
     assert component.enabled(stack.spec)
-    rendered = {obj["kind"] for obj in component.render(stack, stack.owner_reference(), DEFAULT_CLUSTER_DOMAIN)}
+    rendered = {obj["kind"] for obj in component.render(stack, stack.owner_reference(), Cluster())}
     declared = {use.kind: use for use in component.kinds}
     assert rendered <= set(declared), f"rendered but not declared: {sorted(rendered - set(declared))}"
     assert set(declared) - rendered == set(not_rendered)
