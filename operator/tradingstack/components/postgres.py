@@ -16,6 +16,7 @@ from tradingstack.render.postgres import COMPONENT as POSTGRES_COMPONENT
 COMPONENT = Component(
     name="postgres",
     kinds=(
+        uses("ConfigMap", "v1", "configmaps", APPLIED, "pgBackRest configuration and scripts (pitr)", apply_rank=2),
         uses("Service", "v1", "services", APPLIED, "the database address", apply_rank=4),
         uses("StatefulSet", "apps/v1", "statefulsets", APPLIED, "the database server", apply_rank=5),
         uses(
@@ -26,7 +27,7 @@ COMPONENT = Component(
             "the backup volume (holds data: never deleted by the operator)",
             apply_rank=3,
         ),
-        uses("CronJob", "batch/v1", "cronjobs", APPLIED, "scheduled backups", apply_rank=7),
+        uses("CronJob", "batch/v1", "cronjobs", APPLIED, "scheduled backups (pg_dump, pgBackRest)", apply_rank=7),
         uses(
             "Job",
             "batch/v1",

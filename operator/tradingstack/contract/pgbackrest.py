@@ -19,8 +19,28 @@ REPO1_PATH: Final = "/var/lib/pgbackrest"
 SPOOL_PATH: Final = "/var/spool/pgbackrest"
 """Async archiving's queue (archive-async): on the data volume's disk in practice, it holds WAL state only."""
 
+TLS_DIR: Final = "/etc/pgbackrest/tls"
+"""The Secret `<stack>-pgbackrest-tls`, mounted: the TLS server's and the backup Jobs' certificates."""
+
 LOCK_PATH: Final = "/tmp/pgbackrest"  # pgBackRest's default; an emptyDir in the pod
 """Lock files of running commands; must be shared by every pgBackRest process of one pod."""
+
+
+class TlsFile:
+    """Keys of the TLS Secret, which are also the file names under `TLS_DIR` (PEM)."""
+
+    CA: Final = "ca.crt"
+    SERVER_CERT: Final = "server.crt"
+    SERVER_KEY: Final = "server.key"
+    CLIENT_CERT: Final = "client.crt"
+    CLIENT_KEY: Final = "client.key"
+
+
+CLIENT_CN: Final = "pgbackrest-client"
+"""CN of the backup Jobs' client certificate; the TLS server's `tls-server-auth` serves it the stack's stanza."""
+
+CIPHER_PASS_KEY: Final = "cipher-pass"  # noqa: S105 - a key's name, not a secret
+"""Key of the generated Secret `<stack>-pgbackrest` holding the repositories' passphrase."""
 
 
 class PgBackRestEnv:

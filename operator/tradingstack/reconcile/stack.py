@@ -21,6 +21,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import ValidationError
 
 from tradingstack.api import TradingStack, TradingStackStatus, describe
@@ -67,6 +68,7 @@ from tradingstack.reconcile.status import (
 )
 from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN
 from tradingstack.render.halt import halted_services
+from tradingstack.render.pgbackrest_tls import TlsKeys
 from tradingstack.render.secrets import generated_secret_names, generated_secrets, referenced_secret_keys
 from tradingstack.render.services import health_url
 
@@ -100,12 +102,18 @@ def record_writes(outcome: Outcome, deletion_policy: str) -> None:
                 log.info("%s/%s follows deletionPolicy %s", action.kind, action.name, deletion_policy)
 
 
+def new_tls_keys() -> TlsKeys:
+    """Fresh EC P-256 keys from the system's randomness for the pgBackRest certificates (`spec.postgres.pitr`)."""
+    return TlsKeys(*(ec.generate_private_key(ec.SECP256R1()) for _ in range(3)))
+
+
 class StackReconciler:
     def __init__(
         self,
         kube: Kube,
         clock: Callable[[], datetime] = utc_now,
         new_password: Callable[[], str] = lambda: secrets.token_urlsafe(24),
+        new_tls_keys: Callable[[], TlsKeys] = new_tls_keys,
         read_data_plane: bool = True,
         cluster_domain: str = DEFAULT_CLUSTER_DOMAIN,
     ) -> None:
@@ -113,8 +121,14 @@ class StackReconciler:
         self._domain = cluster_domain
         self._clock = clock
         self._new_password = new_password
+        self._new_tls_keys = new_tls_keys
         self._read_data_plane = read_data_plane
         """Read the services' health documents and ask the sentinels (both need the pod network)."""
+
+    def _generated_secrets(self, stack: TradingStack) -> list[Obj]:
+        return generated_secrets(
+            stack, stack.owner_reference(), self._new_password, self._domain, self._new_tls_keys, self._clock()
+        )
 
     async def reconcile(self, body: Mapping[str, Any]) -> TradingStackStatus:
         started = time.perf_counter()
@@ -156,7 +170,7 @@ class StackReconciler:
         halt = await self._execute(body, stack, plan_halt_writes(stack, desired, children, conflicts, previous.halt))
         children.update(halt.live)
         secret_problems = await self._check_user_secrets(stack)
-        secrets = generated_secrets(stack, stack.owner_reference(), self._new_password, self._domain)
+        secrets = self._generated_secrets(stack)
         apply_errors = await self._write_children(
             body, stack, reported_problems(previous), desired, secrets, children, conflicts, secret_problems,
             held=objects.held,
@@ -321,5 +335,5 @@ class StackReconciler:
         )
         desired = render(stack, stack.owner_reference(), self._domain)
         await self._claim(stack, desired, children)
-        secrets = generated_secrets(stack, stack.owner_reference(), self._new_password, self._domain)
+        secrets = self._generated_secrets(stack)
         await self._execute(body, stack, retention_writes(stack, desired + secrets, children))

@@ -50,6 +50,15 @@ def _scrapers(ports: list[Port]) -> list[dict[str, Any]]:
     return [{"ports": _ports(*ports)}] if ports else []
 
 
+def _pgbackrest_clients(stack: TradingStack) -> list[dict[str, Any]]:
+    """The pgBackRest TLS server (pitr) serves the backup Jobs' pods only; it also checks their certificate."""
+    ports = postgres.pitr_ports(stack)
+    if not ports:
+        return []
+    jobs = {"podSelector": {"matchLabels": {Label.STACK: stack.name, Label.NAME: postgres.BACKUP_COMPONENT}}}
+    return [{"from": [jobs], "ports": _ports(*ports)}]
+
+
 def render_network_policies(stack: TradingStack, owner: OwnerReference) -> list[Manifest]:
     from_stack = {"podSelector": {"matchLabels": {Label.STACK: stack.name}}}
     policies: list[Manifest] = []
@@ -75,7 +84,11 @@ def render_network_policies(stack: TradingStack, owner: OwnerReference) -> list[
                 owner,
                 "postgres",
                 ["postgres"],
-                [{"from": [from_stack], "ports": _ports(POSTGRES_PORT)}, *_scrapers(postgres.metrics_ports(stack))],
+                [
+                    {"from": [from_stack], "ports": _ports(POSTGRES_PORT)},
+                    *_scrapers(postgres.metrics_ports(stack)),
+                    *_pgbackrest_clients(stack),
+                ],
             )
         )
     return policies
