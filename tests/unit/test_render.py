@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -15,10 +17,12 @@ from tradingstack.api import TradingStack
 from tradingstack.cli import dump_yaml
 from tradingstack.components import render
 from tradingstack.contract import Annotation, Label
+from tradingstack.reconcile.stack import new_tls_keys
 from tradingstack.render.secrets import generated_secrets
 from tradingstack.render.services import canary_deployment, template_revision
 
 ROOT = Path(__file__).resolve().parents[2]
+NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 
 
 def example(name: str) -> TradingStack:
@@ -68,6 +72,28 @@ service_specs = st.builds(
 )
 
 
+S3_REF = {"name": "s3-keys", "key": "id"}
+
+
+@st.composite
+def pitr_specs(draw: st.DrawFn) -> dict[str, Any]:
+    """`spec.postgres` parts with pitr on: either repository or both, with or without a restore."""
+    pitr: dict[str, Any] = {
+        "enabled": True,
+        "volume": draw(st.booleans()),
+        "encrypt": draw(st.booleans()),
+        "diffSchedule": draw(st.sampled_from(["0 1 * * 1-6", None])),
+    }
+    if not pitr["volume"] or draw(st.booleans()):
+        style = draw(st.sampled_from(["host", "path"]))
+        pitr["s3"] = {"endpoint": "s3.example.com", "bucket": "backups", "uriStyle": style,
+                      "accessKeyId": S3_REF, "secretAccessKey": S3_REF}  # fmt: skip
+        if draw(st.booleans()):
+            pitr["s3"]["caSecret"] = {"name": "s3-ca", "key": "ca.crt"}
+    restore = draw(st.sampled_from([None, {"from": "latest"}, {"targetTime": "2026-12-01T09:30:00Z"}, {"from": "b-1"}]))
+    return {"pitr": pitr, **({"restore": restore} if restore else {})}
+
+
 @st.composite
 def stacks(draw: st.DrawFn) -> TradingStack:
     services = draw(st.lists(service_specs, max_size=6, unique_by=lambda s: s["name"]))
@@ -93,6 +119,8 @@ def stacks(draw: st.DrawFn) -> TradingStack:
     }
     if draw(st.booleans()):
         spec["halt"] = {"reason": "kill switch", "requestedBy": "test"}
+    if draw(st.booleans()):
+        spec["postgres"] |= draw(pitr_specs())
     name = draw(st.from_regex(r"[a-z][a-z0-9-]{0,20}[a-z0-9]", fullmatch=True))
     return TradingStack.model_validate({"metadata": {"name": name, "namespace": "ns", "uid": "uid-1"}, "spec": spec})
 
@@ -108,7 +136,7 @@ def test_rendering_is_deterministic(stack: TradingStack) -> None:
 def test_every_dns_name_uses_the_configured_cluster_domain(stack: TradingStack) -> None:
     text = dump_yaml(render(stack, stack.owner_reference(), "corp.example"))
     assert "cluster.local" not in text
-    secrets = generated_secrets(stack, stack.owner_reference(), lambda: "pw", "corp.example")
+    secrets = generated_secrets(stack, stack.owner_reference(), lambda: "pw", "corp.example", new_tls_keys, NOW)
     assert all(".svc.corp.example:" in s["stringData"]["dsn"] for s in secrets if "dsn" in s["stringData"])
 
 
