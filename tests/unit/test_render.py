@@ -99,6 +99,13 @@ def stacks(draw: st.DrawFn) -> TradingStack:
     services = draw(st.lists(service_specs, max_size=6, unique_by=lambda s: s["name"]))
     sentinels = draw(st.integers(1, 5))
     replicas = draw(st.integers(2, 5))
+    postgres: dict[str, Any] = {
+        "enabled": True,
+        "backup": {"enabled": draw(st.booleans())},
+        "metrics": {"enabled": draw(st.booleans())},
+    }
+    if draw(st.booleans()):
+        postgres |= draw(pitr_specs())
     spec = {
         "services": services,
         "redis": {
@@ -109,18 +116,12 @@ def stacks(draw: st.DrawFn) -> TradingStack:
             "minReplicasToWrite": draw(st.integers(0, replicas - 1)),
             "metrics": {"enabled": draw(st.booleans())},
         },
-        "postgres": {
-            "enabled": True,
-            "backup": {"enabled": draw(st.booleans())},
-            "metrics": {"enabled": draw(st.booleans())},
-        },
+        "postgres": postgres,
         "gateway": {"enabled": draw(st.booleans()), "replicas": draw(st.integers(0, 3))},
         "deletionPolicy": draw(st.sampled_from(["Retain", "Delete"])),
     }
     if draw(st.booleans()):
         spec["halt"] = {"reason": "kill switch", "requestedBy": "test"}
-    if draw(st.booleans()):
-        spec["postgres"] |= draw(pitr_specs())
     name = draw(st.from_regex(r"[a-z][a-z0-9-]{0,20}[a-z0-9]", fullmatch=True))
     return TradingStack.model_validate({"metadata": {"name": name, "namespace": "ns", "uid": "uid-1"}, "spec": spec})
 
