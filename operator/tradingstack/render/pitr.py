@@ -268,7 +268,11 @@ def scripts_mount() -> dict[str, Any]:
 
 def sidecar(stack: TradingStack, postgres_secret: str, shared_mounts: list[dict[str, Any]]) -> dict[str, Any]:
     """The `pgbackrest` container: stanza-create and the reload once the server is up, then the TLS server.
-    `shared_mounts`: the directories it shares with the server container (data, socket, lock, backups)."""
+    `shared_mounts`: the directories it shares with the server container (data, socket, lock, backups).
+
+    No readiness probe: the pod's readiness is the database's. While a repository is unreachable the script
+    retries stanza-create, and a probe on the TLS port would take the database out of its Service meanwhile;
+    a backup Job started then fails and the next one runs."""
     return {
         "name": SIDECAR_NAME,
         "image": stack.spec.postgres.image,
@@ -276,7 +280,6 @@ def sidecar(stack: TradingStack, postgres_secret: str, shared_mounts: list[dict[
         "ports": [PGBACKREST_PORT.container_port()],
         # psql logs in as the role pgBackRest uses (trust on the local socket).
         "env": [*env(stack, postgres_secret), _secret_env("PGUSER", postgres_secret, "username")],
-        "readinessProbe": {"tcpSocket": {"port": PGBACKREST_PORT.name}, "periodSeconds": 10},
         "resources": resources(SIDECAR_RESOURCES),
         "securityContext": container_security_context(),
         "volumeMounts": [*(dict(m) for m in shared_mounts), scripts_mount()],
