@@ -284,3 +284,10 @@ def test_the_crd_carries_the_same_rules_as_cel() -> None:
 @pytest.mark.parametrize(("quantity", "size"), [("4Gi", 4 << 30), ("1.5k", 1500), ("512Mi", 512 << 20), ("1", 1)])
 def test_the_queue_limit_reaches_pgbackrest_in_bytes(quantity: str, size: int) -> None:
     assert f"archive-push-queue-max={size}\n" in config(with_pitr(archivePushQueueMax=quantity), pitr.DB_CONFIG)
+
+
+def test_encrypt_is_fixed_while_pitr_is_enabled() -> None:
+    schema = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    rules = [v["rule"] for v in schema["properties"]["spec"]["x-kubernetes-validations"]]
+    encrypt = [r for r in rules if "encrypt" in r]
+    assert len(encrypt) == 1 and "oldSelf.postgres.pitr.enabled" in encrypt[0]

@@ -613,7 +613,7 @@ class PitrSpec(ApiModel):
     encrypt: bool = True
     """Encrypt the repositories (aes-256-cbc) with a passphrase the operator generates once into the Secret
     `<stack>-pgbackrest` (key `cipher-pass`), kept like the other generated Secrets and never rotated: losing
-    it loses the backups. Cannot be changed once a repository exists. Default: true."""
+    it loses the backups. Cannot change while pitr is enabled (the API server refuses it). Default: true."""
 
     archive_push_queue_max: Quantity = "4Gi"
     """WAL waiting to be shipped past which pgBackRest gives up on it (drops it and reports success), so that
@@ -862,6 +862,17 @@ def _effective(root: str, path: tuple[str, ...], default: str) -> str:
     return f"({present} ? {steps[-1]} : '{default}')"
 
 
+def _pitr_on(root: str) -> str:
+    """CEL: pitr is enabled in `root` (self or oldSelf)."""
+    return f"(has({root}.postgres) && has({root}.postgres.pitr) && has({root}.postgres.pitr.enabled) && " \
+        f"{root}.postgres.pitr.enabled)"  # fmt: skip
+
+
+def _encrypts(root: str) -> str:
+    """CEL: the effective `encrypt` of `root`'s pitr (default true)."""
+    return f"(has({root}.postgres.pitr.encrypt) ? {root}.postgres.pitr.encrypt : true)"
+
+
 class TradingStackSpec(ApiModel):
     """A Quantum Trader stack: services, Redis Sentinel, PostgreSQL with backups, gateway, daily restarts."""
 
@@ -903,6 +914,11 @@ class TradingStackSpec(ApiModel):
                     f"leaving it out means {default}",
                 )
                 for path, default in STORAGE_DEFAULTS.items()
+            ),
+            cel(
+                f"!{_pitr_on('oldSelf')} || !{_pitr_on('self')} || {_encrypts('self')} == {_encrypts('oldSelf')}",
+                "postgres.pitr.encrypt cannot change while pitr is enabled: the repositories' backups and WAL are "
+                "encrypted (or not) for good",
             ),
             cel(
                 "!has(self.postgres) || !has(self.postgres.restore) || (has(oldSelf.postgres) && "
