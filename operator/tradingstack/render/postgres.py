@@ -5,6 +5,10 @@ operator with a random password: renderers only reference it, so a re-render nev
 Backups are taken by the backup tool (`python -m tradingstack.backup`) in its own image, whose pg_dump major
 matches the server's; each run writes its result as JSON to the pod's termination message, which is how the
 operator learns about backups without reading the backup volume.
+
+With `spec.postgres.pitr`, `render.pitr` supplies the pgBackRest parts assembled here: the server's archive
+settings, env and mounts, the `pgbackrest` sidecar, the restore init container, and the backup tool's pgBackRest
+CronJobs (`PITR_FULL`, `PITR_DIFF`, `PITR_ARCHIVE`), whose pods carry the backup component's labels.
 """
 
 from __future__ import annotations
