@@ -604,8 +604,9 @@ class PitrSpec(ApiModel):
 
     volume: bool = True
     """repo1: a posix repository in the directory `pgbackrest` of the backup volume (`backup.storage`, shared
-    with the pg_dump archives). The backup Jobs then run on the database pod's node (the volume is
-    ReadWriteOnce). Default: true."""
+    with the pg_dump archives: size it for both, the base backups kept by `retentionFull` and the WAL between
+    them). The backup Jobs, the pg_dump ones included, then run on the database pod's node (the volume is
+    ReadWriteOnce and the database pod mounts it too). Default: true."""
 
     s3: PitrS3Spec | None = None
     """repo2: an S3 bucket. Unset: none."""
