@@ -24,6 +24,8 @@ lint: venv
 	shellcheck hack/*.sh images/postgres/docker-entrypoint.sh
 	# The scripts the Redis ConfigMap renders run under POSIX sh and source redis-lib.sh from their directory.
 	shellcheck -s sh -x -P operator/tradingstack/render/redis_files operator/tradingstack/render/redis_files/*.sh
+	# The pgBackRest sidecar and restore scripts (render/pitr.py fills in their @...@ commands).
+	shellcheck -s sh operator/tradingstack/render/pgbackrest_files/*.sh
 
 typecheck: venv
 	$(VENV)/bin/mypy

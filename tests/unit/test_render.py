@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -16,12 +18,14 @@ from tradingstack.api import TradingStack
 from tradingstack.cli import dump_yaml
 from tradingstack.components import render
 from tradingstack.contract import Annotation, Label
+from tradingstack.reconcile.stack import new_tls_keys
 from tradingstack.render.common import template_revision
 from tradingstack.render.postgres import render_list_job, render_restore_job
 from tradingstack.render.secrets import generated_secrets
 from tradingstack.render.services import canary_deployment
 
 ROOT = Path(__file__).resolve().parents[2]
+NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 
 
 def example(name: str) -> TradingStack:
@@ -83,11 +87,40 @@ service_specs = st.builds(
 )
 
 
+S3_REF = {"name": "s3-keys", "key": "id"}
+
+
+@st.composite
+def pitr_specs(draw: st.DrawFn) -> dict[str, Any]:
+    """`spec.postgres` parts with pitr on: either repository or both, with or without a restore."""
+    pitr: dict[str, Any] = {
+        "enabled": True,
+        "volume": draw(st.booleans()),
+        "encrypt": draw(st.booleans()),
+        "diffSchedule": draw(st.sampled_from(["0 1 * * 1-6", None])),
+    }
+    if not pitr["volume"] or draw(st.booleans()):
+        style = draw(st.sampled_from(["host", "path"]))
+        pitr["s3"] = {"endpoint": "s3.example.com", "bucket": "backups", "uriStyle": style,
+                      "accessKeyId": S3_REF, "secretAccessKey": S3_REF}  # fmt: skip
+        if draw(st.booleans()):
+            pitr["s3"]["caSecret"] = {"name": "s3-ca", "key": "ca.crt"}
+    restore = draw(st.sampled_from([None, {"from": "latest"}, {"targetTime": "2026-12-01T09:30:00Z"}, {"from": "b-1"}]))
+    return {"pitr": pitr, **({"restore": restore} if restore else {})}
+
+
 @st.composite
 def stacks(draw: st.DrawFn) -> TradingStack:
     services = draw(st.lists(service_specs, max_size=6, unique_by=lambda s: s["name"]))
     sentinels = draw(st.integers(1, 5))
     replicas = draw(st.integers(2, 5))
+    postgres: dict[str, Any] = {
+        "enabled": True,
+        "backup": {"enabled": draw(st.booleans())},
+        "metrics": {"enabled": draw(st.booleans())},
+    }
+    if draw(st.booleans()):
+        postgres |= draw(pitr_specs())
     spec = {
         "services": services,
         "redis": {
@@ -98,11 +131,7 @@ def stacks(draw: st.DrawFn) -> TradingStack:
             "minReplicasToWrite": draw(st.integers(0, replicas - 1)),
             "metrics": {"enabled": draw(st.booleans())},
         },
-        "postgres": {
-            "enabled": True,
-            "backup": {"enabled": draw(st.booleans())},
-            "metrics": {"enabled": draw(st.booleans())},
-        },
+        "postgres": postgres,
         "gateway": {"enabled": draw(st.booleans()), "replicas": draw(st.integers(0, 3))},
         "deletionPolicy": draw(st.sampled_from(["Retain", "Delete"])),
     }
@@ -123,7 +152,7 @@ def test_rendering_is_deterministic(stack: TradingStack) -> None:
 def test_every_dns_name_uses_the_configured_cluster_domain(stack: TradingStack) -> None:
     text = dump_yaml(render(stack, stack.owner_reference(), "corp.example"))
     assert "cluster.local" not in text
-    secrets = generated_secrets(stack, stack.owner_reference(), lambda: "pw", "corp.example")
+    secrets = generated_secrets(stack, stack.owner_reference(), lambda: "pw", "corp.example", new_tls_keys, NOW)
     assert all(".svc.corp.example:" in s["stringData"]["dsn"] for s in secrets if "dsn" in s["stringData"])
 
 

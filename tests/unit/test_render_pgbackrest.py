@@ -13,10 +13,13 @@ import pytest
 
 from tradingstack.contract.pgbackrest import CONFIG_PATH, REPO1_PATH, PgBackRestEnv, cipher_pass_env
 from tradingstack.render import pgbackrest
-from tradingstack.render.pgbackrest import PgBackRestSettings, S3Repo
+from tradingstack.render.pgbackrest import PgBackRestSettings, PgHost, S3Repo, TlsFiles, TlsServer
 
 BASE = PgBackRestSettings(stanza="quant", pg_data="/var/lib/postgresql/data/pgdata")
 S3 = S3Repo(endpoint="s3.internal", bucket="pg-archive", region="eu-north-1", port=9000, uri_style="path")
+
+FILES = TlsFiles(ca_file="/tls/ca.crt", cert_file="/tls/x.crt", key_file="/tls/x.key")
+PG_HOST = PgHost(host="quant-postgres.trading.svc.cluster.local", port=8432, files=FILES)
 
 
 def parsed(settings: PgBackRestSettings) -> dict[str, dict[str, str]]:
@@ -154,6 +157,8 @@ def test_a_target_without_time_zone_is_refused() -> None:
         ({"retention_full": 0}, "at least 1"),
         ({"archive_timeout_seconds": 0}, "at least 1"),
         ({"io_timeout_seconds": 0}, "at least 1"),
+        ({"repo1_path": None}, "at least one repository"),
+        ({"pg_host": replace(PG_HOST, host="db\npg1-host=evil")}, "spans lines"),
     ],
 )
 def test_invalid_settings(changes: dict[str, Any], message: str) -> None:
@@ -170,3 +175,48 @@ def test_restore_of_a_named_backup_set() -> None:
     command = pgbackrest.restore_command(BASE, target, repo=1, backup_set="20261203-125900F", delta=True)
     assert command[3:6] == ["--repo=1", "--set=20261203-125900F", "--delta"]
     assert command[-1] == "restore"
+
+
+def test_the_database_host_serves_tls_to_the_named_clients_only() -> None:
+    server = TlsServer(files=FILES, port=8432, auth=(("jobs", "quant"), ("other", "quant")))
+    settings = replace(BASE, tls_server=server)
+    text = pgbackrest.config_text(settings)
+    # A repeated key is how pgBackRest takes a list: one line per client.
+    assert "tls-server-auth=jobs=quant\ntls-server-auth=other=quant\n" in text
+    options = parsed(replace(settings, tls_server=replace(server, auth=(("jobs", "quant"),))))["global"]
+    assert {k: v for k, v in options.items() if k.startswith("tls-")} == {
+        "tls-server-address": "*",
+        "tls-server-port": "8432",
+        "tls-server-ca-file": "/tls/ca.crt",
+        "tls-server-cert-file": "/tls/x.crt",
+        "tls-server-key-file": "/tls/x.key",
+        "tls-server-auth": "jobs=quant",
+    }
+    assert "pg1-host" not in text
+    assert pgbackrest.server_command(settings) == ["pgbackrest", f"--config={CONFIG_PATH}", "server"]
+
+
+def test_server_command_needs_tls_server_settings() -> None:
+    with pytest.raises(ValueError, match="tls_server"):
+        pgbackrest.server_command(BASE)
+
+
+def test_a_repository_host_reaches_pg1_over_tls() -> None:
+    stanza = parsed(replace(BASE, pg_host=PG_HOST))["quant"]
+    assert list(stanza)[:6] == [
+        "pg1-host",
+        "pg1-host-type",
+        "pg1-host-port",
+        "pg1-host-ca-file",
+        "pg1-host-cert-file",
+        "pg1-host-key-file",
+    ]
+    assert stanza["pg1-host"] == PG_HOST.host and stanza["pg1-host-type"] == "tls"
+    assert stanza["pg1-host-key-file"] == "/tls/x.key"
+    assert stanza["pg1-path"] == BASE.pg_data
+
+
+def test_s3_alone_renders_no_repo1() -> None:
+    options = parsed(replace(BASE, repo1_path=None, repo2_s3=S3, cipher_type="aes-256-cbc"))["global"]
+    assert not [k for k in options if k.startswith("repo1-")]
+    assert options["repo2-type"] == "s3" and options["repo2-cipher-type"] == "aes-256-cbc"

@@ -63,6 +63,19 @@ def canonical_quantity(value: str) -> str:
     return f"{int(amount.scaleb(-exponent))}{unit}"
 
 
+def quantity_bytes(value: str) -> int:
+    """A quantity as a whole number (bytes, for a size), rounded up."""
+    match = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", value)
+    if match is None or not is_quantity(value):
+        raise ValueError(f"{value!r} is not a quantity")
+    number, suffix = Decimal(match[1]), match[2]
+    if suffix in _BINARY_SUFFIXES:
+        amount = number * (1 << _BINARY_SUFFIXES[suffix])
+    else:
+        amount = number.scaleb(_DECIMAL_SUFFIXES[suffix])
+    return int(amount.to_integral_value(ROUND_CEILING))
+
+
 class ApiModel(BaseModel):
     """Base of every spec/status model: camelCase on the wire, snake_case in Python, unknown fields rejected."""
 

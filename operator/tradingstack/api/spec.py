@@ -554,8 +554,164 @@ class BackupSpec(ApiModel):
 class RestoreSpec(ApiModel):
     """Bootstrap a new database from a backup."""
 
-    from_: str = Field(alias="from", pattern=r"^(latest|[A-Za-z0-9][A-Za-z0-9._-]*)$", min_length=1, max_length=128)
-    """`latest`, or the name of a backup (see `tradingstack backup list`)."""
+    from_: str = Field(
+        default="latest", alias="from", pattern=r"^(latest|[A-Za-z0-9][A-Za-z0-9._-]*)$", min_length=1, max_length=128
+    )
+    """`latest`, or the name of a pg_dump backup (see `tradingstack backup list`). With `pitr.enabled`, `latest`
+    means the pgBackRest repository: the newest base backup, then every archived WAL segment (or up to
+    `targetTime`); a named backup is still a pg_dump archive of the backup volume. Default: latest."""
+
+    target_time: datetime | None = None
+    """Recover to this moment (RFC 3339 date-time with a time zone, e.g. 2026-12-01T09:30:00Z): the last commit
+    before it is the restored state, then the server promotes itself. Needs `pitr.enabled` and `from: latest`.
+    Unset: recover to the end of the archive."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel(
+                "!has(self.targetTime) || !has(self.from) || self.from == 'latest'",
+                "targetTime recovers from the pgBackRest repository: from must be latest",
+            )
+        )
+    }
+
+    @field_validator("target_time")
+    @classmethod
+    def _zoned(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("targetTime needs a time zone (e.g. Z)")
+        return value
+
+    @model_validator(mode="after")
+    def _latest_only(self) -> RestoreSpec:
+        if self.target_time is not None and self.from_ != "latest":
+            raise ValueError("targetTime recovers from the pgBackRest repository: from must be latest")
+        return self
+
+
+S3_HOST = r"^([A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?\.)*[A-Za-z]([-A-Za-z0-9]*[A-Za-z0-9])?$"
+"""A DNS name whose last label starts with a letter, so never an IP address: pgBackRest 2.45 matches the server
+certificate against DNS names only."""
+
+
+class SecretKeyRef(ApiModel):
+    """One key of a Secret of yours in the stack's namespace."""
+
+    name: SecretName
+    """The Secret's name."""
+
+    key: str = Field(pattern=r"^[-._a-zA-Z0-9]+$", min_length=1, max_length=253)
+    """The key within it."""
+
+
+class PitrS3Spec(ApiModel):
+    """repo2: an S3-compatible bucket, a copy of every backup and WAL segment off the cluster."""
+
+    endpoint: str = Field(pattern=S3_HOST, max_length=253)
+    """The S3 server's host name, without scheme or port (e.g. s3.eu-west-1.amazonaws.com). An IP address is
+    refused: pgBackRest checks the certificate by DNS name only."""
+
+    port: int = Field(default=443, ge=1, le=65535)
+    """The S3 server's HTTPS port. Default: 443."""
+
+    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    """The bucket (it must exist)."""
+
+    region: str = Field(default="us-east-1", min_length=1, max_length=64, pattern=r"^[a-z0-9-]+$")
+    """The region signed into requests (any value a self-hosted server accepts). Default: us-east-1."""
+
+    path: str | None = Field(default=None, pattern=r"^/[A-Za-z0-9._/-]*$", max_length=512)
+    """The repository's directory in the bucket. Default: /pgbackrest/<namespace>/<stack>, so stacks sharing a
+    bucket never share a repository; a stack re-created under the same name finds its repository again."""
+
+    uri_style: Literal["host", "path"] = "host"
+    """`host` (bucket.endpoint, AWS) or `path` (endpoint/bucket, most self-hosted servers). Default: host."""
+
+    verify_tls: bool = True
+    """Check the server's certificate. Default: true."""
+
+    ca_secret: SecretKeyRef | None = None
+    """The CA that signed the server's certificate (PEM), when it is not a public one. Unset: the system CAs."""
+
+    access_key_id: SecretKeyRef
+    """The access key id."""
+
+    secret_access_key: SecretKeyRef
+    """The secret access key."""
+
+    egress: list[EgressSpec] = Field(default_factory=list, max_length=20)
+    """The networks and ports the S3 server answers on, as the NetworkPolicies need them (every pod of a stack is
+    under a default deny): the PostgreSQL pod (archive-push, restore) and the backup Jobs may connect there.
+    Without an entry they cannot reach the bucket. Default: none."""
+
+
+class PitrSpec(ApiModel):
+    """Point-in-time recovery with pgBackRest: WAL archived continuously, full and differential base backups on
+    schedules, restore to any moment of the archive. Needs pgBackRest 2.45 (PostgreSQL 15) in `postgres.image`
+    and in the backup image (both of the project's images have it). The pg_dump backups (`backup`) stay as the
+    portable copy."""
+
+    enabled: bool = False
+    """Archive WAL and take pgBackRest backups. Enabling it restarts the PostgreSQL pod (archive_mode needs a
+    restart). Needs `volume` or `s3`. Default: false."""
+
+    archive_timeout_seconds: int = Field(default=60, ge=10, le=3600)
+    """The server ships a partly filled WAL segment after this long: the recovery point objective when the data
+    volume is lost while writes are steady. Each shipped segment takes 16 MiB of repository before compression.
+    Default: 60."""
+
+    full_schedule: Cron = "0 1 * * 0"
+    """Five-field cron schedule of full backups. Default: 0 1 * * 0 (Sundays at 01:00)."""
+
+    diff_schedule: Cron | None = "0 1 * * 1-6"
+    """Schedule of differential backups (changes since the last full one), or null for none. Default:
+    0 1 * * 1-6 (the other days at 01:00)."""
+
+    time_zone: TimeZone = "UTC"
+    """IANA time zone of both schedules. Default: UTC."""
+
+    retention_full: int = Field(default=2, ge=1, le=100)
+    """Full backups kept in each repository; pgBackRest expires older ones, their differential backups and the
+    WAL only they need. The recoverable window starts at the oldest kept full backup. Default: 2."""
+
+    volume: bool = True
+    """repo1: a posix repository in the directory `pgbackrest` of the backup volume (`backup.storage`, shared
+    with the pg_dump archives: size it for both, the base backups kept by `retentionFull` and the WAL between
+    them). The backup Jobs, the pg_dump ones included, then run on the database pod's node (the volume is
+    ReadWriteOnce and the database pod mounts it too). Default: true."""
+
+    s3: PitrS3Spec | None = None
+    """repo2: an S3 bucket. Unset: none."""
+
+    encrypt: bool = True
+    """Encrypt the repositories (aes-256-cbc) with a passphrase the operator generates once into the Secret
+    `<stack>-pgbackrest` (key `cipher-pass`), kept like the other generated Secrets and never rotated: losing
+    it loses the backups. Cannot change while pitr is enabled (the API server refuses it). Default: true."""
+
+    archive_push_queue_max: Quantity = "4Gi"
+    """WAL waiting to be shipped past which pgBackRest gives up on it (drops it and reports success), so that
+    an unreachable repository cannot fill the data volume and stop the database. The price is a gap in the
+    archive: no point-in-time recovery across it until the next full backup. Keep it well below the data
+    volume's free space. Default: 4Gi."""
+
+    archive_lag_threshold_seconds: int = Field(default=300, ge=30, le=86400)
+    """The archive is reported lagging (the BackupHealthy condition) when the newest archived WAL is older than
+    this while the server writes. Default: 300."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel(
+                "!has(self.enabled) || !self.enabled || !has(self.volume) || self.volume || has(self.s3)",
+                "pitr needs a repository: volume, s3 or both",
+            )
+        )
+    }
+
+    @model_validator(mode="after")
+    def _a_repository(self) -> PitrSpec:
+        if self.enabled and not self.volume and self.s3 is None:
+            raise ValueError("pitr needs a repository: volume, s3 or both")
+        return self
 
 
 class PostgresSpec(ApiModel):
@@ -567,7 +723,10 @@ class PostgresSpec(ApiModel):
     image: Image = POSTGRES_IMAGE
     """PostgreSQL image on the official postgres images' environment contract (PGDATA, POSTGRES_USER,
     POSTGRES_PASSWORD, POSTGRES_DB) with pg_isready on PATH. Its major version must be the backup image's
-    (15). Default: the project's image (images/postgres, PostgreSQL 15 from Debian)."""
+    (15). With `pitr.enabled` it must also have `pgbackrest` (2.45, e.g. Debian bookworm's), `psql` and `sh` on
+    PATH: the server archives with it and the pgbackrest sidecar and restore init container run it; the official
+    postgres images lack it. Default: the project's image (images/postgres, PostgreSQL 15 and pgBackRest 2.45
+    from Debian)."""
 
     database: str = Field(default="trading", pattern=r"^[a-z_][a-z0-9_]*$", max_length=63)
     """Database created for the services. Default: trading."""
@@ -595,6 +754,30 @@ class PostgresSpec(ApiModel):
 
     metrics: PostgresMetricsSpec = Field(default_factory=PostgresMetricsSpec)
     """Prometheus metrics of the server (an exporter sidecar; off by default)."""
+
+    pitr: PitrSpec = Field(default_factory=PitrSpec)
+    """Point-in-time recovery with pgBackRest (off by default)."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel(
+                "!has(self.restore) || !has(self.restore.targetTime) || "
+                "(has(self.pitr) && has(self.pitr.enabled) && self.pitr.enabled)",
+                "restore.targetTime needs pitr.enabled",
+            )
+        )
+    }
+
+    @model_validator(mode="after")
+    def _pitr_restore(self) -> PostgresSpec:
+        if self.restore is not None and self.restore.target_time is not None and not self.pitr.enabled:
+            raise ValueError("restore.targetTime needs pitr.enabled")
+        return self
+
+    @property
+    def restores_from_pgbackrest(self) -> bool:
+        """The bootstrap restore reads the pgBackRest repository (rather than a pg_dump archive)."""
+        return self.pitr.enabled and self.restore is not None and self.restore.from_ == "latest"
 
 
 class RateLimitSpec(ApiModel):
@@ -752,6 +935,17 @@ def _effective(root: str, path: tuple[str, ...], default: str) -> str:
     return f"({present} ? {steps[-1]} : '{default}')"
 
 
+def _pitr_on(root: str) -> str:
+    """CEL: pitr is enabled in `root` (self or oldSelf)."""
+    return f"(has({root}.postgres) && has({root}.postgres.pitr) && has({root}.postgres.pitr.enabled) && " \
+        f"{root}.postgres.pitr.enabled)"  # fmt: skip
+
+
+def _encrypts(root: str) -> str:
+    """CEL: the effective `encrypt` of `root`'s pitr (default true)."""
+    return f"(has({root}.postgres.pitr.encrypt) ? {root}.postgres.pitr.encrypt : true)"
+
+
 class TradingStackSpec(ApiModel):
     """A Quantum Trader stack: services, Redis Sentinel, PostgreSQL with backups, gateway, daily restarts."""
 
@@ -793,6 +987,11 @@ class TradingStackSpec(ApiModel):
                     f"leaving it out means {default}",
                 )
                 for path, default in STORAGE_DEFAULTS.items()
+            ),
+            cel(
+                f"!{_pitr_on('oldSelf')} || !{_pitr_on('self')} || {_encrypts('self')} == {_encrypts('oldSelf')}",
+                "postgres.pitr.encrypt cannot change while pitr is enabled: the repositories' backups and WAL are "
+                "encrypted (or not) for good",
             ),
             cel(
                 "!has(self.postgres) || !has(self.postgres.restore) || (has(oldSelf.postgres) && "

@@ -10,12 +10,13 @@ from tradingstack.components.assess import Assessment, ConditionUpdate, store_co
 from tradingstack.components.base import APPLIED, GENERATED_SECRETS, Component, uses
 from tradingstack.components.observe import ChildKey, ChildrenState, JobRun, WorkloadState
 from tradingstack.render.common import child_name
-from tradingstack.render.postgres import BACKUP_COMPONENT, render_postgres
+from tradingstack.render.postgres import BACKUP_COMPONENT, PITR_ARCHIVE, PITR_DIFF, PITR_FULL, render_postgres
 from tradingstack.render.postgres import COMPONENT as POSTGRES_COMPONENT
 
 COMPONENT = Component(
     name="postgres",
     kinds=(
+        uses("ConfigMap", "v1", "configmaps", APPLIED, "pgBackRest configuration and scripts (pitr)", apply_rank=2),
         uses("Service", "v1", "services", APPLIED, "the database address", apply_rank=4),
         uses("StatefulSet", "apps/v1", "statefulsets", APPLIED, "the database server", apply_rank=5),
         uses(
@@ -26,7 +27,7 @@ COMPONENT = Component(
             "the backup volume (holds data: never deleted by the operator)",
             apply_rank=3,
         ),
-        uses("CronJob", "batch/v1", "cronjobs", APPLIED, "scheduled backups", apply_rank=7),
+        uses("CronJob", "batch/v1", "cronjobs", APPLIED, "scheduled backups (pg_dump, pgBackRest)", apply_rank=7),
         uses(
             "Job",
             "batch/v1",
@@ -49,18 +50,26 @@ def backup_runs(stack: TradingStack, children: ChildrenState) -> list[JobRun]:
     return [job for job in children.jobs if cronjob in job.owners]
 
 
+def pitr_runs(stack: TradingStack, children: ChildrenState) -> tuple[list[JobRun], list[JobRun]]:
+    """The Jobs of the pgBackRest backup CronJobs (full, diff) and of the archive-status CronJob, with results."""
+    backups = {child_name(stack, PITR_FULL), child_name(stack, PITR_DIFF)}
+    archive = child_name(stack, PITR_ARCHIVE)
+    return (
+        [job for job in children.jobs if backups & set(job.owners)],
+        [job for job in children.jobs if archive in job.owners],
+    )
+
+
 def assess(
     stack: TradingStack,
     workloads: Mapping[ChildKey, WorkloadState],
     backup: ConditionUpdate | None,
-    *,
-    pitr_enabled: bool = False,
 ) -> Assessment:
     """PostgresReady from the database's StatefulSet; BackupHealthy from `backup`, the backup runs' health
-    (`reconcile.backup_health`, with `reconcile.pitr_health.with_pitr` when `pitr_enabled`:
-    spec.postgres.pitr.enabled), None when it was not assessed; a False BackupHealthy degrades the stack."""
+    (`reconcile.backup_health`, with `reconcile.pitr_health.with_pitr` when spec.postgres.pitr is enabled),
+    None when it was not assessed; a False BackupHealthy degrades the stack."""
     spec = stack.spec.postgres
-    if spec.enabled and (spec.backup.enabled or pitr_enabled):
+    if spec.enabled and (spec.backup.enabled or spec.pitr.enabled):
         backup = backup or ConditionUpdate("Unknown", "NoBackupYet", "no backup Job has finished")
     else:
         backup = ConditionUpdate("True", "Disabled", "backups are disabled")

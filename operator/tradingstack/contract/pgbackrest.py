@@ -14,13 +14,35 @@ CONFIG_PATH: Final = "/etc/pgbackrest/pgbackrest.conf"
 """pgBackRest's default; the rendered commands still pass it (`--config`) so a test can point elsewhere."""
 
 REPO1_PATH: Final = "/var/lib/pgbackrest"
-"""The posix repository (repo1): a volume of its own, not the data volume, so that losing PGDATA keeps it."""
+"""The builder's default posix repository (repo1): never on the data volume, so that losing PGDATA keeps it.
+The rendered stack puts it in a directory of the backup volume instead (`render.pitr.REPO1_DIR`)."""
 
 SPOOL_PATH: Final = "/var/spool/pgbackrest"
-"""Async archiving's queue (archive-async): on the data volume's disk in practice, it holds WAL state only."""
+"""Async archiving's queue (archive-async): status files and prefetched WAL only (an emptyDir in the pod, see
+`render.pitr.SPOOL_LIMIT`)."""
+
+TLS_DIR: Final = "/etc/pgbackrest/tls"
+"""The Secret `<stack>-pgbackrest-tls`, mounted: the TLS server's and the backup Jobs' certificates."""
 
 LOCK_PATH: Final = "/tmp/pgbackrest"  # pgBackRest's default; an emptyDir in the pod
 """Lock files of running commands; must be shared by every pgBackRest process of one pod."""
+
+
+class TlsFile:
+    """Keys of the TLS Secret, which are also the file names under `TLS_DIR` (PEM)."""
+
+    CA: Final = "ca.crt"
+    SERVER_CERT: Final = "server.crt"
+    SERVER_KEY: Final = "server.key"
+    CLIENT_CERT: Final = "client.crt"
+    CLIENT_KEY: Final = "client.key"
+
+
+CLIENT_CN: Final = "pgbackrest-client"
+"""CN of the backup Jobs' client certificate; the TLS server's `tls-server-auth` serves it the stack's stanza."""
+
+CIPHER_PASS_KEY: Final = "cipher-pass"  # noqa: S105 - a key's name, not a secret
+"""Key of the generated Secret `<stack>-pgbackrest` holding the repositories' passphrase."""
 
 
 class PgBackRestEnv:

@@ -21,13 +21,14 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import ValidationError
 
 from tradingstack.api import TradingStack, TradingStackStatus, describe
 from tradingstack.components import listed_kinds, render
 from tradingstack.components.assess import ConditionUpdate
 from tradingstack.components.observe import ChildrenState, PodState, observe
-from tradingstack.components.postgres import backup_runs
+from tradingstack.components.postgres import backup_runs, pitr_runs
 from tradingstack.contract import Label
 from tradingstack.health.fetch import fetch_health_documents
 from tradingstack.health.rollup import StackHealth, rollup, worst_document
@@ -40,6 +41,7 @@ from tradingstack.reconcile.diff import with_applied_hash
 from tradingstack.reconcile.halt import plan_halt_writes
 from tradingstack.reconcile.maintenance_gate import hold_statefulset_templates, maintenance_closed
 from tradingstack.reconcile.ownership import NameConflict, conflict, user_secret_problem
+from tradingstack.reconcile.pitr_health import pitr_health, with_pitr
 from tradingstack.reconcile.plan import (
     apply_errors,
     maintenance_events,
@@ -68,6 +70,7 @@ from tradingstack.reconcile.status import (
 )
 from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN
 from tradingstack.render.halt import halted_services
+from tradingstack.render.pgbackrest_tls import TlsKeys
 from tradingstack.render.secrets import generated_secret_names, generated_secrets, referenced_secret_keys
 from tradingstack.render.services import health_url
 
@@ -101,12 +104,18 @@ def record_writes(outcome: Outcome, deletion_policy: str) -> None:
                 log.info("%s/%s follows deletionPolicy %s", action.kind, action.name, deletion_policy)
 
 
+def new_tls_keys() -> TlsKeys:
+    """Fresh EC P-256 keys from the system's randomness for the pgBackRest certificates (`spec.postgres.pitr`)."""
+    return TlsKeys(*(ec.generate_private_key(ec.SECP256R1()) for _ in range(3)))
+
+
 class StackReconciler:
     def __init__(
         self,
         kube: Kube,
         clock: Callable[[], datetime] = utc_now,
         new_password: Callable[[], str] = lambda: secrets.token_urlsafe(24),
+        new_tls_keys: Callable[[], TlsKeys] = new_tls_keys,
         read_data_plane: bool = True,
         cluster_domain: str = DEFAULT_CLUSTER_DOMAIN,
         dns_cidrs: tuple[str, ...] = (),
@@ -116,11 +125,17 @@ class StackReconciler:
         self._dns_cidrs = dns_cidrs
         self._clock = clock
         self._new_password = new_password
+        self._new_tls_keys = new_tls_keys
         self._read_data_plane = read_data_plane
         """Read the services' health documents and ask the sentinels (both need the pod network)."""
 
     def _render(self, stack: TradingStack) -> list[Obj]:
         return render(stack, stack.owner_reference(), self._domain, self._dns_cidrs)
+
+    def _generated_secrets(self, stack: TradingStack) -> list[Obj]:
+        return generated_secrets(
+            stack, stack.owner_reference(), self._new_password, self._domain, self._new_tls_keys, self._clock()
+        )
 
     async def reconcile(self, body: Mapping[str, Any]) -> TradingStackStatus:
         started = time.perf_counter()
@@ -165,7 +180,7 @@ class StackReconciler:
             if isinstance(action, Delete):
                 children.pop(action.key, None)  # gone: the main batch must not prune it a second time
         secret_problems = await self._check_user_secrets(stack)
-        secrets = generated_secrets(stack, stack.owner_reference(), self._new_password, self._domain)
+        secrets = self._generated_secrets(stack)
         templates = hold_statefulset_templates(desired, children, maintenance_closed(stack, now))
         apply_errors = await self._write_children(
             body, stack, reported_problems(previous), desired, secrets, children, conflicts, secret_problems,
@@ -290,6 +305,11 @@ class StackReconciler:
             schedule = spec.postgres.backup
             runs = backup_runs(stack, state)
             backup = backup_health(runs, schedule.schedule, schedule.time_zone, now, previous.postgres)
+        if spec.postgres.enabled and spec.postgres.pitr.enabled:
+            backups, archive = pitr_runs(stack, state)
+            threshold = spec.postgres.pitr.archive_lag_threshold_seconds
+            pitr = pitr_health(backups, archive, threshold, previous.postgres.pitr)
+            backup = with_pitr(backup, pitr, previous.postgres)
         redis = previous.redis
         redis_writes: list[Action] = []
         if spec.redis.enabled and self._read_data_plane:
@@ -332,5 +352,5 @@ class StackReconciler:
         )
         desired = self._render(stack)
         await self._claim(stack, desired, children)
-        secrets = generated_secrets(stack, stack.owner_reference(), self._new_password, self._domain)
+        secrets = self._generated_secrets(stack)
         await self._execute(body, stack, retention_writes(stack, desired + secrets, children))

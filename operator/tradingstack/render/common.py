@@ -51,6 +51,8 @@ class Port:
 REDIS_PORT = Port("redis", 6379)
 SENTINEL_PORT = Port("sentinel", 26379)
 POSTGRES_PORT = Port("postgres", 5432)
+PGBACKREST_PORT = Port("pgbackrest", 8432)
+"""The pgBackRest TLS server of the PostgreSQL pod (`spec.postgres.pitr`): the backup Jobs reach pg_data there."""
 METRICS_PORT_NAME = "metrics"
 """The exporters' port, in the pods and on the Services (what a ServiceMonitor's `port` names)."""
 REDIS_METRICS_PORT = Port(METRICS_PORT_NAME, 9121)

@@ -148,6 +148,7 @@ def _postgres_flows(stack: TradingStack) -> list[Flow]:
         return []
     server = component_pods(postgres.COMPONENT)
     flows = [Flow(ANY, server, tcp(p), "Prometheus scrapes postgres_exporter") for p in postgres.metrics_ports(stack)]
+    flows += _pitr_flows(stack, server)
     for tool in (BACKUP_COMPONENT, RESTORE_COMPONENT, LIST_COMPONENT):
         # The on-demand Jobs (restore, list) are not rendered with the stack, but their policies are: a Job's pod
         # must not wait for a policy the operator writes only once it has seen the Job.
@@ -155,6 +156,24 @@ def _postgres_flows(stack: TradingStack) -> list[Flow]:
             Flow(component_pods(tool), server, tcp(POSTGRES_PORT), f"{tool} Job: the backup tool connects"),
             Flow(component_pods(tool), DNS, DNS_TARGETS, f"{tool} Job: the server's name"),
         ]
+    return flows
+
+
+def _pitr_flows(stack: TradingStack, server: Pods) -> list[Flow]:
+    """pgBackRest (spec.postgres.pitr): the backup Jobs reach the database pod's pgBackRest TLS server, and both
+    reach the S3 repository through the networks its `egress` names."""
+    jobs = component_pods(BACKUP_COMPONENT)
+    flows = [
+        Flow(jobs, server, tcp(p), "pgBackRest backups through the TLS server") for p in postgres.pitr_ports(stack)
+    ]
+    s3 = stack.spec.postgres.pitr.s3
+    if stack.spec.postgres.pitr.enabled and s3 is not None:
+        flows += [
+            Flow(pods, Network(e.cidr, tuple(e.except_)), tuple(Target(p.port, p.protocol) for p in e.ports), why)
+            for e in s3.egress
+            for pods, why in ((server, "archive-push and restore to S3"), (jobs, "backups to S3"))
+        ]
+        flows.append(Flow(server, DNS, DNS_TARGETS, "the S3 server's name"))
     return flows
 
 

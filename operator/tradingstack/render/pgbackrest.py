@@ -43,6 +43,38 @@ class S3Repo:
 
 
 @dataclass(frozen=True)
+class TlsFiles:
+    """A CA, a certificate and its key, as files the process reads (PEM)."""
+
+    ca_file: str
+    cert_file: str
+    key_file: str
+
+
+@dataclass(frozen=True)
+class TlsServer:
+    """`pgbackrest server` on the database host: remote commands (a backup run elsewhere) reach pg_data through
+    it. Only clients with a certificate signed by `files.ca_file` and a CN in `auth` are served."""
+
+    files: TlsFiles
+    port: int
+    auth: tuple[tuple[str, str], ...]
+    """(client certificate CN, stanza) pairs for `tls-server-auth`: what each client may use."""
+    address: str = "*"
+
+
+@dataclass(frozen=True)
+class PgHost:
+    """How a repository host (a backup Job's pod) reaches the database host's `TlsServer` (`pg1-host`)."""
+
+    host: str
+    """Must be a DNS name of the server certificate."""
+    port: int
+    files: TlsFiles
+    """The CA the server's certificate is checked against, and this client's certificate and key."""
+
+
+@dataclass(frozen=True)
 class PgBackRestSettings:
     """Everything the rendered configuration and commands depend on."""
 
@@ -51,7 +83,8 @@ class PgBackRestSettings:
     pg_port: int = 5432
     pg_socket_path: str = "/var/run/postgresql"
     pg_user: str = "postgres"
-    repo1_path: str = REPO1_PATH
+    repo1_path: str | None = REPO1_PATH
+    """None: no posix repository (repo2 alone)."""
     retention_full: int = 2
     """Full backups kept in repo1; older ones and the WAL only they need are expired after each backup."""
     repo2_s3: S3Repo | None = None
@@ -79,6 +112,10 @@ class PgBackRestSettings:
     repository cannot fill the data volume. The price is a gap in the archive: no PITR across it."""
     compress_type: Literal["none", "gz", "lz4", "zst"] = "lz4"
     config_path: str = CONFIG_PATH
+    tls_server: TlsServer | None = None
+    """The database host's configuration: also serve remote commands over TLS (`server_command`)."""
+    pg_host: PgHost | None = None
+    """A repository host's configuration: pg_data is on another host, reached through its `TlsServer`."""
 
     def __post_init__(self) -> None:
         if not _STANZA.fullmatch(self.stanza):
@@ -86,7 +123,10 @@ class PgBackRestSettings:
         for value in _config_values(self):
             if "\n" in value or "\r" in value:
                 raise ValueError(f"a configuration value spans lines: {value!r}")
-        for path in (self.pg_data, self.repo1_path, self.spool_path, self.lock_path, self.config_path):
+        if self.repo1_path is None and self.repo2_s3 is None:
+            raise ValueError("at least one repository: repo1_path or repo2_s3")
+        paths = (self.pg_data, self.repo1_path or "/", self.spool_path, self.lock_path, self.config_path)
+        for path in paths:
             if not path.startswith("/"):
                 raise ValueError(f"{path!r} is not an absolute path")
         counts = (self.process_max, self.retention_full)
@@ -99,6 +139,8 @@ def _flag(value: bool) -> str:
 
 
 def _repo1(s: PgBackRestSettings) -> list[tuple[str, str]]:
+    if s.repo1_path is None:
+        return []
     options = [("repo1-type", "posix"), ("repo1-path", s.repo1_path), ("repo1-retention-full", str(s.retention_full))]
     if s.cipher_type != "none":
         options.append(("repo1-cipher-type", s.cipher_type))
@@ -149,8 +191,38 @@ def _process(s: PgBackRestSettings) -> list[tuple[str, str]]:
     return options
 
 
+def _tls_server(s: PgBackRestSettings) -> list[tuple[str, str]]:
+    server = s.tls_server
+    if server is None:
+        return []
+    return [
+        ("tls-server-address", server.address),
+        ("tls-server-port", str(server.port)),
+        ("tls-server-ca-file", server.files.ca_file),
+        ("tls-server-cert-file", server.files.cert_file),
+        ("tls-server-key-file", server.files.key_file),
+        # One entry per client: a repeated option is how pgBackRest takes a list.
+        *(("tls-server-auth", f"{cn}={stanza}") for cn, stanza in server.auth),
+    ]
+
+
+def _pg_host(s: PgBackRestSettings) -> list[tuple[str, str]]:
+    remote = s.pg_host
+    if remote is None:
+        return []
+    return [
+        ("pg1-host", remote.host),
+        ("pg1-host-type", "tls"),
+        ("pg1-host-port", str(remote.port)),
+        ("pg1-host-ca-file", remote.files.ca_file),
+        ("pg1-host-cert-file", remote.files.cert_file),
+        ("pg1-host-key-file", remote.files.key_file),
+    ]
+
+
 def _stanza(s: PgBackRestSettings) -> list[tuple[str, str]]:
     return [
+        *_pg_host(s),
         ("pg1-path", s.pg_data),
         ("pg1-port", str(s.pg_port)),
         ("pg1-socket-path", s.pg_socket_path),
@@ -158,13 +230,17 @@ def _stanza(s: PgBackRestSettings) -> list[tuple[str, str]]:
     ]
 
 
+def _global(s: PgBackRestSettings) -> list[tuple[str, str]]:
+    return [*_repo1(s), *_repo2(s), *_process(s), *_tls_server(s)]
+
+
 def _config_values(s: PgBackRestSettings) -> list[str]:
-    return [value for _, value in [*_repo1(s), *_repo2(s), *_process(s), *_stanza(s)]]
+    return [value for _, value in [*_global(s), *_stanza(s)]]
 
 
 def config_text(s: PgBackRestSettings) -> str:
     """pgbackrest.conf: repositories and process options in [global], the server in the stanza's section."""
-    lines = ["[global]", *(f"{k}={v}" for k, v in [*_repo1(s), *_repo2(s), *_process(s)])]
+    lines = ["[global]", *(f"{k}={v}" for k, v in _global(s))]
     lines += ["", f"[{s.stanza}]", *(f"{k}={v}" for k, v in _stanza(s))]
     return "\n".join(lines) + "\n"
 
@@ -203,6 +279,14 @@ def postgres_args(s: PgBackRestSettings) -> list[str]:
 def stanza_create_command(s: PgBackRestSettings) -> list[str]:
     """Once per stanza, with the server running; repeating it on an existing, matching stanza is harmless."""
     return command(s, "stanza-create")
+
+
+def server_command(s: PgBackRestSettings) -> list[str]:
+    """The TLS server of `s.tls_server`, in the foreground. No `--stanza`: the command refuses one (the stanzas
+    it serves are those of `tls-server-auth`)."""
+    if s.tls_server is None:
+        raise ValueError("server_command needs tls_server settings")
+    return ["pgbackrest", f"--config={s.config_path}", "server"]
 
 
 def check_command(s: PgBackRestSettings) -> list[str]:

@@ -5,6 +5,10 @@ operator with a random password: renderers only reference it, so a re-render nev
 Backups are taken by the backup tool (`python -m tradingstack.backup`) in its own image, whose pg_dump major
 matches the server's; each run writes its result as JSON to the pod's termination message, which is how the
 operator learns about backups without reading the backup volume.
+
+With `spec.postgres.pitr`, `render.pitr` supplies the pgBackRest parts assembled here: the server's archive
+settings, env and mounts, the `pgbackrest` sidecar, the restore init container, and the backup tool's pgBackRest
+CronJobs (`PITR_FULL`, `PITR_DIFF`, `PITR_ARCHIVE`), whose pods carry the backup component's labels.
 """
 
 from __future__ import annotations
@@ -24,8 +28,11 @@ from tradingstack.contract import (
     PostgresExporterEnv,
     SecretKey,
 )
+from tradingstack.contract.pgbackrest import PitrToolCommand
+from tradingstack.render import pgbackrest, pitr
 from tradingstack.render.common import (
     DEFAULT_CLUSTER_DOMAIN,
+    PGBACKREST_PORT,
     POSTGRES_METRICS_PORT,
     POSTGRES_PORT,
     Manifest,
@@ -42,6 +49,7 @@ from tradingstack.render.common import (
     resources,
     retained_annotations,
     scratch_volume,
+    selector_labels,
     service_host,
     statefulset,
 )
@@ -82,6 +90,15 @@ TMP_LIMIT = "256Mi"
 ON_DEMAND_TTL_SECONDS = 7 * 24 * 3600
 """On-demand restore Jobs stay a week for inspection, then garbage collection removes them."""
 
+PITR_FULL = "postgres-pitr-full"
+PITR_DIFF = "postgres-pitr-diff"
+PITR_ARCHIVE = "postgres-pitr-archive"
+"""Names (after `<stack>-`) of the pgBackRest CronJobs: full and differential backups, archive status."""
+ARCHIVE_STATUS_SCHEDULE = "*/5 * * * *"
+"""The archive's state between backups: a failing or lagging archive shows within five minutes."""
+ARCHIVE_STATUS_DEADLINE_SECONDS = 240
+"""A status run that hangs ends before the next one is due."""
+
 TOOL_COMMAND = ["python3", "-m", "tradingstack.backup"]
 TOOL_RESOURCES = Resources()
 """The backup tool mostly waits on pg_dump's output; the API defaults (100m/128Mi .. 1 CPU/512Mi) suffice."""
@@ -109,16 +126,23 @@ def connection_env(stack: TradingStack, domain: str) -> list[dict[str, Any]]:
 
 
 def render_postgres(stack: TradingStack, owner: OwnerReference, domain: str = DEFAULT_CLUSTER_DOMAIN) -> list[Manifest]:
+    extra_ports = [*metrics_ports(stack), *pitr_ports(stack)]
     manifests = [
-        child_service(stack, owner, COMPONENT, POSTGRES_PORT, extra_ports=metrics_ports(stack)),
-        _statefulset(stack, owner),
+        child_service(stack, owner, COMPONENT, POSTGRES_PORT, extra_ports=extra_ports),
+        _statefulset(stack, owner, domain),
         _backup_volume(stack, owner),
     ]
     backup = stack.spec.postgres.backup
     if backup.enabled:
         manifests.append(_backup_cronjob(stack, owner, domain))
+    if stack.spec.postgres.pitr.enabled:
+        manifests += [
+            pitr.config_map(stack, owner, COMPONENT, _pitr_files(stack, domain)),
+            *_pitr_cronjobs(stack, owner, domain),
+        ]
     restore = stack.spec.postgres.restore
-    if restore is not None:
+    # A restore from the pgBackRest repository is the database pod's init container, not a Job.
+    if restore is not None and not stack.spec.postgres.restores_from_pgbackrest:
         # Idempotent: on a database that already holds data the Job succeeds without touching it.
         manifests.append(_restore_job(stack, owner, restore.from_, ["--if-empty"], domain))
     return manifests
@@ -172,18 +196,51 @@ def _pg_isready(stack: TradingStack) -> list[str]:
     ]
 
 
-def _postgres_container(stack: TradingStack) -> dict[str, Any]:
-    """The server container: how Postgres starts, its env, probes and mounts."""
+def pitr_ports(stack: TradingStack) -> list[Port]:
+    """The pgBackRest TLS server's port of the PostgreSQL pod, when `spec.postgres.pitr` is enabled."""
+    return [PGBACKREST_PORT] if stack.spec.postgres.pitr.enabled else []
+
+
+def _pitr_settings(stack: TradingStack, domain: str, job: bool) -> pgbackrest.PgBackRestSettings:
+    return pitr.settings(stack, PGDATA, BACKUP_MOUNT, host(stack, domain) if job else None)
+
+
+def _pitr_files(stack: TradingStack, domain: str) -> dict[str, str]:
+    return pitr.config_files(stack, _pitr_settings(stack, domain, False), _pitr_settings(stack, domain, True))
+
+
+def _pgbackrest_mounts(stack: TradingStack) -> list[dict[str, Any]]:
+    """What every pgBackRest container of the database pod shares: the data, socket, lock and repo1 paths."""
+    spec = stack.spec.postgres.pitr
+    if not spec.enabled:
+        return []
+    repo1 = [{"name": "backups", "mountPath": BACKUP_MOUNT}] if spec.volume else []
+    return [*pitr.mounts(), *repo1]
+
+
+def _server_args(stack: TradingStack, domain: str) -> dict[str, Any]:
+    """With pitr: `postgres` with the archive settings (the image's CMD otherwise)."""
+    if not stack.spec.postgres.pitr.enabled:
+        return {}
+    return {"args": ["postgres", *pgbackrest.postgres_args(_pitr_settings(stack, domain, False))]}
+
+
+def _postgres_container(stack: TradingStack, domain: str) -> dict[str, Any]:
+    """The server container: how Postgres starts, its env, probes and mounts. With pitr the server runs
+    archive-push itself (archive_command), so pgBackRest's env and mounts are the server's too."""
     spec = stack.spec.postgres
+    pgbackrest_env = pitr.env(stack, secret_name(stack)) if spec.pitr.enabled else []
     return {
         "name": "postgres",
         "image": spec.image,
+        **_server_args(stack, domain),
         "ports": [POSTGRES_PORT.container_port()],
         "env": [
             {"name": "POSTGRES_DB", "value": spec.database},
             _secret_env(stack, "POSTGRES_USER", "username"),
             _secret_env(stack, "POSTGRES_PASSWORD", "password"),
             {"name": "PGDATA", "value": PGDATA},
+            *pgbackrest_env,
         ],
         "readinessProbe": {"exec": {"command": _pg_isready(stack)}, "periodSeconds": 5, "timeoutSeconds": 5},
         # A TCP check, not pg_isready: during crash recovery the server rejects connections for a long time,
@@ -196,12 +253,16 @@ def _postgres_container(stack: TradingStack) -> dict[str, Any]:
         },
         "resources": resources(spec.resources),
         "securityContext": container_security_context(),
-        "volumeMounts": [
-            {"name": "data", "mountPath": DATA_MOUNT},
-            {"name": "run", "mountPath": "/var/run/postgresql"},
-            {"name": "tmp", "mountPath": "/tmp"},
-        ],
+        "volumeMounts": [*_server_mounts(), *_pgbackrest_mounts(stack)],
     }
+
+
+def _server_mounts() -> list[dict[str, Any]]:
+    return [
+        {"name": "data", "mountPath": DATA_MOUNT},
+        {"name": "run", "mountPath": "/var/run/postgresql"},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
 
 
 def metrics_ports(stack: TradingStack) -> list[Port]:
@@ -231,7 +292,24 @@ def _exporter(stack: TradingStack) -> list[dict[str, Any]]:
     ]
 
 
-def _statefulset(stack: TradingStack, owner: OwnerReference) -> Manifest:
+def _pitr_pod(stack: TradingStack) -> dict[str, Any]:
+    """The database pod's pgBackRest parts: the sidecar, the restore init container, their volumes."""
+    spec = stack.spec.postgres.pitr
+    if not spec.enabled:
+        return {"containers": [], "volumes": []}
+    shared = [*_server_mounts(), *_pgbackrest_mounts(stack)]
+    backups = [{"name": "backups", "persistentVolumeClaim": {"claimName": _backup_claim(stack)}}] if spec.volume else []
+    pod: dict[str, Any] = {
+        "containers": [pitr.sidecar(stack, secret_name(stack), shared)],
+        "volumes": [*pitr.pod_volumes(stack), *backups],
+    }
+    if init := pitr.restore_init_container(stack, PGDATA, secret_name(stack), shared):
+        pod["initContainers"] = init
+    return pod
+
+
+def _statefulset(stack: TradingStack, owner: OwnerReference, domain: str) -> Manifest:
+    pitr_pod = _pitr_pod(stack)
     pod_spec = {
         "securityContext": {
             **pod_security_context(POSTGRES_UID, fs_group=POSTGRES_UID),
@@ -240,10 +318,13 @@ def _statefulset(stack: TradingStack, owner: OwnerReference) -> Manifest:
         # Time for a fast shutdown (checkpoint) before SIGKILL.
         "terminationGracePeriodSeconds": 60,
         "automountServiceAccountToken": False,
-        "containers": [_postgres_container(stack), *_exporter(stack)],
-        "volumes": [scratch_volume("run", RUN_LIMIT), scratch_volume("tmp", TMP_LIMIT)],
+        **({"initContainers": pitr_pod["initContainers"]} if "initContainers" in pitr_pod else {}),
+        "containers": [_postgres_container(stack, domain), *_exporter(stack), *pitr_pod["containers"]],
+        "volumes": [scratch_volume("run", RUN_LIMIT), scratch_volume("tmp", TMP_LIMIT), *pitr_pod["volumes"]],
     }
-    return statefulset(stack, owner, COMPONENT, 1, pod_spec, data=stack.spec.postgres.storage)
+    # The pgBackRest files roll the pod when they change (the server reads its configuration at start only).
+    config = _pitr_files(stack, domain) if stack.spec.postgres.pitr.enabled else None
+    return statefulset(stack, owner, COMPONENT, 1, pod_spec, config=config, data=stack.spec.postgres.storage)
 
 
 def _backup_volume(stack: TradingStack, owner: OwnerReference) -> Manifest:
@@ -281,6 +362,7 @@ def _tool_pod(stack: TradingStack, component: str, args: list[str], domain: str)
             # Never: each attempt is a new pod, so a failed attempt's termination message is kept.
             "restartPolicy": "Never",
             "automountServiceAccountToken": False,
+            **_beside_database(stack),
             "containers": [tool],
             "volumes": [
                 {"name": "backups", "persistentVolumeClaim": {"claimName": _backup_claim(stack)}},
@@ -290,6 +372,30 @@ def _tool_pod(stack: TradingStack, component: str, args: list[str], domain: str)
     }
 
 
+def _beside_database(stack: TradingStack) -> dict[str, Any]:
+    """With repo1 on the backup volume the database pod mounts it too; the volume is ReadWriteOnce, so a Job
+    mounting it must run on the same node (required: elsewhere its pod would never start)."""
+    spec = stack.spec.postgres.pitr
+    if not (spec.enabled and spec.volume):
+        return {}
+    term = {
+        "topologyKey": "kubernetes.io/hostname",
+        "labelSelector": {"matchLabels": selector_labels(stack, COMPONENT)},
+    }
+    return {"affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}}}
+
+
+def _pitr_tool_pod(stack: TradingStack, args: list[str], domain: str) -> dict[str, Any]:
+    """The backup tool with the Jobs' pgbackrest.conf (the repositories, and the database pod over TLS)."""
+    s = _pitr_settings(stack, domain, True)
+    pod = _tool_pod(stack, BACKUP_COMPONENT, [*args, f"--config={s.config_path}", f"--stanza={s.stanza}"], domain)
+    tool = pod["spec"]["containers"][0]
+    tool["env"] += pitr.env(stack, secret_name(stack))
+    tool["volumeMounts"] += [{"name": pitr.CONFIG_VOLUME, "mountPath": pitr.CONFIG_DIR, "readOnly": True}]
+    pod["spec"]["volumes"].append(pitr.config_volume(stack, job=True))
+    return pod
+
+
 def _backup_cronjob(stack: TradingStack, owner: OwnerReference, domain: str) -> Manifest:
     backup = stack.spec.postgres.backup
     args = ["backup", f"--keep-last={backup.keep_last}"]
@@ -297,24 +403,59 @@ def _backup_cronjob(stack: TradingStack, owner: OwnerReference, domain: str) -> 
         args.append("--no-verify")
     if backup.verify_restore:
         args.append("--restore-check")
+    pod = _tool_pod(stack, BACKUP_COMPONENT, args, domain)
+    return _cronjob(stack, owner, child_name(stack, BACKUP_COMPONENT), (backup.schedule, backup.time_zone), pod)
+
+
+def _pitr_cronjobs(stack: TradingStack, owner: OwnerReference, domain: str) -> list[Manifest]:
+    """Full and differential backups on their schedules, and the archive's status every few minutes. All run
+    with concurrencyPolicy Forbid each; pgBackRest's own lock keeps a full and a diff from overlapping."""
+    spec = stack.spec.postgres.pitr
+    runs = [(PITR_FULL, spec.full_schedule, "full")] + (
+        [(PITR_DIFF, spec.diff_schedule, "diff")] if spec.diff_schedule else []
+    )
+    cronjobs = [
+        _cronjob(
+            stack,
+            owner,
+            child_name(stack, name),
+            (schedule, spec.time_zone),
+            _pitr_tool_pod(stack, [PitrToolCommand.BACKUP, f"--type={backup_type}"], domain),
+        )
+        for name, schedule, backup_type in runs
+    ]
+    status_pod = _pitr_tool_pod(stack, [PitrToolCommand.ARCHIVE_STATUS], domain)
+    status = _cronjob(
+        stack, owner, child_name(stack, PITR_ARCHIVE), (ARCHIVE_STATUS_SCHEDULE, spec.time_zone), status_pod,
+        deadline=ARCHIVE_STATUS_DEADLINE_SECONDS,
+    )  # fmt: skip
+    return [*cronjobs, status]
+
+
+def _cronjob(
+    stack: TradingStack,
+    owner: OwnerReference,
+    name: str,
+    when: tuple[str, str],
+    pod: dict[str, Any],
+    deadline: int = BACKUP_DEADLINE_SECONDS,
+) -> Manifest:
+    """A CronJob of the backup tool; `when`: (schedule, time zone)."""
+    schedule, time_zone = when
     return manifest(
         "batch/v1",
         "CronJob",
-        metadata(stack, owner, BACKUP_COMPONENT),
+        metadata(stack, owner, BACKUP_COMPONENT, name=name),
         spec={
-            "schedule": backup.schedule,
-            "timeZone": backup.time_zone,
+            "schedule": schedule,
+            "timeZone": time_zone,
             "concurrencyPolicy": "Forbid",
-            "startingDeadlineSeconds": BACKUP_STARTING_DEADLINE_SECONDS,
+            "startingDeadlineSeconds": min(BACKUP_STARTING_DEADLINE_SECONDS, deadline),
             "successfulJobsHistoryLimit": BACKUP_HISTORY,
             "failedJobsHistoryLimit": BACKUP_HISTORY,
             "jobTemplate": {
                 "metadata": {"labels": labels(stack, BACKUP_COMPONENT)},
-                "spec": {
-                    "backoffLimit": 1,
-                    "activeDeadlineSeconds": BACKUP_DEADLINE_SECONDS,
-                    "template": _tool_pod(stack, BACKUP_COMPONENT, args, domain),
-                },
+                "spec": {"backoffLimit": 1, "activeDeadlineSeconds": deadline, "template": pod},
             },
         },
     )

@@ -1,16 +1,19 @@
 """Secrets the operator generates once per stack (never from the CR, never re-rendered afterwards).
 
-The random values come from the caller (`new_password`), so this stays pure and testable; the reconciler
-creates these objects only when they do not exist yet and never updates them.
+The random values come from the caller (`new_password`, and with pitr `new_tls_keys` and the time `now`), so
+this stays pure and testable; the reconciler creates these objects only when they do not exist yet and never
+updates them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 
 from tradingstack.api import OwnerReference, TradingStack
 from tradingstack.contract import SecretKey
-from tradingstack.render import postgres, redis
+from tradingstack.contract.pgbackrest import CIPHER_PASS_KEY, CLIENT_CN
+from tradingstack.render import pitr, postgres, redis
 from tradingstack.render.common import (
     DEFAULT_CLUSTER_DOMAIN,
     Manifest,
@@ -19,6 +22,7 @@ from tradingstack.render.common import (
     metadata,
     retained_annotations,
 )
+from tradingstack.render.pgbackrest_tls import TlsKeys, tls_files
 
 
 def _secret(stack: TradingStack, owner: OwnerReference, component: str, name: str, data: dict[str, str]) -> Manifest:
@@ -35,10 +39,20 @@ def _generates_postgres(stack: TradingStack) -> bool:
     return stack.spec.postgres.enabled and stack.spec.postgres.existing_secret is None
 
 
+def _pitr(stack: TradingStack) -> bool:
+    return stack.spec.postgres.enabled and stack.spec.postgres.pitr.enabled
+
+
+def _generates_cipher_pass(stack: TradingStack) -> bool:
+    return _pitr(stack) and stack.spec.postgres.pitr.encrypt
+
+
 def generated_secret_names(stack: TradingStack) -> list[str]:
     """The Secrets `generated_secrets` creates for this stack."""
     names = [redis.redis_secret_name(stack)] if _generates_redis(stack) else []
-    return names + ([postgres.secret_name(stack)] if _generates_postgres(stack) else [])
+    names += [postgres.secret_name(stack)] if _generates_postgres(stack) else []
+    names += [pitr.cipher_secret_name(stack)] if _generates_cipher_pass(stack) else []
+    return names + ([pitr.tls_secret_name(stack)] if _pitr(stack) else [])
 
 
 def referenced_secret_keys(stack: TradingStack) -> dict[str, tuple[str, ...]]:
@@ -49,6 +63,10 @@ def referenced_secret_keys(stack: TradingStack) -> dict[str, tuple[str, ...]]:
     if stack.spec.postgres.enabled and stack.spec.postgres.existing_secret:
         name = stack.spec.postgres.existing_secret
         keys[name] = tuple(dict.fromkeys(keys.get(name, ()) + postgres.POSTGRES_SECRET_KEYS))
+    s3 = stack.spec.postgres.pitr.s3
+    if _pitr(stack) and s3 is not None:
+        for ref in (s3.access_key_id, s3.secret_access_key, *([s3.ca_secret] if s3.ca_secret else [])):
+            keys[ref.name] = tuple(dict.fromkeys((*keys.get(ref.name, ()), ref.key)))
     return keys
 
 
@@ -57,7 +75,10 @@ def generated_secrets(
     owner: OwnerReference,
     new_password: Callable[[], str],
     domain: str = DEFAULT_CLUSTER_DOMAIN,
+    new_tls_keys: Callable[[], TlsKeys] | None = None,
+    now: datetime | None = None,
 ) -> list[Manifest]:
+    """With pitr, `new_tls_keys` and `now` are required: the certificates' keys and start of validity."""
     secrets: list[Manifest] = []
     if _generates_redis(stack):
         secrets.append(
@@ -71,4 +92,13 @@ def generated_secrets(
             SecretKey.DSN: postgres.dsn(stack, password, domain),
         }
         secrets.append(_secret(stack, owner, "postgres", postgres.secret_name(stack), data))
+    if _generates_cipher_pass(stack):
+        passphrase = {CIPHER_PASS_KEY: new_password()}
+        secrets.append(_secret(stack, owner, "postgres", pitr.cipher_secret_name(stack), passphrase))
+    if _pitr(stack):
+        if new_tls_keys is None or now is None:
+            raise ValueError("pitr's TLS Secret needs new_tls_keys and now")
+        names = pitr.server_names(stack, postgres.host(stack, domain))
+        files = tls_files(names, CLIENT_CN, new_tls_keys(), now)
+        secrets.append(_secret(stack, owner, "postgres", pitr.tls_secret_name(stack), files))
     return secrets

@@ -66,6 +66,12 @@ class PgBackRest:
         assert completed.returncode == 0, f"{argv[3:]} exited {completed.returncode}: {completed.stdout}"
         return completed.stdout
 
+    @property
+    def repo1(self) -> Path:
+        """The posix repository (every fixture here has one)."""
+        assert self.settings.repo1_path is not None
+        return Path(self.settings.repo1_path)
+
     def info(self) -> str:
         """`pgbackrest info --output=json`, as printed."""
         return self.ok(pgbackrest.info_command(self.settings))

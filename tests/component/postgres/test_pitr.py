@@ -126,7 +126,7 @@ def test_restore_to_a_time_between_two_commits_keeps_exactly_the_earlier_ones(sc
 def _copy_repo(tool: PgBackRest, name: str) -> PgBackRest:
     """The same repository under another path, with its own configuration file, to damage without harm."""
     copy = tool.cluster.base / name
-    shutil.copytree(tool.settings.repo1_path, copy)
+    shutil.copytree(tool.repo1, copy)
     shutil.chown(copy, tool.cluster.server.run_as or os.getuid())
     for path in copy.rglob("*"):
         shutil.chown(path, tool.cluster.server.run_as or os.getuid())
@@ -141,7 +141,7 @@ def test_verify_passes_on_the_repository_and_fails_after_one_file_is_damaged(sce
     good = scenario.tool.ok(pgbackrest.verify_command(scenario.tool.settings))
     assert verify_problems(good) == []
     damaged = _copy_repo(scenario.tool, "repo-damaged")
-    victim = _largest_backup_file(Path(damaged.settings.repo1_path))
+    victim = _largest_backup_file(damaged.repo1)
     content = bytearray(victim.read_bytes())
     middle = len(content) // 2
     content[middle : middle + 16] = bytes(b ^ 0xFF for b in content[middle : middle + 16])
@@ -168,7 +168,7 @@ def test_commits_go_on_while_the_repository_is_unwritable() -> None:
     """See `assert_commits_go_on_while_archiving_fails` for the disk-full risk this implies."""
     with archiving_server() as tool, tool.connect() as conn:
         tool.ok(pgbackrest.check_command(tool.settings))
-        repo = Path(tool.settings.repo1_path)
+        repo = tool.repo1
         mode = repo.stat().st_mode
         repo.chmod(0)
         writer = Writer(conn)

@@ -114,6 +114,7 @@ def test_pitr_backup_reports_the_backup_and_a_window_holding_the_commits_before_
 def test_pitr_backup_fails_when_verify_finds_a_damaged_file() -> None:
     with archiving_server() as tool:
         tool.ok(pgbackrest.backup_command(tool.settings, "full"))
+        assert tool.settings.repo1_path is not None
         victim = _largest_backup_file(Path(tool.settings.repo1_path))
         content = bytearray(victim.read_bytes())
         middle = len(content) // 2
@@ -140,6 +141,7 @@ def test_archive_status_reports_failures_and_a_growing_lag_while_commits_go_on(
 ) -> None:
     with archiving_server() as tool, tool.connect() as conn:
         tool.ok(pgbackrest.check_command(tool.settings))
+        assert tool.settings.repo1_path is not None
         repo = Path(tool.settings.repo1_path)
         mode = repo.stat().st_mode
         writer = Writer(conn)

@@ -334,7 +334,10 @@ def test_interval_counts_real_hours_across_daylight_saving_changes() -> None:
 def test_declares_every_kind_it_renders() -> None:
     # Backup pods are read for their termination messages; the credentials are generated; a restore Job is
     # rendered only when one is asked for.
-    assert_declares_what_it_renders(postgres.COMPONENT, example_stack(), {"Pod", "Secret", "Job"})
+    assert_declares_what_it_renders(postgres.COMPONENT, example_stack(), {"Pod", "Secret", "Job", "ConfigMap"})
+    # With pitr, the pgBackRest ConfigMap too: declared, so it is pruned when pitr is turned off again.
+    pitr = example_stack(pitr={"enabled": True})
+    assert_declares_what_it_renders(postgres.COMPONENT, pitr, {"Pod", "Secret", "Job"})
 
 
 def test_backup_runs_are_the_backup_cronjobs_jobs_with_their_pods_results() -> None:
@@ -390,6 +393,8 @@ def test_disabled_backups_or_postgres_are_healthy_whatever_was_assessed() -> Non
 
 def test_with_pitr_enabled_backup_healthy_is_assessed_when_pg_dump_backups_are_off() -> None:
     lagging = ConditionUpdate("False", "ArchiveLagging", "3 WAL segments wait")
-    pitr_only = postgres.assess(example_stack(backup={"enabled": False}), live_workloads(), lagging, pitr_enabled=True)
+    pitr_only = postgres.assess(
+        example_stack(backup={"enabled": False}, pitr={"enabled": True}), live_workloads(), lagging
+    )
     assert pitr_only.conditions["BackupHealthy"] == lagging
     assert pitr_only.degraded == (("BackupUnhealthy", lagging.message),)
