@@ -40,10 +40,10 @@ def _versitygw() -> str:
     return path
 
 
-def _certificate(directory: Path) -> tuple[Path, Path]:
+def _certificate(directory: Path, host: str) -> tuple[Path, Path]:
     cert, key = directory / "s3-cert.pem", directory / "s3-key.pem"
-    request = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={HOST}"]
-    extension = ["-addext", f"subjectAltName=DNS:{HOST}"]
+    request = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={host}"]
+    extension = ["-addext", f"subjectAltName=DNS:{host}"]
     subprocess.run([*request, *extension, "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
     return cert, key
 
@@ -53,22 +53,25 @@ def _listening(port: int, log: Path) -> bool:
 
 
 @contextmanager
-def running_s3(directory: Path, bucket: str = "pgbackrest") -> Iterator[S3Server]:
-    """versitygw serving `directory`/data, with one bucket; stopped afterwards."""
-    cert, key = _certificate(directory)
+def running_s3(
+    directory: Path, bucket: str = "pgbackrest", host: str = HOST, address: str = "127.0.0.1"
+) -> Iterator[S3Server]:
+    """versitygw serving `directory`/data, with one bucket, on `address` with a certificate for the DNS name
+    `host`; stopped afterwards."""
+    cert, key = _certificate(directory, host)
     data, sidecar = directory / "s3-data", directory / "s3-meta"
     (data / bucket).mkdir(parents=True)  # a top-level directory is a bucket of the posix backend
     sidecar.mkdir()  # metadata in files rather than xattrs, whatever the file system
     port = free_port()
     access, secret = "tradingstack", secrets.token_urlsafe(16)
     log = directory / "s3.log"
-    argv = [_versitygw(), "--access", access, "--secret", secret, "--port", f"127.0.0.1:{port}"]
+    argv = [_versitygw(), "--access", access, "--secret", secret, "--port", f"{address}:{port}"]
     argv += ["--cert", str(cert), "--key", str(key), "posix", "--sidecar", str(sidecar), str(data)]
     with log.open("w") as out:
         process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: process.poll() is None and _listening(port, log), timeout=20, interval=0.1, what="versitygw")
-        repo = S3Repo(HOST, bucket, "us-east-1", path="/repo", port=port, uri_style="path", ca_file=str(cert))
+        repo = S3Repo(host, bucket, "us-east-1", path="/repo", port=port, uri_style="path", ca_file=str(cert))
         yield S3Server(repo, access, secret)
     finally:
         process.terminate()
