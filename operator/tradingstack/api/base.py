@@ -42,19 +42,13 @@ def canonical_quantity(value: str) -> str:
     whole multiples of 1Ki (the largest exact power of 1024); everything else becomes the largest decimal
     suffix (m to E, steps of 1000) with a whole number before it; container resources finer than 1m are rounded
     up to it (tests/cluster compares these forms with the API server's)."""
-    match = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", value)
-    if match is None or not is_quantity(value):
-        raise ValueError(f"{value!r} is not a quantity")
-    number, suffix = Decimal(match[1]), match[2]
-    if suffix in _BINARY_SUFFIXES:
-        amount = number * (1 << _BINARY_SUFFIXES[suffix])
-        if amount >= 1024 and amount == amount.to_integral_value() and int(amount) % 1024 == 0:
-            whole, power = int(amount), 0
-            while whole % 1024 == 0 and power < 60:
-                whole, power = whole // 1024, power + 10
-            return f"{whole}{next(s for s, p in _BINARY_SUFFIXES.items() if p == power)}"
-    else:
-        amount = number.scaleb(_DECIMAL_SUFFIXES[suffix])
+    amount, suffix = _amount(value)
+    whole_kibibytes = amount >= 1024 and amount == amount.to_integral_value() and int(amount) % 1024 == 0
+    if suffix in _BINARY_SUFFIXES and whole_kibibytes:
+        whole, power = int(amount), 0
+        while whole % 1024 == 0 and power < 60:
+            whole, power = whole // 1024, power + 10
+        return f"{whole}{next(s for s, p in _BINARY_SUFFIXES.items() if p == power)}"
     amount = (amount / _MILLI).to_integral_value(ROUND_CEILING) * _MILLI
     if amount == 0:
         return "0"
@@ -65,15 +59,18 @@ def canonical_quantity(value: str) -> str:
 
 def quantity_bytes(value: str) -> int:
     """A quantity as a whole number (bytes, for a size), rounded up."""
+    return int(_amount(value)[0].to_integral_value(ROUND_CEILING))
+
+
+def _amount(value: str) -> tuple[Decimal, str]:
+    """The exact amount of a quantity in base units, and its suffix."""
     match = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", value)
     if match is None or not is_quantity(value):
         raise ValueError(f"{value!r} is not a quantity")
     number, suffix = Decimal(match[1]), match[2]
     if suffix in _BINARY_SUFFIXES:
-        amount = number * (1 << _BINARY_SUFFIXES[suffix])
-    else:
-        amount = number.scaleb(_DECIMAL_SUFFIXES[suffix])
-    return int(amount.to_integral_value(ROUND_CEILING))
+        return number * (1 << _BINARY_SUFFIXES[suffix]), suffix
+    return number.scaleb(_DECIMAL_SUFFIXES[suffix]), suffix
 
 
 class ApiModel(BaseModel):
