@@ -1,11 +1,13 @@
 # TradingStack operator. `make demo` and `make test` do their own set-up on a fresh machine.
 SHELL := /bin/bash
 VENV ?= .venv
+# checkov's own venv (hack/audit-requirements.txt): its pins stay out of the operator's.
+AUDIT_VENV ?= .venv-audit
 PY := $(VENV)/bin/python
 CLUSTER ?= local
 export KUBECONFIG ?= $(CURDIR)/.cluster/kubeconfig
 
-.PHONY: venv lint typecheck layers unit test rbac crds cluster cluster-down demo demo-down bench chaos run images kind-load e2e-kind prereqs
+.PHONY: venv audit-venv audit lint typecheck layers unit test rbac crds cluster cluster-down demo demo-down bench chaos run images kind-load e2e-kind prereqs
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -14,6 +16,16 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 venv: $(VENV)/.installed
+
+$(AUDIT_VENV)/.installed: hack/audit-requirements.txt
+	test -x $(AUDIT_VENV)/bin/python || python3 -m venv $(AUDIT_VENV)
+	$(AUDIT_VENV)/bin/pip install -q -r hack/audit-requirements.txt
+	touch $@
+
+audit-venv: $(AUDIT_VENV)/.installed
+
+audit: venv audit-venv ## kube-score and checkov on the rendered example and chart vs docs/security-accepted.yaml
+	VENV=$(VENV) AUDIT_VENV=$(AUDIT_VENV) hack/audit.sh
 
 prereqs: ## system packages and the cached control-plane binaries
 	hack/install-prereqs.sh
@@ -43,7 +55,7 @@ crds: venv ## regenerate the CRD from the pydantic models
 unit: venv
 	$(PY) -m pytest tests/unit
 
-test: venv lint typecheck layers ## everything CI runs
+test: venv audit-venv lint typecheck layers ## everything CI runs
 	$(PY) -m pytest --durations=30
 
 cluster: ## local control plane (kwok) or kind with CLUSTER=kind; kubeconfig in .cluster/kubeconfig

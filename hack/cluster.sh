@@ -28,6 +28,7 @@ LOCAL_PATH_VERSION=v0.0.30
 NETPOL_VERSION=v0.8.0 # sigs.k8s.io/kube-network-policies: the real nodes' NetworkPolicy dataplane
 PROMETHEUS_VERSION=v0.316.0 # the Go module's version of Prometheus 3.x: promtool tests the alerts, the e2e scrapes
 VERSITYGW_VERSION=v1.8.0 # S3-compatible server: pgBackRest's repo2 in tests/component/postgres/test_pitr_s3.py
+KUBE_SCORE_VERSION=v1.20.0 # make audit's Go checker (the module proxy serves neither kube-linter nor polaris)
 
 K8S_BIN="$CACHE/k8s-$K8S_VERSION/bin"
 ETCD_BIN="$CACHE/etcd-$ETCD_VERSION/bin"
@@ -39,6 +40,7 @@ LOCAL_PATH_BIN="$CACHE/local-path-$LOCAL_PATH_VERSION/bin"
 PROMETHEUS_BIN="$CACHE/prometheus-$PROMETHEUS_VERSION/bin"
 NETPOL_BIN="$CACHE/kube-network-policies-$NETPOL_VERSION/bin"
 VERSITYGW_BIN="$CACHE/versitygw-$VERSITYGW_VERSION/bin"
+KUBE_SCORE_BIN="$CACHE/kube-score-$KUBE_SCORE_VERSION/bin"
 # One directory with links to the versioned binaries: the PATH contract for Makefile, scripts and tests.
 BIN="$CACHE/bin"
 
@@ -183,6 +185,12 @@ cmd_build() {
     timed "versitygw $VERSITYGW_VERSION" go_build versitygw "$VERSITYGW_BIN" ""
   fi
 
+  if have_all "$KUBE_SCORE_BIN" kube-score; then
+    log "kube-score $KUBE_SCORE_VERSION cached in $KUBE_SCORE_BIN"
+  else
+    timed "kube-score $KUBE_SCORE_VERSION" go_build kube-score "$KUBE_SCORE_BIN" "-X main.version=$KUBE_SCORE_VERSION"
+  fi
+
   link_bins
   log "all binaries ready in $BIN (total $(($(date +%s) - total_start))s)"
 }
@@ -191,7 +199,7 @@ link_bins() {
   mkdir -p "$BIN"
   local d f
   for d in "$K8S_BIN" "$ETCD_BIN" "$KWOK_BIN" "$HELM_BIN" "$CONTAINERD_BIN" "$COREDNS_BIN" "$LOCAL_PATH_BIN" \
-    "$PROMETHEUS_BIN" "$NETPOL_BIN" "$VERSITYGW_BIN"; do
+    "$PROMETHEUS_BIN" "$NETPOL_BIN" "$VERSITYGW_BIN" "$KUBE_SCORE_BIN"; do
     for f in "$d"/*; do
       [ -x "$f" ] || continue # a version not built (yet): its directory is missing
       ln -sfn "$f" "$BIN/$(basename "$f")"

@@ -34,5 +34,7 @@ for svc in redis-server redis-sentinel nginx postgresql prometheus-redis-exporte
 done
 
 if [ -x hack/cluster.sh ]; then
-  hack/cluster.sh build
+  hack/cluster.sh build # also kube-score, make audit's Go checker
 fi
+# checkov, make audit's other checker (tests/unit/test_audit.py runs the audit)
+make -s audit-venv

@@ -186,11 +186,20 @@ def test_default_render_has_the_expected_objects(helm: str) -> None:
     objs = render(helm)
     kinds = sorted(o["kind"] for o in objs)
     expected = ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Deployment", "Service",
-                "NetworkPolicy"]  # fmt: skip
+                "NetworkPolicy", "PodDisruptionBudget"]  # fmt: skip
     assert kinds == sorted([*expected, "Pod"]), kinds
     for obj in objs:
         if obj["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
             assert obj["metadata"]["namespace"] == NAMESPACE, obj["metadata"]
+
+
+def test_the_budget_lets_a_drain_take_one_of_several_operator_pods(helm: str) -> None:
+    budget = one(render(helm), "PodDisruptionBudget")
+    deployment = one(render(helm), "Deployment")
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert budget["spec"]["selector"] == deployment["spec"]["selector"]
+    # One pod gets none: a budget on it would block every node drain.
+    assert of_kind(render(helm, "replicaCount=1", "leaderElection.enabled=false"), "PodDisruptionBudget") == []
 
 
 def test_deployment_runs_the_operator(helm: str) -> None:
