@@ -366,12 +366,20 @@ def _pgbackrest_version() -> str:
     return subprocess.run(["pgbackrest", "version"], capture_output=True, text=True, check=True).stdout.strip()
 
 
+def positive(text: str) -> int:
+    """An argparse type: every count and the timeout must be at least 1 (the report needs one run of each)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scale", type=int, default=FULL_SCALE, help="pgbench scale (70 is about 1 GB)")
-    parser.add_argument("--repeat", type=int, default=3, help="rounds of the backups and of the restores")
-    parser.add_argument("--rpo-runs", type=int, default=FULL_RPO_RUNS)
-    parser.add_argument("--archive-timeout", type=int, default=10, help="seconds (the spec's minimum is 10)")
+    parser.add_argument("--scale", type=positive, default=FULL_SCALE, help="pgbench scale (70 is about 1 GB)")
+    parser.add_argument("--repeat", type=positive, default=3, help="rounds of the backups and of the restores")
+    parser.add_argument("--rpo-runs", type=positive, default=FULL_RPO_RUNS)
+    parser.add_argument("--archive-timeout", type=positive, default=10, help="seconds (the spec's minimum is 10)")
     parser.add_argument("--seed", type=int, default=None, help="of the crash times (default: a random one)")
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks" / "pitr.md")
     args = parser.parse_args()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from bench.bench_pitr import (
     BACKUP,
     DUMP,
@@ -13,6 +15,7 @@ from bench.bench_pitr import (
     RpoRun,
     Setup,
     Throughput,
+    positive,
     report,
     rows_within,
     speedup,
@@ -108,3 +111,9 @@ def test_a_run_below_the_issues_size_is_titled_a_validation_run() -> None:
         first_line = report(setup, _throughput(4.0, 3.0), [_rpo(0, 900)]).splitlines()[0]
         assert "VALIDATION RUN" in first_line
         assert "not the issue's figures" in first_line
+
+
+def test_counts_and_the_timeout_must_be_at_least_one() -> None:
+    assert positive("3") == 3
+    with pytest.raises(argparse.ArgumentTypeError):
+        positive("0")
