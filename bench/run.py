@@ -18,6 +18,8 @@ BENCHES = {
     "restarts": ["bench/bench_restarts.py"],
     "redis": ["bench/bench_redis.py"],
     "postgres": ["bench/bench_postgres.py"],
+    # Defaults: pgbench scale 70 (about 1 GB), 3 rounds, 5 RPO runs at archive_timeout 10 s.
+    "pitr": ["bench/bench_pitr.py"],
     "real-pods": ["bench/bench_real_pods.py"],
     "halt": ["bench/bench_halt.py"],
 }

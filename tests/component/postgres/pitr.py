@@ -1,5 +1,6 @@
-"""Fixtures of the PITR tests: a server archiving WAL with pgBackRest, configured by `render.pgbackrest` (the
-files and commands are the rendered ones, not a copy), and a writer committing numbered rows."""
+"""Fixtures of the PITR tests and of bench/bench_pitr.py: a server archiving WAL with pgBackRest, configured by
+`render.pgbackrest` (the files and commands are the rendered ones, not a copy), a writer committing numbered rows,
+and the loss of the data volume with what a restore then lost."""
 
 from __future__ import annotations
 
@@ -46,6 +47,8 @@ class PgBackRest:
     cluster: PostgresCluster
     settings: PgBackRestSettings
     env: dict[str, str]
+    server_settings: tuple[str, ...] = SERVER_SETTINGS
+    """`name=value` settings every start of the server gets."""
 
     def run(self, argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """Run to completion; on timeout kill its process group (runuser and pgBackRest under it), then raise."""
@@ -80,11 +83,11 @@ class PgBackRest:
         """Another configuration file, rendered from these settings with `changes`."""
         settings = dataclasses.replace(self.settings, **changes)
         Path(settings.config_path).write_text(pgbackrest.config_text(settings))
-        return PgBackRest(self.cluster, settings, self.env)
+        return dataclasses.replace(self, settings=settings)
 
     def start_server(self, *settings: str) -> None:
         """Start the server with pgBackRest's env (archive_command runs in it) and wait for recovery to end."""
-        self.cluster.start(*SERVER_SETTINGS, *settings, env=self.env)
+        self.cluster.start(*self.server_settings, *settings, env=self.env)
         wait_for(lambda: not _in_recovery(self.cluster), timeout=60, interval=0.2, what="end of recovery")
         # The checkpointer starts before recovery ends and then sleeps for checkpoint_timeout (5 min) without
         # looking at archive_timeout; a reload wakes it (seen on 15.18 with strace: no forced switch otherwise).
@@ -119,12 +122,20 @@ def _with_ca_file(cluster: PostgresCluster, s3: S3Server) -> S3Repo:
 
 
 @contextmanager
-def archiving_server(s3: S3Server | None = None) -> Iterator[PgBackRest]:
+def archiving_server(
+    s3: S3Server | None = None,
+    *,
+    initdb_args: tuple[str, ...] = ("--wal-segsize=1",),
+    server_settings: tuple[str, ...] = SERVER_SETTINGS,
+    **changes: Any,
+) -> Iterator[PgBackRest]:
     """A fresh server whose WAL goes to a pgBackRest posix repository under its base directory (and to `s3` as
-    repo2), encrypted, with async archiving; the stanza exists. 1 MB WAL segments keep repositories at a few MB."""
+    repo2), encrypted, with async archiving; the stanza exists. 1 MB WAL segments keep repositories at a few MB.
+    The benchmark passes the operator's values instead: `changes` replace settings fields, `initdb_args` and
+    `server_settings` the cluster's."""
     if shutil.which("pgbackrest") is None:
         pytest.fail("pgbackrest not found (hack/install-prereqs.sh)")
-    with initialized_cluster("--wal-segsize=1") as cluster:
+    with initialized_cluster(*initdb_args) as cluster:
         settings = PgBackRestSettings(
             stanza="pitr",
             pg_data=str(cluster.data),
@@ -142,6 +153,7 @@ def archiving_server(s3: S3Server | None = None) -> Iterator[PgBackRest]:
             config_path=str(cluster.base / "pgbackrest.conf"),
             repo2_s3=_with_ca_file(cluster, s3) if s3 else None,
         )
+        settings = dataclasses.replace(settings, **changes)
         Path(settings.config_path).write_text(pgbackrest.config_text(settings))
         with (cluster.data / "postgresql.conf").open("a") as conf:
             conf.write(pgbackrest.postgres_conf(settings))
@@ -149,7 +161,7 @@ def archiving_server(s3: S3Server | None = None) -> Iterator[PgBackRest]:
         # The role from env, as the pod would take it from the Secret: the file's pg1-user (`postgres`) is no role.
         secret_env = {**passphrases, PgBackRestEnv.PG1_USER: SUPERUSER, **(s3.env() if s3 else {})}
         env = cluster.server.env("postgres", **secret_env)
-        tool = PgBackRest(cluster, settings, env)
+        tool = PgBackRest(cluster, settings, env, server_settings)
         try:
             tool.start_server()
             tool.ok(pgbackrest.stanza_create_command(settings))
@@ -195,6 +207,7 @@ class Writer:
 
     conn: psycopg.Connection[tuple[Any, ...]]
     interval: float = 0.01
+    limit_seconds: float = WRITER_LIMIT_SECONDS
     commits: list[Commit] = field(default_factory=list)
     error: Exception | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -206,7 +219,7 @@ class Writer:
         self._thread.start()
 
     def _loop(self) -> None:
-        deadline = time.monotonic() + WRITER_LIMIT_SECONDS
+        deadline = time.monotonic() + self.limit_seconds
         seq = 0
         while not self._stop.is_set() and time.monotonic() < deadline:
             seq += 1
@@ -229,6 +242,34 @@ class Writer:
         assert self.error is None, self.error
 
 
+@dataclass(frozen=True)
+class Loss:
+    """What a restore to latest lost of a writer's acknowledged commits."""
+
+    rows: int
+    seconds: float
+    """From the last restored row's acknowledgement to the last acknowledged one: the span of lost commits."""
+
+
+def loss(commits: list[Commit], restored_rows: int) -> Loss:
+    """`restored_rows` of the rows 1, 2, ... survived. The row in flight at the crash may have committed without
+    the writer hearing of it, so one more than acknowledged may survive: that is no loss."""
+    lost = max(len(commits) - restored_rows, 0)
+    if not lost:
+        return Loss(0, 0.0)
+    last_kept = commits[restored_rows - 1].acknowledged if restored_rows else commits[0].sent
+    return Loss(lost, (commits[-1].acknowledged - last_kept).total_seconds())
+
+
+def lose_data_volume(tool: PgBackRest) -> None:
+    """A lost volume: the server crashes (immediate stop: nothing more is flushed or archived), its data
+    directory is deleted, and so is the spool (an emptyDir in the pod, gone with it). The repository survives."""
+    tool.cluster.stop("immediate")
+    shutil.rmtree(tool.cluster.data)
+    for child in Path(tool.settings.spool_path).iterdir():
+        shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+
 def restored_seqs(tool: PgBackRest) -> list[int]:
     with tool.connect() as conn:
         return [int(row[0]) for row in conn.execute("SELECT seq FROM ticks ORDER BY seq")]
@@ -237,19 +278,31 @@ def restored_seqs(tool: PgBackRest) -> list[int]:
 @contextmanager
 def restored(tool: PgBackRest, target: datetime | None = None, repo: int | None = None) -> Iterator[PgBackRest]:
     """Restore into an empty data directory, start the server, wait until it has promoted; delete it afterwards."""
-    data = tool.cluster.data
-    data.mkdir(mode=0o700)
-    tool.cluster.chown(data)
     try:
-        tool.ok(pgbackrest.restore_command(tool.settings, target, repo=repo))
-        # archive_mode=off: the restored server would push its new timeline into the shared repository, and the
-        # next restore to "latest" would follow that timeline instead of the original one.
-        tool.start_server("archive_mode=off")
+        restore_files(tool, target, repo)
+        start_restored(tool)
         yield tool
     finally:
         if tool.cluster.running():
             tool.cluster.stop()
-        shutil.rmtree(data, ignore_errors=True)
+        shutil.rmtree(tool.cluster.data, ignore_errors=True)
+
+
+def restore_files(
+    tool: PgBackRest, target: datetime | None = None, repo: int | None = None, timeout: float = 60
+) -> None:
+    """pgBackRest restore into a new, empty data directory (the server stopped)."""
+    data = tool.cluster.data
+    data.mkdir(mode=0o700)
+    tool.cluster.chown(data)
+    tool.ok(pgbackrest.restore_command(tool.settings, target, repo=repo), timeout)
+
+
+def start_restored(tool: PgBackRest) -> None:
+    """Start the restored server and wait until it has replayed the archive and promoted."""
+    # archive_mode=off: the restored server would push its new timeline into the shared repository, and the
+    # next restore to "latest" would follow that timeline instead of the original one.
+    tool.start_server("archive_mode=off")
 
 
 def ready_segments(tool: PgBackRest) -> int:
