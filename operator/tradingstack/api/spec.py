@@ -726,8 +726,9 @@ class PostgresSpec(ApiModel):
     POSTGRES_PASSWORD, POSTGRES_DB) with pg_isready on PATH. Its major version must be the backup image's
     (15). With `pitr.enabled` it must also have `pgbackrest` (2.45, e.g. Debian bookworm's), `psql` and `sh` on
     PATH: the server archives with it and the pgbackrest sidecar and restore init container run it; the official
-    postgres images lack it. Default: the project's image (images/postgres, PostgreSQL 15 and pgBackRest 2.45
-    from Debian)."""
+    postgres images lack it. With `instances` above 1 it must have `patroni` (3.0, e.g. Debian bookworm's) on
+    PATH and the server binaries in /usr/lib/postgresql/15/bin. Default: the project's image (images/postgres,
+    PostgreSQL 15, pgBackRest 2.45 and Patroni 3.0 from Debian)."""
 
     database: str = Field(default="trading", pattern=r"^[a-z_][a-z0-9_]*$", max_length=63)
     """Database created for the services. Default: trading."""
