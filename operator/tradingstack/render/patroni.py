@@ -108,6 +108,8 @@ def config(stack: TradingStack, pgdata: str) -> dict[str, Any]:
             "data_dir": pgdata,
             "bin_dir": BIN_DIR,
             "pgpass": PGPASS,
+            # A new replica's base backup starts at once rather than after a spread checkpoint (minutes).
+            "basebackup": [{"checkpoint": "fast"}],
             "use_unix_socket": True,
             "use_unix_socket_repl": False,
             "parameters": {"unix_socket_directories": SOCKET_DIR, "password_encryption": "scram-sha-256"},

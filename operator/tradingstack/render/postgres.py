@@ -6,6 +6,10 @@ Backups are taken by the backup tool (`python -m tradingstack.backup`) in its ow
 matches the server's; each run writes its result as JSON to the pod's termination message, which is how the
 operator learns about backups without reading the backup volume.
 
+With `spec.postgres.instances` > 1 the StatefulSet's pods run Patroni instead (`render.patroni`: its
+configuration, the leader and replica Services, the pods' ServiceAccount and Role); one instance renders exactly
+the single server.
+
 With `spec.postgres.pitr`, `render.pitr` supplies the pgBackRest parts assembled here: the server's archive
 settings, env and mounts, the `pgbackrest` sidecar, the restore init container, and the backup tool's pgBackRest
 CronJobs (`PITR_FULL`, `PITR_DIFF`, `PITR_ARCHIVE`), whose pods carry the backup component's labels.
