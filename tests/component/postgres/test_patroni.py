@@ -15,6 +15,7 @@ synchronous mode every commit acknowledged before the kill is on the new leader.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import pwd
@@ -25,6 +26,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -97,6 +99,16 @@ def _get(url: str) -> dict[str, Any] | None:
         with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - http on 127.0.0.1
             result: dict[str, Any] = json.loads(response.read())
             return result
+    except OSError:
+        return None
+
+
+def _status(url: str) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - http on 127.0.0.1
+            return int(response.status)
+    except urllib.error.HTTPError as err:
+        return err.code
     except OSError:
         return None
 
@@ -267,6 +279,15 @@ class Writer(threading.Thread):
             return  # the leader was killed: what was acknowledged until then is recorded
 
 
+def _answers(member: Member, paths: list[str]) -> bool:
+    return all(_status(f"http://127.0.0.1:{member.rest_port}{path}") == 200 for path in paths)
+
+
+def _replayed(conn: psycopg.Connection[tuple[Any, ...]]) -> bool:
+    query = "SELECT count(*) FROM pg_stat_replication WHERE replay_lsn >= pg_current_wal_lsn()"
+    return conn.execute(query).fetchone() == (MEMBERS - 1,)
+
+
 def _streaming(leader: Member, replicas: int, synchronous: bool) -> bool:
     with leader.connect() as conn:
         rows = conn.execute("SELECT state, sync_state FROM pg_stat_replication").fetchall()
@@ -281,8 +302,15 @@ def test_a_killed_leader_fails_over_to_a_replica_and_rejoins(cluster_factory: An
     leader = wait_for(cluster.primaries, timeout=40, interval=0.5, what="a leader")[0]
     wait_for(lambda: _streaming(leader, MEMBERS - 1, synchronous), timeout=30, interval=0.5, what="replicas")
     print(f"\nbootstrap: {leader.name} leads, {MEMBERS - 1} replicas stream after {time.monotonic() - started:.1f}s")
+    # The rendered probes' paths answer 200 on the leader and on streaming replicas alike.
+    probes = [p["httpGet"]["path"] for p in (patroni.probes()[k] for k in ("readinessProbe", "livenessProbe"))]
+    for member in cluster.members:
+        # A replica turns ready at Patroni's next loop after its server runs, as the kubelet would see it.
+        wait_for(functools.partial(_answers, member, probes), timeout=10, interval=0.2, what=f"{member.name} ready")
     with leader.connect() as conn:
         conn.execute("CREATE TABLE ticks (id integer PRIMARY KEY)")
+        # Every replica has the table before the writes start: only commits may be lost in an async failover.
+        wait_for(lambda: _replayed(conn), timeout=10, interval=0.2, what="the table on the replicas")
 
     checker, writer = Checker(cluster), Writer(leader)
     checker.start()
