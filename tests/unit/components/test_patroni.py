@@ -142,3 +142,10 @@ def test_the_flows_let_the_members_replicate_and_reach_the_api_server() -> None:
 def test_the_spec_refuses_what_this_release_cannot_run(postgres: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         example_stack(**postgres)
+
+
+def test_going_from_one_instance_to_a_cluster_changes_no_immutable_field_of_the_statefulset() -> None:
+    # The API server refuses a change of these: 1 -> N must be an update of the same StatefulSet.
+    one, three = (_objects(example_stack(instances=n))[("StatefulSet", "quant-postgres")]["spec"] for n in (1, 3))
+    for immutable in ("selector", "serviceName", "volumeClaimTemplates"):
+        assert one[immutable] == three[immutable], immutable
