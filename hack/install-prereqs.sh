@@ -11,6 +11,9 @@ command -v ip >/dev/null || need_apt+=(iproute2)  # network namespaces of the Re
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need_apt+=(postgresql)
 [ -x /usr/lib/postgresql/15/bin/pgbench ] || need_apt+=(postgresql-contrib)
 command -v pgbackrest >/dev/null || need_apt+=(pgbackrest) # point-in-time recovery (tests/component/postgres/test_pitr.py)
+# Patroni clusters (tests/component/postgres/test_patroni.py): Patroni, and python-etcd for its etcd3 DCS there
+[ -x /usr/bin/patroni ] || need_apt+=(patroni)
+/usr/bin/python3 -c 'import etcd' 2>/dev/null || need_apt+=(python3-etcd)
 command -v shellcheck >/dev/null || need_apt+=(shellcheck)
 # the metrics sidecars' exporters (tests/component/metrics run the binaries the images install)
 command -v prometheus-redis-exporter >/dev/null || need_apt+=(prometheus-redis-exporter)

@@ -56,7 +56,13 @@ NAMESPACED_PERMISSIONS: dict[tuple[str, str], set[str]] = {
     # follow deletionPolicy); never listed, watched, changed in their data or deleted.
     ("", "secrets"): {"get", "create", "patch"},
     ("", "persistentvolumeclaims"): {"get", "list", "watch", "create", "patch"},
-    ("", "pods"): {"list", "patch"},
+    # Listed for the backup pods' results, patched for the Redis master label; watched only because the operator
+    # grants that to the Patroni pods' Role (a Role grants only what its creator holds).
+    ("", "pods"): {"list", "watch", "patch"},
+    # The Patroni pods' ServiceAccount, Role and RoleBinding (spec.postgres.instances > 1).
+    ("", "serviceaccounts"): APPLIED,
+    ("rbac.authorization.k8s.io", "roles"): APPLIED,
+    ("rbac.authorization.k8s.io", "rolebindings"): APPLIED,
     ("batch", "cronjobs"): APPLIED,
     ("batch", "jobs"): {"get", "list", "watch", "create", "patch"},
     ("policy", "poddisruptionbudgets"): APPLIED,

@@ -121,6 +121,9 @@ def stacks(draw: st.DrawFn) -> TradingStack:
     }
     if draw(st.booleans()):
         postgres |= draw(pitr_specs())
+    elif draw(st.booleans()):
+        # A Patroni cluster (pitr needs a single instance in this release).
+        postgres |= {"instances": draw(st.integers(2, 5)), "synchronous": draw(st.booleans())}
     spec = {
         "services": services,
         "redis": {
@@ -184,8 +187,12 @@ def test_every_pod_is_restricted_and_every_child_is_owned_and_labelled(stack: Tr
         assert len(meta["name"]) <= 63
         for pod in pod_specs(obj):
             assert restricted_violations(pod) == [], (obj["kind"], meta["name"])
-            # No stack pod calls the API: none gets a token; scratch space is bounded.
-            assert pod["automountServiceAccountToken"] is False, (obj["kind"], meta["name"])
+            # Only the Patroni pods call the API (the leader lock), with a ServiceAccount of their own; no other
+            # pod gets a token. Scratch space is bounded.
+            patroni = obj["kind"] == "StatefulSet" and meta["name"] == f"{stack.name}-postgres"
+            patroni = patroni and stack.spec.postgres.instances > 1
+            assert pod["automountServiceAccountToken"] is patroni, (obj["kind"], meta["name"])
+            assert pod.get("serviceAccountName") == (meta["name"] if patroni else None)
             for volume in pod.get("volumes", []):
                 if "emptyDir" in volume:
                     assert volume["emptyDir"].get("sizeLimit"), (meta["name"], volume["name"])

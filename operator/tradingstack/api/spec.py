@@ -715,7 +715,8 @@ class PitrSpec(ApiModel):
 
 
 class PostgresSpec(ApiModel):
-    """PostgreSQL: one primary with a persistent volume, generated credentials and backups."""
+    """PostgreSQL: one primary (or a Patroni cluster of `instances`) with persistent volumes, generated credentials
+    and backups."""
 
     enabled: bool = True
     """Deploy PostgreSQL. Default: true."""
@@ -725,8 +726,9 @@ class PostgresSpec(ApiModel):
     POSTGRES_PASSWORD, POSTGRES_DB) with pg_isready on PATH. Its major version must be the backup image's
     (15). With `pitr.enabled` it must also have `pgbackrest` (2.45, e.g. Debian bookworm's), `psql` and `sh` on
     PATH: the server archives with it and the pgbackrest sidecar and restore init container run it; the official
-    postgres images lack it. Default: the project's image (images/postgres, PostgreSQL 15 and pgBackRest 2.45
-    from Debian)."""
+    postgres images lack it. With `instances` above 1 it must have `patroni` (3.0, e.g. Debian bookworm's) on
+    PATH and the server binaries in /usr/lib/postgresql/15/bin. Default: the project's image (images/postgres,
+    PostgreSQL 15, pgBackRest 2.45 and Patroni 3.0 from Debian)."""
 
     database: str = Field(default="trading", pattern=r"^[a-z_][a-z0-9_]*$", max_length=63)
     """Database created for the services. Default: trading."""
@@ -756,7 +758,25 @@ class PostgresSpec(ApiModel):
     """Prometheus metrics of the server (an exporter sidecar; off by default)."""
 
     pitr: PitrSpec = Field(default_factory=PitrSpec)
-    """Point-in-time recovery with pgBackRest (off by default)."""
+    """Point-in-time recovery with pgBackRest (off by default). Not yet with `instances` above 1: archiving and
+    backups would have to follow the leader across failovers, which a later release adds."""
+
+    instances: int = Field(default=1, ge=1, le=5)
+    """Database pods. 1: one PostgreSQL server, as always. 2 to 5: a Patroni cluster: one leader and streaming
+    replicas, the leader lock kept in ConfigMaps of the stack's namespace (`<stack>-postgres-leader`, `-config`,
+    `-sync`), automatic failover when the leader is lost (within about `ttl` 30 s), the Service `<stack>-postgres`
+    (and the Secret's `dsn`) on the leader and `<stack>-postgres-replicas` on the replicas (read-only). Replicas
+    connect with the Secret's credentials (the stack's role is the server's superuser). With more than 1: no `pitr`
+    yet; a `restore` from a pg_dump backup runs as today, through the Service on the leader. Changing 1 to more on
+    an existing stack restarts the pod under Patroni, which adopts an existing data directory as the leader's
+    (Patroni's takeover of a running cluster; not yet exercised on real pods). Default: 1."""
+
+    synchronous: bool = False
+    """Patroni's synchronous_mode (needs `instances` of 2 or more): a commit is acknowledged only once a replica
+    has it too, so an acknowledged commit survives the loss of the leader; commits wait for the replica's round
+    trip. When no replica is in sync the leader goes on alone (not synchronous_mode_strict, which would stop all
+    writes until a replica is back): availability is kept, and for that time a commit lives on the leader only.
+    Default: false."""
 
     model_config = ApiModel.model_config | {
         "json_schema_extra": validations(
@@ -764,7 +784,16 @@ class PostgresSpec(ApiModel):
                 "!has(self.restore) || !has(self.restore.targetTime) || "
                 "(has(self.pitr) && has(self.pitr.enabled) && self.pitr.enabled)",
                 "restore.targetTime needs pitr.enabled",
-            )
+            ),
+            cel(
+                "!has(self.synchronous) || !self.synchronous || (has(self.instances) && self.instances >= 2)",
+                "synchronous needs instances of 2 or more",
+            ),
+            cel(
+                "!has(self.instances) || self.instances == 1 || "
+                "!(has(self.pitr) && has(self.pitr.enabled) && self.pitr.enabled)",
+                "pitr needs instances 1 (not yet with a Patroni cluster)",
+            ),
         )
     }
 
@@ -773,6 +802,19 @@ class PostgresSpec(ApiModel):
         if self.restore is not None and self.restore.target_time is not None and not self.pitr.enabled:
             raise ValueError("restore.targetTime needs pitr.enabled")
         return self
+
+    @model_validator(mode="after")
+    def _cluster(self) -> PostgresSpec:
+        if self.synchronous and self.instances < 2:
+            raise ValueError("synchronous needs instances of 2 or more")
+        if self.instances > 1 and self.pitr.enabled:
+            raise ValueError("pitr needs instances 1 (not yet with a Patroni cluster)")
+        return self
+
+    @property
+    def patroni(self) -> bool:
+        """The database runs as a Patroni cluster (more than one instance)."""
+        return self.instances > 1
 
     @property
     def restores_from_pgbackrest(self) -> bool:

@@ -7,9 +7,10 @@ from collections.abc import Mapping
 
 from tradingstack.api import TradingStack
 from tradingstack.components.assess import Assessment, ConditionUpdate, store_condition
-from tradingstack.components.base import APPLIED, GENERATED_SECRETS, Component, uses
+from tradingstack.components.base import APPLIED, GENERATED_SECRETS, Component, KindUse, uses
 from tradingstack.components.observe import ChildKey, ChildrenState, JobRun, WorkloadState
 from tradingstack.render.common import child_name
+from tradingstack.render.patroni import POD_RULES
 from tradingstack.render.postgres import BACKUP_COMPONENT, PITR_ARCHIVE, PITR_DIFF, PITR_FULL, render_postgres
 from tradingstack.render.postgres import COMPONENT as POSTGRES_COMPONENT
 
@@ -37,11 +38,37 @@ COMPONENT = Component(
             apply_rank=8,
         ),
         uses("Pod", "v1", "pods", "list", "termination messages of the backup tool's pods"),
+        uses("ServiceAccount", "v1", "serviceaccounts", APPLIED, "the Patroni pods' identity", apply_rank=2),
+        uses("Role", "rbac.authorization.k8s.io/v1", "roles", APPLIED, "what the Patroni pods may do", apply_rank=2),
+        uses(
+            "RoleBinding",
+            "rbac.authorization.k8s.io/v1",
+            "rolebindings",
+            APPLIED,
+            "the Patroni pods' Role to their ServiceAccount",
+            apply_rank=3,
+        ),
+        uses(
+            "PodDisruptionBudget",
+            "policy/v1",
+            "poddisruptionbudgets",
+            APPLIED,
+            "one Patroni pod down at a time",
+            apply_rank=9,
+        ),
         GENERATED_SECRETS,
     ),
     enabled=lambda spec: spec.postgres.enabled,
     render=lambda stack, owner, cluster: render_postgres(stack, owner, cluster.domain),
 )
+
+
+PATRONI_GRANTS: tuple[KindUse, ...] = tuple(
+    uses(kind, "v1", plural, " ".join(verbs), "granted to the Patroni pods' Role, so the operator must hold it too")
+    for kind, plural, verbs in POD_RULES
+)
+"""What the operator grants the Patroni pods (`render.patroni.POD_RULES`): the API server lets a Role grant only
+verbs its creator holds. In the chart's RBAC only, not among the kinds the operator lists, watches or prunes."""
 
 
 def backup_runs(stack: TradingStack, children: ChildrenState) -> list[JobRun]:

@@ -95,6 +95,35 @@ class PostgresEnv:
     URL: Final = "DATABASE_URL"
 
 
+class PatroniEnv:
+    """Patroni's documented environment overrides of its configuration file: injected by `render.patroni` into the
+    database pods of a Patroni cluster (`spec.postgres.instances` > 1), read by Patroni (and, with the pod's own
+    values, by the component test that runs the rendered configuration)."""
+
+    NAME: Final = "PATRONI_NAME"
+    POD_IP: Final = "PATRONI_KUBERNETES_POD_IP"
+    NAMESPACE: Final = "PATRONI_KUBERNETES_NAMESPACE"
+    POSTGRES_CONNECT: Final = "PATRONI_POSTGRESQL_CONNECT_ADDRESS"
+    RESTAPI_CONNECT: Final = "PATRONI_RESTAPI_CONNECT_ADDRESS"
+    SUPERUSER: Final = "PATRONI_SUPERUSER_USERNAME"
+    SUPERUSER_PASSWORD: Final = "PATRONI_SUPERUSER_PASSWORD"  # noqa: S105 - a variable's name
+    REPLICATION_USER: Final = "PATRONI_REPLICATION_USERNAME"
+    REPLICATION_PASSWORD: Final = "PATRONI_REPLICATION_PASSWORD"  # noqa: S105 - a variable's name
+
+
+class Patroni:
+    """What Patroni 3.0 (Debian bookworm's) answers and writes: its REST API paths and the values of the role label
+    it sets on its pods (`Label.POSTGRES_ROLE`), which the database Services select."""
+
+    READINESS_PATH: Final = "/readiness"
+    """200 on the leader and on a replica whose server runs; 503 otherwise."""
+    LIVENESS_PATH: Final = "/liveness"
+    """200 while Patroni's main loop runs (not the server: Patroni restarts that itself)."""
+    LEADER_ROLE: Final = "master"
+    """Patroni 3.0's label value on the leader (4.0 renamed it `primary`)."""
+    REPLICA_ROLE: Final = "replica"
+
+
 class BackupEnv:
     """Env of the backup tool (`python -m tradingstack.backup`), injected by `render.postgres`."""
 
@@ -183,6 +212,11 @@ class Label:
     """The stack name on every child: the operator lists, watches and prunes children by it."""
     REDIS_ROLE: Final = f"{API_GROUP}/redis-role"
     """`master` on the pod the sentinels agree is the master (the `<stack>-redis-master` Service selects it)."""
+    POSTGRES_CLUSTER: Final = f"{API_GROUP}/postgres-cluster"
+    """The Patroni scope (`<stack>-postgres`) on a Patroni cluster's pods and on the ConfigMaps Patroni writes: how
+    Patroni finds its members (its `scope_label`)."""
+    POSTGRES_ROLE: Final = f"{API_GROUP}/postgres-role"
+    """Set by Patroni on its pods (`Patroni.LEADER_ROLE`, `Patroni.REPLICA_ROLE`; its `role_label`)."""
     JOB_NAME: Final = "batch.kubernetes.io/job-name"
     """Set by the Job controller on a Job's pods."""
     CANARY: Final = f"{API_GROUP}/canary"

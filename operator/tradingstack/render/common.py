@@ -53,6 +53,13 @@ SENTINEL_PORT = Port("sentinel", 26379)
 POSTGRES_PORT = Port("postgres", 5432)
 PGBACKREST_PORT = Port("pgbackrest", 8432)
 """The pgBackRest TLS server of the PostgreSQL pod (`spec.postgres.pitr`): the backup Jobs reach pg_data there."""
+PATRONI_PORT = Port("patroni", 8008)
+"""Patroni's REST API in a database pod of a Patroni cluster: probes, and the members ask each other's state."""
+API_SERVER_PORTS = (Port("https", 443), Port("https-alt", 6443))
+"""Where the Kubernetes API server answers after the `kubernetes` Service's translation (the chart's operator policy
+defaults to the same, `networkPolicy.apiServer.ports`)."""
+API_SERVER_CIDR = "0.0.0.0/0"
+"""The control plane's addresses are the cluster's to know: anywhere, as the chart's operator policy by default."""
 METRICS_PORT_NAME = "metrics"
 """The exporters' port, in the pods and on the Services (what a ServiceMonitor's `port` names)."""
 REDIS_METRICS_PORT = Port(METRICS_PORT_NAME, 9121)
@@ -151,9 +158,15 @@ def config_hash(files: Mapping[str, str]) -> str:
     return digest.hexdigest()[:16]
 
 
-def pod_template_metadata(stack: TradingStack, component: str, config: Mapping[str, str] | None = None) -> Any:
-    """Labels of a component's pods, and the hash of the `config` files they run, if any."""
-    template: dict[str, Any] = {"labels": labels(stack, component)}
+def pod_template_metadata(
+    stack: TradingStack,
+    component: str,
+    config: Mapping[str, str] | None = None,
+    extra_labels: Mapping[str, str] | None = None,
+) -> Any:
+    """Labels of a component's pods (`extra_labels` after the component's), and the hash of the `config` files
+    they run, if any."""
+    template: dict[str, Any] = {"labels": {**labels(stack, component), **(extra_labels or {})}}
     if config is not None:
         template["annotations"] = {Annotation.CONFIG_HASH: config_hash(config)}
     return template
@@ -207,11 +220,12 @@ def statefulset(
     pod_spec: dict[str, Any],
     config: Mapping[str, str] | None = None,
     data: StorageSpec | None = None,
+    pod_labels: Mapping[str, str] | None = None,
     **extra: Any,
 ) -> Manifest:
     """A StatefulSet of one component behind its (headless) Service of the same name; `data` adds the `data`
-    claim of each pod, kept or deleted by `claim_retention`."""
-    template = {"metadata": pod_template_metadata(stack, component, config), "spec": pod_spec}
+    claim of each pod, kept or deleted by `claim_retention`; `pod_labels` label the pods beyond the component's."""
+    template = {"metadata": pod_template_metadata(stack, component, config, pod_labels), "spec": pod_spec}
     spec: dict[str, Any] = {
         "serviceName": child_name(stack, component),
         "replicas": replicas,

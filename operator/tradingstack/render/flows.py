@@ -17,7 +17,15 @@ from dataclasses import dataclass
 from tradingstack.api import ServiceSpec, TradingStack
 from tradingstack.contract import CANARY_SUFFIX
 from tradingstack.render import postgres, redis
-from tradingstack.render.common import POSTGRES_PORT, REDIS_PORT, SENTINEL_PORT, Port
+from tradingstack.render.common import (
+    API_SERVER_CIDR,
+    API_SERVER_PORTS,
+    PATRONI_PORT,
+    POSTGRES_PORT,
+    REDIS_PORT,
+    SENTINEL_PORT,
+    Port,
+)
 from tradingstack.render.gateway import COMPONENT as GATEWAY_COMPONENT
 from tradingstack.render.gateway import routed_services
 from tradingstack.render.postgres import BACKUP_COMPONENT, LIST_COMPONENT, RESTORE_COMPONENT
@@ -149,6 +157,7 @@ def _postgres_flows(stack: TradingStack) -> list[Flow]:
     server = component_pods(postgres.COMPONENT)
     flows = [Flow(ANY, server, tcp(p), "Prometheus scrapes postgres_exporter") for p in postgres.metrics_ports(stack)]
     flows += _pitr_flows(stack, server)
+    flows += _patroni_flows(stack, server)
     for tool in (BACKUP_COMPONENT, RESTORE_COMPONENT, LIST_COMPONENT):
         # The on-demand Jobs (restore, list) are not rendered with the stack, but their policies are: a Job's pod
         # must not wait for a policy the operator writes only once it has seen the Job.
@@ -175,6 +184,18 @@ def _pitr_flows(stack: TradingStack, server: Pods) -> list[Flow]:
         ]
         flows.append(Flow(server, DNS, DNS_TARGETS, "the S3 server's name"))
     return flows
+
+
+def _patroni_flows(stack: TradingStack, server: Pods) -> list[Flow]:
+    """A Patroni cluster (spec.postgres.instances > 1): the members replicate from the leader and ask each other's
+    REST API, and every member keeps the leader lock in the API server (Patroni's Kubernetes DCS)."""
+    if not stack.spec.postgres.patroni:
+        return []
+    return [
+        Flow(server, server, tcp(POSTGRES_PORT), "replicas stream from the leader; a rejoining member pg_rewinds"),
+        Flow(server, server, tcp(PATRONI_PORT), "Patroni members ask each other's state before a promotion"),
+        Flow(server, Network(API_SERVER_CIDR), tcp(*API_SERVER_PORTS), "Patroni's leader lock in the API server"),
+    ]
 
 
 def stack_flows(stack: TradingStack) -> list[Flow]:

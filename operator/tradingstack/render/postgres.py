@@ -6,6 +6,10 @@ Backups are taken by the backup tool (`python -m tradingstack.backup`) in its ow
 matches the server's; each run writes its result as JSON to the pod's termination message, which is how the
 operator learns about backups without reading the backup volume.
 
+With `spec.postgres.instances` > 1 the StatefulSet's pods run Patroni instead (`render.patroni`: its
+configuration, the leader and replica Services, the pods' ServiceAccount and Role); one instance renders exactly
+the single server.
+
 With `spec.postgres.pitr`, `render.pitr` supplies the pgBackRest parts assembled here: the server's archive
 settings, env and mounts, the `pgbackrest` sidecar, the restore init container, and the backup tool's pgBackRest
 CronJobs (`PITR_FULL`, `PITR_DIFF`, `PITR_ARCHIVE`), whose pods carry the backup component's labels.
@@ -29,9 +33,10 @@ from tradingstack.contract import (
     SecretKey,
 )
 from tradingstack.contract.pgbackrest import PitrToolCommand
-from tradingstack.render import pgbackrest, pitr
+from tradingstack.render import patroni, pgbackrest, pitr
 from tradingstack.render.common import (
     DEFAULT_CLUSTER_DOMAIN,
+    PATRONI_PORT,
     PGBACKREST_PORT,
     POSTGRES_METRICS_PORT,
     POSTGRES_PORT,
@@ -45,12 +50,14 @@ from tradingstack.render.common import (
     labels,
     manifest,
     metadata,
+    pod_disruption_budget,
     pod_security_context,
     resources,
     retained_annotations,
     scratch_volume,
     selector_labels,
     service_host,
+    spread_and_anti_affinity,
     statefulset,
 )
 
@@ -128,10 +135,16 @@ def connection_env(stack: TradingStack, domain: str) -> list[dict[str, Any]]:
 def render_postgres(stack: TradingStack, owner: OwnerReference, domain: str = DEFAULT_CLUSTER_DOMAIN) -> list[Manifest]:
     extra_ports = [*metrics_ports(stack), *pitr_ports(stack)]
     manifests = [
-        child_service(stack, owner, COMPONENT, POSTGRES_PORT, extra_ports=extra_ports),
+        *_services(stack, owner, extra_ports),
         _statefulset(stack, owner, domain),
         _backup_volume(stack, owner),
     ]
+    if stack.spec.postgres.patroni:
+        manifests += [
+            patroni.config_map(stack, owner, PGDATA),
+            *patroni.rbac(stack, owner),
+            pod_disruption_budget(stack, owner, COMPONENT),
+        ]
     backup = stack.spec.postgres.backup
     if backup.enabled:
         manifests.append(_backup_cronjob(stack, owner, domain))
@@ -146,6 +159,12 @@ def render_postgres(stack: TradingStack, owner: OwnerReference, domain: str = DE
         # Idempotent: on a database that already holds data the Job succeeds without touching it.
         manifests.append(_restore_job(stack, owner, restore.from_, ["--if-empty"], domain))
     return manifests
+
+
+def _services(stack: TradingStack, owner: OwnerReference, extra_ports: list[Port]) -> list[Manifest]:
+    if stack.spec.postgres.patroni:
+        return patroni.services(stack, owner, extra_ports)
+    return [child_service(stack, owner, COMPONENT, POSTGRES_PORT, extra_ports=extra_ports)]
 
 
 def render_restore_job(
@@ -223,6 +242,23 @@ def _server_args(stack: TradingStack, domain: str) -> dict[str, Any]:
     if not stack.spec.postgres.pitr.enabled:
         return {}
     return {"args": ["postgres", *pgbackrest.postgres_args(_pitr_settings(stack, domain, False))]}
+
+
+def _patroni_container(stack: TradingStack) -> dict[str, Any]:
+    """The server container of a Patroni cluster: Patroni runs the server, the probes ask Patroni."""
+    spec = stack.spec.postgres
+    config = {"name": patroni.CONFIG_VOLUME, "mountPath": patroni.CONFIG_DIR, "readOnly": True}
+    return {
+        "name": "postgres",
+        "image": spec.image,
+        "command": ["patroni", f"{patroni.CONFIG_DIR}/{patroni.CONFIG_FILE}"],
+        "ports": [POSTGRES_PORT.container_port(), PATRONI_PORT.container_port()],
+        "env": patroni.env(secret_name(stack)),
+        **patroni.probes(),
+        "resources": resources(spec.resources),
+        "securityContext": container_security_context(),
+        "volumeMounts": [*_server_mounts(), config],
+    }
 
 
 def _postgres_container(stack: TradingStack, domain: str) -> dict[str, Any]:
@@ -309,6 +345,8 @@ def _pitr_pod(stack: TradingStack) -> dict[str, Any]:
 
 
 def _statefulset(stack: TradingStack, owner: OwnerReference, domain: str) -> Manifest:
+    if stack.spec.postgres.patroni:
+        return _patroni_statefulset(stack, owner)
     pitr_pod = _pitr_pod(stack)
     pod_spec = {
         "securityContext": {
@@ -325,6 +363,38 @@ def _statefulset(stack: TradingStack, owner: OwnerReference, domain: str) -> Man
     # The pgBackRest files roll the pod when they change (the server reads its configuration at start only).
     config = _pitr_files(stack, domain) if stack.spec.postgres.pitr.enabled else None
     return statefulset(stack, owner, COMPONENT, 1, pod_spec, config=config, data=stack.spec.postgres.storage)
+
+
+def _patroni_statefulset(stack: TradingStack, owner: OwnerReference) -> Manifest:
+    """`spec.postgres.instances` Patroni pods, spread over nodes, with the only API token of the stack's pods."""
+    spec = stack.spec.postgres
+    pod_spec = {
+        "securityContext": {
+            **pod_security_context(POSTGRES_UID, fs_group=POSTGRES_UID),
+            "fsGroupChangePolicy": "OnRootMismatch",
+        },
+        "terminationGracePeriodSeconds": 60,
+        "serviceAccountName": patroni.service_account_name(stack),
+        # Patroni keeps the leader lock in the API server (`patroni.POD_RULES`).
+        "automountServiceAccountToken": True,
+        "affinity": spread_and_anti_affinity(stack, COMPONENT),
+        "containers": [_patroni_container(stack), *_exporter(stack)],
+        "volumes": [
+            scratch_volume("run", RUN_LIMIT),
+            scratch_volume("tmp", TMP_LIMIT),
+            {"name": patroni.CONFIG_VOLUME, "configMap": {"name": patroni.config_map_name(stack)}},
+        ],
+    }
+    return statefulset(
+        stack,
+        owner,
+        COMPONENT,
+        spec.instances,
+        pod_spec,
+        config=patroni.config_files(stack, PGDATA),
+        data=spec.storage,
+        pod_labels=patroni.pod_labels(stack),
+    )
 
 
 def _backup_volume(stack: TradingStack, owner: OwnerReference) -> Manifest:

@@ -334,10 +334,14 @@ def test_interval_counts_real_hours_across_daylight_saving_changes() -> None:
 def test_declares_every_kind_it_renders() -> None:
     # Backup pods are read for their termination messages; the credentials are generated; a restore Job is
     # rendered only when one is asked for.
-    assert_declares_what_it_renders(postgres.COMPONENT, example_stack(), {"Pod", "Secret", "Job", "ConfigMap"})
+    patroni_kinds = {"ServiceAccount", "Role", "RoleBinding", "PodDisruptionBudget"}
+    single = {"Pod", "Secret", "Job", "ConfigMap", *patroni_kinds}
+    assert_declares_what_it_renders(postgres.COMPONENT, example_stack(), single)
     # With pitr, the pgBackRest ConfigMap too: declared, so it is pruned when pitr is turned off again.
     pitr = example_stack(pitr={"enabled": True})
-    assert_declares_what_it_renders(postgres.COMPONENT, pitr, {"Pod", "Secret", "Job"})
+    assert_declares_what_it_renders(postgres.COMPONENT, pitr, {"Pod", "Secret", "Job", *patroni_kinds})
+    # A Patroni cluster: its ConfigMap, ServiceAccount, Role, RoleBinding and PDB, pruned when back at 1.
+    assert_declares_what_it_renders(postgres.COMPONENT, example_stack(instances=3), {"Pod", "Secret", "Job"})
 
 
 def test_backup_runs_are_the_backup_cronjobs_jobs_with_their_pods_results() -> None:
