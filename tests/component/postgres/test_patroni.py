@@ -7,8 +7,9 @@ ports and directories in place of the pod's. The DCS timings are scaled down (tt
 rendered text: bootstrap, post_bootstrap (the stack's database), pg_hba, pg_rewind, synchronous_mode.
 
 Each run: one leader is elected and both replicas stream; the leader's Patroni and postgres are killed with
-SIGKILL while a writer commits; a replica must be promoted within ttl + loop_wait; a checker polling every member
-every 100 ms never sees two servers out of recovery; the old leader, started again, rejoins as a replica. With
+SIGKILL while a writer commits; a replica must be promoted within ttl + loop_wait + retry_timeout; a checker
+polling every member every 100 ms never sees two servers out of recovery; the old leader, started again, rejoins
+as a replica. With
 synchronous mode every commit acknowledged before the kill is on the new leader.
 """
 
@@ -323,7 +324,9 @@ def test_a_killed_leader_fails_over_to_a_replica_and_rejoins(cluster_factory: An
     writer.join(timeout=10)
 
     others = [m for m in cluster.members if m is not leader]
-    deadline = TIMINGS["ttl"] + TIMINGS["loop_wait"]
+    # The leader key lapses at most ttl after its last renewal and a replica's next loop (loop_wait) takes it; its
+    # DCS calls may retry for up to retry_timeout on a loaded machine before it promotes.
+    deadline = TIMINGS["ttl"] + TIMINGS["loop_wait"] + TIMINGS["retry_timeout"]
     new_leader = wait_for(
         lambda: [m for m in others if m.is_primary()], timeout=deadline + 10, interval=0.1, what="a promotion"
     )[0]
