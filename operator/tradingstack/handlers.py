@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 registry = kopf.OperatorRegistry()
 """This module's handlers only, so importing it in tests does not pollute kopf's default registry."""
 
+ERROR_BACKOFFS = (1, 2, 4, 8, 16, 30)
+"""Seconds between retries of a failing pass (kopf's error_backoffs), spread instead of kopf's fixed delays."""
+
 
 def _plain(value: Any) -> Any:
     """kopf hands out live mapping views; pydantic and JSON want plain dicts and lists."""
@@ -86,8 +89,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.scanning.disabled = not memo.get("scanning", True)
     # Our own events are explicit; kopf's INFO handler logs would otherwise become Events (writes) every pass.
     settings.posting.level = logging.WARNING
-    # Spread retries of failing API calls instead of kopf's default fixed delays.
-    settings.networking.error_backoffs = [1, 2, 4, 8, 16, 30]
+    settings.networking.error_backoffs = list(ERROR_BACKOFFS)
     # With leader election, every write of a reconcile pass first checks that this operator still leads.
     memo.kube = Kube.from_kubeconfig(user_agent=memo.get("user_agent"), may_write=memo.get("may_write"))
     memo.reconciler = StackReconciler(

@@ -28,11 +28,32 @@ from tests.fixtures.operator import (
     write_requests,
 )
 from tests.fixtures.reliability import Reliability
+from tradingstack.components import listed_kinds
+from tradingstack.handlers import ERROR_BACKOFFS
+from tradingstack.reconcile.leadership import Timings
 
 pytestmark = pytest.mark.cluster
 FAULTS: tuple[Mode, ...] = ("429", "500", "drop")
 FAULT_SECONDS = int(os.environ.get("TRADINGSTACK_CHAOS_FAULT_SECONDS", "10"))
-ATTEMPTS_PER_MINUTE = 300
+
+
+def attempts_bound(seconds: float) -> float:
+    """Requests per minute a backing-off operator may make during `seconds` of errors: one pass per retry of
+    `ERROR_BACKOFFS` (and the first), each listing every child kind plus a few reads and writes of the stack, and
+    the leader election's Lease requests every retry period. No backoff would be a pass per answer: tens per
+    second."""
+    passes, waited = 1, 0
+    for delay in ERROR_BACKOFFS:
+        waited += delay
+        if waited > seconds:
+            break
+        passes += 1
+    per_pass = len(listed_kinds()) + 6  # the stack, its claims, events, status, leadership checks
+    lease = seconds / Timings().retry_period.total_seconds() + 1
+    return (passes * per_pass + lease) * 60 / seconds
+
+
+ATTEMPTS_PER_MINUTE = attempts_bound(FAULT_SECONDS)
 """Bound on the operator's requests per minute while every one fails: its backoff, not a retry loop."""
 WRITES_AFTER_FAULTS = 10
 
@@ -112,6 +133,6 @@ def test_the_operator_backs_off_through_api_errors_and_converges(
         runs=f"{len(FAULTS)} faults of {FAULT_SECONDS} s: every request 429, every one 500, every connection dropped",
         faults="all of the operator's requests fail; a spec change is made as they begin",
         checked="same process; attempts per minute at the proxy; the change applied after; writes; resync writes",
-        result=f"operator attempts {rates} (bound {ATTEMPTS_PER_MINUTE}/min); change applied {recovered:.1f} s after "
-        f"the API answered; {len(writes)} writes; 0 writes on resync; 0 restarts",
+        result=f"operator attempts {rates} (bound {ATTEMPTS_PER_MINUTE:.0f}/min); change applied {recovered:.1f} s "
+        f"after the API answered; {len(writes)} writes; 0 writes on resync; 0 restarts",
     )

@@ -77,11 +77,13 @@ def _policy(
     stack: TradingStack, owner: OwnerReference, name: str, component: str, selector: dict[str, Any], **rules: Any
 ) -> Manifest:
     types = [t for t, key in (("Ingress", "ingress"), ("Egress", "egress")) if key in rules]
+    # A direction without rules denies by its policyType alone; the API server drops an empty rule list, so
+    # rendering one would make the live object differ from the rendered one at every resync.
     return manifest(
         "networking.k8s.io/v1",
         "NetworkPolicy",
         metadata(stack, owner, component, name=name),
-        spec={"podSelector": selector, "policyTypes": types, **rules},
+        spec={"podSelector": selector, "policyTypes": types, **{key: list_ for key, list_ in rules.items() if list_}},
     )
 
 
