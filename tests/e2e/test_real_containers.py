@@ -480,6 +480,10 @@ def wait_rolled_out(
         raise AssertionError(f"{err}; rollouts: {json.dumps({s: rollouts.get(s) for s in replicas})}") from err
 
 
+def conditions(stack: Stack) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in stack_status(stack.cluster, stack.namespace)["conditions"]}
+
+
 def test_a_rollout_that_answers_unhealthy_is_rolled_back_and_a_good_one_rolls_out(stack: Stack) -> None:
     """risk-safety (2 replicas) gets a template whose pods answer UNHEALTHY (Redis, a critical dependency, at an
     address nothing listens on): its canary is rolled back, the Deployment never loses a Ready pod, the stack says
@@ -493,8 +497,10 @@ def test_a_rollout_that_answers_unhealthy_is_rolled_back_and_a_good_one_rolls_ou
         set_service(stack, service, env=[*env, {"name": "REDIS_URL", "value": "redis://127.0.0.1:1/0"}])
         bad = wait_for(lambda: rollout_status(stack, service).get("step") == "RolledBack" and rollout_status(
             stack, service), timeout=240, interval=1, what=f"{service}'s canary rolled back")  # fmt: skip
-        degraded = {c["type"]: c for c in stack_status(stack.cluster, stack.namespace)["conditions"]}["Degraded"]
-        assert degraded["reason"] == "RolloutRolledBack", degraded
+        # The step is written before the pass's child writes (reconcile.rollout_runner.interim_status), the
+        # conditions at its end: wait for that pass to finish.
+        degraded = wait_for(lambda: (c := conditions(stack)["Degraded"])["reason"] == "RolloutRolledBack" and c,
+                            timeout=60, interval=1, what="Degraded with reason RolloutRolledBack")  # fmt: skip
         assert service in degraded["message"] and bad["badRevision"] in degraded["message"], degraded
         events = stack.cluster.kubectl_json("get", "events", "-n", stack.namespace,
                                             "--field-selector", f"involvedObject.name={STACK}")["items"]  # fmt: skip
