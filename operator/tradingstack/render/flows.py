@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tradingstack.api import ServiceSpec, TradingStack
+from tradingstack.api.spec import EgressSpec
 from tradingstack.contract import CANARY_SUFFIX
 from tradingstack.render import postgres, redis
 from tradingstack.render.common import (
@@ -114,6 +115,12 @@ def _gateway_flows(stack: TradingStack) -> list[Flow]:
     ]
 
 
+def _egress_flow(pods: Pods, egress: EgressSpec, why: str) -> Flow:
+    """`pods` to a network outside the cluster, as an `egress` entry of the spec names it."""
+    ports = tuple(Target(p.port, p.protocol) for p in egress.ports)
+    return Flow(pods, Network(egress.cidr, tuple(egress.except_)), ports, why)
+
+
 def _service_flows(stack: TradingStack, service: ServiceSpec) -> list[Flow]:
     pods = service_pods(service)
     flows = [
@@ -127,10 +134,7 @@ def _service_flows(stack: TradingStack, service: ServiceSpec) -> list[Flow]:
         ]
     if "postgres" in service.uses and stack.spec.postgres.enabled:
         flows.append(Flow(pods, component_pods(postgres.COMPONENT), tcp(POSTGRES_PORT), "uses postgres"))
-    flows += [
-        Flow(pods, Network(e.cidr, tuple(e.except_)), tuple(Target(p.port, p.protocol) for p in e.ports), "egress")
-        for e in service.egress
-    ]
+    flows += [_egress_flow(pods, e, "egress") for e in service.egress]
     return flows
 
 
@@ -178,7 +182,7 @@ def _pitr_flows(stack: TradingStack, server: Pods) -> list[Flow]:
     s3 = stack.spec.postgres.pitr.s3
     if stack.spec.postgres.pitr.enabled and s3 is not None:
         flows += [
-            Flow(pods, Network(e.cidr, tuple(e.except_)), tuple(Target(p.port, p.protocol) for p in e.ports), why)
+            _egress_flow(pods, e, why)
             for e in s3.egress
             for pods, why in ((server, "archive-push and restore to S3"), (jobs, "backups to S3"))
         ]
