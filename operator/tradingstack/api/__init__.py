@@ -15,6 +15,7 @@ from tradingstack.api.spec import (
     RestoreSpec,
     ServiceSpec,
     StorageSpec,
+    TlsSpec,
     TradingStackSpec,
 )
 from tradingstack.api.status import (
@@ -51,6 +52,7 @@ __all__ = [
     "ServiceSpec",
     "ServiceStatus",
     "StorageSpec",
+    "TlsSpec",
     "TradingStack",
     "TradingStackSpec",
     "TradingStackStatus",

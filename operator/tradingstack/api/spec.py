@@ -988,6 +988,65 @@ def _encrypts(root: str) -> str:
     return f"(has({root}.postgres.pitr.encrypt) ? {root}.postgres.pitr.encrypt : true)"
 
 
+class TlsSpec(ApiModel):
+    """Encryption in transit (opt-in): PostgreSQL serves TLS only (`hostssl`, plain TCP refused except from the
+    pod itself) and the services get `sslmode=verify-full` with the stack's CA. Not yet Redis and Sentinel (they
+    stay plaintext, password-protected) and not yet a Patroni cluster (`postgres.instances` 1 only).
+
+    The server certificate covers the Service's DNS names (`<stack>-postgres`, `.<namespace>`, `.svc`,
+    `.svc.<cluster domain>`)."""
+
+    enabled: bool = False
+    """Serve TLS. Enabling or disabling it restarts the PostgreSQL pod and the services that use it. Default:
+    false."""
+
+    issuer: Literal["generated", "secret"] = "generated"
+    """`generated`: the operator makes a CA per stack (kept in the Secret `<stack>-tls-ca`, created once, kept like
+    the other generated Secrets) and issues the server certificate into `<stack>-tls`, renewed before it expires.
+    `secret`: your Secret `secretName` (a cert-manager Certificate's Secret fits). Default: generated."""
+
+    secret_name: SecretName | None = None
+    """With issuer `secret`: the Secret of the stack's namespace with the keys `tls.crt` (the server certificate,
+    its chain after it), `tls.key` and `ca.crt` (the CA the clients trust), as cert-manager writes them. Its
+    certificate must name the PostgreSQL Service's DNS names (see `tls`). Renewing it (cert-manager does) restarts
+    the server."""
+
+    validity_days: int = Field(default=90, ge=7, le=3650)
+    """With issuer `generated`: how long an issued server certificate is valid. The CA is valid ten years.
+    Default: 90."""
+
+    renew_before_days: int = Field(default=30, ge=1, le=3649)
+    """With issuer `generated`: the server certificate is issued anew (same CA, new key) when fewer days than
+    this remain; the pods using it restart to load it. Less than validityDays. Default: 30."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel(
+                "!has(self.issuer) || self.issuer != 'secret' || has(self.secretName)",
+                "issuer secret needs secretName",
+            ),
+            cel(
+                "(has(self.renewBeforeDays) ? self.renewBeforeDays : 30) < "
+                "(has(self.validityDays) ? self.validityDays : 90)",
+                "renewBeforeDays must be less than validityDays",
+            ),
+        )
+    }
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TlsSpec:
+        if self.issuer == "secret" and self.secret_name is None:
+            raise ValueError("issuer secret needs secretName")
+        if self.renew_before_days >= self.validity_days:
+            raise ValueError("renewBeforeDays must be less than validityDays")
+        return self
+
+    @property
+    def generated(self) -> bool:
+        """The operator issues the certificates itself."""
+        return self.enabled and self.issuer == "generated"
+
+
 class TradingStackSpec(ApiModel):
     """A Quantum Trader stack: services, Redis Sentinel, PostgreSQL with backups, gateway, daily restarts."""
 
@@ -1020,6 +1079,12 @@ class TradingStackSpec(ApiModel):
     """Kill switch. While set, every service with `haltable: true` is scaled to zero and its egress is cut; the
     data stores, the gateway and the other services keep running; restart runs are held. Unset: not halted."""
 
+    tls: TlsSpec = Field(default_factory=TlsSpec)
+    """Encryption in transit (off by default). For now PostgreSQL only: the server accepts TLS connections only
+    (plain TCP from its own pod aside), the services connect with `sslmode=verify-full` and the stack's CA; Redis
+    and Sentinel stay plaintext. The server certificate names `<stack>-postgres`, `<stack>-postgres.<namespace>`,
+    `...svc` and `...svc.<cluster domain>`. Needs `postgres.instances` 1."""
+
     model_config = ApiModel.model_config | {
         "json_schema_extra": validations(
             *(
@@ -1034,6 +1099,11 @@ class TradingStackSpec(ApiModel):
                 f"!{_pitr_on('oldSelf')} || !{_pitr_on('self')} || {_encrypts('self')} == {_encrypts('oldSelf')}",
                 "postgres.pitr.encrypt cannot change while pitr is enabled: the repositories' backups and WAL are "
                 "encrypted (or not) for good",
+            ),
+            cel(
+                "!has(self.tls) || !has(self.tls.enabled) || !self.tls.enabled || !has(self.postgres) || "
+                "!has(self.postgres.instances) || self.postgres.instances == 1",
+                "tls needs postgres.instances 1 (not yet with a Patroni cluster)",
             ),
             cel(
                 "!has(self.postgres) || !has(self.postgres.restore) || (has(oldSelf.postgres) && "
@@ -1058,6 +1128,8 @@ class TradingStackSpec(ApiModel):
                 problems.append(f"services[{index}].uses: redis is used but redis.enabled is false")
             if "postgres" in service.uses and not self.postgres.enabled:
                 problems.append(f"services[{index}].uses: postgres is used but postgres.enabled is false")
+        if self.tls.enabled and self.postgres.instances > 1:
+            problems.append("tls: needs postgres.instances 1 (not yet with a Patroni cluster)")
         for field in ("order", "exclude"):
             for name in getattr(self.restarts, field):
                 if name not in names:
