@@ -93,6 +93,9 @@ class PostgresEnv:
     USER: Final = "PGUSER"
     PASSWORD: Final = "PGPASSWORD"  # noqa: S105 - the name of a variable, not a password
     URL: Final = "DATABASE_URL"
+    SECRET_URL: Final = "TRADINGSTACK_POSTGRES_DSN"  # noqa: S105 - the name of a variable
+    """With `spec.tls`: the Secret's `dsn` as is, which the kubelet expands into `URL` with the TLS query after it
+    (`$(TRADINGSTACK_POSTGRES_DSN)?sslmode=verify-full&...`); not read by anything else."""
 
 
 class PatroniEnv:
@@ -254,6 +257,9 @@ class Annotation:
     maintenance counts as open. Written by `ops.apply_now`, parsed by `schedule.maintenance.parse_override`."""
     BACKUP: Final = f"{API_GROUP}/backup"
     """On restore Jobs: the backup being restored."""
+    TLS_REVISION: Final = f"{API_GROUP}/tls-revision"
+    """On the PostgreSQL pod template (`spec.tls`): the hash of the server certificate it should serve, so that a
+    renewed certificate restarts the server, which reads it at start."""
     REVISION: Final = f"{API_GROUP}/revision"
     """On a service's Deployment (and its canary's pod template): the short hash of the rendered pod template, the
     restart stamp excluded; what a health-gated rollout compares."""

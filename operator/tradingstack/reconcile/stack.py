@@ -68,6 +68,8 @@ from tradingstack.reconcile.status import (
     invalid_spec_status,
     serving_pod_ips,
 )
+from tradingstack.reconcile.tls import CertificatePlan, plan_certificates, with_certificate_revision
+from tradingstack.render import tls
 from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN
 from tradingstack.render.halt import halted_services
 from tradingstack.render.pgbackrest_tls import TlsKeys
@@ -109,6 +111,11 @@ def new_tls_keys() -> TlsKeys:
     return TlsKeys(*(ec.generate_private_key(ec.SECP256R1()) for _ in range(3)))
 
 
+def new_private_key() -> ec.EllipticCurvePrivateKey:
+    """A fresh EC P-256 key from the system's randomness (the stack's CA and server certificates, `spec.tls`)."""
+    return ec.generate_private_key(ec.SECP256R1())
+
+
 class StackReconciler:
     def __init__(
         self,
@@ -117,6 +124,7 @@ class StackReconciler:
         new_password: Callable[[], str] = lambda: secrets.token_urlsafe(24),
         new_tls_keys: Callable[[], TlsKeys] = new_tls_keys,
         read_data_plane: bool = True,
+        new_key: Callable[[], ec.EllipticCurvePrivateKey] = new_private_key,
         cluster_domain: str = DEFAULT_CLUSTER_DOMAIN,
         dns_cidrs: tuple[str, ...] = (),
     ) -> None:
@@ -126,6 +134,7 @@ class StackReconciler:
         self._clock = clock
         self._new_password = new_password
         self._new_tls_keys = new_tls_keys
+        self._new_key = new_key
         self._read_data_plane = read_data_plane
         """Read the services' health documents and ask the sentinels (both need the pod network)."""
 
@@ -164,7 +173,9 @@ class StackReconciler:
         children = await self._kube.list_children(
             stack.namespace, {Label.STACK: stack.name}, [u.kind for u in listed_kinds()]
         )
-        rendered = [with_applied_hash(obj) for obj in self._render(stack)]
+        certificates = await self._plan_certificates(stack, now)
+        stamped = with_certificate_revision(self._render(stack), stack, certificates.revision)
+        rendered = [with_applied_hash(obj) for obj in stamped]
         rollouts, objects = await self._plan_rollouts(stack, rendered, children, previous, now)
         if (interim := interim_status(previous, rollouts)) is not None:
             await self._execute(
@@ -180,7 +191,11 @@ class StackReconciler:
             if isinstance(action, Delete):
                 children.pop(action.key, None)  # gone: the main batch must not prune it a second time
         secret_problems = await self._check_user_secrets(stack)
-        secrets = self._generated_secrets(stack)
+        secrets = self._generated_secrets(stack) + certificates.secrets
+        if certificates.renewals:
+            log.info("issuing the TLS certificate of %s anew: %s", stack.name, certificates.reason)
+            renewed = PostEvent("Normal", "CertificateRenewed", f"TLS certificate issued anew: {certificates.reason}")
+            await self._execute(body, stack, [*certificates.renewals, renewed])
         templates = hold_statefulset_templates(desired, children, maintenance_closed(stack, now))
         apply_errors = await self._write_children(
             body, stack, reported_problems(previous), desired, secrets, children, conflicts, secret_problems,
@@ -216,6 +231,15 @@ class StackReconciler:
                 conflicts[key] = found_conflict
                 del children[key]  # not ours: never read into the status, never pruned
         return conflicts
+
+    async def _plan_certificates(self, stack: TradingStack, now: datetime) -> CertificatePlan:
+        """Reads the stack's TLS Secrets (`spec.tls`) and decides what to create or issue anew (`reconcile.tls`)."""
+        if not tls.enabled(stack):
+            return CertificatePlan()
+        generated = tls.generated(stack)
+        live_ca = await self._kube.get("Secret", tls.ca_secret_name(stack), stack.namespace) if generated else None
+        live_server = await self._kube.get("Secret", tls.secret_name(stack), stack.namespace)
+        return plan_certificates(stack, live_ca, live_server, now, self._new_key, self._domain)
 
     async def _plan_rollouts(
         self,
@@ -352,5 +376,5 @@ class StackReconciler:
         )
         desired = self._render(stack)
         await self._claim(stack, desired, children)
-        secrets = self._generated_secrets(stack)
+        secrets = self._generated_secrets(stack) + (await self._plan_certificates(stack, self._clock())).secrets
         await self._execute(body, stack, retention_writes(stack, desired + secrets, children))

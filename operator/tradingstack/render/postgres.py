@@ -33,7 +33,7 @@ from tradingstack.contract import (
     SecretKey,
 )
 from tradingstack.contract.pgbackrest import PitrToolCommand
-from tradingstack.render import patroni, pgbackrest, pitr
+from tradingstack.render import patroni, pgbackrest, pitr, tls
 from tradingstack.render.common import (
     DEFAULT_CLUSTER_DOMAIN,
     PATRONI_PORT,
@@ -128,8 +128,16 @@ def dsn(stack: TradingStack, password: str, domain: str) -> str:
 
 
 def connection_env(stack: TradingStack, domain: str) -> list[dict[str, Any]]:
-    """libpq variables plus DATABASE_URL for a container that connects to the stack's PostgreSQL."""
-    return [*_libpq_env(stack, domain), _secret_env(stack, PostgresEnv.URL, SecretKey.DSN)]
+    """libpq variables plus DATABASE_URL for a container that connects to the stack's PostgreSQL. With `spec.tls`
+    the URL is the Secret's `dsn` with `sslmode=verify-full` and the CA file in its query (the kubelet expands
+    `$(...)` from the variable defined before it); the container needs `tls.client_mounts` too."""
+    if not tls.enabled(stack):
+        return [*_libpq_env(stack, domain), _secret_env(stack, PostgresEnv.URL, SecretKey.DSN)]
+    return [
+        *_libpq_env(stack, domain),
+        _secret_env(stack, PostgresEnv.SECRET_URL, SecretKey.DSN),
+        {"name": PostgresEnv.URL, "value": f"$({PostgresEnv.SECRET_URL})?{tls.dsn_query()}"},
+    ]
 
 
 def render_postgres(stack: TradingStack, owner: OwnerReference, domain: str = DEFAULT_CLUSTER_DOMAIN) -> list[Manifest]:
@@ -148,6 +156,8 @@ def render_postgres(stack: TradingStack, owner: OwnerReference, domain: str = DE
     backup = stack.spec.postgres.backup
     if backup.enabled:
         manifests.append(_backup_cronjob(stack, owner, domain))
+    if tls.enabled(stack):
+        manifests.append(tls.hba_config_map(stack, owner))
     if stack.spec.postgres.pitr.enabled:
         manifests += [
             pitr.config_map(stack, owner, COMPONENT, _pitr_files(stack, domain)),
@@ -197,6 +207,7 @@ def _libpq_env(stack: TradingStack, domain: str) -> list[dict[str, Any]]:
         {"name": PostgresEnv.DATABASE, "value": stack.spec.postgres.database},
         _secret_env(stack, PostgresEnv.USER, SecretKey.USERNAME),
         _secret_env(stack, PostgresEnv.PASSWORD, SecretKey.PASSWORD),
+        *tls.client_env(stack),
     ]
 
 
@@ -238,10 +249,15 @@ def _pgbackrest_mounts(stack: TradingStack) -> list[dict[str, Any]]:
 
 
 def _server_args(stack: TradingStack, domain: str) -> dict[str, Any]:
-    """With pitr: `postgres` with the archive settings (the image's CMD otherwise)."""
-    if not stack.spec.postgres.pitr.enabled:
+    """With pitr: `postgres` with the archive settings; with tls: with the TLS settings (the image's CMD
+    otherwise)."""
+    pitr_args = (
+        pgbackrest.postgres_args(_pitr_settings(stack, domain, False)) if stack.spec.postgres.pitr.enabled else []
+    )
+    tls_args = tls.server_args(stack)
+    if not pitr_args and not tls_args:
         return {}
-    return {"args": ["postgres", *pgbackrest.postgres_args(_pitr_settings(stack, domain, False))]}
+    return {"args": ["postgres", *pitr_args, *tls_args]}
 
 
 def _patroni_container(stack: TradingStack) -> dict[str, Any]:
@@ -289,7 +305,7 @@ def _postgres_container(stack: TradingStack, domain: str) -> dict[str, Any]:
         },
         "resources": resources(spec.resources),
         "securityContext": container_security_context(),
-        "volumeMounts": [*_server_mounts(), *_pgbackrest_mounts(stack)],
+        "volumeMounts": [*_server_mounts(), *_pgbackrest_mounts(stack), *tls.server_mounts(stack)],
     }
 
 
@@ -358,10 +374,19 @@ def _statefulset(stack: TradingStack, owner: OwnerReference, domain: str) -> Man
         "automountServiceAccountToken": False,
         **({"initContainers": pitr_pod["initContainers"]} if "initContainers" in pitr_pod else {}),
         "containers": [_postgres_container(stack, domain), *_exporter(stack), *pitr_pod["containers"]],
-        "volumes": [scratch_volume("run", RUN_LIMIT), scratch_volume("tmp", TMP_LIMIT), *pitr_pod["volumes"]],
+        "volumes": [
+            scratch_volume("run", RUN_LIMIT),
+            scratch_volume("tmp", TMP_LIMIT),
+            *pitr_pod["volumes"],
+            *tls.server_volumes(stack),
+        ],
     }
-    # The pgBackRest files roll the pod when they change (the server reads its configuration at start only).
-    config = _pitr_files(stack, domain) if stack.spec.postgres.pitr.enabled else None
+    # The pgBackRest files and pg_hba.conf roll the pod when they change (the server reads them at start only).
+    files = {
+        **(_pitr_files(stack, domain) if stack.spec.postgres.pitr.enabled else {}),
+        **(tls.hba_files() if tls.enabled(stack) else {}),
+    }
+    config = files or None
     return statefulset(stack, owner, COMPONENT, 1, pod_spec, config=config, data=stack.spec.postgres.storage)
 
 
@@ -423,7 +448,11 @@ def _tool_pod(stack: TradingStack, component: str, args: list[str], domain: str)
         # The tool writes its JSON result there; on a crash the log tail is the next best message.
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "volumeMounts": [{"name": "backups", "mountPath": BACKUP_MOUNT}, {"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [
+            {"name": "backups", "mountPath": BACKUP_MOUNT},
+            {"name": "tmp", "mountPath": "/tmp"},
+            *tls.client_mounts(stack),
+        ],
     }
     return {
         "metadata": {"labels": labels(stack, component)},
@@ -437,6 +466,7 @@ def _tool_pod(stack: TradingStack, component: str, args: list[str], domain: str)
             "volumes": [
                 {"name": "backups", "persistentVolumeClaim": {"claimName": _backup_claim(stack)}},
                 scratch_volume("tmp", TMP_LIMIT),
+                *tls.client_volumes(stack),
             ],
         },
     }
@@ -541,6 +571,7 @@ def _restore_job(stack: TradingStack, owner: OwnerReference, backup: str, mode: 
             "env": _libpq_env(stack, domain),
             "resources": resources(TOOL_RESOURCES),
             "securityContext": container_security_context(),
+            **({"volumeMounts": tls.client_mounts(stack)} if tls.enabled(stack) else {}),
         }
     ]
     return manifest(

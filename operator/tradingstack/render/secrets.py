@@ -10,10 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from tradingstack.api import OwnerReference, TradingStack
 from tradingstack.contract import SecretKey
 from tradingstack.contract.pgbackrest import CIPHER_PASS_KEY, CLIENT_CN
-from tradingstack.render import pitr, postgres, redis
+from tradingstack.contract.tls import TlsSecretKey
+from tradingstack.render import pitr, postgres, redis, tls
+from tradingstack.render.certificates import Authority
 from tradingstack.render.common import (
     DEFAULT_CLUSTER_DOMAIN,
     Manifest,
@@ -52,7 +56,8 @@ def generated_secret_names(stack: TradingStack) -> list[str]:
     names = [redis.redis_secret_name(stack)] if _generates_redis(stack) else []
     names += [postgres.secret_name(stack)] if _generates_postgres(stack) else []
     names += [pitr.cipher_secret_name(stack)] if _generates_cipher_pass(stack) else []
-    return names + ([pitr.tls_secret_name(stack)] if _pitr(stack) else [])
+    names += [pitr.tls_secret_name(stack)] if _pitr(stack) else []
+    return names + ([tls.ca_secret_name(stack), tls.secret_name(stack)] if tls.generated(stack) else [])
 
 
 def referenced_secret_keys(stack: TradingStack) -> dict[str, tuple[str, ...]]:
@@ -63,6 +68,8 @@ def referenced_secret_keys(stack: TradingStack) -> dict[str, tuple[str, ...]]:
     if stack.spec.postgres.enabled and stack.spec.postgres.existing_secret:
         name = stack.spec.postgres.existing_secret
         keys[name] = tuple(dict.fromkeys(keys.get(name, ()) + postgres.POSTGRES_SECRET_KEYS))
+    if tls.enabled(stack) and not tls.generated(stack):
+        keys[tls.secret_name(stack)] = (TlsSecretKey.CERT, TlsSecretKey.KEY, TlsSecretKey.CA)
     s3 = stack.spec.postgres.pitr.s3
     if _pitr(stack) and s3 is not None:
         for ref in (s3.access_key_id, s3.secret_access_key, *([s3.ca_secret] if s3.ca_secret else [])):
@@ -102,3 +109,21 @@ def generated_secrets(
         files = tls_files(names, CLIENT_CN, new_tls_keys(), now)
         secrets.append(_secret(stack, owner, "postgres", pitr.tls_secret_name(stack), files))
     return secrets
+
+
+def tls_secrets(
+    stack: TradingStack,
+    owner: OwnerReference,
+    ca: Authority,
+    server_key: ec.EllipticCurvePrivateKey,
+    now: datetime,
+    domain: str = DEFAULT_CLUSTER_DOMAIN,
+) -> list[Manifest]:
+    """With `spec.tls` issued by the operator: the CA Secret and the server's, signed by `ca` (the live CA, or a
+    new one when there is none yet: `reconcile.tls` decides)."""
+    return [
+        _secret(stack, owner, tls.COMPONENT, tls.ca_secret_name(stack), tls.ca_files(ca)),
+        _secret(
+            stack, owner, tls.COMPONENT, tls.secret_name(stack), tls.server_files(stack, ca, server_key, now, domain)
+        ),
+    ]

@@ -14,7 +14,7 @@ from typing import Any
 
 from tradingstack.api import OwnerReference, ServiceSpec, TradingStack
 from tradingstack.contract import CANARY_SUFFIX, Annotation, Label, ServiceEnv, format_flag
-from tradingstack.render import postgres, redis
+from tradingstack.render import postgres, redis, tls
 from tradingstack.render.common import (
     DEFAULT_CLUSTER_DOMAIN,
     Manifest,
@@ -72,6 +72,7 @@ def _deployment(
     """`halted`: the stack's kill switch stops this service (`render.halt`): zero replicas, the pods ended with
     their normal termination grace period."""
     health = service.health
+    postgres_user = "postgres" in service.uses
     container = {
         "name": service.name,
         "image": service.image,
@@ -84,7 +85,7 @@ def _deployment(
         ),
         "livenessProbe": _http_probe(health.live_path, period=10, failures=3),
         "readinessProbe": _http_probe(health.ready_path, period=5, failures=2),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *(tls.client_mounts(stack) if postgres_user else [])],
     }
     template = {
         "metadata": pod_template_metadata(stack, service.name),
@@ -94,7 +95,7 @@ def _deployment(
             "securityContext": pod_security_context(),
             "affinity": spread_and_anti_affinity(stack, service.name),
             "containers": [container],
-            "volumes": [scratch_volume("tmp", "256Mi")],
+            "volumes": [scratch_volume("tmp", "256Mi"), *(tls.client_volumes(stack) if postgres_user else [])],
         },
     }
     return manifest(

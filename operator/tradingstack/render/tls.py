@@ -1,0 +1,194 @@
+"""The stack's TLS (`spec.tls`), PostgreSQL for now: the certificates, the server's settings and the clients'.
+
+- The server certificate lives in the Secret `secret_name(stack)`: the user's (`issuer: secret`, e.g. a
+  cert-manager Certificate's) or `<stack>-tls`, issued by the operator from the stack's own CA, which it keeps in
+  `<stack>-tls-ca` (`tls.crt`, `tls.key`: a CA Secret as cert-manager's CA issuer reads it). Both are generated
+  like the other Secrets (created when missing, kept under Retain); `reconcile.tls` issues the server
+  certificate anew before it expires, with the same CA, so the clients' CA file never changes.
+- The server (`server_args`) accepts TCP connections only with TLS (`hostssl`) except from its own pod (the
+  exporter and the probes on 127.0.0.1); the local socket stays `trust`, as the image's initdb sets it.
+- The clients (the services that use PostgreSQL and the backup tool) get `PGSSLMODE=verify-full`,
+  `PGSSLROOTCERT` and a `DATABASE_URL` with both in its query, and the CA file mounted (`client_volume`).
+
+Pure: keys and time come from the caller.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from tradingstack.api import OwnerReference, TradingStack
+from tradingstack.contract.tls import CLIENT_CA_FILE, CLIENT_DIR, SERVER_DIR, VERIFY_FULL, LibpqTlsEnv, TlsSecretKey
+from tradingstack.render.certificates import Authority, authority, leaf, pem, pem_key
+from tradingstack.render.common import Manifest, child_name, manifest, metadata
+
+COMPONENT = "tls"
+CA_VALIDITY = timedelta(days=3650)
+"""The stack's CA: ten years, since the clients trust it and the server certificates are renewed under it."""
+
+SERVER_VOLUME = "tls"
+CLIENT_VOLUME = "tls-ca"
+HBA_VOLUME = "postgres-hba"
+HBA_DIR = "/etc/tradingstack/postgres"
+HBA_FILE = "pg_hba.conf"
+SECRET_FILE_MODE = 0o440
+"""Owned by root, group fsGroup: PostgreSQL accepts a root-owned key readable by its group (u=rw,g=r or less)."""
+
+
+def enabled(stack: TradingStack) -> bool:
+    """The stack's PostgreSQL serves TLS."""
+    return stack.spec.tls.enabled and stack.spec.postgres.enabled
+
+
+def generated(stack: TradingStack) -> bool:
+    """The operator issues the certificates (rather than reading the user's Secret)."""
+    return enabled(stack) and stack.spec.tls.generated
+
+
+def secret_name(stack: TradingStack) -> str:
+    """The server's TLS Secret (keys `TlsSecretKey`): the user's `secretName`, or the one the operator issues."""
+    spec = stack.spec.tls
+    return spec.secret_name if spec.issuer == "secret" and spec.secret_name else child_name(stack, COMPONENT)
+
+
+def ca_secret_name(stack: TradingStack) -> str:
+    """The operator's CA of the stack (`issuer: generated`)."""
+    return child_name(stack, "tls-ca")
+
+
+def hba_config_map_name(stack: TradingStack) -> str:
+    return child_name(stack, "postgres-hba")
+
+
+def server_names(stack: TradingStack, domain: str) -> list[str]:
+    """DNS SANs of the PostgreSQL server certificate: every name of its Service a client may use, the full one
+    (the injected PGHOST) first."""
+    short = child_name(stack, "postgres")
+    return [
+        f"{short}.{stack.namespace}.svc.{domain}",
+        short,
+        f"{short}.{stack.namespace}",
+        f"{short}.{stack.namespace}.svc",
+    ]
+
+
+def new_authority(stack: TradingStack, key: ec.EllipticCurvePrivateKey, now: datetime) -> Authority:
+    return authority(f"{stack.namespace}/{stack.name} CA", key, now, CA_VALIDITY)
+
+
+def ca_files(ca: Authority) -> dict[str, str]:
+    """The CA Secret's data: its certificate and key."""
+    return {TlsSecretKey.CERT: pem(ca.certificate), TlsSecretKey.KEY: pem_key(ca.key)}
+
+
+def server_files(
+    stack: TradingStack, ca: Authority, key: ec.EllipticCurvePrivateKey, now: datetime, domain: str
+) -> dict[str, str]:
+    """The server Secret's data: a certificate for `server_names` valid `validityDays` from `now`, its key and the
+    CA's certificate. The serial is the issue time in microseconds: unique under the stack's CA."""
+    names = server_names(stack, domain)
+    validity = timedelta(days=stack.spec.tls.validity_days)
+    serial = int(now.timestamp() * 1_000_000)
+    server = leaf(ca, names[0], key, ExtendedKeyUsageOID.SERVER_AUTH, serial, now, validity, names)
+    return {TlsSecretKey.CERT: pem(server), TlsSecretKey.KEY: pem_key(key), TlsSecretKey.CA: pem(ca.certificate)}
+
+
+def hba_conf() -> str:
+    """Who may connect how: the local socket as initdb sets it (trust), the pod itself over TCP with a password
+    (the exporter, pg_isready), everyone else with TLS and a password only."""
+    return "\n".join(
+        [
+            "# Rendered by the TradingStack operator (spec.tls): plain TCP only from the pod itself.",
+            "local all all trust",
+            "host all all 127.0.0.1/32 scram-sha-256",
+            "host all all ::1/128 scram-sha-256",
+            "hostssl all all 0.0.0.0/0 scram-sha-256",
+            "hostssl all all ::/0 scram-sha-256",
+            "",
+        ]
+    )
+
+
+def hba_files() -> dict[str, str]:
+    return {HBA_FILE: hba_conf()}
+
+
+def hba_config_map(stack: TradingStack, owner: OwnerReference) -> Manifest:
+    meta = metadata(stack, owner, "postgres", name=hba_config_map_name(stack))
+    return manifest("v1", "ConfigMap", meta, data=hba_files())
+
+
+def server_args(stack: TradingStack, directory: str = SERVER_DIR, hba_dir: str = HBA_DIR) -> list[str]:
+    """`postgres` settings (`-c`) that turn TLS on with the mounted files; the directories are parameters so that a
+    test runs the same settings from its own files."""
+    if not enabled(stack):
+        return []
+    settings = {
+        "ssl": "on",
+        "ssl_cert_file": f"{directory}/{TlsSecretKey.CERT}",
+        "ssl_key_file": f"{directory}/{TlsSecretKey.KEY}",
+        "ssl_min_protocol_version": "TLSv1.2",
+        "hba_file": f"{hba_dir}/{HBA_FILE}",
+    }
+    return [arg for option, value in settings.items() for arg in ("-c", f"{option}={value}")]
+
+
+def server_volumes(stack: TradingStack) -> list[dict[str, Any]]:
+    if not enabled(stack):
+        return []
+    return [
+        {"name": SERVER_VOLUME, "secret": {"secretName": secret_name(stack), "defaultMode": SECRET_FILE_MODE}},
+        {"name": HBA_VOLUME, "configMap": {"name": hba_config_map_name(stack)}},
+    ]
+
+
+def server_mounts(stack: TradingStack) -> list[dict[str, Any]]:
+    if not enabled(stack):
+        return []
+    return [
+        {"name": SERVER_VOLUME, "mountPath": SERVER_DIR, "readOnly": True},
+        {"name": HBA_VOLUME, "mountPath": HBA_DIR, "readOnly": True},
+    ]
+
+
+def client_volumes(stack: TradingStack) -> list[dict[str, Any]]:
+    """The CA certificate alone (never the server's key) for a pod that connects to PostgreSQL."""
+    if not enabled(stack):
+        return []
+    items = [{"key": TlsSecretKey.CA, "path": TlsSecretKey.CA}]
+    return [{"name": CLIENT_VOLUME, "secret": {"secretName": secret_name(stack), "items": items}}]
+
+
+def client_mounts(stack: TradingStack) -> list[dict[str, Any]]:
+    return [{"name": CLIENT_VOLUME, "mountPath": CLIENT_DIR, "readOnly": True}] if enabled(stack) else []
+
+
+def client_env(stack: TradingStack) -> list[dict[str, Any]]:
+    """libpq's TLS defaults for a client container."""
+    if not enabled(stack):
+        return []
+    return [
+        {"name": LibpqTlsEnv.SSLMODE, "value": VERIFY_FULL},
+        {"name": LibpqTlsEnv.SSLROOTCERT, "value": CLIENT_CA_FILE},
+    ]
+
+
+def dsn_query() -> str:
+    """What the clients' DATABASE_URL carries after `?`."""
+    return f"sslmode={VERIFY_FULL}&sslrootcert={CLIENT_CA_FILE}"
+
+
+def secret_text(secret: Mapping[str, Any] | None, key: str) -> str | None:
+    """A value of a Secret as read from the API server (`data`, base64) or as rendered (`stringData`)."""
+    if secret is None:
+        return None
+    if (text := (secret.get("stringData") or {}).get(key)) is not None:
+        return str(text)
+    encoded = (secret.get("data") or {}).get(key)
+    return None if encoded is None else base64.b64decode(encoded).decode()
