@@ -52,8 +52,9 @@ NAMESPACED_PERMISSIONS: dict[tuple[str, str], set[str]] = {
     ("apps", "statefulsets"): APPLIED,
     ("", "services"): APPLIED,
     ("", "configmaps"): APPLIED,
-    # Generated credentials: created once and read back by name; patched only in their owner references (which
-    # follow deletionPolicy); never listed, watched, changed in their data or deleted.
+    # Generated credentials: created once and read back by name; patched in their owner references (which follow
+    # deletionPolicy) and, for the TLS server certificate only, in their data (renewal); never listed, watched or
+    # deleted.
     ("", "secrets"): {"get", "create", "patch"},
     ("", "persistentvolumeclaims"): {"get", "list", "watch", "create", "patch"},
     # Listed for the backup pods' results, patched for the Redis master label; watched only because the operator

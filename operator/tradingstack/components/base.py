@@ -57,8 +57,9 @@ GENERATED_SECRETS = uses(
     "v1",
     "secrets",
     "get create patch",
-    "generated credentials: created once, read back by name; patched only in their owner references, which follow"
-    " deletionPolicy (never listed, watched, changed in their data, or deleted)",
+    "generated credentials: created once, read back by name; patched in their owner references, which follow"
+    " deletionPolicy, and in their data only to renew the TLS server certificate <stack>-tls (never listed,"
+    " watched, or deleted)",
     apply_rank=1,
 )
 """The Secrets the operator generates once per stack (Redis password, Postgres credentials)."""
