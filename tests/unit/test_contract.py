@@ -22,8 +22,9 @@ from tradingstack.api.status import BackupInfo
 from tradingstack.components import render
 from tradingstack.contract import PostgresEnv, Probe, ServiceEnv, format_flag, parse_flag, termination
 from tradingstack.contract.termination import BackupListing, ListedBackup, RestoreResult, ToolFailure
+from tradingstack.contract.tls import CLIENT_CA_FILE
 from tradingstack.health.contract import HealthStatus, is_ready
-from tradingstack.render import postgres, redis
+from tradingstack.render import postgres, redis, tls
 from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN as DOMAIN
 from tradingstack.render.common import child_name
 
@@ -64,10 +65,13 @@ def assert_service_reads_its_spec(stack: TradingStack, service: ServiceSpec, con
         assert config.redis_sentinels == sorted(sentinels)
         assert config.redis_master_name == stack.spec.redis.master_name
         assert config.redis_password == secret_stand_in(redis.redis_secret_name(stack), "password")
+        # With spec.tls the CA file the operator mounts (render.tls.client_mounts), else plaintext.
+        assert config.redis_tls_ca_file == (CLIENT_CA_FILE if stack.spec.tls.enabled else None)
     else:
         assert not config.uses_redis
     if "postgres" in service.uses:
-        assert config.postgres_conninfo == secret_stand_in(postgres.secret_name(stack), "dsn")
+        dsn = secret_stand_in(postgres.secret_name(stack), "dsn")
+        assert config.postgres_conninfo == (f"{dsn}?{tls.dsn_query()}" if stack.spec.tls.enabled else dsn)
         assert env[PostgresEnv.HOST] == postgres.host(stack, DOMAIN)
     else:
         assert config.postgres_conninfo is None
@@ -80,6 +84,15 @@ def test_every_service_of_the_example_reads_what_its_spec_says() -> None:
     containers = service_containers(stack)
     # The example covers both values of degradedIsReady.
     assert {s.health.degraded_is_ready for s in stack.spec.services} == {True, False}
+    for service in stack.spec.services:
+        assert_service_reads_its_spec(stack, service, containers[service.name])
+
+
+def test_every_service_reads_what_its_spec_says_with_tls() -> None:
+    document = example("quantum-trader.yaml").model_dump(mode="json", by_alias=True, exclude_none=True)
+    document["spec"]["tls"] = {"enabled": True}
+    stack = TradingStack.model_validate(document)
+    containers = service_containers(stack)
     for service in stack.spec.services:
         assert_service_reads_its_spec(stack, service, containers[service.name])
 

@@ -152,7 +152,8 @@ def test_clients_get_verify_full_and_the_ca_only() -> None:
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     assert f"{mounts[tls.CLIENT_VOLUME]}/{TlsSecretKey.CA}" == CLIENT_CA_FILE == f"{CLIENT_DIR}/{TlsSecretKey.CA}"
     cache = objs["Deployment", "quant-cache"]["spec"]["template"]["spec"]
-    assert all(v["name"] != tls.CLIENT_VOLUME for v in cache["volumes"])
+    # A Redis-only client gets the CA for Redis (tests/unit/test_tls_redis.py), none of libpq's settings.
+    assert LibpqTlsEnv.SSLMODE not in {e["name"] for e in cache["containers"][0]["env"]}
     backup = objs["CronJob", "quant-postgres-backup"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     tool = backup["containers"][0]
     assert {"name": LibpqTlsEnv.SSLMODE, "value": VERIFY_FULL} in tool["env"]
@@ -177,12 +178,16 @@ def test_generated_and_referenced_secrets() -> None:
 
 
 def test_server_names_cover_the_service() -> None:
-    assert tls.server_names(stack(), "cluster.local") == [
+    postgres = [
         "quant-postgres.trading.svc.cluster.local",
         "quant-postgres",
         "quant-postgres.trading",
         "quant-postgres.trading.svc",
     ]
+    redis = tls.redis_server_names(stack(), "cluster.local")
+    assert tls.server_names(stack(), "cluster.local") == postgres + redis
+    assert tls.server_names(stack(redis={"enabled": False}, services=[]), "cluster.local") == postgres
+    assert tls.server_names(stack(postgres={"enabled": False}, services=[]), "cluster.local") == redis
 
 
 # --- planner
@@ -296,13 +301,14 @@ def test_the_users_secret_gives_the_revision_only() -> None:
     assert plan.revision == revision(base64.b64decode(server["data"][TlsSecretKey.CERT]).decode())
 
 
-def test_a_new_certificate_rolls_the_server_only() -> None:
+def test_a_new_certificate_rolls_the_servers_only() -> None:
     s = stack()
     objs = render(s, s.owner_reference(), DOMAIN)
     stamped = with_certificate_revision(objs, s, "abc")
     assert with_certificate_revision(objs, s, None) == objs
     changed = [(a["kind"], a["metadata"]["name"]) for a, b in zip(objs, stamped, strict=True) if a != b]
-    assert changed == [("StatefulSet", "quant-postgres")]
+    servers = ["quant-postgres", "quant-redis", "quant-redis-sentinel"]  # each serves the certificate
+    assert changed == [("StatefulSet", name) for name in servers]
     (sts,) = [o for o in stamped if o["metadata"]["name"] == "quant-postgres" and o["kind"] == "StatefulSet"]
     assert sts["spec"]["template"]["metadata"]["annotations"][Annotation.TLS_REVISION] == "abc"
     (before,) = [o for o in objs if o["metadata"]["name"] == "quant-postgres" and o["kind"] == "StatefulSet"]

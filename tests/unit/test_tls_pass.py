@@ -1,6 +1,6 @@
 """`spec.tls` through whole reconcile passes against the in-memory API server of `test_pass`: the certificates are
 created with the other generated Secrets, a settled stack's resync writes nothing, and past `renewBeforeDays` one
-pass issues the certificate anew and rolls exactly the PostgreSQL server."""
+pass issues the certificate anew and rolls exactly the servers that serve it (PostgreSQL, Redis, the sentinels)."""
 
 from __future__ import annotations
 
@@ -47,8 +47,14 @@ def child_writes(calls: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
 
 
 def served_revision(api: ApiServer) -> str:
-    statefulset = api.objects["StatefulSet", "quantum-trader-postgres"]
-    return str(statefulset["spec"]["template"]["metadata"]["annotations"][Annotation.TLS_REVISION])
+    """The certificate revision on the servers' pod templates (one, the same on each)."""
+    names = ("quantum-trader-postgres", "quantum-trader-redis", "quantum-trader-redis-sentinel")
+    served = {
+        api.objects["StatefulSet", name]["spec"]["template"]["metadata"]["annotations"][Annotation.TLS_REVISION]
+        for name in names
+    }
+    (revision_,) = served
+    return str(revision_)
 
 
 def live_cert(api: ApiServer) -> str:
@@ -66,7 +72,7 @@ async def test_the_certificates_are_created_first_and_a_resync_writes_nothing() 
     assert child_writes(await one_pass(api, NOW + timedelta(days=1))) == []
 
 
-async def test_past_renew_before_days_one_pass_renews_and_rolls_the_server_only() -> None:
+async def test_past_renew_before_days_one_pass_renews_and_rolls_the_servers_only() -> None:
     api = PatchingApiServer()
     await one_pass(api, NOW)
     ca_before = api.objects["Secret", "quantum-trader-tls-ca"]["data"]
@@ -76,7 +82,11 @@ async def test_past_renew_before_days_one_pass_renews_and_rolls_the_server_only(
     assert ("patch", "Secret", "quantum-trader-tls") in calls
     assert ("event", "Normal", "CertificateRenewed") in calls
     applies = [call[1:3] for call in calls if call[0] == "apply"]
-    assert applies == [("StatefulSet", "quantum-trader-postgres")]
+    assert applies == [
+        ("StatefulSet", "quantum-trader-postgres"),
+        ("StatefulSet", "quantum-trader-redis"),
+        ("StatefulSet", "quantum-trader-redis-sentinel"),
+    ]
     assert live_cert(api) != old and served_revision(api) == revision(live_cert(api))
     assert api.objects["Secret", "quantum-trader-tls-ca"]["data"] == ca_before
     assert child_writes(await one_pass(api, NOW + timedelta(days=62))) == []

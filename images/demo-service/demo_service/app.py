@@ -26,6 +26,7 @@ from demo_service.config import Config
 from tradingstack.health.checks import Check, CircuitBreaker, RedisPing, check_postgres, run_checks
 from tradingstack.health.contract import DependencyStatus, HealthStatus, ServiceHealth, is_ready
 from tradingstack.logs import log_context, setup_json_logging
+from tradingstack.redisclient import RedisTls
 
 log = logging.getLogger("demo_service")
 
@@ -83,6 +84,7 @@ class ServiceState:
                 config.redis_password,
                 timeout_seconds=timeout,
                 critical=redis_critical,
+                tls_options=RedisTls(ca_file=config.redis_tls_ca_file).options() if config.redis_tls_ca_file else None,
             )
         if self.redis is not None:
             self.checks["redis"] = self._guarded(self.redis.health_check)

@@ -34,6 +34,8 @@ class Config:
     """host:port pairs of the sentinels (comma-separated in the env)."""
     redis_master_name: str
     redis_password: str | None
+    redis_tls_ca_file: str | None
+    """With `spec.tls`: the CA file the sentinels and servers are verified with (TLS only when set)."""
     postgres_conninfo: str | None
     """The Postgres URL, or "" when only the libpq variables are set (libpq reads them), or None: no Postgres."""
     critical_dependencies: frozenset[str]
@@ -72,6 +74,7 @@ class Config:
             redis_sentinels=sorted(sentinels),
             redis_master_name=env.get(RedisEnv.MASTER_NAME, "tradingstack"),
             redis_password=env.get(RedisEnv.PASSWORD) or None,
+            redis_tls_ca_file=env.get(RedisEnv.TLS_CA_FILE) or None,
             postgres_conninfo=conninfo,
             critical_dependencies=_names(env.get(ServiceEnv.CRITICAL_DEPENDENCIES, "redis,postgres")),
             check_timeout_seconds=float(env.get(ServiceEnv.CHECK_TIMEOUT_SECONDS, "2")),

@@ -990,14 +990,18 @@ def _encrypts(root: str) -> str:
 
 class TlsSpec(ApiModel):
     """Encryption in transit (opt-in): PostgreSQL serves TLS only (`hostssl`, plain TCP refused except from the
-    pod itself) and the services get `sslmode=verify-full` with the stack's CA. Not yet Redis and Sentinel (they
-    stay plaintext, password-protected) and not yet a Patroni cluster (`postgres.instances` 1 only).
+    pod itself) and the services get `sslmode=verify-full` with the stack's CA; the Redis servers and the sentinels
+    serve TLS only (no plaintext port; replication and the sentinels' links over TLS too) and their clients verify
+    them against the stack's CA and by host name, authenticating with the password as before. Not yet a Patroni
+    cluster (`postgres.instances` 1 only).
 
-    The server certificate covers the Service's DNS names (`<stack>-postgres`, `.<namespace>`, `.svc`,
-    `.svc.<cluster domain>`)."""
+    One server certificate serves them all. It names the PostgreSQL Service (`<stack>-postgres`, `.<namespace>`,
+    `.svc`, `.svc.<cluster domain>`) and, with Redis, `*.<stack>-redis.<namespace>.svc.<cluster domain>`,
+    `*.<stack>-redis-sentinel.<namespace>.svc.<cluster domain>` (the pods, as the sentinels announce them) and the
+    Services `<stack>-redis` and `<stack>-redis-master` by the same four names."""
 
     enabled: bool = False
-    """Serve TLS. Enabling or disabling it restarts the PostgreSQL pod and the services that use it. Default:
+    """Serve TLS. Enabling or disabling it restarts the servers and the services that use them. Default:
     false."""
 
     issuer: Literal["generated", "secret"] = "generated"
@@ -1008,8 +1012,7 @@ class TlsSpec(ApiModel):
     secret_name: SecretName | None = None
     """With issuer `secret`: the Secret of the stack's namespace with the keys `tls.crt` (the server certificate,
     its chain after it), `tls.key` and `ca.crt` (the CA the clients trust), as cert-manager writes them. Its
-    certificate must name the PostgreSQL Service's DNS names (see `tls`). Renewing it (cert-manager does) restarts
-    the server."""
+    certificate must name the DNS names listed under `tls`. Renewing it (cert-manager does) restarts the servers."""
 
     validity_days: int = Field(default=90, ge=7, le=3650)
     """With issuer `generated`: how long an issued server certificate is valid. The CA is valid ten years.
@@ -1017,7 +1020,8 @@ class TlsSpec(ApiModel):
 
     renew_before_days: int = Field(default=30, ge=1, le=3649)
     """With issuer `generated`: the server certificate is issued anew (same CA, new key) when fewer days than
-    this remain; the pods using it restart to load it. Less than validityDays. Default: 30."""
+    this remain; the servers using it (PostgreSQL, Redis, the sentinels) restart to load it, held like any change
+    of theirs until maintenance is open. Less than validityDays. Default: 30."""
 
     model_config = ApiModel.model_config | {
         "json_schema_extra": validations(
@@ -1080,10 +1084,9 @@ class TradingStackSpec(ApiModel):
     data stores, the gateway and the other services keep running; restart runs are held. Unset: not halted."""
 
     tls: TlsSpec = Field(default_factory=TlsSpec)
-    """Encryption in transit (off by default). For now PostgreSQL only: the server accepts TLS connections only
-    (plain TCP from its own pod aside), the services connect with `sslmode=verify-full` and the stack's CA; Redis
-    and Sentinel stay plaintext. The server certificate names `<stack>-postgres`, `<stack>-postgres.<namespace>`,
-    `...svc` and `...svc.<cluster domain>`. Needs `postgres.instances` 1."""
+    """Encryption in transit (off by default): PostgreSQL accepts TLS connections only (plain TCP from its own pod
+    aside), the services connect with `sslmode=verify-full` and the stack's CA; Redis and Sentinel listen with TLS
+    only and their clients verify the stack's CA and the host name. Needs `postgres.instances` 1."""
 
     model_config = ApiModel.model_config | {
         "json_schema_extra": validations(

@@ -63,6 +63,9 @@ class RedisEnv:
     PASSWORD: Final = "REDIS_PASSWORD"  # noqa: S105 - the name of a variable, not a password
     URL: Final = "REDIS_URL"
     """A direct Redis URL; the operator never injects it (tests and single-server setups do)."""
+    TLS_CA_FILE: Final = "REDIS_TLS_CA_FILE"
+    """With `spec.tls`: the CA file the sentinels and servers are verified with; set means "connect with TLS".
+    Read by `redisclient.SentinelRedisClient.from_env`, the service library and the rendered scripts' redis-cli."""
 
 
 class RedisScriptEnv:
@@ -81,6 +84,9 @@ class RedisScriptEnv:
     SENTINEL_PORT: Final = "SENTINEL_PORT"
     SENTINEL_DIR: Final = "SENTINEL_DIR"
     BOOTSTRAP_MASTER: Final = "REDIS_BOOTSTRAP_MASTER"
+    TLS_CERT_FILE: Final = "REDIS_TLS_CERT_FILE"
+    """With `spec.tls`: the server certificate (and its key, below) the Redis server or sentinel serves."""
+    TLS_KEY_FILE: Final = "REDIS_TLS_KEY_FILE"
 
 
 class PostgresEnv:
@@ -143,6 +149,10 @@ class RedisExporterEnv:
     """`redis://127.0.0.1:<port>`: the server of the same pod."""
     PASSWORD: Final = "REDIS_PASSWORD"  # noqa: S105 - the name of a variable, not a password
     LISTEN_ADDRESS: Final = "REDIS_EXPORTER_WEB_LISTEN_ADDRESS"
+    TLS_CA_CERT_FILE: Final = "REDIS_EXPORTER_TLS_CA_CERT_FILE"
+    SKIP_TLS_VERIFICATION: Final = "REDIS_EXPORTER_SKIP_TLS_VERIFICATION"
+    """With `spec.tls` (`rediss://127.0.0.1`): the exporter, written in Go, checks the certificate's names against
+    the address it dials, and a certificate for the pods' DNS names does not name 127.0.0.1."""
 
 
 class PostgresExporterEnv:
@@ -258,8 +268,8 @@ class Annotation:
     BACKUP: Final = f"{API_GROUP}/backup"
     """On restore Jobs: the backup being restored."""
     TLS_REVISION: Final = f"{API_GROUP}/tls-revision"
-    """On the PostgreSQL pod template (`spec.tls`): the hash of the server certificate it should serve, so that a
-    renewed certificate restarts the server, which reads it at start."""
+    """On the PostgreSQL, Redis and Sentinel pod templates (`spec.tls`): the hash of the server certificate they
+    should serve, so that a renewed certificate restarts the servers, which read it at start."""
     REVISION: Final = f"{API_GROUP}/revision"
     """On a service's Deployment (and its canary's pod template): the short hash of the rendered pod template, the
     restart stamp excluded; what a health-gated rollout compares."""

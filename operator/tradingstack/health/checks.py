@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 import psycopg
@@ -119,13 +119,18 @@ class RedisPing:
         *,
         timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
         critical: bool = True,
+        tls_options: Mapping[str, Any] | None = None,
     ) -> RedisPing:
+        """`tls_options`: redis-py's TLS options when the sentinels and servers serve TLS only (`spec.tls`;
+        `redisclient.RedisTls.options`)."""
+        tls = dict(tls_options or {})
         sentinel = Sentinel(
             sentinels,
             socket_timeout=timeout_seconds,
             socket_connect_timeout=timeout_seconds,
             password=password,
-            sentinel_kwargs={"socket_timeout": timeout_seconds, "password": password},
+            sentinel_kwargs={"socket_timeout": timeout_seconds, "password": password, **tls},
+            **tls,
         )
         return cls(sentinel.master_for(master_name), timeout_seconds=timeout_seconds, critical=critical)
 

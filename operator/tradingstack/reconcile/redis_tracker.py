@@ -21,7 +21,9 @@ from tradingstack.components.redis import redis_pods
 from tradingstack.contract import MASTER_ROLE, Label, SecretKey
 from tradingstack.kube.actions import Action, ChildKey, Obj
 from tradingstack.reconcile.redis_master import decide_master, master_actions
+from tradingstack.redisclient.client import RedisTls
 from tradingstack.redisclient.observe import observe_master
+from tradingstack.render import tls
 from tradingstack.render.redis import redis_secret_name, sentinel_addresses
 
 log = logging.getLogger(__name__)
@@ -40,16 +42,23 @@ async def track_redis_master(
     pods: Sequence[PodState],
     now: datetime,
     domain: str,
+    client_ca: str | None = None,
 ) -> tuple[RedisStatus, list[Action]]:
     """Asks the sentinels (the only I/O here), then returns the new status.redis and the writes that follow it.
-    `children`: where the Redis Secret is read; `pods`: the stack's pods (`components.observe`)."""
+    `children`: where the Redis Secret is read; `pods`: the stack's pods (`components.observe`); `client_ca`: with
+    `spec.tls`, the CA (PEM) the sentinels' certificate is verified with (`reconcile.tls.CertificatePlan`)."""
     password = _password(children, stack)
     if password is None:
         return recorded, []  # the Secret is created in this very pass; the sentinels cannot have started yet
+    redis_tls = None
+    if tls.redis_enabled(stack):
+        if client_ca is None:
+            return recorded, []  # the user's Secret is missing (reported as such): no sentinel can be verified
+        redis_tls = RedisTls(ca_pem=client_ca)
     redis = stack.spec.redis
     # redis-py is blocking; a thread keeps the event loop (other stacks, watches, liveness) responsive.
     observation = await asyncio.to_thread(
-        observe_master, sentinel_addresses(stack, domain), redis.master_name, password
+        observe_master, sentinel_addresses(stack, domain), redis.master_name, password, 1.0, redis_tls
     )
     servers = redis_pods(pods)
     labelled = [pod.name for pod in servers if pod.labels.get(Label.REDIS_ROLE) == MASTER_ROLE]

@@ -203,7 +203,9 @@ class StackReconciler:
         )  # fmt: skip
         await self._execute(body, stack, rollouts.events)
         rollouts = with_live_revisions(rollouts, stack, children)
-        observed, written = await self._observe(body, stack, previous, has_status, children, apply_errors, now)
+        observed, written = await self._observe(
+            body, stack, previous, has_status, children, apply_errors, now, certificates.client_ca
+        )
         observed = replace(
             observed,
             conflicts=[str(c) for c in conflicts.values()],
@@ -313,6 +315,7 @@ class StackReconciler:
         children: dict[ChildKey, Obj],
         apply_errors: list[str],
         now: datetime,
+        client_ca: str | None = None,
     ) -> tuple[Observations, TradingStackStatus]:
         """Everything the status is computed from, and the status as written so far. Observes the sentinels and
         the services' health, then carries out in one batch the restart run's step (interim status, stamp,
@@ -338,7 +341,7 @@ class StackReconciler:
         redis_writes: list[Action] = []
         if spec.redis.enabled and self._read_data_plane:
             redis, redis_writes = await track_redis_master(
-                stack, previous.redis, children, state.pods, now, self._domain
+                stack, previous.redis, children, state.pods, now, self._domain, client_ca
             )
         health = await self._service_health(stack, state.pods) if self._read_data_plane else None
         outcome = await self._execute(body, stack, [*restarts.actions, *redis_writes])

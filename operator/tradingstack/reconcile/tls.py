@@ -1,5 +1,6 @@
 """The stack's certificates (`spec.tls`), decided from what is live: which CA signs, which Secrets to create, when
-to issue the server certificate anew, and the revision that rolls the PostgreSQL pod onto a new certificate.
+to issue the server certificate anew, and the revision that rolls the servers (PostgreSQL, the Redis servers and the
+sentinels) onto a new certificate.
 
 Pure: the live Secrets, the clock and the new keys come from the caller (`reconcile.stack`), so every rule is a
 unit test with an injected time. The CA Secret is created once and never changed; the server certificate is
@@ -7,12 +8,14 @@ issued anew, with the same CA and a new key, when
 
 - fewer than `spec.tls.renewBeforeDays` remain before it expires (or it has expired),
 - it is not signed by the stack's CA (the CA Secret was deleted and made again),
-- it does not name every DNS name of the Service (the stack moved to another cluster domain), or
+- it does not name every DNS name of `render.tls.server_names` (another cluster domain, Redis turned on), or
 - it cannot be read at all.
 
-Clients keep working across a renewal: they trust the CA, which does not change. The server loads its new
-certificate when its pod restarts, which the changed revision (`Annotation.TLS_REVISION` on its pod template)
-causes, held like any other StatefulSet template change until maintenance is open (`reconcile.maintenance_gate`).
+Clients keep working across a renewal: they trust the CA, which does not change. A server loads its new
+certificate when its pod restarts, which the changed revision (`Annotation.TLS_REVISION` on the pod templates of
+the PostgreSQL, Redis and Sentinel StatefulSets) causes, held like any other StatefulSet template change until
+maintenance is open (`reconcile.maintenance_gate`). Redis and the sentinels roll one pod at a time, the master
+handing over in its preStop hook, as on any other change of their template.
 """
 
 from __future__ import annotations
@@ -50,6 +53,9 @@ class CertificatePlan:
     """The hash of the server certificate the pass leaves live; None without TLS or while there is none."""
     reason: str | None = None
     """Why the certificate is issued anew, for the log and the Event."""
+    client_ca: str | None = None
+    """The CA certificate (PEM) the clients verify the servers with, as the server Secret holds it (`ca.crt`): what
+    the operator's own Redis client trusts. None without TLS or while there is none."""
 
 
 def _ours(live: Obj | None, stack: TradingStack) -> Obj | None:
@@ -100,34 +106,44 @@ def plan_certificates(
         return CertificatePlan()
     server = _ours(live_server, stack) if tls.generated(stack) else live_server
     if not tls.generated(stack):  # the user's Secret: only its revision, so that a renewal rolls the server
-        return CertificatePlan(revision=revision(tls.secret_text(server, TlsSecretKey.CERT)))
+        cert, ca_pem = (tls.secret_text(server, key) for key in (TlsSecretKey.CERT, TlsSecretKey.CA))
+        return CertificatePlan(revision=revision(cert), client_ca=ca_pem)
     ca = _live_authority(_ours(live_ca, stack)) or tls.new_authority(stack, new_key(), now)
     owner = stack.owner_reference()
     secrets = tls_secrets(stack, owner, ca, new_key(), now, domain)
+    created: Mapping[str, str] = secrets[1]["stringData"]
     if server is None:  # created in this pass from the very objects above
-        return CertificatePlan(secrets=secrets, revision=revision(secrets[1]["stringData"][TlsSecretKey.CERT]))
+        return CertificatePlan(
+            secrets=secrets, revision=revision(created[TlsSecretKey.CERT]), client_ca=created[TlsSecretKey.CA]
+        )
     live_cert = tls.secret_text(server, TlsSecretKey.CERT)
     renew_before = timedelta(days=stack.spec.tls.renew_before_days)
     reason = renewal_reason(live_cert, ca.certificate, tls.server_names(stack, domain), now, renew_before)
     if reason is None:
-        return CertificatePlan(secrets=secrets, revision=revision(live_cert))
-    files: Mapping[str, str] = secrets[1]["stringData"]
-    data = {key: base64.b64encode(value.encode()).decode() for key, value in files.items()}
+        return CertificatePlan(secrets=secrets, revision=revision(live_cert), client_ca=created[TlsSecretKey.CA])
+    data = {key: base64.b64encode(value.encode()).decode() for key, value in created.items()}
     patch = MergePatch("Secret", tls.secret_name(stack), stack.namespace, {"data": data})
-    return CertificatePlan(secrets, [patch], revision(files[TlsSecretKey.CERT]), reason)
+    return CertificatePlan(secrets, [patch], revision(created[TlsSecretKey.CERT]), reason, created[TlsSecretKey.CA])
+
+
+def serving_statefulsets(stack: TradingStack) -> list[str]:
+    """The StatefulSets whose pods serve the certificate: PostgreSQL's, Redis' and the sentinels' (each with TLS)."""
+    names = [child_name(stack, "postgres")] if tls.postgres_enabled(stack) else []
+    redis = [child_name(stack, "redis"), child_name(stack, "redis-sentinel")] if tls.redis_enabled(stack) else []
+    return names + redis
 
 
 def with_certificate_revision(objs: list[Obj], stack: TradingStack, cert_revision: str | None) -> list[Obj]:
-    """The rendered objects with the PostgreSQL StatefulSet's pod template annotated with the certificate's
-    revision (and its own revision annotation recomputed), so a new certificate rolls the server."""
+    """The rendered objects with the pod templates of `serving_statefulsets` annotated with the certificate's
+    revision (and their own revision annotation recomputed), so a new certificate rolls the servers."""
     if cert_revision is None:
         return objs
-    name = child_name(stack, "postgres")
-    return [_stamped(obj, cert_revision) if _is(obj, "StatefulSet", name) else obj for obj in objs]
+    names = set(serving_statefulsets(stack))
+    return [_stamped(obj, cert_revision) if _is_serving(obj, names) else obj for obj in objs]
 
 
-def _is(obj: Obj, kind: str, name: str) -> bool:
-    return bool(obj["kind"] == kind and obj["metadata"]["name"] == name)
+def _is_serving(obj: Obj, names: set[str]) -> bool:
+    return bool(obj["kind"] == "StatefulSet" and obj["metadata"]["name"] in names)
 
 
 def _stamped(obj: Obj, cert_revision: str) -> dict[str, Any]:

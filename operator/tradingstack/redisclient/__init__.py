@@ -6,6 +6,7 @@
 
 from tradingstack.redisclient.client import (
     AsyncHealthSource,
+    RedisTls,
     RedisUnavailableError,
     SentinelRedisClient,
     WriteNotAcknowledgedError,
@@ -23,6 +24,7 @@ __all__ = [
     "ConnectionGuard",
     "MasterAddress",
     "MasterObservation",
+    "RedisTls",
     "RedisUnavailableError",
     "SentinelRedisClient",
     "Sleep",

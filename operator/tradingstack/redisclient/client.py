@@ -7,6 +7,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import redis
@@ -46,6 +47,40 @@ def parse_address(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
+@dataclass(frozen=True)
+class RedisTls:
+    """How to reach servers and sentinels that serve TLS only (`spec.tls`): the CA to verify them with, as a file
+    (the services: `RedisEnv.TLS_CA_FILE`) or as PEM text (the operator, from the stack's Secret).
+
+    The certificate must chain to that CA and name the host dialled: the sentinels announce and report the pods'
+    DNS names, which the stack's certificate covers (`render.tls.redis_server_names`). The client presents no
+    certificate of its own; it authenticates with the password."""
+
+    ca_file: str | None = None
+    ca_pem: str | None = None
+
+    def options(self) -> dict[str, Any]:
+        """redis-py's connection options (for `redis.Redis` and for `Sentinel`'s connections alike)."""
+        return {
+            "ssl": True,
+            "ssl_cert_reqs": "required",
+            "ssl_check_hostname": True,
+            "ssl_ca_certs": self.ca_file,
+            "ssl_ca_data": self.ca_pem,
+        }
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> RedisTls | None:
+        """From the env the operator injects: TLS when `RedisEnv.TLS_CA_FILE` is set."""
+        ca_file = environ.get(RedisEnv.TLS_CA_FILE)
+        return cls(ca_file=ca_file) if ca_file else None
+
+
+def tls_options(tls: RedisTls | None) -> dict[str, Any]:
+    """`tls.options()`, or nothing for plaintext."""
+    return tls.options() if tls is not None else {}
+
+
 def no_retry() -> Retry:
     """redis-py retries with its own sleeps by default; retries here follow the guard instead."""
     return Retry(NoBackoff(), 0)
@@ -63,7 +98,8 @@ class SentinelRedisClient:
     Backoff and breaker follow the seed (1 -> 30 s, open after 3 failures for 60 s, see `guard`).
     `failover_grace_seconds` (15 s by default: the default down-after of 5 s, an election and a promotion
     with room to spare) is how long an outage is treated as a failover in progress, retried every
-    `failover_retry_seconds`. `clock` and `sleep` are injectable so tests never sleep for real.
+    `failover_retry_seconds`. `clock` and `sleep` are injectable so tests never sleep for real. `tls`: the
+    sentinels and servers serve TLS only (`spec.tls`).
     """
 
     def __init__(
@@ -79,6 +115,7 @@ class SentinelRedisClient:
         failover_grace_seconds: float = 15.0,
         failover_retry_seconds: float = 0.1,
         degraded_latency_ms: float = 100.0,
+        tls: RedisTls | None = None,
     ) -> None:
         self._clock = clock or SystemClock()
         self._sleep = sleep
@@ -94,6 +131,7 @@ class SentinelRedisClient:
             "socket_timeout": socket_timeout,
             "socket_connect_timeout": socket_timeout,
             "retry": no_retry(),
+            **tls_options(tls),
         }
         # WAIT blocks for up to its timeout before answering: the master's read timeout must outlast it.
         master_connection = connection | {"socket_timeout": socket_timeout + max_wait_ms / 1000}
@@ -108,7 +146,7 @@ class SentinelRedisClient:
             [a for a in environ[RedisEnv.SENTINELS].split(",") if a.strip()],
             environ[RedisEnv.MASTER_NAME],
             environ.get(RedisEnv.PASSWORD) or None,
-            **options,
+            **({"tls": RedisTls.from_env(environ)} | options),
         )
 
     def execute(self, operation: Callable[[redis.Redis], T]) -> T:

@@ -131,7 +131,7 @@ def connection_env(stack: TradingStack, domain: str) -> list[dict[str, Any]]:
     """libpq variables plus DATABASE_URL for a container that connects to the stack's PostgreSQL. With `spec.tls`
     the URL is the Secret's `dsn` with `sslmode=verify-full` and the CA file in its query (the kubelet expands
     `$(...)` from the variable defined before it); the container needs `tls.client_mounts` too."""
-    if not tls.enabled(stack):
+    if not tls.postgres_enabled(stack):
         return [*_libpq_env(stack, domain), _secret_env(stack, PostgresEnv.URL, SecretKey.DSN)]
     return [
         *_libpq_env(stack, domain),
@@ -156,7 +156,7 @@ def render_postgres(stack: TradingStack, owner: OwnerReference, domain: str = DE
     backup = stack.spec.postgres.backup
     if backup.enabled:
         manifests.append(_backup_cronjob(stack, owner, domain))
-    if tls.enabled(stack):
+    if tls.postgres_enabled(stack):
         manifests.append(tls.hba_config_map(stack, owner))
     if stack.spec.postgres.pitr.enabled:
         manifests += [
@@ -384,7 +384,7 @@ def _statefulset(stack: TradingStack, owner: OwnerReference, domain: str) -> Man
     # The pgBackRest files and pg_hba.conf roll the pod when they change (the server reads them at start only).
     files = {
         **(_pitr_files(stack, domain) if stack.spec.postgres.pitr.enabled else {}),
-        **(tls.hba_files() if tls.enabled(stack) else {}),
+        **(tls.hba_files() if tls.postgres_enabled(stack) else {}),
     }
     config = files or None
     return statefulset(stack, owner, COMPONENT, 1, pod_spec, config=config, data=stack.spec.postgres.storage)
@@ -571,7 +571,7 @@ def _restore_job(stack: TradingStack, owner: OwnerReference, backup: str, mode: 
             "env": _libpq_env(stack, domain),
             "resources": resources(TOOL_RESOURCES),
             "securityContext": container_security_context(),
-            **({"volumeMounts": tls.client_mounts(stack)} if tls.enabled(stack) else {}),
+            **({"volumeMounts": tls.client_mounts(stack)} if tls.postgres_enabled(stack) else {}),
         }
     ]
     return manifest(

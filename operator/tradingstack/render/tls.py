@@ -1,14 +1,16 @@
-"""The stack's TLS (`spec.tls`), PostgreSQL for now: the certificates, the server's settings and the clients'.
+"""The stack's TLS (`spec.tls`): the certificates, the servers' settings and the clients'.
 
-- The server certificate lives in the Secret `secret_name(stack)`: the user's (`issuer: secret`, e.g. a
+- One server certificate lives in the Secret `secret_name(stack)`: the user's (`issuer: secret`, e.g. a
   cert-manager Certificate's) or `<stack>-tls`, issued by the operator from the stack's own CA, which it keeps in
   `<stack>-tls-ca` (`tls.crt`, `tls.key`: a CA Secret as cert-manager's CA issuer reads it). Both are generated
   like the other Secrets (created when missing, kept under Retain); `reconcile.tls` issues the server
-  certificate anew before it expires, with the same CA, so the clients' CA file never changes.
-- The server (`server_args`) accepts TCP connections only with TLS (`hostssl`) except from its own pod (the
+  certificate anew before it expires, with the same CA, so the clients' CA file never changes. The PostgreSQL
+  server, the Redis servers and the sentinels all serve it: it names every host a client dials (`server_names`).
+- PostgreSQL (`server_args`) accepts TCP connections only with TLS (`hostssl`) except from its own pod (the
   exporter and the probes on 127.0.0.1); the local socket stays `trust`, as the image's initdb sets it.
-- The clients (the services that use PostgreSQL and the backup tool) get `PGSSLMODE=verify-full`,
-  `PGSSLROOTCERT` and a `DATABASE_URL` with both in its query, and the CA file mounted (`client_volume`).
+- The clients (the services that use PostgreSQL or Redis, and the backup tool) get the CA file alone mounted
+  (`client_volumes`); PostgreSQL's get `PGSSLMODE=verify-full`, `PGSSLROOTCERT` and a `DATABASE_URL` with both in
+  its query. The Redis side (configs, scripts, the clients' `REDIS_TLS_CA_FILE`) is rendered by `render.redis`.
 
 Pure: keys and time come from the caller.
 """
@@ -16,7 +18,7 @@ Pure: keys and time come from the caller.
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -42,8 +44,23 @@ SECRET_FILE_MODE = 0o440
 
 
 def enabled(stack: TradingStack) -> bool:
+    """The stack has servers that serve TLS (PostgreSQL, Redis or both): its certificates exist."""
+    return stack.spec.tls.enabled and (stack.spec.postgres.enabled or stack.spec.redis.enabled)
+
+
+def postgres_enabled(stack: TradingStack) -> bool:
     """The stack's PostgreSQL serves TLS."""
     return stack.spec.tls.enabled and stack.spec.postgres.enabled
+
+
+def redis_enabled(stack: TradingStack) -> bool:
+    """The stack's Redis servers and sentinels serve TLS only."""
+    return stack.spec.tls.enabled and stack.spec.redis.enabled
+
+
+def client_needs_ca(stack: TradingStack, uses: Collection[str]) -> bool:
+    """A service that `uses` these data stores connects to one that serves TLS: it gets the CA file."""
+    return ("postgres" in uses and postgres_enabled(stack)) or ("redis" in uses and redis_enabled(stack))
 
 
 def generated(stack: TradingStack) -> bool:
@@ -66,16 +83,34 @@ def hba_config_map_name(stack: TradingStack) -> str:
     return child_name(stack, "postgres-hba")
 
 
-def server_names(stack: TradingStack, domain: str) -> list[str]:
-    """DNS SANs of the PostgreSQL server certificate: every name of its Service a client may use, the full one
-    (the injected PGHOST) first."""
-    short = child_name(stack, "postgres")
+def _service_names(stack: TradingStack, component: str, domain: str) -> list[str]:
+    """Every name of a Service a client may use, the full one first."""
+    short = child_name(stack, component)
     return [
         f"{short}.{stack.namespace}.svc.{domain}",
         short,
         f"{short}.{stack.namespace}",
         f"{short}.{stack.namespace}.svc",
     ]
+
+
+def redis_server_names(stack: TradingStack, domain: str) -> list[str]:
+    """What the Redis clients dial: a pod of the Redis or the Sentinel StatefulSet by its stable DNS name (what the
+    sentinels announce and report, and the injected sentinel addresses), matched by a wildcard so that scaling
+    needs no new certificate; and the Services `<stack>-redis`, `<stack>-redis-master` by every name."""
+    return [
+        f"*.{child_name(stack, 'redis')}.{stack.namespace}.svc.{domain}",
+        f"*.{child_name(stack, 'redis-sentinel')}.{stack.namespace}.svc.{domain}",
+        *_service_names(stack, "redis", domain),
+        *_service_names(stack, "redis-master", domain),
+    ]
+
+
+def server_names(stack: TradingStack, domain: str) -> list[str]:
+    """DNS SANs of the server certificate: every name of the PostgreSQL Service a client may use, the full one
+    (the injected PGHOST) first, then with Redis the names of `redis_server_names`."""
+    names = _service_names(stack, "postgres", domain) if postgres_enabled(stack) else []
+    return names + (redis_server_names(stack, domain) if redis_enabled(stack) else [])
 
 
 def new_authority(stack: TradingStack, key: ec.EllipticCurvePrivateKey, now: datetime) -> Authority:
@@ -127,7 +162,7 @@ def hba_config_map(stack: TradingStack, owner: OwnerReference) -> Manifest:
 def server_args(stack: TradingStack, directory: str = SERVER_DIR, hba_dir: str = HBA_DIR) -> list[str]:
     """`postgres` settings (`-c`) that turn TLS on with the mounted files; the directories are parameters so that a
     test runs the same settings from its own files."""
-    if not enabled(stack):
+    if not postgres_enabled(stack):
         return []
     settings = {
         "ssl": "on",
@@ -139,26 +174,30 @@ def server_args(stack: TradingStack, directory: str = SERVER_DIR, hba_dir: str =
     return [arg for option, value in settings.items() for arg in ("-c", f"{option}={value}")]
 
 
+def secret_volume(stack: TradingStack) -> dict[str, Any]:
+    """The server's TLS Secret whole (certificate, key, CA), for a pod that serves TLS."""
+    return {"name": SERVER_VOLUME, "secret": {"secretName": secret_name(stack), "defaultMode": SECRET_FILE_MODE}}
+
+
+def secret_mount() -> dict[str, Any]:
+    return {"name": SERVER_VOLUME, "mountPath": SERVER_DIR, "readOnly": True}
+
+
 def server_volumes(stack: TradingStack) -> list[dict[str, Any]]:
-    if not enabled(stack):
+    """The PostgreSQL pod's: the Secret and pg_hba.conf."""
+    if not postgres_enabled(stack):
         return []
-    return [
-        {"name": SERVER_VOLUME, "secret": {"secretName": secret_name(stack), "defaultMode": SECRET_FILE_MODE}},
-        {"name": HBA_VOLUME, "configMap": {"name": hba_config_map_name(stack)}},
-    ]
+    return [secret_volume(stack), {"name": HBA_VOLUME, "configMap": {"name": hba_config_map_name(stack)}}]
 
 
 def server_mounts(stack: TradingStack) -> list[dict[str, Any]]:
-    if not enabled(stack):
+    if not postgres_enabled(stack):
         return []
-    return [
-        {"name": SERVER_VOLUME, "mountPath": SERVER_DIR, "readOnly": True},
-        {"name": HBA_VOLUME, "mountPath": HBA_DIR, "readOnly": True},
-    ]
+    return [secret_mount(), {"name": HBA_VOLUME, "mountPath": HBA_DIR, "readOnly": True}]
 
 
 def client_volumes(stack: TradingStack) -> list[dict[str, Any]]:
-    """The CA certificate alone (never the server's key) for a pod that connects to PostgreSQL."""
+    """The CA certificate alone (never the server's key) for a pod that connects to PostgreSQL or Redis."""
     if not enabled(stack):
         return []
     items = [{"key": TlsSecretKey.CA, "path": TlsSecretKey.CA}]
@@ -171,7 +210,7 @@ def client_mounts(stack: TradingStack) -> list[dict[str, Any]]:
 
 def client_env(stack: TradingStack) -> list[dict[str, Any]]:
     """libpq's TLS defaults for a client container."""
-    if not enabled(stack):
+    if not postgres_enabled(stack):
         return []
     return [
         {"name": LibpqTlsEnv.SSLMODE, "value": VERIFY_FULL},

@@ -52,3 +52,10 @@ write_private_config() {
     (umask 077 && cat >"$1.tmp")
     mv "$1.tmp" "$1"
 }
+#tls# 
+#tls# # With spec.tls: the files this server or sentinel serves TLS with, as config lines (the rendered config holds
+#tls# # the TLS settings themselves; the paths come from the env, like the other placeholders).
+#tls# tls_config() {
+#tls#     printf 'tls-cert-file "%s"\ntls-key-file "%s"\ntls-ca-cert-file "%s"\n' \
+#tls#         "$REDIS_TLS_CERT_FILE" "$REDIS_TLS_KEY_FILE" "$REDIS_TLS_CA_FILE"
+#tls# }

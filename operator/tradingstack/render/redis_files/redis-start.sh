@@ -36,6 +36,7 @@ done
         -e "s|@ANNOUNCE_HOST@|$REDIS_ANNOUNCE_HOST|g" \
         "$REDIS_CONFIG_DIR/redis.conf"
     printf 'requirepass "%s"\nmasterauth "%s"\n' "$REDIS_PASSWORD" "$REDIS_PASSWORD"
+#tls#     tls_config
     if [ -z "$view" ]; then
         echo "no sentinel knows a master: $POD_NAME bootstraps as the master" >&2
     elif [ "$master" = "$myself" ]; then

@@ -29,6 +29,7 @@ done
         -e "s|@MASTER_PORT@|$master_port|g" \
         "$REDIS_CONFIG_DIR/sentinel.conf"
     printf 'requirepass "%s"\nsentinel auth-pass %s "%s"\n' "$REDIS_PASSWORD" "$REDIS_MASTER_NAME" "$REDIS_PASSWORD"
+#tls#     tls_config
 } | write_private_config "$SENTINEL_DIR/sentinel.conf"
 
 echo "sentinel monitors $REDIS_MASTER_NAME at $master" >&2
