@@ -1,7 +1,9 @@
 """Real redis-server and redis-sentinel processes on 127.0.0.1, started the way the pods start them.
 
 `RenderedRedis` writes the ConfigMap of `render_redis` to a directory and runs its start scripts with the
-environment the pods get (announce host 127.0.0.1 and a free port per process instead of pod DNS names).
+environment the pods get (announce host 127.0.0.1 and a free port per process instead of pod DNS names). With
+`tls_dir` (`spec.tls`) the processes announce `localhost`, a name the test's certificate holds, and listen on
+127.0.0.1 only.
 `StockRedis` runs the same topology from plain configs (the baseline of the benchmark). Both are also used
 by bench/bench_redis.py.
 """
@@ -12,6 +14,7 @@ import contextlib
 import os
 import random
 import secrets
+import shutil
 import signal
 import subprocess
 import threading
@@ -27,9 +30,11 @@ import yaml
 from tests.support import free_port, wait_for
 from tradingstack.api import TradingStack
 from tradingstack.api.spec import RedisSpec
-from tradingstack.redisclient import MasterAddress, observe_master
-from tradingstack.redisclient.client import no_retry
-from tradingstack.render.redis import failover_wait_seconds, render_redis
+from tradingstack.contract import RedisEnv
+from tradingstack.contract.tls import TlsSecretKey
+from tradingstack.redisclient import MasterAddress, RedisTls, observe_master
+from tradingstack.redisclient.client import no_retry, tls_options
+from tradingstack.render.redis import failover_wait_seconds, render_redis, tls_files
 
 HOST = "127.0.0.1"
 POLL_SECONDS = 0.1
@@ -44,8 +49,9 @@ FAST_FAILOVER = {  # spec.redis of the failover tests
 }
 
 
-def stack_for(redis_spec: dict[str, Any], name: str = "comp") -> TradingStack:
-    return TradingStack.model_validate({"metadata": {"name": name, "namespace": "test"}, "spec": {"redis": redis_spec}})
+def stack_for(redis_spec: dict[str, Any], name: str = "comp", tls: bool = False) -> TradingStack:
+    spec = {"redis": redis_spec, **({"tls": {"enabled": True}} if tls else {})}
+    return TradingStack.model_validate({"metadata": {"name": name, "namespace": "test"}, "spec": spec})
 
 
 @dataclass
@@ -59,6 +65,10 @@ class RedisProcesses:
     network: HostNetwork | None = None
     """Each server on a host of its own (a network namespace) instead of all on 127.0.0.1."""
     password: str = field(default_factory=lambda: secrets.token_hex(16))
+    host: str = HOST
+    """The address the processes announce and the tests dial (without `network`)."""
+    tls: RedisTls | None = None
+    """The servers and sentinels serve TLS only: how the tests' clients reach them."""
     redis_ports: list[int] = field(init=False)
     sentinel_ports: list[int] = field(init=False)
     _processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, init=False)
@@ -77,12 +87,12 @@ class RedisProcesses:
 
     # -- processes ---------------------------------------------------------------------------------------
     def redis_host(self, index: int) -> str:
-        return HOST if self.network is None else self.network.host(index)
+        return self.host if self.network is None else self.network.host(index)
 
     @property
     def sentinel_host(self) -> str:
         """Where the sentinels (and the tests' clients) are, reachable from every server's host."""
-        return HOST if self.network is None else self.network.gateway
+        return self.host if self.network is None else self.network.gateway
 
     @property
     def sentinel_addresses(self) -> list[str]:
@@ -120,7 +130,12 @@ class RedisProcesses:
 
     def sentinel_client(self, port: int) -> redis.Redis:
         return redis.Redis(
-            host=self.sentinel_host, port=port, password=self.password, socket_timeout=0.5, retry=no_retry()
+            host=self.sentinel_host,
+            port=port,
+            password=self.password,
+            socket_timeout=0.5,
+            retry=no_retry(),
+            **tls_options(self.tls),
         )
 
     def sentinel_master_state(self, client: redis.Redis) -> dict[str, Any]:
@@ -184,6 +199,7 @@ class RedisProcesses:
             socket_connect_timeout=timeout,
             retry=no_retry(),
             decode_responses=True,
+            **tls_options(self.tls),
         )
 
     def role(self, index: int) -> str | None:
@@ -199,7 +215,7 @@ class RedisProcesses:
 
     def agreed_master(self) -> int | None:
         """Index of the server a majority of the sentinels report as master."""
-        observation = observe_master(self.sentinel_addresses, self.spec.master_name, self.password, 0.5)
+        observation = observe_master(self.sentinel_addresses, self.spec.master_name, self.password, 0.5, self.tls)
         return None if observation.master is None else self.index_of(observation.master)
 
     def connected_replicas(self, index: int) -> int:
@@ -305,12 +321,26 @@ class RedisProcesses:
         return "\n".join(lines)
 
 
+@dataclass
 class RenderedRedis(RedisProcesses):
-    """Runs the ConfigMap of `render_redis` (scripts and configs) as the pods do."""
+    """Runs the ConfigMap of `render_redis` (scripts and configs) as the pods do; with `tls_dir` (holding the TLS
+    Secret's files) that of a stack with `spec.tls`."""
+
+    tls_dir: Path | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        stack = stack_for(self.spec.model_dump(by_alias=True))
+        self.stack = stack_for(self.spec.model_dump(by_alias=True), tls=self.tls_dir is not None)
+        if self.tls_dir is not None:
+            self.host = "localhost"
+            self.tls = RedisTls(ca_file=str(self.tls_dir / TlsSecretKey.CA))
+            self._bin = self.root / "bin"
+            self._bin.mkdir()
+            for program in ("redis-server", "redis-sentinel"):
+                wrapper = self._bin / program
+                wrapper.write_text(f'#!/bin/sh\nexec {shutil.which(program)} "$@" --bind 127.0.0.1\n')
+                wrapper.chmod(0o755)
+        stack = self.stack
         config_map = next(m for m in render_redis(stack, stack.owner_reference()) if m["kind"] == "ConfigMap")
         self.config_dir = self.root / "config"
         self.config_dir.mkdir()
@@ -320,7 +350,7 @@ class RenderedRedis(RedisProcesses):
         (self.root / "configmap.yaml").write_text(yaml.safe_dump(config_map))
 
     def _env(self, pod_name: str) -> dict[str, str]:
-        return {
+        env = {
             "POD_NAME": pod_name,
             "REDIS_CONFIG_DIR": str(self.config_dir),
             "REDIS_SENTINELS": ",".join(self.sentinel_addresses),
@@ -329,6 +359,12 @@ class RenderedRedis(RedisProcesses):
             "REDISCLI_AUTH": self.password,
             "REDIS_SENTINEL_WAIT_SECONDS": "3",
         }
+        if self.tls_dir is None:
+            return env
+        # The rendered env of the files (the pods': the mounted Secret), and the servers on 127.0.0.1 only.
+        files = {e["name"]: e["value"] for e in tls_files(self.stack, str(self.tls_dir))}
+        ca = {RedisEnv.TLS_CA_FILE: str(self.tls_dir / TlsSecretKey.CA)}
+        return env | files | ca | {"PATH": f"{self._bin}:{os.environ['PATH']}"}
 
     def redis_command(self, index: int) -> tuple[list[str], dict[str, str]]:
         data_dir, run_dir = self.root / f"redis-{index}" / "data", self.root / f"redis-{index}" / "run"
@@ -511,11 +547,11 @@ class TwoMasterChecker:
 
 @contextlib.contextmanager
 def running_redis(
-    directory: Path, redis_spec: dict[str, Any], network: HostNetwork | None = None
+    directory: Path, redis_spec: dict[str, Any], network: HostNetwork | None = None, tls_dir: Path | None = None
 ) -> Iterator[RenderedRedis]:
     """The rendered servers and sentinels for `redis_spec`, started and torn down (logs printed afterwards,
-    which pytest shows only for a failed test)."""
-    processes = RenderedRedis(directory, stack_for(redis_spec).spec.redis, network=network)
+    which pytest shows only for a failed test); with `tls_dir`, over TLS with the files there."""
+    processes = RenderedRedis(directory, stack_for(redis_spec).spec.redis, network=network, tls_dir=tls_dir)
     try:
         processes.start()
         yield processes
