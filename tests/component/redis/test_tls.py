@@ -9,6 +9,7 @@ host name the certificate does not hold are all refused.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import subprocess
@@ -26,9 +27,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from tests.component.redis.processes import FAST_FAILOVER, RenderedRedis, running_redis, stack_for
 from tests.kubelet import resolved_env
 from tests.support import free_port, wait_for
-from tradingstack.contract import RedisExporterEnv
+from tradingstack.contract import RedisEnv, RedisExporterEnv
 from tradingstack.contract.tls import TlsSecretKey
-from tradingstack.redisclient import RedisTls, SentinelRedisClient, observe_master
+from tradingstack.health.checks import RedisPing
+from tradingstack.health.contract import DependencyStatus
+from tradingstack.redisclient import RedisTls, SentinelRedisClient, observe_master, parse_address
 from tradingstack.redisclient.client import no_retry
 from tradingstack.render import tls
 from tradingstack.render.certificates import Authority, leaf, pem, pem_key
@@ -124,6 +127,14 @@ def test_plaintext_a_foreign_ca_and_a_wrong_name_are_refused(tls_stack: Rendered
             _ping(LOCAL_NAME, port, stack.password, **RedisTls(ca_pem=pem(foreign.certificate)).options())
         with pytest.raises(redis.ConnectionError, match="certificate verify failed"):
             _ping("127.0.0.1", port, stack.password, **stack.tls.options())  # type: ignore[union-attr]
+    # The services' health check (demo-service: RedisPing through the sentinels) with the env the operator injects.
+    ping = RedisPing.from_sentinels(
+        [parse_address(a) for a in stack.sentinel_addresses],
+        stack.spec.master_name,
+        stack.password,
+        tls_options=RedisTls.from_env({RedisEnv.TLS_CA_FILE: str(stack.tls_dir / TlsSecretKey.CA)}).options(),  # type: ignore[operator,union-attr]
+    )
+    assert asyncio.run(ping.health_check()).status is DependencyStatus.UP
     # redis-cli as the scripts run it: the stack's CA passes, a foreign CA does not.
     foreign_ca = stack.root / "foreign-ca.crt"
     foreign_ca.write_text(pem(foreign.certificate))
