@@ -23,6 +23,7 @@ import pytest
 
 from tests.component.postgres.conftest import BackupTool
 from tests.component.postgres.server import THROWAWAY, PostgresCluster, initialized_cluster
+from tests.fixtures.reliability import Reliability
 from tradingstack.backup.store import BackupStore, Manifest
 from tradingstack.components.observe import JobRun
 from tradingstack.contract import termination
@@ -31,7 +32,9 @@ from tradingstack.reconcile.backup_health import backup_health
 pytestmark = pytest.mark.component
 
 MID_DATA_BYTES = 1 << 20
-"""The kill lands once the partial archive holds this much: past its header and table of contents, in the data."""
+"""The kill lands once the partial archive holds at least this much: past its header and table of contents."""
+KILLS = int(os.environ.get("TRADINGSTACK_CHAOS_BACKUP_KILLS", "1"))
+"""Backups killed in a row (`make chaos` runs more)."""
 
 
 def _files(directory: Path) -> dict[str, bytes]:
@@ -93,50 +96,67 @@ def killable_server() -> Iterator[PostgresCluster]:
         yield cluster
 
 
-def test_postgres_killed_mid_dump_fails_cleanly_and_the_next_backup_succeeds(
-    killable_server: PostgresCluster, tmp_path: Path
-) -> None:
-    tool = BackupTool(killable_server.server, "trades", tmp_path / "backups")
-    [good] = tool.ok("backup")
-    files_before = _files(tool.directory)
-    termination_log = tmp_path / "termination-log"
-    termination_log.touch()
-
+def _backup_with_the_server_killed(tool: BackupTool, cluster: PostgresCluster, at_bytes: int) -> tuple[int, str]:
+    """Runs a backup and SIGKILLs the server once the partial archive holds `at_bytes`; its exit status and
+    termination message. pg_dump runs in 2 ms slices (SIGSTOP/SIGCONT) meanwhile, so the kill lands in the data
+    deterministically rather than racing the dump's end."""
+    termination_log = tool.directory.parent / "termination-log"
+    termination_log.write_text("")
     running = tool.start("backup", "--keep-last", "1", "--termination-log", str(termination_log))
     pg_dump = _child_named(running.pid, "pg_dump")
-    # Let pg_dump run in short slices until its archive is well into the table data: no race with its end.
     os.kill(pg_dump, signal.SIGSTOP)
-    while True:
-        partial = _partials(tool.directory)
-        if partial and partial[0].stat().st_size >= MID_DATA_BYTES:
-            break
+    while not ((partial := _partials(tool.directory)) and partial[0].stat().st_size >= at_bytes):
         assert running.poll() is None, "the backup ended before the kill"
         os.kill(pg_dump, signal.SIGCONT)
         time.sleep(0.002)
         os.kill(pg_dump, signal.SIGSTOP)
-    written = partial[0].stat().st_size
-    _kill_server(killable_server)
+    _kill_server(cluster)
     os.kill(pg_dump, signal.SIGCONT)
     stdout, stderr = running.communicate(timeout=120)
+    assert stdout == "", f"the backup completed: all its data had left the server before the kill ({stderr})"
+    return running.returncode, termination_log.read_text()
 
-    assert running.returncode == 1, (stdout, stderr)
-    assert stdout == ""
-    failure = termination.parse(termination_log.read_text())
-    assert isinstance(failure, termination.ToolFailure), failure
-    assert failure.reason is None
-    assert failure.error.startswith("pg_dump exited 1:"), failure.error
-    assert "server closed the connection unexpectedly" in failure.error, failure.error
-    # No partial archive, nothing pruned: the good archive and its manifest are exactly as they were.
-    assert _files(tool.directory) == files_before, f"partial of {written} bytes at the kill"
-    assert tool.names() == [good["name"]]
-    assert tool.ok("prune", "--keep-last", "1") == []
-    assert BackupStore(tool.directory).get("latest").name == good["name"]  # what `restore --from latest` takes
 
-    killable_server.start(*THROWAWAY)  # crash recovery
-    [after] = tool.ok("backup", "--keep-last", "1")
-    assert after["verified"] is True
-    assert tool.names() == [after["name"]]  # retention removed the old one only once a newer good one existed
-    assert tool.ok("verify") == [{"name": after["name"], "verified": True}]
+def test_postgres_killed_mid_dump_fails_cleanly_and_the_next_backup_succeeds(
+    killable_server: PostgresCluster, tmp_path: Path, reliability: Reliability
+) -> None:
+    tool = BackupTool(killable_server.server, "trades", tmp_path / "backups")
+    [good] = tool.ok("backup")
+    # Each round kills at another point of the data, from 1 MiB to a third of the archive: later, what is left
+    # may already sit in the socket buffers (several MB on loopback), and pg_dump then completes a good archive.
+    step = (good["sizeBytes"] // 3 - MID_DATA_BYTES) // max(1, KILLS - 1)
+    for round_ in range(KILLS):
+        files_before = _files(tool.directory)
+
+        status, message = _backup_with_the_server_killed(tool, killable_server, MID_DATA_BYTES + round_ * step)
+
+        assert status == 1, message
+        failure = termination.parse(message)
+        assert isinstance(failure, termination.ToolFailure), failure
+        assert failure.reason is None
+        assert failure.error.startswith("pg_dump exited 1:"), failure.error
+        assert "server closed the connection unexpectedly" in failure.error, failure.error
+        # No partial archive, nothing pruned: the good archive and its manifest are exactly as they were.
+        assert _files(tool.directory) == files_before
+        assert tool.names() == [good["name"]]
+        assert tool.ok("prune", "--keep-last", "1") == []
+        assert BackupStore(tool.directory).get("latest").name == good["name"]  # what `restore --from latest` takes
+
+        killable_server.start(*THROWAWAY)  # crash recovery
+        [after] = tool.ok("backup", "--keep-last", "1")
+        assert after["verified"] is True
+        assert tool.names() == [after["name"]]  # retention removed the old one once a newer good one existed
+        assert tool.ok("verify") == [{"name": after["name"], "verified": True}]
+        good = after
+    reliability.record(
+        "Postgres killed during a backup",
+        runs=f"{KILLS} backups of a {good['sizeBytes'] // 1024} KiB archive (real postgres, real backup tool)",
+        faults="SIGKILL of every server process while pg_dump writes the table data (1 MiB to 1/3 of the archive)",
+        checked="exit 1 with pg_dump's error as the termination message; the backup directory byte-identical (no"
+        " partial, the last good archive kept by prune and taken by `restore --from latest`); the next backup after"
+        " crash recovery succeeds and verifies",
+        result=f"{KILLS} of {KILLS} failed cleanly and were followed by a verified backup; 0 good archives lost",
+    )
 
 
 # A full backup volume ------------------------------------------------------------------------------------------
@@ -163,7 +183,7 @@ def small_volume(tmp_path: Path) -> Iterator[Callable[[int], Path]]:
 
 
 def test_full_backup_volume_fails_with_its_reason_deletes_nothing_and_turns_backup_healthy_false(
-    tool: BackupTool, small_volume: Callable[[int], Path], tmp_path: Path
+    tool: BackupTool, small_volume: Callable[[int], Path], tmp_path: Path, reliability: Reliability
 ) -> None:
     measured = tool.ok("backup")[0]["sizeBytes"]
     # Room for one archive and a half: the first backup fits, the second runs out in the middle of its dump.
@@ -194,6 +214,15 @@ def test_full_backup_volume_fails_with_its_reason_deletes_nothing_and_turns_back
     health = backup_health(runs, "0 2 * * *", "UTC", finished)
     assert (health.status, health.reason) == ("False", "BackupVolumeFull")
     assert good["name"] in health.message and "No space left on device" in health.message
+    reliability.record(
+        "a full backup volume",
+        runs=f"1 backup onto a tmpfs with room for 1.5 archives of {measured // 1024} KiB, one good archive on it",
+        faults="pg_dump's write refused (No space left on device) in the middle of the archive",
+        checked="exit 1, termination message reason BackupVolumeFull; the volume byte-identical (partial removed,"
+        " nothing deleted); BackupHealthy from that message",
+        result="BackupVolumeFull; 0 files deleted; BackupHealthy False, reason BackupVolumeFull, naming the newest"
+        " good backup and what to do",
+    )
 
 
 def test_a_manifest_that_does_not_fit_takes_its_archive_back_out(small_volume: Callable[[int], Path]) -> None:
