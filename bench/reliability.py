@@ -1,9 +1,10 @@
 """`make chaos`: the fault scenarios at size, then docs/reliability.md from the rows they record.
 
-    python bench/reliability.py [--kills 50] [--stacks 10] [--specs 5000] [--takeovers 10] [--outages 5]
-                                [--fault-seconds 30]
+    python bench/reliability.py [--kills 50] [--stacks 10] [--specs 5000] [--spec-batch 100] [--backup-kills 10]
+                                [--takeovers 10] [--outages 5] [--fault-seconds 30]
 
-Runs tests/chaos and the adversarial spec test of tests/cluster against the local cluster (hack/cluster.sh up)
+Runs tests/chaos and the adversarial spec test of tests/cluster against the local cluster (hack/cluster.sh up),
+and the backup faults with a real PostgreSQL (tests/component/postgres/test_backup_faults.py),
 with TRADINGSTACK_RELIABILITY_DIR set, so each scenario writes what it ran, injected, checked and found; the
 table joins those rows. A failing scenario fails the command and leaves docs/reliability.md as it was.
 """
@@ -19,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SCENARIOS = ["tests/chaos", "tests/cluster/test_adversarial.py"]
+SCENARIOS = ["tests/chaos", "tests/cluster/test_adversarial.py", "tests/component/postgres/test_backup_faults.py"]
 COLUMNS = ("scenario", "runs", "faults", "checked", "result")
 
 
@@ -28,13 +29,17 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=50, help="operator kills (default 50)")
     parser.add_argument("--stacks", type=int, default=10, help="stacks reconciling while it is killed (default 10)")
     parser.add_argument("--specs", type=int, default=5000, help="generated specs (default 5000)")
+    parser.add_argument("--spec-batch", type=int, default=100, help="specs live at once (default 100)")
+    parser.add_argument("--backup-kills", type=int, default=10, help="backups with Postgres killed (default 10)")
     parser.add_argument("--takeovers", type=int, default=10, help="leader kills taken over (default 10)")
     parser.add_argument("--outages", type=int, default=5, help="control-plane outages (default 5)")
     parser.add_argument("--fault-seconds", type=int, default=30, help="length of each injected API fault (default 30)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as rows:
         sizes = {"TRADINGSTACK_CHAOS_KILLS": args.kills, "TRADINGSTACK_CHAOS_STACKS": args.stacks,
-                 "TRADINGSTACK_GENERATED_SPECS": args.specs, "TRADINGSTACK_CHAOS_TAKEOVERS": args.takeovers,
+                 "TRADINGSTACK_GENERATED_SPECS": args.specs, "TRADINGSTACK_SPEC_BATCH": args.spec_batch,
+                 "TRADINGSTACK_CHAOS_BACKUP_KILLS": args.backup_kills,
+                 "TRADINGSTACK_CHAOS_TAKEOVERS": args.takeovers,
                  "TRADINGSTACK_CHAOS_OUTAGES": args.outages,
                  "TRADINGSTACK_CHAOS_FAULT_SECONDS": args.fault_seconds}  # fmt: skip
         env = {**os.environ, "TRADINGSTACK_RELIABILITY_DIR": rows, **{k: str(v) for k, v in sizes.items()}}
@@ -43,6 +48,7 @@ def main() -> int:
         recorded = [json.loads(p.read_text()) for p in sorted(Path(rows).glob("*.json"))]
     rerun = (
         f"python bench/reliability.py --kills {args.kills} --stacks {args.stacks} --specs {args.specs}"
+        f" --spec-batch {args.spec_batch} --backup-kills {args.backup_kills}"
         f" --takeovers {args.takeovers} --outages {args.outages} --fault-seconds {args.fault_seconds}"
     )
     (REPO / "docs" / "reliability.md").write_text(report(recorded, rerun))

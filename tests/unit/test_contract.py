@@ -156,6 +156,7 @@ TIME = "2026-11-26T02:00:00Z"
         RestoreResult(restored="trading-1", database="trading"),
         ToolFailure(error="pg_dump exited 1"),
         ToolFailure(error="database trading is not empty", refused=True),
+        ToolFailure(error="the backup volume /backups is full", reason=termination.FailureReason.VOLUME_FULL),
     ],
 )
 def test_termination_messages_round_trip(message: termination.TerminationMessage) -> None:

@@ -8,9 +8,12 @@ empty and --force was not given). Results go to stdout as JSON lines, diagnostic
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,11 +23,22 @@ from tradingstack.backup.database import DUMP_COMPRESSION, Database, DatabaseErr
 from tradingstack.backup.store import BackupStore, Manifest, backup_name, sha256_of, to_prune
 from tradingstack.contract import TERMINATION_LOG, BackupEnv, ExitCode, PostgresEnv, termination
 from tradingstack.contract.pgbackrest import CONFIG_PATH, PitrToolCommand
-from tradingstack.contract.termination import BackupListing, ListedBackup, RestoreResult, ToolFailure
+from tradingstack.contract.termination import BackupListing, FailureReason, ListedBackup, RestoreResult, ToolFailure
 
 
 class RestoreRefusedError(RuntimeError):
     """The target database holds data and overwriting it was not asked for."""
+
+
+class VolumeFullError(RuntimeError):
+    """The backup volume had no room for the new archive."""
+
+
+FULL_VOLUME_BYTES = 1 << 20
+"""A write refused for lack of space while less than this is free on the backup volume means the volume is full
+(rather than, say, the database server's own disk refusing one of pg_dump's queries)."""
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 _PITR_COMMANDS = (PitrToolCommand.BACKUP, PitrToolCommand.INFO, PitrToolCommand.ARCHIVE_STATUS)
@@ -48,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
         _log(f"restore refused: {err}")
         _write_termination_message(args.termination_log, ToolFailure(error=str(err), refused=True))
         return ExitCode.REFUSED
+    except VolumeFullError as err:
+        _log(f"{args.command_name} failed: {err}")
+        failure = ToolFailure(error=str(err), reason=FailureReason.VOLUME_FULL)
+        _write_termination_message(args.termination_log, failure)
+        return ExitCode.FAILED
     except (DatabaseError, pitr.PgBackRestError, LookupError, OSError, ValueError) as err:
         _log(f"{args.command_name} failed: {err}")
         _write_termination_message(args.termination_log, ToolFailure(error=str(err)))
@@ -58,7 +77,8 @@ def backup(args: argparse.Namespace, store: BackupStore, database: Database) -> 
     store.directory.mkdir(parents=True, exist_ok=True)
     started = datetime.now(UTC)
     name = backup_name(database.name, started)
-    with store.staging(name) as partial:
+    # Inner first: a full volume is recognised while the partial archive still takes its room.
+    with store.staging(name) as partial, _full_volume_reported(store):
         database.dump(partial, compression=args.compress)
         if args.verify:
             listing = _check_archive(database, partial, restore_check=args.restore_check)
@@ -174,6 +194,25 @@ def _report(termination_log: str, result: termination.TerminationMessage) -> int
         _emit(result.model_dump(mode="json", by_alias=True))
     _write_termination_message(termination_log, result)
     return ExitCode.OK
+
+
+@contextmanager
+def _full_volume_reported(store: BackupStore) -> Iterator[None]:
+    """A write refused for lack of room on the backup volume becomes a VolumeFullError. Nothing is deleted to make
+    room: the caller's staging block removes the new partial archive only."""
+    try:
+        yield
+    except (DatabaseError, OSError) as err:
+        no_space = (isinstance(err, OSError) and err.errno in _NO_SPACE) or any(
+            os.strerror(code) in str(err) for code in _NO_SPACE
+        )
+        free = store.free_bytes() if no_space else None
+        if free is None or free >= FULL_VOLUME_BYTES:
+            raise
+        raise VolumeFullError(
+            f"the backup volume {store.directory} is full ({free} bytes free): {err}; the partial archive was"
+            " removed and no backup was deleted"
+        ) from err
 
 
 def _prune(store: BackupStore, keep_last: int) -> list[str]:

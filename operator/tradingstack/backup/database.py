@@ -6,6 +6,7 @@ both psycopg and the PostgreSQL client programs read, so the password never appe
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -120,7 +121,9 @@ class Database:
 
     @staticmethod
     def _run(*command: str) -> str:
-        completed = subprocess.run(command, capture_output=True, text=True, check=False)
+        # Messages in English whatever the image's locale: the tool reads them (a full volume, the server version).
+        env = {**os.environ, "LC_ALL": "C"}
+        completed = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
         if completed.returncode != 0:
             program = Path(command[0]).name
             raise DatabaseError(f"{program} exited {completed.returncode}: {completed.stderr.strip()[-_STDERR_TAIL:]}")

@@ -111,18 +111,35 @@ class BackupStore:
             raise
 
     def commit(self, partial: Path, manifest: Manifest) -> None:
-        """Publish a backup: archive first, then the manifest, each by an atomic rename after fsync."""
+        """Publish a backup: archive first, then the manifest, each by an atomic rename after fsync.
+
+        If the manifest cannot be written (a full volume), the archive goes back to its partial name and the
+        manifest is removed, so the staging block removes it: no half-committed backup is left behind."""
         _fsync(partial)
-        partial.rename(self.archive_path(manifest.name))
-        self.write_manifest(manifest)
+        archive = self.archive_path(manifest.name)
+        partial.rename(archive)
+        try:
+            self.write_manifest(manifest)
+        except BaseException:
+            self.manifest_path(manifest.name).unlink(missing_ok=True)
+            archive.rename(partial)
+            raise
 
     def write_manifest(self, manifest: Manifest) -> None:
         target = self.manifest_path(manifest.name)
         temporary = target.with_name(f".{target.name}{PARTIAL_SUFFIX}")
-        temporary.write_text(manifest.model_dump_json(by_alias=True, indent=2) + "\n")
-        _fsync(temporary)
-        temporary.rename(target)
+        try:
+            temporary.write_text(manifest.model_dump_json(by_alias=True, indent=2) + "\n")
+            _fsync(temporary)
+            temporary.rename(target)
+        finally:
+            temporary.unlink(missing_ok=True)  # gone after the rename; a failed write leaves no trace
         _fsync(self.directory)
+
+    def free_bytes(self) -> int:
+        """Room left on the backup volume for this (unprivileged) process."""
+        stats = os.statvfs(self.directory)
+        return stats.f_bavail * stats.f_frsize
 
     def delete(self, name: str) -> None:
         # Manifest first: once it is gone the backup no longer exists, whatever happens to the archive.

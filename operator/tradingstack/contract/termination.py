@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -47,12 +48,23 @@ class BackupInfo(ApiModel):
     """The archive was verified after it was written."""
 
 
+class FailureReason(StrEnum):
+    """Why a command failed, when the tool can tell: written by the tool, read by the operator, which makes it the
+    `BackupHealthy` condition's reason (`reconcile.backup_health`)."""
+
+    VOLUME_FULL = "BackupVolumeFull"
+    """The backup volume had no room for the new archive (ENOSPC or EDQUOT): the partial archive was removed and
+    nothing else was deleted (the tool never frees room by removing backups)."""
+
+
 class ToolFailure(ApiModel):
     """A command failed (nothing committed), or the tool crashed and the message is its log tail."""
 
     error: str
     refused: bool = False
     """A restore refused because the database is not empty (exit status 3)."""
+    reason: FailureReason | None = None
+    """The cause, when the tool recognised one; None for any other failure."""
 
 
 class ListedBackup(ApiModel):

@@ -59,9 +59,18 @@ def backup_health(
     )
 
     if last is not None and not last.succeeded:
+        newest_good = f"newest good backup is {newest.name} from {_when(newest.time)}" if newest else ""
+        if last.reason == termination.FailureReason.VOLUME_FULL:
+            message = (
+                f"backup Job {last.job} failed: the backup volume is full ({last.error}); nothing was deleted to make"
+                f" room{'; ' + newest_good if newest_good else ''}. Free room on the volume: remove old archives by"
+                " hand (a backup is its <name>.dump and <name>.json), lower spec.postgres.backup.keepLast so that"
+                " retention keeps fewer, then run a backup now (docs/runbooks.md, TradingStackBackupUnhealthy)"
+            )
+            return BackupHealth(postgres, "False", termination.FailureReason.VOLUME_FULL.value, message)
         message = f"backup Job {last.job} failed: {last.error or 'no error reported'}"
-        if newest is not None:
-            message += f"; newest good backup is {newest.name} from {_when(newest.time)}"
+        if newest_good:
+            message += f"; {newest_good}"
         return BackupHealth(postgres, "False", "BackupFailed", message)
     if newest is None:
         if last is None:
@@ -106,6 +115,8 @@ class _Run:
     succeeded: bool
     backup: BackupInfo | None
     error: str | None
+    reason: termination.FailureReason | None = None
+    """The cause the tool recognised (a full volume), if any."""
 
 
 def _finished_run(run: JobRun) -> _Run:
@@ -113,10 +124,12 @@ def _finished_run(run: JobRun) -> _Run:
         raise ValueError(f"backup Job {run.name} finished without a time")
     succeeded, result = bool(run.succeeded), run.result
     backup = result if succeeded and isinstance(result, BackupInfo) else None
-    error = result.error if isinstance(result, termination.ToolFailure) else None
+    failure = result if isinstance(result, termination.ToolFailure) else None
+    error = failure.error if failure else None
     if not succeeded:
         error = error or run.failure
-    return _Run(run.name, run.finished_at, succeeded, backup, error)
+    reason = failure.reason if failure and not succeeded else None
+    return _Run(run.name, run.finished_at, succeeded, backup, error, reason)
 
 
 def _when(at: datetime) -> str:

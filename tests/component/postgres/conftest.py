@@ -34,14 +34,27 @@ class BackupTool:
     database: str
     directory: Path
 
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "tradingstack.backup", "--dir", str(self.directory), *args]
+
     def run(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "tradingstack.backup", "--dir", str(self.directory), *args],
+            self.argv(*args),
             env=self.server.env(self.database, **env),
             capture_output=True,
             text=True,
             check=False,
             timeout=300,
+        )
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        """The tool running in the background (output to pipes), for a test that injects a fault meanwhile."""
+        return subprocess.Popen(
+            self.argv(*args),
+            env=self.server.env(self.database),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
 
     def ok(self, *args: str, **env: str) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from tradingstack.api.status import PostgresStatus
 from tradingstack.components import postgres
 from tradingstack.components.assess import Assessment, ConditionUpdate
 from tradingstack.components.observe import JobRun, observe
-from tradingstack.contract import Annotation, Label
+from tradingstack.contract import Annotation, Label, termination
 from tradingstack.reconcile.backup_health import backup_health, schedule_interval
 from tradingstack.render.postgres import (
     BACKUP_IMAGE,
@@ -255,6 +255,35 @@ def test_health_is_false_when_the_last_finished_run_failed_and_keeps_the_last_go
     assert (health.status, health.reason) == ("False", "BackupFailed")
     assert "connection refused" in health.message
     assert good.name in health.message
+
+
+def test_a_full_backup_volume_is_its_own_reason_and_says_what_to_do() -> None:
+    good = _backup(NOW - timedelta(days=1, hours=10))
+    jobs = [_job("b-1", NOW - timedelta(days=1, hours=9)), _job("b-2", NOW - timedelta(hours=9), succeeded=False)]
+    full = termination.ToolFailure(
+        error="the backup volume /backups is full (0 bytes free): pg_dump exited 1: No space left on device",
+        reason=termination.FailureReason.VOLUME_FULL,
+    )
+    messages = {"b-1": _message(good), "b-2": termination.render(full)}
+
+    health = backup_health(_runs(jobs, messages), "0 2 * * *", "UTC", NOW)
+
+    assert (health.status, health.reason) == ("False", "BackupVolumeFull")
+    assert health.postgres == PostgresStatus(last_backup=good, last_backup_job="b-2", last_backup_result="Failed")
+    assert "No space left on device" in health.message
+    assert "nothing was deleted" in health.message
+    assert good.name in health.message
+    assert "remove old archives" in health.message and "keepLast" in health.message
+
+
+def test_a_full_volume_reported_by_an_older_run_is_not_the_reason_once_a_backup_succeeded() -> None:
+    full = termination.ToolFailure(error="full", reason=termination.FailureReason.VOLUME_FULL)
+    good = _backup(NOW - timedelta(hours=1))
+    jobs = [_job("b-1", NOW - timedelta(hours=3), succeeded=False), _job("b-2", NOW - timedelta(minutes=55))]
+    health = backup_health(
+        _runs(jobs, {"b-1": termination.render(full), "b-2": _message(good)}), "0 * * * *", "UTC", NOW
+    )
+    assert (health.status, health.reason) == ("True", "BackupSucceeded")
 
 
 def test_failed_run_without_a_message_reports_the_job_condition() -> None:
