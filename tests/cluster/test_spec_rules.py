@@ -57,6 +57,22 @@ def test_restore_from_only_when_the_stack_is_created(cluster: Cluster, namespace
     assert apply(cluster, namespace, document(namespace)) == ""  # removing it is fine
 
 
+def test_tls_cannot_be_switched_while_redis_runs(cluster: Cluster, namespace: str, crd: None) -> None:
+    plain = document(namespace)
+    assert apply(cluster, namespace, plain) == ""
+    with_tls = copy.deepcopy(plain)
+    with_tls["spec"]["tls"] = {"enabled": True}
+    assert "tls.enabled cannot change while Redis runs" in apply(cluster, namespace, with_tls)
+    without_redis = copy.deepcopy(plain)
+    without_redis["spec"]["redis"] = {"enabled": False}
+    assert apply(cluster, namespace, without_redis) == ""
+    without_redis["spec"]["tls"] = {"enabled": True}
+    assert apply(cluster, namespace, without_redis) == ""  # PostgreSQL alone restarts with TLS: allowed
+    cluster.kubectl("delete", "tradingstack", "s", "-n", namespace)
+    assert apply(cluster, namespace, with_tls) == ""  # a new stack may start with TLS
+    assert "tls.enabled cannot change" in apply(cluster, namespace, plain)
+
+
 @pytest.mark.parametrize("image", ["Demo:1", "demo service:1", "ghcr.io/x/y:tag@sha256:abc", "x/y:", "-x"])
 def test_an_invalid_image_reference_is_refused(cluster: Cluster, namespace: str, crd: None, image: str) -> None:
     doc = document(namespace)

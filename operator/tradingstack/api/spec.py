@@ -983,6 +983,16 @@ def _pitr_on(root: str) -> str:
         f"{root}.postgres.pitr.enabled)"  # fmt: skip
 
 
+def _tls_on(root: str) -> str:
+    """CEL: `tls.enabled` in `root` (default false)."""
+    return f"(has({root}.tls) && has({root}.tls.enabled) && {root}.tls.enabled)"
+
+
+def _redis_on(root: str) -> str:
+    """CEL: `redis.enabled` in `root` (default true)."""
+    return f"(!has({root}.redis) || !has({root}.redis.enabled) || {root}.redis.enabled)"
+
+
 def _encrypts(root: str) -> str:
     """CEL: the effective `encrypt` of `root`'s pitr (default true)."""
     return f"(has({root}.postgres.pitr.encrypt) ? {root}.postgres.pitr.encrypt : true)"
@@ -1001,8 +1011,9 @@ class TlsSpec(ApiModel):
     Services `<stack>-redis` and `<stack>-redis-master` by the same four names."""
 
     enabled: bool = False
-    """Serve TLS. Enabling or disabling it restarts the servers and the services that use them. Default:
-    false."""
+    """Serve TLS. Enabling or disabling it restarts the servers and the services that use them; with Redis enabled
+    it is fixed once the stack exists (TLS and plaintext Redis pods cannot reach each other during the roll), so
+    create a new stack and restore its database from a backup. Default: false."""
 
     issuer: Literal["generated", "secret"] = "generated"
     """`generated`: the operator makes a CA per stack (kept in the Secret `<stack>-tls-ca`, created once, kept like
@@ -1102,6 +1113,12 @@ class TradingStackSpec(ApiModel):
                 f"!{_pitr_on('oldSelf')} || !{_pitr_on('self')} || {_encrypts('self')} == {_encrypts('oldSelf')}",
                 "postgres.pitr.encrypt cannot change while pitr is enabled: the repositories' backups and WAL are "
                 "encrypted (or not) for good",
+            ),
+            cel(
+                f"!{_redis_on('self')} || !{_redis_on('oldSelf')} || {_tls_on('self')} == {_tls_on('oldSelf')}",
+                "tls.enabled cannot change while Redis runs: during the roll TLS and plaintext servers and sentinels "
+                "cannot reach each other (no quorum, no safe failover); create a new stack with the other setting "
+                "and restore its database from a backup",
             ),
             cel(
                 "!has(self.tls) || !has(self.tls.enabled) || !self.tls.enabled || !has(self.postgres) || "
