@@ -119,6 +119,13 @@ class Patroni:
     """200 on the leader and on a replica whose server runs; 503 otherwise."""
     LIVENESS_PATH: Final = "/liveness"
     """200 while Patroni's main loop runs (not the server: Patroni restarts that itself)."""
+    CLUSTER_PATH: Final = "/cluster"
+    """GET: every member of the cluster as the DCS knows it, on any member (`contract.patroni_cluster` parses it)."""
+    SWITCHOVER_PATH: Final = "/switchover"
+    """POST `{"leader": ..., "candidate": ...}` on any member: a planned switchover, answered once it is done (200)
+    or refused (412: no healthy candidate, 503: the DCS could not be written)."""
+    RESTART_PATH: Final = "/restart"
+    """POST on a member: Patroni restarts that member's PostgreSQL server, answered once it runs again (200)."""
     LEADER_ROLE: Final = "master"
     """Patroni 3.0's label value on the leader (4.0 renamed it `primary`)."""
     REPLICA_ROLE: Final = "replica"

@@ -77,6 +77,11 @@ def config_map_name(stack: TradingStack) -> str:
     return child_name(stack, "postgres-patroni")
 
 
+def rest_url(host: str, port: int = PATRONI_PORT.number) -> str:
+    """The base URL of a member's REST API (`contract.Patroni`'s paths go after it): its pod IP and port 8008."""
+    return f"http://{host}:{port}"
+
+
 def pod_labels(stack: TradingStack) -> dict[str, str]:
     """What the pods carry on top of the component's labels: the scope Patroni finds its members by."""
     return {Label.POSTGRES_CLUSTER: scope(stack)}
