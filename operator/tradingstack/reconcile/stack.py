@@ -25,22 +25,32 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import ValidationError
 
 from tradingstack.api import TradingStack, TradingStackStatus, describe
+from tradingstack.api.status import PostgresStatus
 from tradingstack.components import listed_kinds, render
 from tradingstack.components.assess import ConditionUpdate
 from tradingstack.components.observe import ChildrenState, PodState, observe
 from tradingstack.components.postgres import backup_runs, pitr_runs
-from tradingstack.contract import Label
+from tradingstack.contract import Annotation, Label
 from tradingstack.health.fetch import fetch_health_documents
 from tradingstack.health.rollup import StackHealth, rollup, worst_document
 from tradingstack.kube.actions import Action, Apply, CreateSecret, Delete, MergePatch, PostEvent, key_of
 from tradingstack.kube.client import ChildKey, Kube, Obj
 from tradingstack.kube.executor import Outcome, execute
 from tradingstack.metrics import CHILDREN_APPLIED, CHILDREN_PRUNED, RECONCILE_DURATION
+from tradingstack.patroniclient import read_cluster
+from tradingstack.patroniclient import switchover as patroni_switchover
 from tradingstack.reconcile.backup_health import backup_health
 from tradingstack.reconcile.diff import with_applied_hash
 from tradingstack.reconcile.halt import plan_halt_writes
 from tradingstack.reconcile.maintenance_gate import hold_statefulset_templates, maintenance_closed
 from tradingstack.reconcile.ownership import NameConflict, conflict, user_secret_problem
+from tradingstack.reconcile.patroni_status import (
+    PatroniObservation,
+    member_ips,
+    observe_patroni,
+    plan_requested_switchover,
+    switchover_failed,
+)
 from tradingstack.reconcile.pitr_health import pitr_health, with_pitr
 from tradingstack.reconcile.plan import (
     apply_errors,
@@ -70,6 +80,7 @@ from tradingstack.reconcile.status import (
 )
 from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN
 from tradingstack.render.halt import halted_services
+from tradingstack.render.patroni import rest_url
 from tradingstack.render.pgbackrest_tls import TlsKeys
 from tradingstack.render.secrets import generated_secret_names, generated_secrets, referenced_secret_keys
 from tradingstack.render.services import health_url
@@ -319,17 +330,57 @@ class StackReconciler:
         health = await self._service_health(stack, state.pods) if self._read_data_plane else None
         outcome = await self._execute(body, stack, [*restarts.actions, *redis_writes])
         children.update(outcome.live)  # the stamped Deployment
+        postgres = backup.postgres if backup else previous.postgres
+        written, patroni = restarts.written, None
+        if spec.postgres.enabled and spec.postgres.patroni and self._read_data_plane:
+            written, patroni = await self._patroni(body, stack, written, has_status, postgres, state.pods, now)
+            postgres = patroni.postgres
         observations = Observations(
             workloads=state.with_objects(outcome.live).workloads,
             pods=state.pods,
             apply_errors=apply_errors,
-            postgres=backup.postgres if backup else previous.postgres,
+            postgres=postgres,
             backup_condition=ConditionUpdate(backup.status, backup.reason, backup.message) if backup else None,
+            postgres_condition=patroni.condition if patroni else None,
             redis=redis,
             health=health,
             restarts=restarts.restarts,
         )
-        return observations, restarts.written
+        return observations, written
+
+    async def _patroni(
+        self,
+        body: Mapping[str, Any],
+        stack: TradingStack,
+        written: TradingStackStatus,
+        has_status: bool,
+        postgres: PostgresStatus,
+        pods: Sequence[PodState],
+        now: datetime,
+    ) -> tuple[TradingStackStatus, PatroniObservation]:
+        """The Patroni cluster's members from their REST API; a switchover asked for with the stack's annotation
+        is recorded in the status, then asked of Patroni, and the members read again. Returns the status as
+        written and the observation (its Events carried out)."""
+        urls = {name: rest_url(ip) for name, ip in member_ips(stack, pods).items()}
+        cluster = await read_cluster(list(urls.values()))
+        trigger = stack.metadata.annotations.get(Annotation.SWITCHOVER)
+        request = plan_requested_switchover(trigger, postgres, cluster, now)
+        events = list(request.events)
+        if (switchover := request.switchover) is not None:
+            interim = written.model_copy(update={"postgres": request.postgres})
+            await self._execute(
+                body, stack, plan_status_write(stack.namespace, stack.name, written, interim, has_status=has_status)
+            )
+            written = interim
+            url = urls.get(switchover.leader) or next(iter(urls.values()))
+            answer = await patroni_switchover(url, switchover.leader, switchover.candidate)
+            if not answer.ok:
+                request = switchover_failed(request.postgres, switchover, answer.message or str(answer.status))
+                events += request.events
+            cluster = await read_cluster(list(urls.values()))
+        observation = observe_patroni(request.postgres, cluster, now)
+        await self._execute(body, stack, [*events, *observation.events])
+        return written, observation
 
     async def _service_health(self, stack: TradingStack, pods: Sequence[PodState]) -> StackHealth:
         halted = set(halted_services(stack))
