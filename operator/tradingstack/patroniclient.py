@@ -34,6 +34,9 @@ class Answer:
     def ok(self) -> bool:
         return self.status == 200
 
+    def describe(self) -> str:
+        return f"{self.status or 'no answer'}: {self.message}" if self.message else str(self.status or "no answer")
+
 
 async def _read_one(session: aiohttp.ClientSession, base_url: str) -> PatroniCluster | None:
     try:

@@ -12,10 +12,25 @@ from typing import Any
 
 import pytest
 
-from tradingstack.api.status import PlannedSwitchover, PostgresFailover, PostgresMember, PostgresStatus
+from tradingstack.api import TradingStack, TradingStackStatus
+from tradingstack.api.spec import TradingStackSpec
+from tradingstack.api.status import PlannedSwitchover, PostgresFailover, PostgresMember, PostgresStatus, RestartsStatus
 from tradingstack.components.assess import ConditionUpdate
 from tradingstack.contract.patroni_cluster import ClusterDocumentError, PatroniCluster, agreed_view, parse_cluster
+from tradingstack.kube.actions import WriteStatus
 from tradingstack.reconcile.patroni_status import SWITCHOVER_EXPIRY, observe_patroni, record_switchover
+from tradingstack.reconcile.restart_runner import plan_restarts
+from tradingstack.reconcile.restarts import (
+    DeploymentObservation,
+    Fail,
+    Finish,
+    PostgresMembers,
+    RestartPostgresMember,
+    Stamp,
+    SwitchoverPostgres,
+    Wait,
+    plan_restart_step,
+)
 from tradingstack.reconcile.switchover import (
     Done,
     Refuse,
@@ -193,3 +208,117 @@ def test_no_leader_is_not_ready_and_the_failover_after_it_names_the_lost_leader(
     back = observe_patroni(unreachable.postgres, cluster(), NOW)
     assert back.postgres.last_failover is not None and back.postgres.last_failover.from_ == "quant-postgres-0"
     assert back.postgres.leader_lost is None and back.condition.status == "True"
+
+
+# The daily restart run with a Patroni cluster (`reconcile.restarts`): the cluster first, then the services.
+
+SCHEDULED = datetime(2026, 11, 26, 4, 30, tzinfo=UTC)
+
+
+def spec_with_services() -> TradingStackSpec:
+    services = [{"name": "api", "image": "example/api:1", "port": 8000}]
+    return TradingStackSpec.model_validate(
+        {"services": services, "postgres": {"instances": 3}, "restarts": {"schedule": "30 4 * * *"}}
+    )
+
+
+def settled_api(restarted_at: str | None) -> DeploymentObservation:
+    return DeploymentObservation("api", restarted_at, 3, 3, 2, 2, 2, 2, 2)
+
+
+class SimulatedPatroni:
+    """The captured answer's three members, as Patroni evolves them under restarts and switchovers."""
+
+    def __init__(self) -> None:
+        self.leader, self.restarting = "quant-postgres-1", ""
+        self.restarts: list[str] = []
+
+    def view(self) -> PatroniCluster:
+        changes = {
+            name: {"role": "leader" if f"quant-postgres-{name}" == self.leader else "replica",
+                   "state": "restarting" if f"quant-postgres-{name}" == self.restarting else "running",
+                   "lag": None if f"quant-postgres-{name}" == self.leader else 0}
+            for name in ("0", "1", "2")
+        }  # fmt: skip
+        return cluster(changes)
+
+    def carry_out(self, decision: object) -> None:
+        self.restarting = ""
+        if isinstance(decision, RestartPostgresMember):
+            assert decision.member != self.leader, "the leader restarted without a switchover"
+            self.restarts.append(decision.member)
+            self.restarting = decision.member  # seen restarting on the next tick
+        elif isinstance(decision, SwitchoverPostgres):
+            assert decision.leader == self.leader
+            self.leader = decision.candidate
+
+
+def test_a_run_restarts_the_patroni_cluster_replicas_first_then_the_services() -> None:
+    patroni, api_restarted = SimulatedPatroni(), None
+    status, now, decisions = RestartsStatus(), SCHEDULED + timedelta(seconds=5), []
+    for _ in range(20):
+        step = plan_restart_step(
+            spec_with_services(), status, degraded=False, trigger=None,
+            deployments=[settled_api(api_restarted)], now=now, postgres=PostgresMembers(patroni.view()),
+        )  # fmt: skip
+        status, decision = step.status, step.decision
+        decisions.append(decision)
+        patroni.carry_out(decision)
+        if isinstance(decision, Stamp):
+            api_restarted = decision.run_id
+        if isinstance(decision, Finish):
+            break
+        now += timedelta(seconds=15)
+    kinds = [type(d).__name__ for d in decisions]
+    assert [k for k in kinds if k != "Wait"] == [
+        "RestartPostgresMember", "RestartPostgresMember", "SwitchoverPostgres", "RestartPostgresMember",
+        "Stamp", "Finish",
+    ]  # fmt: skip
+    assert patroni.restarts == ["quant-postgres-0", "quant-postgres-2", "quant-postgres-1"]
+    assert status.last_result == "Succeeded" and status.done == ["postgres", "api"] and status.members_done == []
+    switchover = next(d for d in decisions if isinstance(d, SwitchoverPostgres))
+    assert (switchover.leader, switchover.candidate) == ("quant-postgres-1", "quant-postgres-0")
+    assert switchover.event.reason == "RestartingPostgres"
+
+
+def test_a_run_whose_patroni_cluster_stays_without_a_leader_fails_at_postgres_and_restarts_no_service() -> None:
+    leaderless = PostgresMembers(cluster({"1": {"role": "replica"}}))
+    status, now = RestartsStatus(), SCHEDULED + timedelta(seconds=5)
+    first = plan_restart_step(
+        spec_with_services(), status, degraded=False, trigger=None, deployments=[settled_api(None)], now=now,
+        postgres=leaderless,
+    )  # fmt: skip
+    assert isinstance(first.decision, Wait) and first.decision.service == "postgres"
+    late = plan_restart_step(
+        spec_with_services(), first.status, degraded=False, trigger=None, deployments=[settled_api(None)],
+        now=now + timedelta(seconds=601), postgres=leaderless,
+    )  # fmt: skip
+    assert isinstance(late.decision, Fail) and late.decision.service == "postgres"
+    assert "the cluster has no leader" in late.decision.reason and "not restarted: api" in late.decision.event.message
+
+
+def test_without_patroni_members_the_run_is_as_before() -> None:
+    step = plan_restart_step(
+        spec_with_services(), RestartsStatus(), degraded=False, trigger=None, deployments=[settled_api(None)],
+        now=SCHEDULED + timedelta(seconds=5),
+    )  # fmt: skip
+    assert isinstance(step.decision, Stamp) and step.decision.service == "api"
+
+
+def test_the_runner_writes_the_members_done_before_the_restart_is_asked_for() -> None:
+    stack = TradingStack.model_validate(
+        {
+            "metadata": {"name": "quant", "namespace": "trading", "uid": "u"},
+            "spec": spec_with_services().model_dump(by_alias=True),
+        }
+    )
+    plan = plan_restarts(
+        stack, SCHEDULED - timedelta(days=1), TradingStackStatus(), has_status=True, degraded=False, workloads={},
+        now=SCHEDULED + timedelta(seconds=5), postgres=PostgresMembers(cluster()),
+    )  # fmt: skip
+    assert isinstance(plan.postgres, RestartPostgresMember) and plan.postgres.member == "quant-postgres-0"
+    write = plan.actions[0]
+    assert isinstance(write, WriteStatus)
+    assert write.document["restarts"]["membersDone"] == ["quant-postgres-0"]
+    assert write.document["restarts"]["inProgress"] == "postgres"
+    assert [type(a).__name__ for a in plan.actions] == ["WriteStatus", "PostEvent"]

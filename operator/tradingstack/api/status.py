@@ -194,7 +194,7 @@ class RestartsStatus(ApiModel):
     """Next scheduled run."""
 
     in_progress: str | None = None
-    """Service being restarted now."""
+    """Service being restarted now (`postgres`: the Patroni cluster, restarted before the services)."""
 
     run_id: str | None = None
     """Identifier of the current or last run (stamped on the pod templates)."""
@@ -204,6 +204,10 @@ class RestartsStatus(ApiModel):
 
     stamped_at: datetime | None = None
     """When the service in progress was stamped; its serviceReadyTimeoutSeconds deadline counts from here."""
+
+    members_done: list[str] = Field(default_factory=list)
+    """While the run restarts the Patroni cluster (in progress `postgres`): the members whose server it restarted,
+    the replicas first; the leader is switched over before its own restart."""
 
     handled_trigger: str | None = None
     """Last value of the restart-now annotation that was acted on (a run was started or skipped for it)."""

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -109,8 +109,7 @@ def plan_requested_switchover(
     step = plan_switchover(cluster, to)
     match step:
         case Switchover(leader, candidate):
-            planned = PlannedSwitchover(leader=leader, candidate=candidate, requested_at=now, reason=REQUESTED)
-            return SwitchoverRequest(record_switchover(handled, planned), step)
+            return planned_switchover(SwitchoverRequest(handled), leader, candidate, now, REQUESTED)
         case Done(leader):
             return SwitchoverRequest(
                 handled, events=[PostEvent("Normal", "PostgresSwitchover", f"{leader} leads already")]
@@ -121,6 +120,24 @@ def plan_requested_switchover(
             message = f"switchover {trigger} given up: {reason}"
             return SwitchoverRequest(handled, events=[PostEvent("Warning", "PostgresSwitchoverFailed", message)])
     return SwitchoverRequest(postgres)
+
+
+def planned_switchover(
+    request: SwitchoverRequest, leader: str, candidate: str, now: datetime, reason: str
+) -> SwitchoverRequest:
+    """`request` with the switchover a restart run plans (`reason`), recorded as planned before it is asked."""
+    planned = PlannedSwitchover(leader=leader, candidate=candidate, requested_at=now, reason=reason)
+    return SwitchoverRequest(
+        record_switchover(request.postgres, planned), Switchover(leader, candidate), request.events
+    )
+
+
+@dataclass(frozen=True)
+class PatroniMembersRead:
+    """The members' REST API base URLs by pod name, and what they answered (None: none did)."""
+
+    urls: Mapping[str, str]
+    cluster: PatroniCluster | None
 
 
 def switchover_failed(postgres: PostgresStatus, switchover: Switchover, answer: str) -> SwitchoverRequest:

@@ -37,7 +37,8 @@ from tradingstack.kube.actions import Action, Apply, CreateSecret, Delete, Merge
 from tradingstack.kube.client import ChildKey, Kube, Obj
 from tradingstack.kube.executor import Outcome, execute
 from tradingstack.metrics import CHILDREN_APPLIED, CHILDREN_PRUNED, RECONCILE_DURATION
-from tradingstack.patroniclient import read_cluster
+from tradingstack.patroniclient import Answer, read_cluster
+from tradingstack.patroniclient import restart as patroni_restart
 from tradingstack.patroniclient import switchover as patroni_switchover
 from tradingstack.reconcile.backup_health import backup_health
 from tradingstack.reconcile.diff import with_applied_hash
@@ -45,15 +46,18 @@ from tradingstack.reconcile.halt import plan_halt_writes
 from tradingstack.reconcile.maintenance_gate import hold_statefulset_templates, maintenance_closed
 from tradingstack.reconcile.ownership import NameConflict, conflict, user_secret_problem
 from tradingstack.reconcile.patroni_status import (
+    PatroniMembersRead,
     PatroniObservation,
     member_ips,
     observe_patroni,
     plan_requested_switchover,
+    planned_switchover,
     switchover_failed,
 )
 from tradingstack.reconcile.pitr_health import pitr_health, with_pitr
 from tradingstack.reconcile.plan import (
     apply_errors,
+    lock_writes,
     maintenance_events,
     plan_child_writes,
     plan_follow_ups,
@@ -62,7 +66,8 @@ from tradingstack.reconcile.plan import (
     retention_writes,
 )
 from tradingstack.reconcile.redis_tracker import track_redis_master
-from tradingstack.reconcile.restart_runner import created_at, plan_restarts
+from tradingstack.reconcile.restart_runner import RestartPlan, created_at, plan_restarts
+from tradingstack.reconcile.restarts import PostgresMembers, RestartPostgresMember, SwitchoverPostgres
 from tradingstack.reconcile.rollout_runner import (
     RolloutObjects,
     RolloutPlan,
@@ -78,7 +83,8 @@ from tradingstack.reconcile.status import (
     invalid_spec_status,
     serving_pod_ips,
 )
-from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN
+from tradingstack.render import patroni
+from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN, PATRONI_PORT
 from tradingstack.render.halt import halted_services
 from tradingstack.render.patroni import rest_url
 from tradingstack.render.pgbackrest_tls import TlsKeys
@@ -130,6 +136,7 @@ class StackReconciler:
         read_data_plane: bool = True,
         cluster_domain: str = DEFAULT_CLUSTER_DOMAIN,
         dns_cidrs: tuple[str, ...] = (),
+        patroni_port: int = PATRONI_PORT.number,
     ) -> None:
         self._kube = kube
         self._domain = cluster_domain
@@ -138,7 +145,10 @@ class StackReconciler:
         self._new_password = new_password
         self._new_tls_keys = new_tls_keys
         self._read_data_plane = read_data_plane
-        """Read the services' health documents and ask the sentinels (both need the pod network)."""
+        """Read the services' health documents, ask the sentinels and Patroni's REST API (all need the pod
+        network)."""
+        self._patroni_port = patroni_port
+        """Where the Patroni members' REST API answers on their pod IPs (tests run it elsewhere)."""
 
     def _render(self, stack: TradingStack) -> list[Obj]:
         return render(stack, stack.owner_reference(), self._domain, self._dns_cidrs)
@@ -277,12 +287,20 @@ class StackReconciler:
         outcome = await self._execute(body, stack, child_writes.actions)
         children.update(outcome.live)
         errors = apply_errors(desired, child_writes.blocked, outcome.refused)
-        follow_ups = plan_follow_ups(stack, desired, secrets, children, errors, reported)
+        locks = await self._patroni_locks(stack)
+        follow_ups = plan_follow_ups(stack, desired, secrets, children, errors, reported, locks.values())
         await self._execute(body, stack, follow_ups)
         for action in follow_ups:
             if isinstance(action, Delete):
                 del children[action.key]
         return errors
+
+    async def _patroni_locks(self, stack: TradingStack) -> dict[ChildKey, Obj]:
+        """Patroni's lock ConfigMaps (they carry its labels, not the stack's); none is looked for without
+        Postgres."""
+        if not stack.spec.postgres.enabled:
+            return {}
+        return await self._kube.list_children(stack.namespace, patroni.lock_selector(stack), ["ConfigMap"])
 
     async def _execute(self, body: Mapping[str, Any], stack: TradingStack, actions: Sequence[Action]) -> Outcome:
         outcome = Outcome()
@@ -301,16 +319,23 @@ class StackReconciler:
         apply_errors: list[str],
         now: datetime,
     ) -> tuple[Observations, TradingStackStatus]:
-        """Everything the status is computed from, and the status as written so far. Observes the sentinels and
-        the services' health, then carries out in one batch the restart run's step (interim status, stamp,
-        Event) and the Redis master's labels and Event, in that order."""
+        """Everything the status is computed from, and the status as written so far. Observes the Patroni
+        members, the sentinels and the services' health, then carries out in one batch the restart run's step
+        (interim status, stamp, Event) and the Redis master's labels and Event, in that order; then the Patroni
+        cluster's (`_patroni`)."""
         degraded = any(c.type == "Degraded" and c.status == "True" for c in previous.conditions)
         state = observe(children)
         created = created_at(body)
-        restarts = plan_restarts(
-            stack, created, previous, has_status=has_status, degraded=degraded, workloads=state.workloads, now=now
-        )
         spec = stack.spec
+        members: PostgresMembers | None = None
+        urls: dict[str, str] = {}
+        if spec.postgres.enabled and spec.postgres.patroni and self._read_data_plane:
+            urls = {name: rest_url(ip, self._patroni_port) for name, ip in member_ips(stack, state.pods).items()}
+            members = PostgresMembers(await read_cluster(list(urls.values())))
+        restarts = plan_restarts(
+            stack, created, previous, has_status=has_status, degraded=degraded, workloads=state.workloads, now=now,
+            postgres=members,
+        )  # fmt: skip
         backup = None
         if spec.postgres.enabled and spec.postgres.backup.enabled:
             schedule = spec.postgres.backup
@@ -332,8 +357,9 @@ class StackReconciler:
         children.update(outcome.live)  # the stamped Deployment
         postgres = backup.postgres if backup else previous.postgres
         written, patroni = restarts.written, None
-        if spec.postgres.enabled and spec.postgres.patroni and self._read_data_plane:
-            written, patroni = await self._patroni(body, stack, written, has_status, postgres, state.pods, now)
+        if members is not None:
+            cluster = PatroniMembersRead(urls, members.cluster)
+            written, patroni = await self._patroni(body, stack, written, has_status, postgres, cluster, restarts, now)
             postgres = patroni.postgres
         observations = Observations(
             workloads=state.with_objects(outcome.live).workloads,
@@ -355,17 +381,28 @@ class StackReconciler:
         written: TradingStackStatus,
         has_status: bool,
         postgres: PostgresStatus,
-        pods: Sequence[PodState],
+        members: PatroniMembersRead,
+        restarts: RestartPlan,
         now: datetime,
     ) -> tuple[TradingStackStatus, PatroniObservation]:
-        """The Patroni cluster's members from their REST API; a switchover asked for with the stack's annotation
-        is recorded in the status, then asked of Patroni, and the members read again. Returns the status as
-        written and the observation (its Events carried out)."""
-        urls = {name: rest_url(ip) for name, ip in member_ips(stack, pods).items()}
-        cluster = await read_cluster(list(urls.values()))
+        """The restart run's step on the Patroni cluster (`restarts.postgres`: a member's restart, or the leader's
+        switchover) or a switchover asked for with the stack's annotation: a switchover is recorded in the status
+        before Patroni is asked for it; then the members are read again. Returns the status as written and the
+        observation (its Events carried out)."""
+        urls, cluster = members.urls, members.cluster
+        events: list[PostEvent] = []
+        step = restarts.postgres
+        if isinstance(step, RestartPostgresMember):
+            answer = await patroni_restart(urls[step.member]) if step.member in urls else Answer(None, "no pod IP")
+            if not answer.ok:
+                message = f"Restart run {step.run_id}: Patroni did not restart {step.member}: {answer.describe()}"
+                events.append(PostEvent("Warning", "PostgresRestartFailed", message))
+            cluster = await read_cluster(list(urls.values()))
         trigger = stack.metadata.annotations.get(Annotation.SWITCHOVER)
         request = plan_requested_switchover(trigger, postgres, cluster, now)
-        events = list(request.events)
+        if request.switchover is None and isinstance(step, SwitchoverPostgres):
+            request = planned_switchover(request, step.leader, step.candidate, now, f"restart run {step.run_id}")
+        events += request.events
         if (switchover := request.switchover) is not None:
             interim = written.model_copy(update={"postgres": request.postgres})
             await self._execute(
@@ -375,7 +412,7 @@ class StackReconciler:
             url = urls.get(switchover.leader) or next(iter(urls.values()))
             answer = await patroni_switchover(url, switchover.leader, switchover.candidate)
             if not answer.ok:
-                request = switchover_failed(request.postgres, switchover, answer.message or str(answer.status))
+                request = switchover_failed(request.postgres, switchover, answer.describe())
                 events += request.events
             cluster = await read_cluster(list(urls.values()))
         observation = observe_patroni(request.postgres, cluster, now)
@@ -404,4 +441,6 @@ class StackReconciler:
         desired = self._render(stack)
         await self._claim(stack, desired, children)
         secrets = self._generated_secrets(stack)
-        await self._execute(body, stack, retention_writes(stack, desired + secrets, children))
+        locks = await self._patroni_locks(stack)
+        writes = [*retention_writes(stack, desired + secrets, children), *lock_writes(stack, locks.values())]
+        await self._execute(body, stack, writes)

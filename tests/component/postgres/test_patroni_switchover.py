@@ -6,8 +6,9 @@ operator's own Patroni client (`tradingstack.patroniclient`) and planner (`recon
 - switchovers while a writer commits every 10 ms through a read-write address (libpq's multi-host
   `target_session_attrs=read-write`, as the read-write Service follows the leader): each write pause (the longest
   gap between two acknowledged commits) is measured, p50/p95 printed; issue 20's goal is p95 <= 2 s;
-- the planned restart of every member: replicas first, the leader switched over before its restart; the writer
-  sees one pause (the switchover's), and no two servers are ever out of recovery.
+- a restart run of the daily restart planner (`reconcile.restarts`) on the cluster: every member's server restarted,
+  the replicas first, the leader switched over before its restart; the writer sees one pause (the switchover's),
+  and no two servers are ever out of recovery.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import statistics
 import threading
 import time
 import urllib.request
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -26,9 +28,18 @@ import psycopg
 from tests.component.postgres.patroni_harness import MEMBERS, Checker, Cluster, Member, streaming
 from tests.support import wait_for
 from tradingstack import patroniclient
+from tradingstack.api.spec import TradingStackSpec
+from tradingstack.api.status import RestartsStatus
 from tradingstack.contract import Patroni
 from tradingstack.contract.patroni_cluster import PatroniCluster, parse_cluster
-from tradingstack.reconcile.switchover import Done, RestartMember, Switchover, WaitFor, plan_postgres_restart
+from tradingstack.reconcile.restarts import (
+    Finish,
+    PostgresMembers,
+    RestartPostgresMember,
+    SwitchoverPostgres,
+    Wait,
+    plan_restart_step,
+)
 from tradingstack.render.patroni import rest_url
 
 SWITCHOVERS = 5
@@ -88,6 +99,15 @@ class PacedWriter(threading.Thread):
 
 def _committed_after(writer: PacedWriter, moment: float) -> bool:
     return writer.commits[-1] > moment
+
+
+def _stop(writer: PacedWriter, checker: Checker, after: float) -> None:
+    """Once the writer has committed again after `after`, stops both."""
+    wait_for(functools.partial(_committed_after, writer, after + 0.5), timeout=20, interval=0.05, what="commits")
+    writer.done.set()
+    writer.join(timeout=10)
+    checker.done.set()
+    checker.join()
 
 
 def _healthy(cluster: Cluster) -> PatroniCluster:
@@ -172,51 +192,59 @@ def test_switchovers_pause_writes_briefly(cluster_factory: Any) -> None:
     assert p95 <= PAUSE_BOUND_SECONDS
 
 
-def test_a_planned_restart_restarts_the_replicas_first_and_switches_the_leader_over(cluster_factory: Any) -> None:
+def test_a_restart_run_restarts_the_replicas_first_and_switches_the_leader_over(cluster_factory: Any) -> None:
+    """The daily restart planner (`reconcile.restarts`, as the operator's pass calls it, with the members read by
+    `patroniclient`) driven tick by tick against the real members; its Patroni steps carried out by the client."""
     cluster, view = _setup(cluster_factory)
     first_leader = view.leader
     assert first_leader is not None
+    spec = TradingStackSpec.model_validate(
+        {"services": [{"name": "api", "image": "example/api:1", "port": 8000, "replicas": 0}],
+         "postgres": {"instances": MEMBERS}}
+    )  # fmt: skip
     checker, writer = Checker(cluster), PacedWriter(cluster)
     checker.start()
     writer.start()
     wait_for(lambda: len(writer.commits) > 50, timeout=10, interval=0.1, what="the writer committing")
-    restarted: list[str] = []
-    steps: list[str] = []
+    status, restarted, steps = RestartsStatus(), list[str](), list[str]()
     started = time.monotonic()
+    trigger = "component-test"
     while time.monotonic() - started < 180:
-        view_now = _read(cluster)
-        step = plan_postgres_restart(view_now, restarted)
-        match step:
-            case RestartMember(name):
-                assert view_now is not None and view_now.leader is not None
-                assert name != view_now.leader.name, "the leader restarted before a switchover"
-                answer = asyncio.run(patroniclient.restart(rest_url("127.0.0.1", _by_name(cluster, name).rest_port)))
+        members = _read(cluster)
+        step = plan_restart_step(
+            spec, status, degraded=False, trigger=trigger, deployments=[], now=datetime.now(UTC),
+            postgres=PostgresMembers(members),
+        )  # fmt: skip
+        status, decision = step.status, step.decision
+        match decision:
+            case RestartPostgresMember(member):
+                assert members is not None and members.leader is not None
+                assert member != members.leader.name, "the leader restarted before a switchover"
+                url = rest_url("127.0.0.1", _by_name(cluster, member).rest_port)
+                answer = asyncio.run(patroniclient.restart(url))
                 assert answer.ok, answer
-                restarted.append(name)
-            case Switchover(leader, candidate):
+                restarted.append(member)
+            case SwitchoverPostgres(leader, candidate):
                 answer = asyncio.run(patroniclient.switchover(_urls(cluster)[0], leader, candidate))
                 assert answer.ok, answer
-            case WaitFor():
+            case Wait():
                 time.sleep(0.5)
                 continue
-            case Done():
+            case Finish():
                 break
             case _:
-                raise AssertionError(step)
-        steps.append(f"{type(step).__name__}({', '.join(str(v) for v in vars(step).values())})")
+                raise AssertionError(decision)
+        steps.append(decision.event.message.split(": ", 1)[1])
     else:
-        raise AssertionError(f"the restart did not finish: {steps}")
+        raise AssertionError(f"the run did not finish: {steps}")
     ended = time.monotonic()
-    wait_for(functools.partial(_committed_after, writer, ended + 0.5), timeout=20, interval=0.05, what="commits")
-    writer.done.set()
-    writer.join(timeout=10)
-    checker.done.set()
-    checker.join()
+    _stop(writer, checker, ended)
     pause = writer.pause(started, ended)
     took = time.monotonic() - started
-    print(f"\nplanned restart: {' -> '.join(steps)}; longest write pause {pause:.2f}s, {took:.1f}s in all")
+    print(f"\nrestart run: {'; '.join(steps)}; longest write pause {pause:.2f}s, {took:.1f}s in all")
+    assert status.last_result == "Succeeded" and status.done == ["postgres"]
     assert sorted(restarted) == sorted(m.name for m in cluster.members)
     assert restarted[-1] == first_leader.name
-    assert [s for s in steps if s.startswith("Switchover")] == [steps[MEMBERS - 1]]
+    assert [i for i, s in enumerate(steps) if s.startswith("switching")] == [MEMBERS - 1]
     assert checker.most == 1, "two servers accepted writes at once"
     assert pause <= PAUSE_BOUND_SECONDS
