@@ -437,8 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-data-plane-reads",
         dest="read_data_plane",
         action="store_false",
-        help="do not read the services' /health documents nor ask the Redis sentinels (for an operator that "
-        "cannot reach the pod network; status then shows health UNKNOWN and no Redis master)",
+        help="do not read the services' /health documents nor ask the Redis sentinels nor Patroni's REST API (for "
+        "an operator that cannot reach the pod network; status then shows health UNKNOWN, no Redis master, no "
+        "Patroni members, and no switchover is carried out)",
     )
     run_cmd.add_argument("--log-level", default="INFO", help="log level (default INFO)")
     run_cmd.add_argument(

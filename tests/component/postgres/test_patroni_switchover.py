@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
+import os
 import statistics
 import threading
 import time
@@ -42,7 +43,8 @@ from tradingstack.reconcile.restarts import (
 )
 from tradingstack.render.patroni import rest_url
 
-SWITCHOVERS = 5
+SWITCHOVERS = int(os.environ.get("PATRONI_SWITCHOVERS", "5"))
+"""Switchovers measured (5 in the component tier; PATRONI_SWITCHOVERS=10 for a longer measurement)."""
 PAUSE_GOAL_SECONDS = 2.0
 """Issue 20: the planned switchover's write pause, p95."""
 PAUSE_BOUND_SECONDS = 10.0
