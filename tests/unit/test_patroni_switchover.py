@@ -192,6 +192,9 @@ def test_the_recorded_switchover_is_planned_and_cleared() -> None:
     # Not yet done: the record stays, until it expires.
     waiting = observe_patroni(before, cluster({"0": {"role": "leader"}, "1": {"role": "replica"}}), NOW)
     assert waiting.postgres.switchover == planned and waiting.events == []
+    # A failover to another member while the switchover was pending is no switchover.
+    other = observe_patroni(before, cluster({"2": {"role": "leader"}, "1": {"role": "replica"}}), NOW)
+    assert [(e.event_type, e.reason) for e in other.events] == [("Warning", "PostgresFailover")]
     expired = observe_patroni(
         before, cluster({"0": {"role": "leader"}, "1": {"role": "replica"}}), NOW + SWITCHOVER_EXPIRY * 2
     )

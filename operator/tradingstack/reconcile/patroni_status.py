@@ -62,7 +62,8 @@ def observe_patroni(previous: PostgresStatus, cluster: PatroniCluster | None, no
     events: list[PostEvent] = []
     last_failover = previous.last_failover
     if before != leader.name:
-        planned = switchover is not None and switchover.leader == before
+        # Planned only as asked: from that leader to that candidate (a crash that promoted another is a failover).
+        planned = switchover is not None and (switchover.leader, switchover.candidate) == (before, leader.name)
         if before is not None:
             last_failover = PostgresFailover(time=now, from_=before, to=leader.name, planned=planned)
             if planned and switchover is not None:

@@ -409,8 +409,10 @@ class StackReconciler:
                 body, stack, plan_status_write(stack.namespace, stack.name, written, interim, has_status=has_status)
             )
             written = interim
-            url = urls.get(switchover.leader) or next(iter(urls.values()))
-            answer = await patroni_switchover(url, switchover.leader, switchover.candidate)
+            url = urls.get(switchover.leader) or next(iter(urls.values()), None)
+            answer = Answer(None, "no member has a pod IP")
+            if url is not None:
+                answer = await patroni_switchover(url, switchover.leader, switchover.candidate)
             if not answer.ok:
                 request = switchover_failed(request.postgres, switchover, answer.describe())
                 events += request.events
