@@ -3,11 +3,14 @@
 Every pass does the same thing whatever triggered it (creation, a spec edit, a child changed or deleted by
 hand, the periodic resync, an operator restart): read the stack's children, render what they should be, carry
 out the kill switch (`reconcile.halt`) before anything else can fail, apply only what differs, prune what is no
-longer rendered, observe the rest (the Deployments for the restart run, the sentinels, the services' health),
-then compute and write the status if it changed. Nothing depends on a previous pass having run, so a crash
-between two steps is repaired by the next pass. Every write is planned by pure code (`reconcile.halt`,
-`reconcile.plan`, `reconcile.restart_runner`, `reconcile.redis_master`) as typed actions (`kube.actions`) from
-what was read, and carried out by `kube.executor` in the planned order: this module only reads and sequences.
+longer rendered, observe the rest (the Deployments for the restart run, the sentinels, the services' health, the
+Patroni members), then compute and write the status if it changed. Nothing depends on a previous pass having run,
+so a crash between two steps is repaired by the next pass. Every write is planned by pure code (`reconcile.halt`,
+`reconcile.plan`, `reconcile.restart_runner`, `reconcile.redis_master`, `reconcile.patroni_status`) as typed
+actions (`kube.actions`) from what was read, and carried out by `kube.executor` in the planned order; the one
+request of a pass to Patroni's REST API (a member's restart or a switchover, decided by `reconcile.restarts` and
+`reconcile.patroni_status`) goes through `patroniclient` after the status that records it is written: this
+module only reads and sequences.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -185,6 +188,7 @@ class StackReconciler:
         children = await self._kube.list_children(
             stack.namespace, {Label.STACK: stack.name}, [u.kind for u in listed_kinds()]
         )
+        locks = await self._patroni_locks(stack)
         rendered = [with_applied_hash(obj) for obj in self._render(stack)]
         rollouts, objects = await self._plan_rollouts(stack, rendered, children, previous, now)
         if (interim := interim_status(previous, rollouts)) is not None:
@@ -205,7 +209,7 @@ class StackReconciler:
         templates = hold_statefulset_templates(desired, children, maintenance_closed(stack, now))
         apply_errors = await self._write_children(
             body, stack, reported_problems(previous), desired, secrets, children, conflicts, secret_problems,
-            held=objects.held | templates.held,
+            held=objects.held | templates.held, locks=locks.values(),
         )  # fmt: skip
         await self._execute(body, stack, rollouts.events)
         rollouts = with_live_revisions(rollouts, stack, children)
@@ -280,15 +284,16 @@ class StackReconciler:
         conflicts: Mapping[ChildKey, NameConflict],
         secret_problems: Mapping[str, str],
         held: frozenset[ChildKey] = frozenset(),
+        locks: Iterable[Obj] = (),
     ) -> list[str]:
         """Plans and carries out both batches of writes (`reconcile.plan`), leaving in `children` what is live
-        after them; returns the children not applied, each with why. `held`: see `plan_child_writes`."""
+        after them; returns the children not applied, each with why. `held`: see `plan_child_writes`; `locks`:
+        Patroni's lock ConfigMaps (`_patroni_locks`)."""
         child_writes = plan_child_writes(desired, secrets, children, conflicts, secret_problems, reported, held)
         outcome = await self._execute(body, stack, child_writes.actions)
         children.update(outcome.live)
         errors = apply_errors(desired, child_writes.blocked, outcome.refused)
-        locks = await self._patroni_locks(stack)
-        follow_ups = plan_follow_ups(stack, desired, secrets, children, errors, reported, locks.values())
+        follow_ups = plan_follow_ups(stack, desired, secrets, children, errors, reported, locks)
         await self._execute(body, stack, follow_ups)
         for action in follow_ups:
             if isinstance(action, Delete):
