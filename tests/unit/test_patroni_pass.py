@@ -157,8 +157,12 @@ class FakePatroni:
 
 
 @contextlib.asynccontextmanager
-async def serving(fake: FakePatroni) -> AsyncIterator[int]:
-    """`fake` on 127.0.0.1 (in the test's own event loop); yields its port."""
+async def patroni_stack() -> AsyncIterator[tuple[FakePatroni, PatchingApiServer, int]]:
+    """A fake Patroni on 127.0.0.1 (in the test's own event loop), an API server with the three members' pods,
+    and the fake's port."""
+    fake = FakePatroni()
+    api = PatchingApiServer({("Pod", f"{SCOPE}-{i}"): pod(f"{SCOPE}-{i}") for i in range(3)})
+    fake.api = api
     app = web.Application()
     app.router.add_get("/cluster", fake.get_cluster)
     app.router.add_post("/switchover", fake.post_switchover)
@@ -168,7 +172,7 @@ async def serving(fake: FakePatroni) -> AsyncIterator[int]:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     try:
-        yield runner.addresses[0][1]
+        yield fake, api, runner.addresses[0][1]
     finally:
         await runner.cleanup()
 
@@ -178,14 +182,10 @@ def events(api: ApiServer) -> list[tuple[str, str]]:
 
 
 async def test_the_status_shows_the_members_and_a_failover_is_a_warning() -> None:
-    fake = FakePatroni()
-    async with serving(fake) as port:
-        await _members_and_failover(fake, port)
-
-
-async def _members_and_failover(fake: FakePatroni, port: int) -> None:
-    api = PatchingApiServer({("Pod", f"{SCOPE}-{i}"): pod(f"{SCOPE}-{i}") for i in range(3)})
-    status = await one_pass(api, body(), port)
+    async with patroni_stack() as (fake, api, port):
+        status = await one_pass(api, body(), port)
+        fake.leader = "quant-postgres-2"  # Patroni failed over by itself
+        failed_over = await one_pass(api, body(), port)
     assert status.postgres.leader == "quant-postgres-1"
     assert [(m.name, m.lag_bytes) for m in status.postgres.replicas] == [
         ("quant-postgres-0", 0),
@@ -193,40 +193,30 @@ async def _members_and_failover(fake: FakePatroni, port: int) -> None:
     ]
     ready = next(c for c in status.conditions if c.type == "PostgresReady")
     assert (ready.status, ready.reason) == ("True", "LeaderRunning")
-    fake.leader = "quant-postgres-2"  # Patroni failed over by itself
-    status = await one_pass(api, body(), port)
     assert ("Warning", "PostgresFailover") in events(api)
-    assert status.postgres.last_failover is not None and not status.postgres.last_failover.planned
+    assert failed_over.postgres.last_failover is not None and not failed_over.postgres.last_failover.planned
 
 
 async def test_a_requested_switchover_is_recorded_then_asked_then_a_normal_event() -> None:
-    fake = FakePatroni()
-    async with serving(fake) as port:
-        await _switchover(fake, port)
-
-
-async def _switchover(fake: FakePatroni, port: int) -> None:
-    api = PatchingApiServer({("Pod", f"{SCOPE}-{i}"): pod(f"{SCOPE}-{i}") for i in range(3)})
-    await one_pass(api, body(), port)
     trigger = format_switchover_request(NOW, "quant-postgres-2")
-    status = await one_pass(api, body(**{Annotation.SWITCHOVER: trigger}), port)
+    async with patroni_stack() as (fake, api, port):
+        await one_pass(api, body(), port)
+        status = await one_pass(api, body(**{Annotation.SWITCHOVER: trigger}), port)
+        switched_events = events(api)
+        await one_pass(api, body(**{Annotation.SWITCHOVER: trigger}), port)  # acted on once
     assert fake.switchovers == [{"leader": "quant-postgres-1", "candidate": "quant-postgres-2"}]
     # The record reached the API server before Patroni was asked; the pass's last status has it cleared.
     recorded = [s for s in api.statuses if s.get("postgres", {}).get("switchover")]
     assert recorded and recorded[0]["postgres"]["switchover"]["candidate"] == "quant-postgres-2"
-    assert ("Normal", "PostgresSwitchover") in events(api)
+    assert ("Normal", "PostgresSwitchover") in switched_events
     assert status.postgres.leader == "quant-postgres-2" and status.postgres.switchover is None
     assert status.postgres.last_failover is not None and status.postgres.last_failover.planned
     assert status.postgres.handled_switchover == trigger
-    await one_pass(api, body(**{Annotation.SWITCHOVER: trigger}), port)  # acted on once
     assert len(fake.switchovers) == 1 and events(api) == []
 
 
 async def test_a_restart_run_restarts_a_replica_first_through_patroni() -> None:
-    fake = FakePatroni()
-    async with serving(fake) as port:
-        api = PatchingApiServer({("Pod", f"{SCOPE}-{i}"): pod(f"{SCOPE}-{i}") for i in range(3)})
-        fake.api = api
+    async with patroni_stack() as (fake, api, port):
         await one_pass(api, body(), port)
         status = await one_pass(api, body(**{Annotation.RESTART_NOW: "now"}), port)
     assert fake.restarts == 1 and fake.switchovers == []
