@@ -170,6 +170,29 @@ def _cmd_apply_now(args: argparse.Namespace) -> int:
     return _with_kube(apply_now)
 
 
+def _cmd_postgres_switchover(args: argparse.Namespace) -> int:
+    async def switchover(kube: Kube) -> int:
+        value = await ops.request_switchover(kube, args.namespace, args.stack, args.to)
+        target = args.to or "the best replica"
+        print(f"switchover to {target} requested for {args.namespace}/{args.stack} ({Annotation.SWITCHOVER}={value})")
+        print(f"follow it with: kubectl get ts {args.stack} -n {args.namespace} -o jsonpath='{{.status.postgres}}'")
+        return 0
+
+    return _with_kube(switchover)
+
+
+def _postgres_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    postgres_cmd = commands.add_parser("postgres", help="operate a stack's Patroni cluster (postgres.instances > 1)")
+    postgres_commands = postgres_cmd.add_subparsers(dest="postgres_command", required=True)
+    switchover_cmd = postgres_commands.add_parser(
+        "switchover", help="switch the Patroni leader over to a replica (a short write pause, no failover)"
+    )
+    switchover_cmd.add_argument("stack", help="TradingStack name")
+    switchover_cmd.add_argument("--to", help="the member pod to lead (default: the replica Patroni finds best)")
+    switchover_cmd.add_argument("-n", "--namespace", default="default", help="namespace (default: default)")
+    switchover_cmd.set_defaults(handler=_cmd_postgres_switchover)
+
+
 HALT_REASON_MAX = 1024
 """spec.halt.reason's limit (the CRD refuses longer)."""
 
@@ -414,8 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-data-plane-reads",
         dest="read_data_plane",
         action="store_false",
-        help="do not read the services' /health documents nor ask the Redis sentinels (for an operator that "
-        "cannot reach the pod network; status then shows health UNKNOWN and no Redis master)",
+        help="do not read the services' /health documents nor ask the Redis sentinels nor Patroni's REST API (for "
+        "an operator that cannot reach the pod network; status then shows health UNKNOWN, no Redis master, no "
+        "Patroni members, and no switchover is carried out)",
     )
     run_cmd.add_argument("--log-level", default="INFO", help="log level (default INFO)")
     run_cmd.add_argument(
@@ -457,6 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     status_cmd.set_defaults(handler=_cmd_status)
 
     _backup_commands(commands)
+    _postgres_commands(commands)
 
     crd_cmd = commands.add_parser("crd", help="print the TradingStack CustomResourceDefinition")
     crd_cmd.set_defaults(handler=_cmd_crd)

@@ -96,6 +96,26 @@ STACK_SERIES: dict[str, tuple[bool, str, tuple[str, ...]]] = {
         "Latest time a point-in-time restore is known to reach (the newest pgBackRest backup's end).",
         (),
     ),
+    "tradingstack_postgres_leader_known": (
+        False,
+        "With postgres.instances > 1: 1 when the Patroni members report a leader, else 0.",
+        (),
+    ),
+    "tradingstack_postgres_member_role": (
+        False,
+        "1 per Patroni member for its role (leader, sync_standby, replica).",
+        ("member", "role"),
+    ),
+    "tradingstack_postgres_replication_lag_bytes": (
+        False,
+        "WAL bytes a Patroni replica is behind the leader (absent while Patroni does not know).",
+        ("member",),
+    ),
+    "tradingstack_postgres_last_failover_timestamp_seconds": (
+        False,
+        "When the operator last saw the Patroni leader change, by whether it was a planned switchover.",
+        ("planned",),
+    ),
     "tradingstack_restart_last_failed": (False, "1 when the last restart run failed.", ()),
     "tradingstack_restart_next_run_timestamp_seconds": (False, "Time of the next scheduled restart run.", ()),
     "tradingstack_halted": (False, "1 while the stack is halted (spec.halt: haltable services stopped), else 0.", ()),
@@ -118,6 +138,27 @@ def _pitr_samples(status: TradingStackStatus) -> Iterator[Sample]:
         yield "tradingstack_postgres_recoverable_to_timestamp_seconds", (), pitr.recoverable_to.timestamp()
 
 
+def _patroni_samples(status: TradingStackStatus) -> Iterator[Sample]:
+    """Only for a Patroni cluster whose members the operator read (a leader, one lost, or replicas)."""
+    postgres = status.postgres
+    if postgres.leader is None and postgres.leader_lost is None and not postgres.replicas:
+        return
+    yield "tradingstack_postgres_leader_known", (), 1.0 if postgres.leader else 0.0
+    if postgres.leader is not None:
+        yield "tradingstack_postgres_member_role", (postgres.leader, "leader"), 1.0
+    for member in postgres.replicas:
+        yield (
+            "tradingstack_postgres_member_role",
+            (member.name, "sync_standby" if member.synchronous else "replica"),
+            1.0,
+        )
+        if member.lag_bytes is not None:
+            yield "tradingstack_postgres_replication_lag_bytes", (member.name,), member.lag_bytes
+    if (failover := postgres.last_failover) is not None:
+        planned = "true" if failover.planned else "false"
+        yield "tradingstack_postgres_last_failover_timestamp_seconds", (planned,), failover.time.timestamp()
+
+
 def stack_samples(status: TradingStackStatus, master_changes: int) -> Iterator[Sample]:
     """The per-stack series of one status (pure: the collector adds the namespace and stack labels)."""
     for c in status.conditions:
@@ -136,6 +177,7 @@ def stack_samples(status: TradingStackStatus, master_changes: int) -> Iterator[S
     if status.postgres.last_backup_result is not None:
         yield "tradingstack_backup_last_failed", (), 1.0 if status.postgres.last_backup_result == "Failed" else 0.0
     yield from _pitr_samples(status)
+    yield from _patroni_samples(status)
     if status.restarts.last_result is not None:
         yield "tradingstack_restart_last_failed", (), 1.0 if status.restarts.last_result == "Failed" else 0.0
     if status.restarts.next_run is not None:

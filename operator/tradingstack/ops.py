@@ -1,5 +1,5 @@
-"""Operations a person asks for from the command line: trigger a restart run, override maintenance, halt and
-resume a stack (the kill switch, `spec.halt`), list and restore backups.
+"""Operations a person asks for from the command line: trigger a restart run, override maintenance, ask for a
+switchover of the Patroni leader, halt and resume a stack (the kill switch, `spec.halt`), list and restore backups.
 
 Backup list and restore run the backup tool as a Job next to the stack's backup volume and read the tool's
 result from the pod's termination message, so they need no access to pod logs.
@@ -16,7 +16,7 @@ from typing import Any
 
 from tradingstack.api import TradingStack
 from tradingstack.components.observe import job_run, pod_state
-from tradingstack.contract import Annotation, Label, termination
+from tradingstack.contract import Annotation, Label, format_switchover_request, termination
 from tradingstack.kube.client import Kube, Obj
 from tradingstack.overview import overview_document
 from tradingstack.render.pitr_jobs import info_job, runs_pitr_backup
@@ -69,6 +69,18 @@ async def apply_now(kube: Kube, namespace: str, name: str, reason: str, now: dat
     await load_stack(kube, namespace, name)
     value = format_override(now or datetime.now(UTC), reason.strip())
     await kube.annotate_stack(namespace, name, {Annotation.APPLY_NOW: value})
+    return value
+
+
+async def request_switchover(kube: Kube, namespace: str, name: str, to: str | None, now: datetime | None = None) -> str:
+    """Asks the operator for one switchover of the stack's Patroni leader (to the member `to`, or the replica
+    Patroni finds best): sets Annotation.SWITCHOVER; the operator records it in status.postgres.switchover, asks
+    Patroni and posts a PostgresSwitchover Event (PostgresSwitchoverFailed when refused). Returns the value."""
+    stack = await load_stack(kube, namespace, name)
+    if not (stack.spec.postgres.enabled and stack.spec.postgres.patroni):
+        raise OperationError(f"{namespace}/{name} runs one Postgres instance (spec.postgres.instances): no switchover")
+    value = format_switchover_request(now or datetime.now(UTC), to)
+    await kube.annotate_stack(namespace, name, {Annotation.SWITCHOVER: value})
     return value
 
 

@@ -26,7 +26,12 @@ def status(master: str | None, health: str = "HEALTHY") -> TradingStackStatus:
             "postgres": {"lastBackupResult": "Failed", "lastBackup": {"time": "2026-12-02T04:00:00Z",
                          "name": "b", "sizeBytes": 1234, "checksum": "sha256:0", "verified": True},
                          "pitr": {"archiveLagSeconds": 2.5, "archiveFailing": False,
-                                  "recoverableTo": "2026-12-02T04:30:00Z"}},
+                                  "recoverableTo": "2026-12-02T04:30:00Z"},
+                         "leader": "qt-postgres-1",
+                         "replicas": [{"name": "qt-postgres-0", "state": "running", "lagBytes": 4096},
+                                      {"name": "qt-postgres-2", "state": "running", "synchronous": True}],
+                         "lastFailover": {"time": "2026-12-02T04:30:00Z", "from": "qt-postgres-0",
+                                          "to": "qt-postgres-1", "planned": True}},
             "restarts": {"lastResult": "Succeeded", "nextRun": "2026-12-03T05:00:00Z"},
         }
     )  # fmt: skip
@@ -66,6 +71,15 @@ def test_series_per_stack_follow_the_status_and_vanish_with_the_stack() -> None:
     assert value(samples, "tradingstack_postgres_archive_failing") == 0
     recoverable_to = datetime(2026, 12, 2, 4, 30, tzinfo=UTC).timestamp()
     assert value(samples, "tradingstack_postgres_recoverable_to_timestamp_seconds") == recoverable_to
+    assert value(samples, "tradingstack_postgres_leader_known") == 1
+    assert value(samples, "tradingstack_postgres_member_role", member="qt-postgres-1", role="leader") == 1
+    assert value(samples, "tradingstack_postgres_member_role", member="qt-postgres-2", role="sync_standby") == 1
+    assert value(samples, "tradingstack_postgres_replication_lag_bytes", member="qt-postgres-0") == 4096
+    assert (
+        "tradingstack_postgres_replication_lag_bytes",
+        frozenset({"namespace": "trading", "stack": "qt", "member": "qt-postgres-2"}.items()),
+    ) not in samples  # unknown: absent, not 0
+    assert value(samples, "tradingstack_postgres_last_failover_timestamp_seconds", planned="true") == recoverable_to
     assert value(samples, "tradingstack_restart_last_failed") == 0
     next_run = datetime(2026, 12, 3, 5, tzinfo=UTC).timestamp()
     assert value(samples, "tradingstack_restart_next_run_timestamp_seconds") == next_run

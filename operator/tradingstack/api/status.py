@@ -97,8 +97,76 @@ class PitrStatus(ApiModel):
     """The server's last archive_command failure came after its last success."""
 
 
+class PostgresMember(ApiModel):
+    """A replica of the Patroni cluster (`spec.postgres.instances` > 1) as Patroni's REST API reports it."""
+
+    name: str
+    """The pod."""
+
+    state: str
+    """Patroni's state of the member's server: running (streaming), starting, stopped, restarting, ..."""
+
+    synchronous: bool = False
+    """The synchronous standby (`spec.postgres.synchronous`)."""
+
+    lag_bytes: int | None = None
+    """Bytes of WAL the member's last reported position is behind the leader's; absent when Patroni does not
+    know."""
+
+
+class PostgresFailover(ApiModel):
+    """A change of the Patroni cluster's leader."""
+
+    time: datetime
+    """When the operator saw the new leader."""
+
+    from_: str | None = Field(default=None, alias="from")
+    """The leader before (absent when the operator never saw one)."""
+
+    to: str
+    """The leader after."""
+
+    planned: bool
+    """A switchover the operator asked for (restart run, `tradingstack postgres switchover`), not a failover."""
+
+
+class PlannedSwitchover(ApiModel):
+    """A switchover the operator asked Patroni for and has not yet seen done."""
+
+    leader: str
+    """The leader to switch over."""
+
+    candidate: str
+    """The member to take over."""
+
+    requested_at: datetime
+
+    reason: str
+    """Why: the restart run or the `tradingstack postgres switchover` request."""
+
+
 class PostgresStatus(ApiModel):
     """Observed PostgreSQL and backup state."""
+
+    leader: str | None = None
+    """The Patroni cluster's leader (`spec.postgres.instances` > 1), as its members report it; absent while it
+    has none or none answered."""
+
+    leader_lost: str | None = None
+    """While the cluster has no leader: the last leader seen (the `from` of the failover that follows)."""
+
+    replicas: list[PostgresMember] = Field(default_factory=list)
+    """The Patroni cluster's other members, by name."""
+
+    last_failover: PostgresFailover | None = None
+    """The last change of leader the operator saw."""
+
+    switchover: PlannedSwitchover | None = None
+    """A switchover the operator asked for and has not seen done yet: the next change of leader from that
+    leader is planned (a Normal PostgresSwitchover Event), any other a failover (a Warning PostgresFailover)."""
+
+    handled_switchover: str | None = None
+    """The last value of the stack's switchover annotation acted on (`tradingstack postgres switchover`)."""
 
     last_backup: BackupInfo | None = None
     """Newest good backup."""
@@ -126,7 +194,7 @@ class RestartsStatus(ApiModel):
     """Next scheduled run."""
 
     in_progress: str | None = None
-    """Service being restarted now."""
+    """Service being restarted now (`postgres`: the Patroni cluster, restarted before the services)."""
 
     run_id: str | None = None
     """Identifier of the current or last run (stamped on the pod templates)."""
@@ -136,6 +204,10 @@ class RestartsStatus(ApiModel):
 
     stamped_at: datetime | None = None
     """When the service in progress was stamped; its serviceReadyTimeoutSeconds deadline counts from here."""
+
+    members_done: list[str] = Field(default_factory=list)
+    """While the run restarts the Patroni cluster (in progress `postgres`): the members whose server it restarted,
+    the replicas first; the leader is switched over before its own restart."""
 
     handled_trigger: str | None = None
     """Last value of the restart-now annotation that was acted on (a run was started or skipped for it)."""

@@ -91,10 +91,12 @@ def assess(
     stack: TradingStack,
     workloads: Mapping[ChildKey, WorkloadState],
     backup: ConditionUpdate | None,
+    leader: ConditionUpdate | None = None,
 ) -> Assessment:
-    """PostgresReady from the database's StatefulSet; BackupHealthy from `backup`, the backup runs' health
-    (`reconcile.backup_health`, with `reconcile.pitr_health.with_pitr` when spec.postgres.pitr is enabled),
-    None when it was not assessed; a False BackupHealthy degrades the stack."""
+    """PostgresReady from the database's StatefulSet, or for a Patroni cluster from `leader`, the presence of its
+    leader (`reconcile.patroni_status`; None when the members were not read); BackupHealthy from `backup`, the
+    backup runs' health (`reconcile.backup_health`, with `reconcile.pitr_health.with_pitr` when
+    spec.postgres.pitr is enabled), None when it was not assessed; a False BackupHealthy degrades the stack."""
     spec = stack.spec.postgres
     if spec.enabled and (spec.backup.enabled or spec.pitr.enabled):
         backup = backup or ConditionUpdate("Unknown", "NoBackupYet", "no backup Job has finished")
@@ -105,5 +107,7 @@ def assess(
         ready = ConditionUpdate("True", "Disabled", "postgres.enabled is false")
         return Assessment({"PostgresReady": ready, "BackupHealthy": backup}, degraded=degraded)
     ready = store_condition(workloads.get(("StatefulSet", child_name(stack, POSTGRES_COMPONENT))), "Postgres")
+    if spec.patroni and leader is not None and ready.reason != "NotCreated":
+        ready = leader
     waiting = () if ready.status == "True" else ("postgres",)
     return Assessment({"PostgresReady": ready, "BackupHealthy": backup}, waiting, degraded)

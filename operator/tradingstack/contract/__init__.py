@@ -13,6 +13,7 @@ The backup tool's termination message (its result as the Job's pod reports it) i
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from enum import IntEnum
 from typing import Final
 
@@ -27,6 +28,22 @@ def format_flag(value: bool) -> str:
 def parse_flag(value: str) -> bool:
     """The reading side of `format_flag`; also accepts the usual spellings a person types (1, yes, on)."""
     return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def format_switchover_request(now: datetime, to: str | None) -> str:
+    """The value of `Annotation.SWITCHOVER` asking at `now` for a switchover (to the member `to`)."""
+    stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"{stamp}/{to}" if to else stamp
+
+
+def parse_switchover_request(value: str) -> tuple[datetime | None, str | None]:
+    """When a switchover was asked for (None: not a time) and to which member (None: any)."""
+    stamp, _, to = value.strip().partition("/")
+    try:
+        at: datetime | None = datetime.fromisoformat(stamp)
+    except ValueError:
+        at = None
+    return at, to or None
 
 
 class ServiceEnv:
@@ -128,6 +145,13 @@ class Patroni:
     """200 on the leader and on a replica whose server runs; 503 otherwise."""
     LIVENESS_PATH: Final = "/liveness"
     """200 while Patroni's main loop runs (not the server: Patroni restarts that itself)."""
+    CLUSTER_PATH: Final = "/cluster"
+    """GET: every member of the cluster as the DCS knows it, on any member (`contract.patroni_cluster` parses it)."""
+    SWITCHOVER_PATH: Final = "/switchover"
+    """POST `{"leader": ..., "candidate": ...}` on any member: a planned switchover, answered once it is done (200)
+    or refused (412: no healthy candidate, 503: the DCS could not be written)."""
+    RESTART_PATH: Final = "/restart"
+    """POST on a member: Patroni restarts that member's PostgreSQL server, answered once it runs again (200)."""
     LEADER_ROLE: Final = "master"
     """Patroni 3.0's label value on the leader (4.0 renamed it `primary`)."""
     REPLICA_ROLE: Final = "replica"
@@ -265,6 +289,10 @@ class Annotation:
     APPLY_NOW: Final = f"{API_GROUP}/apply-now"
     """On a TradingStack: `<RFC 3339 UTC time>/<reason>` (`tradingstack apply-now`); for 60 minutes after that time
     maintenance counts as open. Written by `ops.apply_now`, parsed by `schedule.maintenance.parse_override`."""
+    SWITCHOVER: Final = f"{API_GROUP}/switchover"
+    """On a TradingStack: each new value asks for one switchover of the Patroni cluster's leader,
+    `<RFC 3339 UTC time>` or `<RFC 3339 UTC time>/<member pod>` (`tradingstack postgres switchover [--to POD]`).
+    Written by `format_switchover_request`, read by `parse_switchover_request`."""
     BACKUP: Final = f"{API_GROUP}/backup"
     """On restore Jobs: the backup being restored."""
     TLS_REVISION: Final = f"{API_GROUP}/tls-revision"

@@ -36,7 +36,8 @@ from tradingstack.kube.actions import (
 )
 from tradingstack.reconcile.diff import needs_apply
 from tradingstack.reconcile.ownership import NameConflict, blocked_by, controlled_by
-from tradingstack.reconcile.retention import retention_patches
+from tradingstack.reconcile.retention import patroni_lock_patches, retention_patches
+from tradingstack.render import patroni
 
 PRUNABLE_KINDS = prunable_kinds()
 """Kinds removed when no longer rendered (the components grant them `delete`); data and credentials never are."""
@@ -126,6 +127,15 @@ def retention_writes(stack: TradingStack, desired: Iterable[Obj], children: Mapp
     ]
 
 
+def lock_writes(stack: TradingStack, locks: Iterable[Obj]) -> list[MergePatch]:
+    """The patches that make Patroni's lock ConfigMaps (`locks`: listed by `render.patroni.lock_selector`) follow
+    deletionPolicy (`reconcile.retention.patroni_lock_patches`)."""
+    owner = stack.owner_reference().to_dict()
+    delete = stack.spec.deletion_policy == "Delete"
+    patches = patroni_lock_patches(locks, patroni.lock_config_map_names(stack), owner, delete)
+    return [MergePatch(p.kind, p.name, stack.namespace, p.patch) for p in patches]
+
+
 def plan_follow_ups(
     stack: TradingStack,
     desired: list[Obj],
@@ -133,13 +143,15 @@ def plan_follow_ups(
     children: Mapping[ChildKey, Obj],
     errors: list[str],
     reported: str,
+    locks: Iterable[Obj] = (),
 ) -> list[Action]:
     """The second batch. `children`: as the first batch left them (with what its applies and creates returned);
-    `errors`: see `apply_errors`."""
+    `errors`: see `apply_errors`; `locks`: Patroni's lock ConfigMaps (see `lock_writes`), never pruned."""
     return [
         *new_problem_events(reported, "ApplyFailed", errors),
         *prunes(stack, desired, children),
         *retention_writes(stack, generated_secrets, children),
+        *lock_writes(stack, locks),
     ]
 
 

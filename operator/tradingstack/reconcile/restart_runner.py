@@ -21,7 +21,10 @@ from tradingstack.kube.actions import RESTART_FIELD_MANAGER, Action, Apply, Chil
 from tradingstack.reconcile.plan import plan_status_write
 from tradingstack.reconcile.restarts import (
     DeploymentObservation,
+    PostgresMembers,
+    RestartPostgresMember,
     Stamp,
+    SwitchoverPostgres,
     plan_restart_step,
 )
 from tradingstack.render.common import child_name
@@ -67,6 +70,9 @@ class RestartPlan:
     """The status the stack has once `actions` are carried out: the interim one when it stamps, else `written`."""
     actions: list[Action]
     """In order: the interim status write (when it changed), the stamp, the decision's Event."""
+    postgres: RestartPostgresMember | SwitchoverPostgres | None = None
+    """The Patroni cluster's step, carried out through its REST API after `actions` (which write the status
+    first: a crash between the two repeats nothing that happened)."""
 
 
 def plan_restarts(
@@ -78,9 +84,10 @@ def plan_restarts(
     degraded: bool,
     workloads: Mapping[ChildKey, WorkloadState],
     now: datetime,
+    postgres: PostgresMembers | None = None,
 ) -> RestartPlan:
     """`written`: the stack's status as last written; `has_status`: see `plan_status_write`; `workloads`: the live
-    Deployments and StatefulSets (`components.observe`)."""
+    Deployments and StatefulSets (`components.observe`); `postgres`: see `plan_restart_step`."""
     deployments = [
         observe_deployment(service.name, live)
         for service in stack.spec.services
@@ -95,15 +102,18 @@ def plan_restarts(
         now=now,
         created=created,
         override=parse_override(stack.metadata.annotations.get(Annotation.APPLY_NOW)),
+        postgres=postgres,
     )
     decision = step.decision
     actions: list[Action] = []
-    if isinstance(decision, Stamp):
+    if isinstance(decision, Stamp | RestartPostgresMember | SwitchoverPostgres):
         interim = written.model_copy(update={"restarts": step.status})
         actions += plan_status_write(stack.namespace, stack.name, written, interim, has_status=has_status)
+        written = interim
+    if isinstance(decision, Stamp):
         stamp = restart_stamp(stack, decision.service, decision.run_id)
         actions.append(Apply(stamp, field_manager=RESTART_FIELD_MANAGER))
-        written = interim
     if decision.event is not None:
         actions.append(decision.event)
-    return RestartPlan(step.status, written, actions)
+    patroni = decision if isinstance(decision, RestartPostgresMember | SwitchoverPostgres) else None
+    return RestartPlan(step.status, written, actions, patroni)

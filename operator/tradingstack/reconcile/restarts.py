@@ -28,7 +28,9 @@ from typing import Any, ClassVar
 from tradingstack.api.spec import TradingStackSpec
 from tradingstack.api.status import RestartsStatus
 from tradingstack.contract import Annotation
+from tradingstack.contract.patroni_cluster import PatroniCluster
 from tradingstack.kube.actions import PostEvent
+from tradingstack.reconcile.switchover import Done, Refuse, RestartMember, Switchover, WaitFor, plan_postgres_restart
 from tradingstack.schedule.cron import as_utc
 from tradingstack.schedule.maintenance import Override, closed_reason
 from tradingstack.schedule.restarts import due_run, next_run, restart_order, run_id
@@ -165,7 +167,41 @@ class Paused:
     event: PostEvent | None
 
 
-RestartDecision = Idle | Skip | Stamp | Wait | Fail | Finish | Hold | Paused
+@dataclass(frozen=True)
+class RestartPostgresMember:
+    """Restart the server of the Patroni member `member` (a replica by then) through its REST API
+    (`reconcile.switchover`); recorded in status.restarts.membersDone before it is asked for."""
+
+    member: str
+    run_id: str
+    event: PostEvent
+
+
+@dataclass(frozen=True)
+class SwitchoverPostgres:
+    """Switch the Patroni leader `leader` over to `candidate` (a replica already restarted) before restarting it."""
+
+    leader: str
+    candidate: str
+    run_id: str
+    event: PostEvent
+
+
+RestartDecision = (
+    Idle | Skip | Stamp | Wait | Fail | Finish | Hold | Paused | RestartPostgresMember | SwitchoverPostgres
+)
+
+POSTGRES_STEP = "postgres"
+"""status.restarts.inProgress/done while the run restarts the Patroni cluster (no service has this name: it is a
+reserved component name)."""
+
+
+@dataclass(frozen=True)
+class PostgresMembers:
+    """The Patroni cluster as its members report it (None: none answered), for a run that restarts it first."""
+
+    cluster: PatroniCluster | None
+
 
 HALTED = "the stack is halted (spec.halt)"
 """status.restarts.paused while the kill switch is on."""
@@ -194,6 +230,7 @@ def plan_restart_step(
     now: datetime,
     created: datetime | None = None,
     override: Override | None = None,
+    postgres: PostgresMembers | None = None,
 ) -> RestartStep:
     """Decide the one thing to do about restarts at `now`.
 
@@ -201,7 +238,10 @@ def plan_restart_step(
     `trigger` the value of Annotation.RESTART_NOW on the TradingStack (None when absent), acted on once per
     value; `deployments` the observed Deployments of the services; `created` when the stack was created (the
     lower bound for scheduled runs while it has none); `override` the parsed Annotation.APPLY_NOW (None when
-    absent), which opens maintenance while it is fresh.
+    absent), which opens maintenance while it is fresh; `postgres` the members of the stack's Patroni cluster
+    (None: no Patroni cluster, or its members are not read): a run restarts it first, as the step `postgres`
+    (`plan_postgres_restart`: the replicas one at a time, then a switchover, then the old leader), then the
+    services; the step's deadline is serviceReadyTimeoutSeconds from its start.
 
     An active run (status.inProgress set) is carried on first: a run cannot be preempted, and a maintenance
     window closing (or a freeze starting) does not interrupt it either, so no desk is left half restarted.
@@ -224,6 +264,7 @@ def plan_restart_step(
         deployments={deployment.service: deployment for deployment in deployments},
         timeout_seconds=restarts.service_ready_timeout_seconds,
         now=now,
+        postgres=postgres,
     )
     if status.in_progress is not None and status.run_id is not None:
         if paused is not None:
@@ -291,6 +332,7 @@ class _RunPlan:
     deployments: dict[str, DeploymentObservation]
     timeout_seconds: int
     now: datetime
+    postgres: PostgresMembers | None = None
 
     def start(
         self, status: RestartsStatus, run: str, started: datetime, origin: str, *, skip: str | None
@@ -304,6 +346,7 @@ class _RunPlan:
             in_progress=None,
             stamped_at=None,
             done=[],
+            members_done=[],
             held=None,
         )
         if skip is not None:
@@ -312,8 +355,15 @@ class _RunPlan:
         return self.advance(status, run)
 
     def advance(self, status: RestartsStatus, run: str) -> RestartStep:
-        """Move the active run on: the first service of the order not done yet is stamped or waited for."""
+        """Move the active run on: the Patroni cluster first (`_advance_postgres`), then the first service of the
+        order not done yet is stamped or waited for."""
         done = list(status.done)
+        if self.postgres is not None and POSTGRES_STEP not in done:
+            step = self._advance_postgres(status, run, self.postgres.cluster, done)
+            if step is not None:
+                return step
+            done.append(POSTGRES_STEP)
+            status = _updated(status, members_done=[], done=done)
         for service in self.order:
             if service in done:
                 continue
@@ -346,10 +396,37 @@ class _RunPlan:
         finished = _updated(status, last_result="Succeeded", in_progress=None, stamped_at=None, done=done)
         return RestartStep(Finish(run, event), finished)
 
+    def _advance_postgres(
+        self, status: RestartsStatus, run: str, cluster: PatroniCluster | None, done: list[str]
+    ) -> RestartStep | None:
+        """The Patroni cluster's next step (`plan_postgres_restart`), None once every member was restarted."""
+        members_done = list(status.members_done)
+        step = plan_postgres_restart(cluster, members_done)
+        if isinstance(step, Done):
+            return None
+        started = status.stamped_at if status.in_progress == POSTGRES_STEP and status.stamped_at else self.now
+        deadline = started + timedelta(seconds=self.timeout_seconds)
+        current = _updated(status, in_progress=POSTGRES_STEP, stamped_at=started, done=done)
+        if self.now >= deadline:
+            why = step.reason if isinstance(step, WaitFor | Refuse) else "its members were not all restarted"
+            return self._fail(status, run, POSTGRES_STEP, done, f"not done within {self.timeout_seconds}s: {why}")
+        match step:
+            case RestartMember(member):
+                message = f"Restart run {run}: restarting the server of Postgres member {member} (a replica)"
+                event = PostEvent("Normal", "RestartingPostgres", message)
+                restarted = _updated(current, members_done=[*members_done, member])
+                return RestartStep(RestartPostgresMember(member, run, event), restarted)
+            case Switchover(leader, candidate):
+                message = f"Restart run {run}: switching the Postgres leader over from {leader} to {candidate}"
+                event = PostEvent("Normal", "RestartingPostgres", message)
+                return RestartStep(SwitchoverPostgres(leader, candidate, run, event), current)
+        return RestartStep(Wait(POSTGRES_STEP, run, deadline), current)
+
     def _fail(self, status: RestartsStatus, run: str, service: str, done: list[str], reason: str) -> RestartStep:
-        untouched = [name for name in self.order if name not in done and name != service]
+        order = [POSTGRES_STEP, *self.order] if self.postgres is not None else self.order
+        untouched = [name for name in order if name not in done and name != service]
         message = f"Restart run {run} failed at {service}: {reason}; not restarted: {', '.join(untouched) or 'none'}"
-        failed = _updated(status, last_result="Failed", in_progress=None, stamped_at=None, done=done)
+        failed = _updated(status, last_result="Failed", in_progress=None, stamped_at=None, done=done, members_done=[])
         return RestartStep(Fail(service, run, reason, PostEvent("Warning", "RestartFailed", message)), failed)
 
 

@@ -52,6 +52,30 @@ def _claim_retention(desired: Obj, live: Obj) -> RetentionPatch | None:
     return RetentionPatch("StatefulSet", desired["metadata"]["name"], patch)
 
 
+def patroni_lock_patches(
+    locks: Iterable[Obj], names: Iterable[str], owner: Mapping[str, Any], delete: bool
+) -> list[RetentionPatch]:
+    """The patches that make Patroni's lock ConfigMaps (`render.patroni.lock_config_map_names`: `names`) follow
+    deletionPolicy: with Delete they carry the stack's owner reference (not as controller: Patroni writes them),
+    so garbage collection removes them with the stack; with Retain they carry none, so they stay with the retained
+    data volumes, and a stack re-created under the same name over that data finds its cluster's system identifier
+    and leader history in them. An owner reference of an earlier stack of the same name is dropped (it is this
+    stack's now); anyone else's is kept."""
+    wanted_names = set(names)
+    reference = {**owner, "controller": False, "blockOwnerDeletion": False}
+    patches: list[RetentionPatch] = []
+    for live in locks:
+        name = live["metadata"]["name"]
+        if name not in wanted_names:
+            continue
+        refs = live["metadata"].get("ownerReferences") or []
+        others = [r for r in refs if (r.get("kind"), r.get("name")) != (owner["kind"], owner["name"])]
+        target = others + ([reference] if delete else [])
+        if refs != target:
+            patches.append(RetentionPatch("ConfigMap", name, {"metadata": {"ownerReferences": target}}))
+    return patches
+
+
 def retention_patches(
     desired: Iterable[Obj], children: Mapping[tuple[str, str], Obj], stack_uid: str
 ) -> list[RetentionPatch]:

@@ -3,11 +3,14 @@
 Every pass does the same thing whatever triggered it (creation, a spec edit, a child changed or deleted by
 hand, the periodic resync, an operator restart): read the stack's children, render what they should be, carry
 out the kill switch (`reconcile.halt`) before anything else can fail, apply only what differs, prune what is no
-longer rendered, observe the rest (the Deployments for the restart run, the sentinels, the services' health),
-then compute and write the status if it changed. Nothing depends on a previous pass having run, so a crash
-between two steps is repaired by the next pass. Every write is planned by pure code (`reconcile.halt`,
-`reconcile.plan`, `reconcile.restart_runner`, `reconcile.redis_master`) as typed actions (`kube.actions`) from
-what was read, and carried out by `kube.executor` in the planned order: this module only reads and sequences.
+longer rendered, observe the rest (the Deployments for the restart run, the sentinels, the services' health, the
+Patroni members), then compute and write the status if it changed. Nothing depends on a previous pass having run,
+so a crash between two steps is repaired by the next pass. Every write is planned by pure code (`reconcile.halt`,
+`reconcile.plan`, `reconcile.restart_runner`, `reconcile.redis_master`, `reconcile.patroni_status`) as typed
+actions (`kube.actions`) from what was read, and carried out by `kube.executor` in the planned order; the one
+request of a pass to Patroni's REST API (a member's restart or a switchover, decided by `reconcile.restarts` and
+`reconcile.patroni_status`) goes through `patroniclient` after the status that records it is written: this
+module only reads and sequences.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -25,25 +28,39 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import ValidationError
 
 from tradingstack.api import TradingStack, TradingStackStatus, describe
+from tradingstack.api.status import PostgresStatus
 from tradingstack.components import listed_kinds, render
 from tradingstack.components.assess import ConditionUpdate
 from tradingstack.components.observe import ChildrenState, PodState, observe
 from tradingstack.components.postgres import backup_runs, pitr_runs
-from tradingstack.contract import Label
+from tradingstack.contract import Annotation, Label
 from tradingstack.health.fetch import fetch_health_documents
 from tradingstack.health.rollup import StackHealth, rollup, worst_document
 from tradingstack.kube.actions import Action, Apply, CreateSecret, Delete, MergePatch, PostEvent, key_of
 from tradingstack.kube.client import ChildKey, Kube, Obj
 from tradingstack.kube.executor import Outcome, execute
 from tradingstack.metrics import CHILDREN_APPLIED, CHILDREN_PRUNED, RECONCILE_DURATION
+from tradingstack.patroniclient import Answer, read_cluster
+from tradingstack.patroniclient import restart as patroni_restart
+from tradingstack.patroniclient import switchover as patroni_switchover
 from tradingstack.reconcile.backup_health import backup_health
 from tradingstack.reconcile.diff import with_applied_hash
 from tradingstack.reconcile.halt import plan_halt_writes
 from tradingstack.reconcile.maintenance_gate import hold_statefulset_templates, maintenance_closed
 from tradingstack.reconcile.ownership import NameConflict, conflict, user_secret_problem
+from tradingstack.reconcile.patroni_status import (
+    PatroniMembersRead,
+    PatroniObservation,
+    member_ips,
+    observe_patroni,
+    plan_requested_switchover,
+    planned_switchover,
+    switchover_failed,
+)
 from tradingstack.reconcile.pitr_health import pitr_health, with_pitr
 from tradingstack.reconcile.plan import (
     apply_errors,
+    lock_writes,
     maintenance_events,
     plan_child_writes,
     plan_follow_ups,
@@ -52,7 +69,8 @@ from tradingstack.reconcile.plan import (
     retention_writes,
 )
 from tradingstack.reconcile.redis_tracker import track_redis_master
-from tradingstack.reconcile.restart_runner import created_at, plan_restarts
+from tradingstack.reconcile.restart_runner import RestartPlan, created_at, plan_restarts
+from tradingstack.reconcile.restarts import PostgresMembers, RestartPostgresMember, SwitchoverPostgres
 from tradingstack.reconcile.rollout_runner import (
     RolloutObjects,
     RolloutPlan,
@@ -69,9 +87,10 @@ from tradingstack.reconcile.status import (
     serving_pod_ips,
 )
 from tradingstack.reconcile.tls import CertificatePlan, plan_certificates, with_certificate_revision
-from tradingstack.render import tls
-from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN
+from tradingstack.render import patroni, tls
+from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN, PATRONI_PORT
 from tradingstack.render.halt import halted_services
+from tradingstack.render.patroni import rest_url
 from tradingstack.render.pgbackrest_tls import TlsKeys
 from tradingstack.render.secrets import generated_secret_names, generated_secrets, referenced_secret_keys
 from tradingstack.render.services import health_url
@@ -127,6 +146,7 @@ class StackReconciler:
         new_key: Callable[[], ec.EllipticCurvePrivateKey] = new_private_key,
         cluster_domain: str = DEFAULT_CLUSTER_DOMAIN,
         dns_cidrs: tuple[str, ...] = (),
+        patroni_port: int = PATRONI_PORT.number,
     ) -> None:
         self._kube = kube
         self._domain = cluster_domain
@@ -136,7 +156,10 @@ class StackReconciler:
         self._new_tls_keys = new_tls_keys
         self._new_key = new_key
         self._read_data_plane = read_data_plane
-        """Read the services' health documents and ask the sentinels (both need the pod network)."""
+        """Read the services' health documents, ask the sentinels and Patroni's REST API (all need the pod
+        network)."""
+        self._patroni_port = patroni_port
+        """Where the Patroni members' REST API answers on their pod IPs (tests run it elsewhere)."""
 
     def _render(self, stack: TradingStack) -> list[Obj]:
         return render(stack, stack.owner_reference(), self._domain, self._dns_cidrs)
@@ -173,6 +196,7 @@ class StackReconciler:
         children = await self._kube.list_children(
             stack.namespace, {Label.STACK: stack.name}, [u.kind for u in listed_kinds()]
         )
+        locks = await self._patroni_locks(stack)
         certificates = await self._plan_certificates(stack, now)
         stamped = with_certificate_revision(self._render(stack), stack, certificates.revision)
         rendered = [with_applied_hash(obj) for obj in stamped]
@@ -199,7 +223,7 @@ class StackReconciler:
         templates = hold_statefulset_templates(desired, children, maintenance_closed(stack, now))
         apply_errors = await self._write_children(
             body, stack, reported_problems(previous), desired, secrets, children, conflicts, secret_problems,
-            held=objects.held | templates.held,
+            held=objects.held | templates.held, locks=locks.values(),
         )  # fmt: skip
         await self._execute(body, stack, rollouts.events)
         rollouts = with_live_revisions(rollouts, stack, children)
@@ -285,19 +309,28 @@ class StackReconciler:
         conflicts: Mapping[ChildKey, NameConflict],
         secret_problems: Mapping[str, str],
         held: frozenset[ChildKey] = frozenset(),
+        locks: Iterable[Obj] = (),
     ) -> list[str]:
         """Plans and carries out both batches of writes (`reconcile.plan`), leaving in `children` what is live
-        after them; returns the children not applied, each with why. `held`: see `plan_child_writes`."""
+        after them; returns the children not applied, each with why. `held`: see `plan_child_writes`; `locks`:
+        Patroni's lock ConfigMaps (`_patroni_locks`)."""
         child_writes = plan_child_writes(desired, secrets, children, conflicts, secret_problems, reported, held)
         outcome = await self._execute(body, stack, child_writes.actions)
         children.update(outcome.live)
         errors = apply_errors(desired, child_writes.blocked, outcome.refused)
-        follow_ups = plan_follow_ups(stack, desired, secrets, children, errors, reported)
+        follow_ups = plan_follow_ups(stack, desired, secrets, children, errors, reported, locks)
         await self._execute(body, stack, follow_ups)
         for action in follow_ups:
             if isinstance(action, Delete):
                 del children[action.key]
         return errors
+
+    async def _patroni_locks(self, stack: TradingStack) -> dict[ChildKey, Obj]:
+        """Patroni's lock ConfigMaps (they carry its labels, not the stack's); none is looked for without
+        Postgres."""
+        if not stack.spec.postgres.enabled:
+            return {}
+        return await self._kube.list_children(stack.namespace, patroni.lock_selector(stack), ["ConfigMap"])
 
     async def _execute(self, body: Mapping[str, Any], stack: TradingStack, actions: Sequence[Action]) -> Outcome:
         outcome = Outcome()
@@ -317,16 +350,23 @@ class StackReconciler:
         now: datetime,
         client_ca: str | None = None,
     ) -> tuple[Observations, TradingStackStatus]:
-        """Everything the status is computed from, and the status as written so far. Observes the sentinels and
-        the services' health, then carries out in one batch the restart run's step (interim status, stamp,
-        Event) and the Redis master's labels and Event, in that order."""
+        """Everything the status is computed from, and the status as written so far. Observes the Patroni
+        members, the sentinels and the services' health, then carries out in one batch the restart run's step
+        (interim status, stamp, Event) and the Redis master's labels and Event, in that order; then the Patroni
+        cluster's (`_patroni`)."""
         degraded = any(c.type == "Degraded" and c.status == "True" for c in previous.conditions)
         state = observe(children)
         created = created_at(body)
-        restarts = plan_restarts(
-            stack, created, previous, has_status=has_status, degraded=degraded, workloads=state.workloads, now=now
-        )
         spec = stack.spec
+        members: PostgresMembers | None = None
+        urls: dict[str, str] = {}
+        if spec.postgres.enabled and spec.postgres.patroni and self._read_data_plane:
+            urls = {name: rest_url(ip, self._patroni_port) for name, ip in member_ips(stack, state.pods).items()}
+            members = PostgresMembers(await read_cluster(list(urls.values())))
+        restarts = plan_restarts(
+            stack, created, previous, has_status=has_status, degraded=degraded, workloads=state.workloads, now=now,
+            postgres=members,
+        )  # fmt: skip
         backup = None
         if spec.postgres.enabled and spec.postgres.backup.enabled:
             schedule = spec.postgres.backup
@@ -346,17 +386,71 @@ class StackReconciler:
         health = await self._service_health(stack, state.pods) if self._read_data_plane else None
         outcome = await self._execute(body, stack, [*restarts.actions, *redis_writes])
         children.update(outcome.live)  # the stamped Deployment
+        postgres = backup.postgres if backup else previous.postgres
+        written, patroni = restarts.written, None
+        if members is not None:
+            cluster = PatroniMembersRead(urls, members.cluster)
+            written, patroni = await self._patroni(body, stack, written, has_status, postgres, cluster, restarts, now)
+            postgres = patroni.postgres
         observations = Observations(
             workloads=state.with_objects(outcome.live).workloads,
             pods=state.pods,
             apply_errors=apply_errors,
-            postgres=backup.postgres if backup else previous.postgres,
+            postgres=postgres,
             backup_condition=ConditionUpdate(backup.status, backup.reason, backup.message) if backup else None,
+            postgres_condition=patroni.condition if patroni else None,
             redis=redis,
             health=health,
             restarts=restarts.restarts,
         )
-        return observations, restarts.written
+        return observations, written
+
+    async def _patroni(
+        self,
+        body: Mapping[str, Any],
+        stack: TradingStack,
+        written: TradingStackStatus,
+        has_status: bool,
+        postgres: PostgresStatus,
+        members: PatroniMembersRead,
+        restarts: RestartPlan,
+        now: datetime,
+    ) -> tuple[TradingStackStatus, PatroniObservation]:
+        """The restart run's step on the Patroni cluster (`restarts.postgres`: a member's restart, or the leader's
+        switchover) or a switchover asked for with the stack's annotation: a switchover is recorded in the status
+        before Patroni is asked for it; then the members are read again. Returns the status as written and the
+        observation (its Events carried out)."""
+        urls, cluster = members.urls, members.cluster
+        events: list[PostEvent] = []
+        step = restarts.postgres
+        if isinstance(step, RestartPostgresMember):
+            answer = await patroni_restart(urls[step.member]) if step.member in urls else Answer(None, "no pod IP")
+            if not answer.ok:
+                message = f"Restart run {step.run_id}: Patroni did not restart {step.member}: {answer.describe()}"
+                events.append(PostEvent("Warning", "PostgresRestartFailed", message))
+            cluster = await read_cluster(list(urls.values()))
+        trigger = stack.metadata.annotations.get(Annotation.SWITCHOVER)
+        request = plan_requested_switchover(trigger, postgres, cluster, now)
+        if request.switchover is None and isinstance(step, SwitchoverPostgres):
+            request = planned_switchover(request, step.leader, step.candidate, now, f"restart run {step.run_id}")
+        events += request.events
+        if (switchover := request.switchover) is not None:
+            interim = written.model_copy(update={"postgres": request.postgres})
+            await self._execute(
+                body, stack, plan_status_write(stack.namespace, stack.name, written, interim, has_status=has_status)
+            )
+            written = interim
+            url = urls.get(switchover.leader) or next(iter(urls.values()), None)
+            answer = Answer(None, "no member has a pod IP")
+            if url is not None:
+                answer = await patroni_switchover(url, switchover.leader, switchover.candidate)
+            if not answer.ok:
+                request = switchover_failed(request.postgres, switchover, answer.describe())
+                events += request.events
+            cluster = await read_cluster(list(urls.values()))
+        observation = observe_patroni(request.postgres, cluster, now)
+        await self._execute(body, stack, [*events, *observation.events])
+        return written, observation
 
     async def _service_health(self, stack: TradingStack, pods: Sequence[PodState]) -> StackHealth:
         halted = set(halted_services(stack))
@@ -380,4 +474,6 @@ class StackReconciler:
         desired = self._render(stack)
         await self._claim(stack, desired, children)
         secrets = self._generated_secrets(stack) + (await self._plan_certificates(stack, self._clock())).secrets
-        await self._execute(body, stack, retention_writes(stack, desired + secrets, children))
+        locks = await self._patroni_locks(stack)
+        writes = [*retention_writes(stack, desired + secrets, children), *lock_writes(stack, locks.values())]
+        await self._execute(body, stack, writes)

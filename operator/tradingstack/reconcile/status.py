@@ -103,6 +103,9 @@ class Observations:
     redis: RedisStatus = field(default_factory=RedisStatus)
     postgres: PostgresStatus = field(default_factory=PostgresStatus)
     backup_condition: ConditionUpdate | None = None
+    postgres_condition: ConditionUpdate | None = None
+    """PostgresReady of a Patroni cluster from its members (`reconcile.patroni_status`); None: from the
+    StatefulSet."""
     restarts: RestartsStatus = field(default_factory=RestartsStatus)
     rollouts: Mapping[str, RolloutStatus] = field(default_factory=dict)
     """The services' health-gated rollouts (`reconcile.rollout`)."""
@@ -185,7 +188,7 @@ def compute_status(
     assessments = [
         services.assessment,
         redis_component.assess(stack, workloads),
-        postgres_component.assess(stack, workloads, observed.backup_condition),
+        postgres_component.assess(stack, workloads, observed.backup_condition, observed.postgres_condition),
         gateway_component.assess(stack, workloads),
     ]
     degraded_reasons = _stack_problems(observed) + rollout_problems(observed.rollouts)

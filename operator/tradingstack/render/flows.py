@@ -192,13 +192,15 @@ def _pitr_flows(stack: TradingStack, server: Pods) -> list[Flow]:
 
 def _patroni_flows(stack: TradingStack, server: Pods) -> list[Flow]:
     """A Patroni cluster (spec.postgres.instances > 1): the members replicate from the leader and ask each other's
-    REST API, and every member keeps the leader lock in the API server (Patroni's Kubernetes DCS)."""
+    REST API, and every member keeps the leader lock in the API server (Patroni's Kubernetes DCS); the operator
+    calls the same REST API (`patroniclient`)."""
     if not stack.spec.postgres.patroni:
         return []
     return [
         Flow(server, server, tcp(POSTGRES_PORT), "replicas stream from the leader; a rejoining member pg_rewinds"),
         Flow(server, server, tcp(PATRONI_PORT), "Patroni members ask each other's state before a promotion"),
         Flow(server, Network(API_SERVER_CIDR), tcp(*API_SERVER_PORTS), "Patroni's leader lock in the API server"),
+        Flow(OPERATOR, server, tcp(PATRONI_PORT), "the operator reads the members, asks switchovers and restarts"),
     ]
 
 

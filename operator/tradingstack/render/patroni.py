@@ -69,12 +69,32 @@ def scope(stack: TradingStack) -> str:
     return child_name(stack, COMPONENT)
 
 
+LOCK_SUFFIXES = ("config", "leader", "failover", "sync")
+"""The ConfigMaps Patroni's Kubernetes DCS writes (`<scope>-<suffix>`): the cluster's configuration and system
+identifier, the leader lock, a requested switchover, the synchronous standby. Patroni creates them without an owner;
+`reconcile.retention.patroni_lock_patches` makes them follow deletionPolicy."""
+
+
+def lock_config_map_names(stack: TradingStack) -> list[str]:
+    return [f"{scope(stack)}-{suffix}" for suffix in LOCK_SUFFIXES]
+
+
+def lock_selector(stack: TradingStack) -> dict[str, str]:
+    """The labels Patroni puts on its ConfigMaps (`kubernetes.labels` and the scope label of `config`)."""
+    return {**selector_labels(stack, COMPONENT), Label.POSTGRES_CLUSTER: scope(stack)}
+
+
 def service_account_name(stack: TradingStack) -> str:
     return child_name(stack, COMPONENT)
 
 
 def config_map_name(stack: TradingStack) -> str:
     return child_name(stack, "postgres-patroni")
+
+
+def rest_url(host: str, port: int = PATRONI_PORT.number) -> str:
+    """The base URL of a member's REST API (`contract.Patroni`'s paths go after it): its pod IP and port 8008."""
+    return f"http://{host}:{port}"
 
 
 def pod_labels(stack: TradingStack) -> dict[str, str]:

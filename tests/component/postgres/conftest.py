@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from psycopg import sql
 
+from tests.component.postgres.patroni_harness import cluster_factory, etcd  # noqa: F401 - fixtures
 from tests.component.postgres.server import PostgresServer, running_postgres
 
 

@@ -14,7 +14,8 @@ from tradingstack.api import TradingStack
 from tradingstack.components.rbac import namespaced_rules
 from tradingstack.contract import Label, Patroni, PatroniEnv
 from tradingstack.render import patroni
-from tradingstack.render.flows import Network, component_pods, stack_flows
+from tradingstack.render.common import PATRONI_PORT
+from tradingstack.render.flows import OPERATOR, Network, component_pods, stack_flows
 from tradingstack.render.postgres import PGDATA, dsn, render_postgres
 
 
@@ -121,10 +122,10 @@ def test_the_role_grants_exactly_what_patronis_kubernetes_dcs_calls_and_the_oper
         assert set(rule["verbs"]) <= held[("", rule["resources"][0])]
 
 
-def test_the_flows_let_the_members_replicate_and_reach_the_api_server() -> None:
+def test_the_flows_let_the_members_replicate_and_reach_the_api_server_and_the_operator_reach_them() -> None:
     server = component_pods("postgres")
     flows = {(f.source, f.destination, t.port) for f in stack_flows(example_stack(instances=3)) for t in f.targets}
-    assert {(server, server, 5432), (server, server, 8008)} <= flows
+    assert {(server, server, 5432), (server, server, 8008), (OPERATOR, server, PATRONI_PORT.number)} <= flows
     assert {(server, Network("0.0.0.0/0"), port) for port in (443, 6443)} <= flows
     single = {(f.source, f.destination) for f in stack_flows(example_stack())}
     assert (server, server) not in single
