@@ -1,10 +1,11 @@
 """`make chaos`: the fault scenarios at size, then docs/reliability.md from the rows they record.
 
     python bench/reliability.py [--kills 50] [--stacks 10] [--specs 5000] [--spec-batch 100] [--backup-kills 10]
-                                [--takeovers 10] [--outages 5] [--fault-seconds 30]
+                                [--redis-rounds 10] [--takeovers 10] [--outages 5] [--fault-seconds 30]
 
 Runs tests/chaos and the adversarial spec test of tests/cluster against the local cluster (hack/cluster.sh up),
-and the backup faults with a real PostgreSQL (tests/component/postgres/test_backup_faults.py),
+the backup faults with a real PostgreSQL (tests/component/postgres/test_backup_faults.py), and the Redis master
+losses on the real node's pods (tests/e2e/test_real_containers.py),
 with TRADINGSTACK_RELIABILITY_DIR set, so each scenario writes what it ran, injected, checked and found; the
 table joins those rows. A failing scenario fails the command and leaves docs/reliability.md as it was.
 """
@@ -20,7 +21,12 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SCENARIOS = ["tests/chaos", "tests/cluster/test_adversarial.py", "tests/component/postgres/test_backup_faults.py"]
+SCENARIOS = [
+    "tests/chaos",
+    "tests/cluster/test_adversarial.py",
+    "tests/component/postgres/test_backup_faults.py",
+    "tests/e2e/test_real_containers.py::test_redis_master_loss_keeps_acknowledged_writes",
+]
 COLUMNS = ("scenario", "runs", "faults", "checked", "result")
 
 
@@ -31,6 +37,8 @@ def main() -> int:
     parser.add_argument("--specs", type=int, default=5000, help="generated specs (default 5000)")
     parser.add_argument("--spec-batch", type=int, default=100, help="specs live at once (default 100)")
     parser.add_argument("--backup-kills", type=int, default=10, help="backups with Postgres killed (default 10)")
+    parser.add_argument("--redis-rounds", type=int, default=10,
+                        help="rounds of Redis master delete + kill on real pods (default 10: 20 faults)")  # fmt: skip
     parser.add_argument("--takeovers", type=int, default=10, help="leader kills taken over (default 10)")
     parser.add_argument("--outages", type=int, default=5, help="control-plane outages (default 5)")
     parser.add_argument("--fault-seconds", type=int, default=30, help="length of each injected API fault (default 30)")
@@ -40,6 +48,7 @@ def main() -> int:
                  "TRADINGSTACK_GENERATED_SPECS": args.specs, "TRADINGSTACK_SPEC_BATCH": args.spec_batch,
                  "TRADINGSTACK_CHAOS_BACKUP_KILLS": args.backup_kills,
                  "TRADINGSTACK_CHAOS_TAKEOVERS": args.takeovers,
+                 "TRADINGSTACK_CHAOS_REDIS_ROUNDS": args.redis_rounds,
                  "TRADINGSTACK_CHAOS_OUTAGES": args.outages,
                  "TRADINGSTACK_CHAOS_FAULT_SECONDS": args.fault_seconds}  # fmt: skip
         env = {**os.environ, "TRADINGSTACK_RELIABILITY_DIR": rows, **{k: str(v) for k, v in sizes.items()}}
@@ -49,7 +58,8 @@ def main() -> int:
     rerun = (
         f"python bench/reliability.py --kills {args.kills} --stacks {args.stacks} --specs {args.specs}"
         f" --spec-batch {args.spec_batch} --backup-kills {args.backup_kills}"
-        f" --takeovers {args.takeovers} --outages {args.outages} --fault-seconds {args.fault_seconds}"
+        f" --redis-rounds {args.redis_rounds} --takeovers {args.takeovers} --outages {args.outages}"
+        f" --fault-seconds {args.fault_seconds}"
     )
     (REPO / "docs" / "reliability.md").write_text(report(recorded, rerun))
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import subprocess
 import textwrap
@@ -44,6 +45,7 @@ from tests.e2e.test_chart_install import (
 )
 from tests.fixtures.cluster import CACHE, REPO, Cluster, wait_for
 from tests.fixtures.operator import wait_for_condition
+from tests.fixtures.reliability import Reliability
 from tradingstack.api import RedisSpec, TradingStack
 from tradingstack.contract import CANARY_SUFFIX, OPERATOR_APP_NAME, Annotation, Label, ServiceEnv
 from tradingstack.render.common import (
@@ -70,6 +72,8 @@ ROLLOUT_TIMEOUT = 420
 UNHEALTHY_FOR = 120
 """`for` of TradingStackServiceUnhealthy, in seconds (the test checks it against the rules file)."""
 REDIS_OUTAGE_SECONDS = 200
+REDIS_FAULT_ROUNDS = int(os.environ.get("TRADINGSTACK_CHAOS_REDIS_ROUNDS", "1"))
+"""Rounds of master delete + master kill under the writer (1 in `make test`, 10 in `make chaos`)."""
 
 
 @dataclass
@@ -746,27 +750,30 @@ def kill_container(stack: Stack, pod: str, container: str) -> None:
     )  # fmt: skip
 
 
-def test_redis_master_loss_keeps_acknowledged_writes(stack: Stack) -> None:
-    """A client in a pod writes with WAIT while the master pod is deleted (preStop hands over) and then the next
-    master's container is killed: one master at a time, status and label follow, every acknowledged write is
-    on the final master."""
+def test_redis_master_loss_keeps_acknowledged_writes(stack: Stack, reliability: Reliability) -> None:
+    """A client in a pod writes with WAIT while, round after round, the master pod is deleted (preStop hands over)
+    and then the next master's container is killed: after each fault one master, status and label follow, and
+    every acknowledged write is on the final master. `make chaos` runs 10 rounds (20 faults)."""
     wait_sentinels_quiet(stack)
     run = uuid.uuid4().hex[:8]
     client = stack.service_pods("risk-safety")[0]["metadata"]["name"]
+    seconds = 60 + 90 * REDIS_FAULT_ROUNDS
     writer = subprocess.Popen(
         [str(stack.cluster.bin_dir / "kubectl"), "--kubeconfig", str(stack.cluster.kubeconfig), "-n",
-         stack.namespace, "exec", client, "--", "python3", "-c", WRITER.format(seconds=150, run=run)],
+         stack.namespace, "exec", client, "--", "python3", "-c", WRITER.format(seconds=seconds, run=run)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
         time.sleep(5)
-        first = master(stack)
-        stack.kubectl("delete", "pod", first, "--wait=false")
-        second = wait_single_master_followed(stack, first, f"after deleting {first}", failed_over=True)
-        time.sleep(5)
-        kill_container(stack, second, "redis")
-        final = wait_single_master_followed(stack, second, f"after killing {second}", failed_over=False)
-        out, err = writer.communicate(timeout=240)
+        current = master(stack)
+        for _ in range(REDIS_FAULT_ROUNDS):
+            stack.kubectl("delete", "pod", current, "--wait=false")
+            current = wait_single_master_followed(stack, current, f"after deleting {current}", failed_over=True)
+            time.sleep(5)
+            kill_container(stack, current, "redis")
+            current = wait_single_master_followed(stack, current, f"after killing {current}", failed_over=False)
+            wait_sentinels_quiet(stack)
+        out, err = writer.communicate(timeout=seconds + 120)
     finally:
         if writer.poll() is None:
             writer.kill()
@@ -774,8 +781,16 @@ def test_redis_master_loss_keeps_acknowledged_writes(stack: Stack) -> None:
     result = json.loads(out.strip().splitlines()[-1])
     acknowledged = result["acknowledged"]
     assert len(acknowledged) > 100, result
-    keys = stack.redis_cli(final, "--scan", "--pattern", f"e2e:{run}:*").split()
+    keys = stack.redis_cli(current, "--scan", "--pattern", f"e2e:{run}:*").split()
     missing = sorted(set(acknowledged) - {int(k.rsplit(":", 1)[1]) for k in keys})
+    reliability.record(
+        "Redis master lost under WAIT-acknowledged writes (real pods)",
+        runs=f"{REDIS_FAULT_ROUNDS} rounds",
+        faults=f"{REDIS_FAULT_ROUNDS} master pods deleted + {REDIS_FAULT_ROUNDS} master containers killed (SIGKILL)",
+        checked="after each fault one server in the master role, status.redis.master and the label on it; "
+        "every acknowledged write on the final master",
+        result=f"{len(acknowledged)} writes acknowledged, {len(missing)} lost, {result['refused']} refused",
+    )
     assert not missing, f"acknowledged writes lost: {missing[:20]} (of {len(acknowledged)}; {len(keys)} keys)"
     assert "lastFailover" in stack_status(stack.cluster, stack.namespace)["redis"]
 
