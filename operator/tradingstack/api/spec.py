@@ -688,6 +688,20 @@ class PitrSpec(ApiModel):
     `<stack>-pgbackrest` (key `cipher-pass`), kept like the other generated Secrets and never rotated: losing
     it loses the backups. Cannot change while pitr is enabled (the API server refuses it). Default: true."""
 
+    process_max: int = Field(default=2, ge=1, le=16)
+    """pgBackRest processes of a backup and of a restore (`process-max`): each reads, checksums and compresses
+    (or decompresses and writes) its share of the files. The database pod's `pgbackrest` sidecar, where a
+    backup Job's processes read the data directory, gets this many CPUs as its limit. On 2 cores, 2 took about
+    half the time of 1 for a full backup (docs/benchmarks.md). pgBackRest's guide advises at most a quarter of
+    the node's CPUs for backups, which run while the database serves. Default: 2."""
+
+    compress_type: Literal["lz4", "zst", "gz", "none"] = "lz4"
+    """Compression of base backups and archived WAL (`compress-type`, at pgBackRest's default level). A full
+    backup of pgbench scale 70 (1 GB) on 2 cores (docs/benchmarks.md): `lz4` the fastest (121 MB); `zst` about
+    1.2 times lz4's time for 51 MB; `gz`, pgBackRest's own default, 4 to 5 times lz4's time (61 MB); `none`
+    about twice lz4's time, writing every byte (1 GB). A change applies to files written afterwards (a
+    repository may hold several types). Default: lz4."""
+
     archive_push_queue_max: Quantity = "4Gi"
     """WAL waiting to be shipped past which pgBackRest gives up on it (drops it and reports success), so that
     an unreachable repository cannot fill the data volume and stop the database. The price is a gap in the
