@@ -92,6 +92,7 @@ UNTAR = "tar -x of that + sync"
 SPEC_DEFAULTS = PitrSpec()
 RENDERED_DEFAULTS: dict[str, Any] = {
     "process_max": SPEC_DEFAULTS.process_max,
+    "restore_process_max": SPEC_DEFAULTS.restore_process_max,
     "compress_type": SPEC_DEFAULTS.compress_type,
     **{
         field.name: field.default
@@ -99,8 +100,9 @@ RENDERED_DEFAULTS: dict[str, Any] = {
         if field.name in ("push_timeout_seconds", "io_timeout_seconds")
     },
 }
-"""What render.pitr.settings renders by default (`spec.postgres.pitr`'s processMax and compressType; the timeouts
-it leaves at their defaults) where the PITR tests' fixture has its own values for quick tests."""
+"""What render.pitr.settings renders by default (`spec.postgres.pitr`'s processMax, restoreProcessMax and
+compressType; the timeouts it leaves at their defaults) where the PITR tests' fixture has its own values for
+quick tests."""
 
 
 def _operator_values(archive_timeout: int) -> dict[str, Any]:
@@ -375,8 +377,8 @@ Reproduce: `{setup.command()}`
 - PostgreSQL {throughput.server_version}, {setup.pgbackrest_version}; local server on 127.0.0.1 with 16 MB WAL
   segments and PostgreSQL's durability defaults (fsync on), archiving with the rendered configuration
   (`render.pgbackrest.config_text` with the spec's defaults: repo1 posix, aes-256-cbc,
-  compress-type {RENDERED_DEFAULTS["compress_type"]}, process-max {RENDERED_DEFAULTS["process_max"]}, async \
-archive-push) and archive_timeout {timeout} s
+  compress-type {RENDERED_DEFAULTS["compress_type"]}, process-max {RENDERED_DEFAULTS["process_max"]} \
+(restore: {RENDERED_DEFAULTS["restore_process_max"]}), async archive-push) and archive_timeout {timeout} s
 - pgBackRest runs on the database host against a local repository; the operator's backup Jobs reach the server
   through pgBackRest's TLS server instead, which is not measured here
 - Database: pgbench scale {setup.scale}, {throughput.database_bytes / MB:.0f} MB (`pg_database_size`); MB/s =

@@ -104,7 +104,7 @@ def test_report_of_a_full_run_has_the_command_figures_and_goals() -> None:
     # The disk's ceiling: the uncompressed copy against pg_dump, and the restore's files against the extraction.
     assert f"`{TAR}` (no pg_wal) copies the same files uncompressed and does nothing else: 5.00 s,\n2.00x" in text
     assert f"syncs them (1.00 s; `{UNTAR}`, the same bytes\nwritten uncompressed: 0.80 s)" in text
-    assert "compress-type lz4, process-max 2" in text
+    assert "compress-type lz4, process-max 2 (restore: 4)" in text
 
 
 def test_report_says_when_a_goal_is_not_met() -> None:

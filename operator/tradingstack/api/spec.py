@@ -695,6 +695,12 @@ class PitrSpec(ApiModel):
     half the time of 1 for a full backup (docs/benchmarks.md). pgBackRest's guide advises at most a quarter of
     the node's CPUs for backups, which run while the database serves. Default: 2."""
 
+    restore_process_max: int = Field(default=4, ge=1, le=32)
+    """pgBackRest processes of a restore (the init container of `restore`, with the server container's
+    resources): the database is down then, and each process also waits on the sync of the files it writes, so
+    more processes than CPUs still help. On 2 cores, 4 wrote pgbench scale 70 (1 GB) back in about 0.7 times
+    the time of 2 (docs/benchmarks.md). Default: 4."""
+
     compress_type: Literal["lz4", "zst", "gz", "none"] = "lz4"
     """Compression of base backups and archived WAL (`compress-type`, at pgBackRest's default level). A full
     backup of pgbench scale 70 (1 GB) on 2 cores (docs/benchmarks.md): `lz4` the fastest (121 MB); `zst` about

@@ -151,6 +151,7 @@ def settings(stack: TradingStack, pg_data: str, backup_mount: str, pg_host: str 
         lock_path=LOCK_PATH,
         archive_timeout_seconds=pitr.archive_timeout_seconds,
         process_max=pitr.process_max,
+        restore_process_max=pitr.restore_process_max,
         compress_type=pitr.compress_type,
         # In bytes: pgBackRest's size suffixes are not Kubernetes'.
         archive_push_queue_max=str(quantity_bytes(pitr.archive_push_queue_max)),
