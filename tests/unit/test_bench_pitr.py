@@ -105,6 +105,8 @@ def test_report_of_a_full_run_has_the_command_figures_and_goals() -> None:
     assert f"`{TAR}` (no pg_wal) copies the same files uncompressed and does nothing else: 5.00 s,\n2.00x" in text
     assert f"syncs them (1.00 s; `{UNTAR}`, the same bytes\nwritten uncompressed: 0.80 s)" in text
     assert "compress-type lz4, process-max 2 (restore: 4)" in text
+    assert "(client CPU: pgBackRest 2.25 s, pg_dump 5.50 s\nwithout the server's COPY)" in text
+    assert "that part alone is 8.00x" in text and "Then the server start until promoted took 2.00 s (medians)" in text
 
 
 def test_report_says_when_a_goal_is_not_met() -> None:
