@@ -12,6 +12,8 @@ from bench.bench_pitr import (
     PG_RESTORE,
     RESTORE_FILES,
     RESTORE_PROMOTED,
+    TAR,
+    UNTAR,
     RpoRun,
     Setup,
     Throughput,
@@ -66,11 +68,12 @@ def _throughput(backup_seconds: float, promoted_seconds: float) -> Throughput:
     return Throughput(
         database_bytes=100 * MB,
         server_version="15.18",
-        backups=[_result(BACKUP, backup_seconds, backup_seconds + 1), _result(DUMP, 10.0, 12.0)],
+        backups=[_result(BACKUP, backup_seconds, backup_seconds + 1), _result(DUMP, 10.0, 12.0), _result(TAR, 5.0)],
         restores=[
             _result(RESTORE_FILES, 1.0),
             _result(RESTORE_PROMOTED, promoted_seconds),
             _result(PG_RESTORE, 8.0),
+            _result(UNTAR, 0.8),
         ],
     )
 
@@ -98,6 +101,12 @@ def test_report_of_a_full_run_has_the_command_figures_and_goals() -> None:
     assert "| 2 | 25.0 | 2000 | 1050 | 950 | 9.50 | 900 | **no** |" in text
     assert "Within the bound in 1 of 2 runs; seconds lost: max 9.50, min\n1.20" in text
     assert "VALIDATION" not in text
+    # The disk's ceiling: the uncompressed copy against pg_dump, and the restore's files against the extraction.
+    assert f"`{TAR}` (no pg_wal) copies the same files uncompressed and does nothing else: 5.00 s,\n2.00x" in text
+    assert f"syncs them (1.00 s; `{UNTAR}`, the same bytes\nwritten uncompressed: 0.80 s)" in text
+    assert "compress-type lz4, process-max 2 (restore: 4)" in text
+    assert "(client CPU: pgBackRest 2.25 s, pg_dump 5.50 s\nwithout the server's COPY)" in text
+    assert "that part alone is 8.00x" in text and "Then the server start until promoted took 2.00 s (medians)" in text
 
 
 def test_report_says_when_a_goal_is_not_met() -> None:

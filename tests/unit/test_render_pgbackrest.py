@@ -90,6 +90,16 @@ def test_optional_process_options() -> None:
     assert config["global"]["log-level-file"] == "detail"
     assert config["global"]["archive-push-queue-max"] == "1GiB"
     assert config["global"]["process-max"] == "4"
+    assert "global:restore" not in config
+
+
+def test_the_restore_command_has_its_own_process_max_in_its_section() -> None:
+    text = pgbackrest.config_text(replace(BASE, process_max=2, restore_process_max=6))
+    config = parsed(replace(BASE, process_max=2, restore_process_max=6))
+    assert config["global"]["process-max"] == "2"
+    assert config["global:restore"] == {"process-max": "6"}
+    # pgBackRest reads [global], then [global:<command>], then the stanza's sections.
+    assert text.index("[global:restore]") < text.index("[quant]")
 
 
 def test_postgres_settings_ship_wal_to_the_stanza() -> None:
@@ -154,6 +164,7 @@ def test_a_target_without_time_zone_is_refused() -> None:
         ({"repo1_path": "/repo\nrepo1-path=/elsewhere"}, "spans lines"),
         ({"repo2_s3": replace(S3, bucket="b\n[other]")}, "spans lines"),
         ({"process_max": 0}, "at least 1"),
+        ({"restore_process_max": 0}, "at least 1"),
         ({"retention_full": 0}, "at least 1"),
         ({"archive_timeout_seconds": 0}, "at least 1"),
         ({"io_timeout_seconds": 0}, "at least 1"),

@@ -83,6 +83,20 @@ def test_the_two_configuration_variants() -> None:
         assert "archive-async=y" in text and "archive-push-queue-max=4294967296" in text
 
 
+def test_process_max_restore_process_max_and_compression_reach_both_configurations_and_the_sidecar_limit() -> None:
+    default = with_pitr()
+    for key in (pitr.DB_CONFIG, pitr.JOB_CONFIG):
+        assert "process-max=2\ncompress-type=lz4\n" in config(default, key)
+        assert "\n[global:restore]\nprocess-max=4\n" in config(default, key)
+    assert container(default, pitr.SIDECAR_NAME)["resources"]["limits"]["cpu"] == "2"
+    tuned = with_pitr(processMax=4, restoreProcessMax=8, compressType="zst")
+    for key in (pitr.DB_CONFIG, pitr.JOB_CONFIG):
+        assert "process-max=4\ncompress-type=zst\n" in config(tuned, key)
+        assert "\n[global:restore]\nprocess-max=8\n" in config(tuned, key)
+    # The backup Jobs' processes read and compress the files in the sidecar: one CPU each.
+    assert container(tuned, pitr.SIDECAR_NAME)["resources"]["limits"] == {"cpu": "4", "memory": "256Mi"}
+
+
 def test_s3_alone_has_no_repo1_and_no_node_affinity() -> None:
     s = with_pitr(volume=False, s3=S3 | {"path": "/mine", "caSecret": {"name": "s3-ca", "key": "ca.pem"}})
     job = config(s, pitr.JOB_CONFIG)
@@ -278,6 +292,9 @@ def test_the_tls_secret_needs_injected_keys_and_time() -> None:
         ),
         ({"pitr": {"enabled": True}, "restore": {"targetTime": "2026-12-01T10:00:00"}}, "time zone"),
         ({"pitr": {"enabled": True, "s3": S3 | {"endpoint": "10.0.0.7"}}}, "endpoint"),
+        ({"pitr": {"enabled": True, "processMax": 0}}, "processMax"),
+        ({"pitr": {"enabled": True, "restoreProcessMax": 33}}, "restoreProcessMax"),
+        ({"pitr": {"enabled": True, "compressType": "bz2"}}, "compressType"),
     ],
 )
 def test_the_models_refuse(postgres: dict[str, Any], message: str) -> None:

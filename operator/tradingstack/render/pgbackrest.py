@@ -98,6 +98,9 @@ class PgBackRestSettings:
     """None: console logging only (the async archiver's own log is then lost; its errors still reach the
     server through the spool)."""
     process_max: int = 1
+    restore_process_max: int | None = None
+    """process-max of the restore command alone (`[global:restore]`), when it differs: the database is down
+    then, and each process also waits on the sync of the files it writes. None: `process_max`."""
     archive_timeout_seconds: int = 60
     """The server's archive_timeout: a partly filled WAL segment is shipped after this long, which bounds the
     recovery point objective of a lost data volume when writes are steady. Not right after a start, though: on
@@ -129,9 +132,10 @@ class PgBackRestSettings:
         for path in paths:
             if not path.startswith("/"):
                 raise ValueError(f"{path!r} is not an absolute path")
-        counts = (self.process_max, self.retention_full)
+        restore = 1 if self.restore_process_max is None else self.restore_process_max
+        counts = (self.process_max, restore, self.retention_full)
         if min(*counts, self.archive_timeout_seconds, self.push_timeout_seconds, self.io_timeout_seconds) < 1:
-            raise ValueError("process_max, retention_full and the timeouts must be at least 1")
+            raise ValueError("process_max, restore_process_max, retention_full and the timeouts must be at least 1")
 
 
 def _flag(value: bool) -> str:
@@ -234,13 +238,20 @@ def _global(s: PgBackRestSettings) -> list[tuple[str, str]]:
     return [*_repo1(s), *_repo2(s), *_process(s), *_tls_server(s)]
 
 
+def _restore(s: PgBackRestSettings) -> list[tuple[str, str]]:
+    return [] if s.restore_process_max is None else [("process-max", str(s.restore_process_max))]
+
+
 def _config_values(s: PgBackRestSettings) -> list[str]:
-    return [value for _, value in [*_global(s), *_stanza(s)]]
+    return [value for _, value in [*_global(s), *_restore(s), *_stanza(s)]]
 
 
 def config_text(s: PgBackRestSettings) -> str:
-    """pgbackrest.conf: repositories and process options in [global], the server in the stanza's section."""
+    """pgbackrest.conf: repositories and process options in [global], the restore command's own in
+    [global:restore], the server in the stanza's section."""
     lines = ["[global]", *(f"{k}={v}" for k, v in _global(s))]
+    if restore := _restore(s):
+        lines += ["", "[global:restore]", *(f"{k}={v}" for k, v in restore)]
     lines += ["", f"[{s.stanza}]", *(f"{k}={v}" for k, v in _stanza(s))]
     return "\n".join(lines) + "\n"
 

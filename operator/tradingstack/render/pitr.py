@@ -70,8 +70,10 @@ second check of segments already shipped."""
 
 SIDECAR_NAME = "pgbackrest"
 RESTORE_INIT_NAME = "pgbackrest-restore"
-SIDECAR_RESOURCES = Resources(requests={"cpu": "50m", "memory": "64Mi"}, limits={"cpu": "1", "memory": "256Mi"})
-"""The TLS server idles between backups; during one it reads and compresses the data directory (lz4)."""
+SIDECAR_REQUESTS = {"cpu": "50m", "memory": "64Mi"}
+SIDECAR_MEMORY_LIMIT = "256Mi"
+"""The TLS server idles between backups; during one it reads, checksums and compresses the data directory with
+`pitr.processMax` processes (a remote read's filters run where the file is), one CPU each: its CPU limit."""
 
 _PLACEHOLDER = re.compile(r"@[A-Z_]+@")
 
@@ -148,6 +150,9 @@ def settings(stack: TradingStack, pg_data: str, backup_mount: str, pg_host: str 
         spool_path=SPOOL_PATH,
         lock_path=LOCK_PATH,
         archive_timeout_seconds=pitr.archive_timeout_seconds,
+        process_max=pitr.process_max,
+        restore_process_max=pitr.restore_process_max,
+        compress_type=pitr.compress_type,
         # In bytes: pgBackRest's size suffixes are not Kubernetes'.
         archive_push_queue_max=str(quantity_bytes(pitr.archive_push_queue_max)),
         config_path=CONFIG_PATH,
@@ -266,6 +271,11 @@ def scripts_mount() -> dict[str, Any]:
     return {"name": SCRIPTS_VOLUME, "mountPath": SCRIPTS_DIR, "readOnly": True}
 
 
+def sidecar_resources(stack: TradingStack) -> Resources:
+    cpus = str(stack.spec.postgres.pitr.process_max)
+    return Resources(requests=SIDECAR_REQUESTS, limits={"cpu": cpus, "memory": SIDECAR_MEMORY_LIMIT})
+
+
 def sidecar(stack: TradingStack, postgres_secret: str, shared_mounts: list[dict[str, Any]]) -> dict[str, Any]:
     """The `pgbackrest` container: stanza-create and the reload once the server is up, then the TLS server.
     `shared_mounts`: the directories it shares with the server container (data, socket, lock, backups).
@@ -280,7 +290,7 @@ def sidecar(stack: TradingStack, postgres_secret: str, shared_mounts: list[dict[
         "ports": [PGBACKREST_PORT.container_port()],
         # psql logs in as the role pgBackRest uses (trust on the local socket).
         "env": [*env(stack, postgres_secret), _secret_env("PGUSER", postgres_secret, "username")],
-        "resources": resources(SIDECAR_RESOURCES),
+        "resources": resources(sidecar_resources(stack)),
         "securityContext": container_security_context(),
         "volumeMounts": [*(dict(m) for m in shared_mounts), scripts_mount()],
     }

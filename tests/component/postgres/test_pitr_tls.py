@@ -81,7 +81,9 @@ def _sides(tool: PgBackRest, tls_dir: Path, port: int) -> tuple[PgBackRestSettin
     server = dataclasses.replace(
         rendered_db.tls_server, files=_tls(tls_dir, TlsFile.SERVER_CERT, TlsFile.SERVER_KEY), port=port
     )
-    db = dataclasses.replace(tool.settings, tls_server=server, config_path=str(base / "db.conf"))
+    # The rendered process options too: process-max through the TLS server, the restore's own in [global:restore].
+    processes = {name: getattr(rendered_db, name) for name in ("process_max", "restore_process_max", "compress_type")}
+    db = dataclasses.replace(tool.settings, tls_server=server, config_path=str(base / "db.conf"), **processes)
     client = dataclasses.replace(
         rendered_job.pg_host, host=HOST, port=port, files=_tls(tls_dir, TlsFile.CLIENT_CERT, TlsFile.CLIENT_KEY)
     )
@@ -89,7 +91,7 @@ def _sides(tool: PgBackRest, tls_dir: Path, port: int) -> tuple[PgBackRestSettin
     job_lock.mkdir(mode=0o750)
     tool.cluster.chown(job_lock)
     job = dataclasses.replace(
-        tool.settings, pg_host=client, lock_path=str(job_lock), config_path=str(base / "job.conf")
+        tool.settings, pg_host=client, lock_path=str(job_lock), config_path=str(base / "job.conf"), **processes
     )
     for side in (db, job):
         Path(side.config_path).write_text(pgbackrest.config_text(side))
@@ -174,6 +176,8 @@ def _restore_as_the_init_container(tool: PgBackRest, db: PgBackRestSettings) -> 
     restore = tool.cluster.as_server_user("sh", str(script), str(tool.cluster.data))
     first = subprocess.run(restore, env=tool.env, capture_output=True, text=True, check=False, timeout=120)
     assert first.returncode == 0, first.stdout + first.stderr
+    # The restore's own process-max ([global:restore]), not the backups'.
+    assert f"--process-max={db.restore_process_max} " in first.stdout + first.stderr, first.stdout + first.stderr
     # archive_mode=off: the restored server must not push a new timeline into the fixture's repository.
     tool.start_server("archive_mode=off")
     try:
