@@ -86,7 +86,7 @@ from tradingstack.reconcile.status import (
     invalid_spec_status,
     serving_pod_ips,
 )
-from tradingstack.reconcile.tls import CertificatePlan, plan_certificates, with_certificate_revision
+from tradingstack.reconcile.tls import CertificatePlan, plan_certificates, with_certificate_revisions
 from tradingstack.render import patroni, tls
 from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN, PATRONI_PORT
 from tradingstack.render.halt import halted_services
@@ -198,7 +198,7 @@ class StackReconciler:
         )
         locks = await self._patroni_locks(stack)
         certificates = await self._plan_certificates(stack, now)
-        stamped = with_certificate_revision(self._render(stack), stack, certificates.revision)
+        stamped = with_certificate_revisions(self._render(stack), stack, certificates.revisions)
         rendered = [with_applied_hash(obj) for obj in stamped]
         rollouts, objects = await self._plan_rollouts(stack, rendered, children, previous, now)
         if (interim := interim_status(previous, rollouts)) is not None:
@@ -217,9 +217,12 @@ class StackReconciler:
         secret_problems = await self._check_user_secrets(stack)
         secrets = self._generated_secrets(stack) + certificates.secrets
         if certificates.renewals:
-            log.info("issuing the TLS certificate of %s anew: %s", stack.name, certificates.reason)
-            renewed = PostEvent("Normal", "CertificateRenewed", f"TLS certificate issued anew: {certificates.reason}")
-            await self._execute(body, stack, [*certificates.renewals, renewed])
+            renewed = []
+            for kind, reason in certificates.reasons.items():
+                log.info("issuing the %s TLS certificate of %s anew: %s", kind, stack.name, reason)
+                message = f"TLS certificate {tls.secret_name(stack, kind)} issued anew: {reason}"
+                renewed.append(PostEvent("Normal", "CertificateRenewed", message))
+            await self._execute(body, stack, [*certificates.renewals, *renewed])
         templates = hold_statefulset_templates(desired, children, maintenance_closed(stack, now))
         apply_errors = await self._write_children(
             body, stack, reported_problems(previous), desired, secrets, children, conflicts, secret_problems,
@@ -264,8 +267,11 @@ class StackReconciler:
             return CertificatePlan()
         generated = tls.generated(stack)
         live_ca = await self._kube.get("Secret", tls.ca_secret_name(stack), stack.namespace) if generated else None
-        live_server = await self._kube.get("Secret", tls.secret_name(stack), stack.namespace)
-        return plan_certificates(stack, live_ca, live_server, now, self._new_key, self._domain)
+        live_servers = {
+            kind: await self._kube.get("Secret", tls.secret_name(stack, kind), stack.namespace)
+            for kind in tls.served_kinds(stack)
+        }
+        return plan_certificates(stack, live_ca, live_servers, now, self._new_key, self._domain)
 
     async def _plan_rollouts(
         self,
