@@ -39,10 +39,11 @@ def tls_body() -> dict[str, Any]:
     return body
 
 
-async def one_pass(api: ApiServer, now: datetime) -> list[tuple[Any, ...]]:
+async def one_pass(api: ApiServer, now: datetime, body: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+    """A pass at `now` over `body` (default `tls_body()`) with the status the last pass wrote."""
     api.calls.clear()
     reconciler = StackReconciler(cast(Kube, api), clock=lambda: now, new_password=lambda: "pw", read_data_plane=False)
-    body = tls_body()
+    body = tls_body() if body is None else body
     await reconciler.reconcile({**body, "status": api.status} if api.status else body)
     return list(api.calls)
 

@@ -17,6 +17,11 @@ certificate when its pod restarts, which the changed revision (`Annotation.TLS_R
 the StatefulSets of its kind: PostgreSQL's, or Redis' and the sentinels') causes, held like any other StatefulSet
 template change until maintenance is open (`reconcile.maintenance_gate`). Redis and the sentinels roll one pod at a
 time, the master handing over in its preStop hook, as on any other change of their template.
+
+The pgBackRest TLS Secret (pitr, `render.pgbackrest_tls`: its own CA, the database pod's server certificate and
+the backup Jobs' client certificate) follows the same rules (`plan_pgbackrest_tls`): both certificates are issued
+anew under the same CA when one of them is due, the database pod rolls by `Annotation.PGBACKREST_TLS_REVISION`,
+and the backup Jobs read the new client certificate when they start.
 """
 
 from __future__ import annotations
@@ -33,13 +38,20 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from tradingstack.api import TradingStack
 from tradingstack.contract import Annotation
+from tradingstack.contract.pgbackrest import CLIENT_CN, TlsFile
 from tradingstack.contract.tls import TlsSecretKey
 from tradingstack.kube.actions import MergePatch, Obj
 from tradingstack.reconcile.ownership import conflict
-from tradingstack.render import tls
+from tradingstack.render import pitr, tls
 from tradingstack.render.certificates import Authority, dns_names, load_authority, signed_by
 from tradingstack.render.common import child_name, template_revision
-from tradingstack.render.secrets import tls_ca_secret, tls_server_secret
+from tradingstack.render.pgbackrest_tls import CA_KEY, RENEW_BEFORE, TlsKeys, leaf_files, tls_files
+from tradingstack.render.secrets import (
+    generates_pgbackrest_tls,
+    pgbackrest_server_names,
+    tls_ca_secret,
+    tls_server_secret,
+)
 
 NewKey = Callable[[], ec.EllipticCurvePrivateKey]
 
@@ -144,6 +156,68 @@ def plan_certificates(
     return CertificatePlan(secrets, renewals, revisions, reasons, client_ca)
 
 
+@dataclass(frozen=True)
+class PgBackRestTlsPlan:
+    renewals: list[MergePatch] = field(default_factory=list)
+    """The pgBackRest TLS Secret's new data, when its certificates are issued anew."""
+    revision: str | None = None
+    """The hash of the server certificate the pass leaves live; None without pitr or while the Secret is not the
+    stack's."""
+    reason: str | None = None
+    """Why the certificates are issued anew, for the log and the Event."""
+
+
+def plan_pgbackrest_tls(
+    stack: TradingStack,
+    live: Obj | None,
+    created: Obj | None,
+    now: datetime,
+    new_keys: Callable[[], TlsKeys],
+    domain: str,
+) -> PgBackRestTlsPlan:
+    """`live`: the Secret `pitr.tls_secret_name` as read (None if absent); `created`: that Secret as the pass
+    creates it when it is absent (`render.secrets.generated_secrets`). Both certificates are issued anew, under the
+    same CA, when either is due (`renewal_reason` with `RENEW_BEFORE`); with a new CA when the Secret keeps no
+    usable CA key (made before rotation existed, or damaged)."""
+    if not generates_pgbackrest_tls(stack):
+        return PgBackRestTlsPlan()
+    if live is None:  # created in this pass
+        return PgBackRestTlsPlan(revision=revision(tls.secret_text(created, TlsFile.SERVER_CERT)))
+    if _ours(live, stack) is None:  # never read nor patched: the conflict is reported with the other children
+        return PgBackRestTlsPlan()
+    server_cert = tls.secret_text(live, TlsFile.SERVER_CERT)
+    ca_cert, ca_key = tls.secret_text(live, TlsFile.CA), tls.secret_text(live, CA_KEY)
+    ca = load_authority(ca_cert, ca_key) if ca_cert and ca_key else None
+    names = pgbackrest_server_names(stack, domain)
+    if ca is None:
+        reason: str | None = "it keeps no key of its CA"
+    else:
+        client = renewal_reason(tls.secret_text(live, TlsFile.CLIENT_CERT), ca.certificate, [], now, RENEW_BEFORE)
+        server = renewal_reason(server_cert, ca.certificate, names, now, RENEW_BEFORE)
+        reason = f"the server certificate: {server}" if server else (client and f"the client certificate: {client}")
+    if reason is None:
+        return PgBackRestTlsPlan(revision=revision(server_cert))
+    keys = new_keys()
+    files = leaf_files(ca, names, CLIENT_CN, keys, now) if ca else tls_files(names, CLIENT_CN, keys, now)
+    data = {key: base64.b64encode(value.encode()).decode() for key, value in files.items()}
+    patch = MergePatch("Secret", pitr.tls_secret_name(stack), stack.namespace, {"data": data})
+    return PgBackRestTlsPlan([patch], revision(files[TlsFile.SERVER_CERT]), reason)
+
+
+def with_pgbackrest_revision(objs: list[Obj], stack: TradingStack, cert_revision: str | None) -> list[Obj]:
+    """The rendered objects with the PostgreSQL pod template annotated with the pgBackRest server certificate's
+    revision, so a new certificate rolls the database pod (and nothing else: the Jobs read it when they start)."""
+    if cert_revision is None:
+        return objs
+    name = child_name(stack, "postgres")
+    return [
+        _stamped(obj, cert_revision, Annotation.PGBACKREST_TLS_REVISION)
+        if obj["kind"] == "StatefulSet" and obj["metadata"]["name"] == name
+        else obj
+        for obj in objs
+    ]
+
+
 def serving_statefulsets(stack: TradingStack, kind: tls.ServerKind) -> list[str]:
     """The StatefulSets whose pods serve the certificate of `kind` (none when it serves no TLS): PostgreSQL's, or
     Redis' and the sentinels'."""
@@ -173,10 +247,10 @@ def with_certificate_revisions(
     ]
 
 
-def _stamped(obj: Obj, cert_revision: str) -> dict[str, Any]:
+def _stamped(obj: Obj, cert_revision: str, annotation: str = Annotation.TLS_REVISION) -> dict[str, Any]:
     template = dict(obj["spec"]["template"])
     meta = dict(template.get("metadata", {}))
-    meta["annotations"] = {**meta.get("annotations", {}), Annotation.TLS_REVISION: cert_revision}
+    meta["annotations"] = {**meta.get("annotations", {}), annotation: cert_revision}
     template["metadata"] = meta
     annotations = {**obj["metadata"].get("annotations", {}), Annotation.REVISION: template_revision(template)}
     return {

@@ -47,6 +47,16 @@ def _pitr(stack: TradingStack) -> bool:
     return stack.spec.postgres.enabled and stack.spec.postgres.pitr.enabled
 
 
+def generates_pgbackrest_tls(stack: TradingStack) -> bool:
+    """The stack has the pgBackRest TLS server (pitr): its Secret `pitr.tls_secret_name` exists."""
+    return _pitr(stack)
+
+
+def pgbackrest_server_names(stack: TradingStack, domain: str) -> list[str]:
+    """The DNS names of the pgBackRest TLS server's certificate."""
+    return pitr.server_names(stack, postgres.host(stack, domain))
+
+
 def _generates_cipher_pass(stack: TradingStack) -> bool:
     return _pitr(stack) and stack.spec.postgres.pitr.encrypt
 
@@ -108,8 +118,7 @@ def generated_secrets(
     if _pitr(stack):
         if new_tls_keys is None or now is None:
             raise ValueError("pitr's TLS Secret needs new_tls_keys and now")
-        names = pitr.server_names(stack, postgres.host(stack, domain))
-        files = tls_files(names, CLIENT_CN, new_tls_keys(), now)
+        files = tls_files(pgbackrest_server_names(stack, domain), CLIENT_CN, new_tls_keys(), now)
         secrets.append(_secret(stack, owner, "postgres", pitr.tls_secret_name(stack), files))
     return secrets
 
