@@ -1,8 +1,9 @@
 """Secrets the operator generates once per stack (never from the CR, never re-rendered afterwards).
 
 The random values come from the caller (`new_password`, and with pitr `new_tls_keys` and the time `now`), so
-this stays pure and testable; the reconciler creates these objects only when they do not exist yet and never
-updates them.
+this stays pure and testable; the reconciler creates these objects only when they do not exist yet. The one
+exception is the certificates' data: `reconcile.tls` issues the TLS certificates (`spec.tls`' servers', pitr's
+pgBackRest TLS) anew before they expire and patches them in.
 """
 
 from __future__ import annotations
