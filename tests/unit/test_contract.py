@@ -22,7 +22,7 @@ from tradingstack.api.status import BackupInfo
 from tradingstack.components import render
 from tradingstack.contract import PostgresEnv, Probe, ServiceEnv, format_flag, parse_flag, termination
 from tradingstack.contract.termination import BackupListing, ListedBackup, RestoreResult, ToolFailure
-from tradingstack.contract.tls import CLIENT_CA_FILE
+from tradingstack.contract.tls import REDIS_CA_FILE
 from tradingstack.health.contract import HealthStatus, is_ready
 from tradingstack.render import postgres, redis, tls
 from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN as DOMAIN
@@ -66,7 +66,7 @@ def assert_service_reads_its_spec(stack: TradingStack, service: ServiceSpec, con
         assert config.redis_master_name == stack.spec.redis.master_name
         assert config.redis_password == secret_stand_in(redis.redis_secret_name(stack), "password")
         # With spec.tls the CA file the operator mounts (render.tls.client_mounts), else plaintext.
-        assert config.redis_tls_ca_file == (CLIENT_CA_FILE if stack.spec.tls.enabled else None)
+        assert config.redis_tls_ca_file == (REDIS_CA_FILE if stack.spec.tls.enabled else None)
     else:
         assert not config.uses_redis
     if "postgres" in service.uses:

@@ -16,8 +16,10 @@ from tradingstack.components import render
 from tradingstack.contract.pgbackrest import CIPHER_PASS_KEY, CLIENT_CN, PgBackRestEnv, PitrToolCommand, TlsFile
 from tradingstack.reconcile.stack import new_tls_keys
 from tradingstack.render import pitr
+from tradingstack.render.certificates import load_authority
 from tradingstack.render.common import Cluster
 from tradingstack.render.network import render_network_policies
+from tradingstack.render.pgbackrest_tls import CA_KEY, LEAF_VALIDITY
 from tradingstack.render.secrets import generated_secret_names, generated_secrets, referenced_secret_keys
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
@@ -271,7 +273,13 @@ def test_generated_secrets_hold_the_passphrase_and_certificates_for_the_service_
     ca = x509.load_pem_x509_certificate(files[TlsFile.CA].encode())
     server.verify_directly_issued_by(ca)
     client.verify_directly_issued_by(ca)
-    assert server.not_valid_after_utc - NOW > timedelta(days=3649)
+    assert server.not_valid_after_utc == client.not_valid_after_utc == NOW + LEAF_VALIDITY
+    assert ca.not_valid_after_utc == NOW + timedelta(days=3650)
+    # The CA's key is kept for renewals (reconcile.tls), and mounted in no pod: each side mounts its files by item.
+    assert load_authority(files[TlsFile.CA], files[CA_KEY]) is not None
+    for job in (False, True):
+        (source,) = [x for x in pitr.config_volume(s, job)["projected"]["sources"] if "secret" in x]
+        assert CA_KEY not in {item["key"] for item in source["secret"]["items"]}
     assert referenced_secret_keys(s)["s3-keys"] == ("id", "secret")
 
 

@@ -20,8 +20,8 @@ from tests.kubelet import resolved_env
 from tradingstack.api import TradingStack
 from tradingstack.components import render
 from tradingstack.contract import Annotation, RedisEnv, RedisExporterEnv, RedisScriptEnv
-from tradingstack.contract.tls import CLIENT_CA_FILE, CLIENT_DIR, SERVER_DIR, TlsSecretKey
-from tradingstack.reconcile.tls import plan_certificates, serving_statefulsets, with_certificate_revision
+from tradingstack.contract.tls import CLIENT_DIR, REDIS_CA_FILE, SERVER_DIR, TlsSecretKey
+from tradingstack.reconcile.tls import plan_certificates, serving_statefulsets, with_certificate_revisions
 from tradingstack.redisclient import RedisTls
 from tradingstack.render import redis, tls
 from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN, REDIS_PORT
@@ -116,7 +116,7 @@ def test_servers_and_sentinels_mount_the_secret_where_their_env_points(name: str
     container = spec["containers"][0]
     env = resolved_env(container)
     (volume,) = [v for v in spec["volumes"] if v["name"] == tls.SERVER_VOLUME]
-    assert volume["secret"]["secretName"] == "quant-tls"
+    assert volume["secret"]["secretName"] == "quant-redis-tls"  # Redis' own, never PostgreSQL's
     (mount,) = [m for m in container["volumeMounts"] if m["name"] == tls.SERVER_VOLUME]
     assert mount["mountPath"] == SERVER_DIR
     assert env[RedisScriptEnv.TLS_CERT_FILE] == f"{SERVER_DIR}/{TlsSecretKey.CERT}"
@@ -137,10 +137,11 @@ def test_a_redis_client_service_gets_the_ca_alone_and_the_env_the_client_reads()
     deployment = objects(stack())["Deployment", "quant-cache"]["spec"]["template"]["spec"]
     container = deployment["containers"][0]
     env = resolved_env(container)
-    assert env[RedisEnv.TLS_CA_FILE] == CLIENT_CA_FILE
-    assert RedisTls.from_env(env) == RedisTls(ca_file=CLIENT_CA_FILE)
+    assert env[RedisEnv.TLS_CA_FILE] == REDIS_CA_FILE
+    assert RedisTls.from_env(env) == RedisTls(ca_file=REDIS_CA_FILE)
     (volume,) = [v for v in deployment["volumes"] if v["name"] == tls.CLIENT_VOLUME]
-    assert volume["secret"]["items"] == [{"key": TlsSecretKey.CA, "path": TlsSecretKey.CA}]
+    items = [{"key": TlsSecretKey.CA, "path": REDIS_CA_FILE.removeprefix(f"{CLIENT_DIR}/")}]
+    assert volume["projected"]["sources"] == [{"secret": {"name": "quant-redis-tls", "items": items}}]
     assert {"name": tls.CLIENT_VOLUME, "mountPath": CLIENT_DIR, "readOnly": True} in container["volumeMounts"]
     plain = resolved_env(
         objects(stack(False))["Deployment", "quant-cache"]["spec"]["template"]["spec"]["containers"][0]
@@ -198,14 +199,20 @@ def _handshake(files: dict[str, str], host: str, tmp_path: Path) -> None:
 
 def test_the_certificate_names_every_host_the_redis_clients_dial(tmp_path: Path) -> None:
     s = stack(redis={"replicas": 5, "sentinels": 5})
-    plan = plan_certificates(s, None, None, datetime.now(UTC), _key, DOMAIN)
-    files = plan.secrets[1]["stringData"]
+    plan = plan_certificates(s, None, {}, datetime.now(UTC), _key, DOMAIN)
+    files = plan.secrets[2]["stringData"]
+    assert plan.secrets[2]["metadata"]["name"] == "quant-redis-tls"
     hosts = _dialled_hosts(s)
     assert len(hosts) == 5 + 5 + 2  # pods of both StatefulSets (the bootstrap master among them), the Service
     for host in sorted(hosts):
         _handshake(files, host, tmp_path)
     with pytest.raises(ssl.SSLCertVerificationError):
         _handshake(files, "quant-redis-0.other-redis.trading.svc.cluster.local", tmp_path)
+    # Redis' certificate does not serve as PostgreSQL's, nor PostgreSQL's as Redis'.
+    with pytest.raises(ssl.SSLCertVerificationError):
+        _handshake(files, f"quant-postgres.trading.svc.{DOMAIN}", tmp_path)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        _handshake(plan.secrets[1]["stringData"], f"{redis.master_service_name(s)}.trading.svc.{DOMAIN}", tmp_path)
 
 
 def _key() -> ec.EllipticCurvePrivateKey:
@@ -215,24 +222,28 @@ def _key() -> ec.EllipticCurvePrivateKey:
 # --- renewal
 
 
-def test_a_new_certificate_rolls_postgres_redis_and_the_sentinels() -> None:
+def test_a_new_redis_certificate_rolls_redis_and_the_sentinels_only() -> None:
     s = stack()
-    stamped = with_certificate_revision(render(s, s.owner_reference(), DOMAIN), s, "rev-1")
+    stamped = with_certificate_revisions(render(s, s.owner_reference(), DOMAIN), s, {tls.REDIS: "rev-1"})
     rolled = {
         o["metadata"]["name"]
         for o in stamped
         if o["kind"] == "StatefulSet" and o["spec"]["template"]["metadata"]["annotations"].get(Annotation.TLS_REVISION)
     }
-    assert rolled == {"quant-postgres", "quant-redis", "quant-redis-sentinel"} == set(serving_statefulsets(s))
-    assert serving_statefulsets(stack(postgres={"enabled": False})) == ["quant-redis", "quant-redis-sentinel"]
-    assert serving_statefulsets(stack(redis={"enabled": False}, services=[])) == ["quant-postgres"]
-    assert serving_statefulsets(stack(False)) == []
+    assert rolled == {"quant-redis", "quant-redis-sentinel"} == set(serving_statefulsets(s, tls.REDIS))
+    assert serving_statefulsets(s, tls.POSTGRES) == ["quant-postgres"]
+    assert serving_statefulsets(stack(postgres={"enabled": False}), tls.POSTGRES) == []
+    assert serving_statefulsets(stack(redis={"enabled": False}, services=[]), tls.REDIS) == []
+    assert serving_statefulsets(stack(False), tls.REDIS) == serving_statefulsets(stack(False), tls.POSTGRES) == []
 
 
 def test_the_plan_hands_the_operator_the_ca_its_redis_client_trusts() -> None:
     s = stack()
-    plan = plan_certificates(s, None, None, datetime.now(UTC), _key, DOMAIN)
+    plan = plan_certificates(s, None, {}, datetime.now(UTC), _key, DOMAIN)
     assert plan.client_ca == plan.secrets[0]["stringData"][TlsSecretKey.CERT]
-    user = stack(tls={"enabled": True, "issuer": "secret", "secretName": "mine"})
-    live = {"stringData": {TlsSecretKey.CERT: "c", TlsSecretKey.KEY: "k", TlsSecretKey.CA: "the user's CA"}}
+    user = stack(tls={"enabled": True, "issuer": "secret", "postgresSecretName": "pg", "redisSecretName": "mine"})
+    live = {
+        tls.POSTGRES: {"stringData": {TlsSecretKey.CERT: "c", TlsSecretKey.KEY: "k", TlsSecretKey.CA: "PG's CA"}},
+        tls.REDIS: {"stringData": {TlsSecretKey.CERT: "c", TlsSecretKey.KEY: "k", TlsSecretKey.CA: "the user's CA"}},
+    }
     assert plan_certificates(user, None, live, datetime.now(UTC), _key, DOMAIN).client_ca == "the user's CA"

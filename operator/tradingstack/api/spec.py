@@ -1008,6 +1008,16 @@ def _tls_on(root: str) -> str:
     return f"(has({root}.tls) && has({root}.tls.enabled) && {root}.tls.enabled)"
 
 
+def _postgres_on(root: str) -> str:
+    """CEL: `postgres.enabled` in `root` (default true)."""
+    return f"(!has({root}.postgres) || !has({root}.postgres.enabled) || {root}.postgres.enabled)"
+
+
+def _secret_issuer(root: str) -> str:
+    """CEL: `tls.issuer` in `root` is `secret` (default generated)."""
+    return f"(has({root}.tls) && has({root}.tls.issuer) && {root}.tls.issuer == 'secret')"
+
+
 def _redis_on(root: str) -> str:
     """CEL: `redis.enabled` in `root` (default true)."""
     return f"(!has({root}.redis) || !has({root}.redis.enabled) || {root}.redis.enabled)"
@@ -1025,8 +1035,10 @@ class TlsSpec(ApiModel):
     them against the stack's CA and by host name, authenticating with the password as before. Not yet a Patroni
     cluster (`postgres.instances` 1 only).
 
-    One server certificate serves them all. It names the PostgreSQL Service (`<stack>-postgres`, `.<namespace>`,
-    `.svc`, `.svc.<cluster domain>`) and, with Redis, `*.<stack>-redis.<namespace>.svc.<cluster domain>`,
+    Each server kind serves its own certificate from its own Secret, mounted only into its own pods (a Redis pod
+    never holds PostgreSQL's private key, nor the reverse); the clients get the CA certificates alone. PostgreSQL's
+    names the PostgreSQL Service (`<stack>-postgres`, `.<namespace>`, `.svc`, `.svc.<cluster domain>`). Redis'
+    (served by the Redis servers and the sentinels) names `*.<stack>-redis.<namespace>.svc.<cluster domain>`,
     `*.<stack>-redis-sentinel.<namespace>.svc.<cluster domain>` (the pods, as the sentinels announce them) and the
     Services `<stack>-redis` and `<stack>-redis-master` by the same four names."""
 
@@ -1037,28 +1049,39 @@ class TlsSpec(ApiModel):
 
     issuer: Literal["generated", "secret"] = "generated"
     """`generated`: the operator makes a CA per stack (kept in the Secret `<stack>-tls-ca`, created once, kept like
-    the other generated Secrets) and issues the server certificate into `<stack>-tls`, renewed before it expires.
-    `secret`: your Secret `secretName` (a cert-manager Certificate's Secret fits). Default: generated."""
+    the other generated Secrets) and issues PostgreSQL's certificate into `<stack>-postgres-tls` and Redis' into
+    `<stack>-redis-tls`, each renewed before it expires. `secret`: your Secrets `postgresSecretName` and
+    `redisSecretName` (with cert-manager, one Certificate per server kind; each Certificate's Secret fits).
+    Default: generated."""
 
-    secret_name: SecretName | None = None
-    """With issuer `secret`: the Secret of the stack's namespace with the keys `tls.crt` (the server certificate,
-    its chain after it), `tls.key` and `ca.crt` (the CA the clients trust), as cert-manager writes them. Its
-    certificate must name the DNS names listed under `tls`. Renewing it (cert-manager does) restarts the servers."""
+    postgres_secret_name: SecretName | None = None
+    """With issuer `secret` and PostgreSQL enabled (then required): PostgreSQL's Secret, of the stack's namespace,
+    with the keys `tls.crt` (the server certificate, its chain after it), `tls.key` and `ca.crt` (the CA its
+    clients trust), as cert-manager writes them. Its certificate must name the PostgreSQL Service's names listed
+    under `tls`. Mounted only into the PostgreSQL pod (the clients get `ca.crt` alone). Renewing it (cert-manager
+    does) restarts PostgreSQL."""
+
+    redis_secret_name: SecretName | None = None
+    """With issuer `secret` and Redis enabled (then required): the Redis servers' and sentinels' Secret, with the
+    same keys, another than `postgresSecretName`. Its certificate must name the Redis names listed under `tls`.
+    Mounted only into the Redis and Sentinel pods. Renewing it restarts them, one pod at a time."""
 
     validity_days: int = Field(default=90, ge=7, le=3650)
-    """With issuer `generated`: how long an issued server certificate is valid. The CA is valid ten years.
+    """With issuer `generated`: how long an issued server certificate (each kind's) is valid. The CA is valid ten
+    years.
     Default: 90."""
 
     renew_before_days: int = Field(default=30, ge=1, le=3649)
-    """With issuer `generated`: the server certificate is issued anew (same CA, new key) when fewer days than
-    this remain; the servers using it (PostgreSQL, Redis, the sentinels) restart to load it, held like any change
-    of theirs until maintenance is open. Less than validityDays. Default: 30."""
+    """With issuer `generated`: a server certificate is issued anew (same CA, new key) when fewer days than this
+    remain; only the servers using it (PostgreSQL; or the Redis servers and the sentinels) restart to load it, held
+    like any change of theirs until maintenance is open. Less than validityDays. Default: 30."""
 
     model_config = ApiModel.model_config | {
         "json_schema_extra": validations(
             cel(
-                "!has(self.issuer) || self.issuer != 'secret' || has(self.secretName)",
-                "issuer secret needs secretName",
+                "!has(self.postgresSecretName) || !has(self.redisSecretName) || "
+                "self.postgresSecretName != self.redisSecretName",
+                "postgresSecretName and redisSecretName must differ: each server kind holds only its own key",
             ),
             cel(
                 "(has(self.renewBeforeDays) ? self.renewBeforeDays : 30) < "
@@ -1070,8 +1093,10 @@ class TlsSpec(ApiModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> TlsSpec:
-        if self.issuer == "secret" and self.secret_name is None:
-            raise ValueError("issuer secret needs secretName")
+        if self.postgres_secret_name is not None and self.postgres_secret_name == self.redis_secret_name:
+            raise ValueError(
+                "postgresSecretName and redisSecretName must differ: each server kind holds only its own key"
+            )
         if self.renew_before_days >= self.validity_days:
             raise ValueError("renewBeforeDays must be less than validityDays")
         return self
@@ -1146,6 +1171,14 @@ class TradingStackSpec(ApiModel):
                 "tls needs postgres.instances 1 (not yet with a Patroni cluster)",
             ),
             cel(
+                f"!{_secret_issuer('self')} || !{_postgres_on('self')} || has(self.tls.postgresSecretName)",
+                "tls.issuer secret needs tls.postgresSecretName while postgres is enabled",
+            ),
+            cel(
+                f"!{_secret_issuer('self')} || !{_redis_on('self')} || has(self.tls.redisSecretName)",
+                "tls.issuer secret needs tls.redisSecretName while redis is enabled",
+            ),
+            cel(
                 "!has(self.postgres) || !has(self.postgres.restore) || (has(oldSelf.postgres) && "
                 "has(oldSelf.postgres.restore) && self.postgres.restore == oldSelf.postgres.restore)",
                 "postgres.restore bootstraps a new stack only and cannot be added or changed later; "
@@ -1170,6 +1203,11 @@ class TradingStackSpec(ApiModel):
                 problems.append(f"services[{index}].uses: postgres is used but postgres.enabled is false")
         if self.tls.enabled and self.postgres.instances > 1:
             problems.append("tls: needs postgres.instances 1 (not yet with a Patroni cluster)")
+        if self.tls.issuer == "secret":
+            if self.postgres.enabled and self.tls.postgres_secret_name is None:
+                problems.append("tls.issuer secret needs tls.postgresSecretName while postgres is enabled")
+            if self.redis.enabled and self.tls.redis_secret_name is None:
+                problems.append("tls.issuer secret needs tls.redisSecretName while redis is enabled")
         for field in ("order", "exclude"):
             for name in getattr(self.restarts, field):
                 if name not in names:

@@ -58,8 +58,8 @@ GENERATED_SECRETS = uses(
     "secrets",
     "get create patch",
     "generated credentials: created once, read back by name; patched in their owner references, which follow"
-    " deletionPolicy, and in their data only to renew the TLS server certificate <stack>-tls (never listed,"
-    " watched, or deleted)",
+    " deletionPolicy, and in their data only to renew the TLS certificates <stack>-postgres-tls, <stack>-redis-tls"
+    " and <stack>-pgbackrest-tls (never listed, watched, or deleted)",
     apply_rank=1,
 )
 """The Secrets the operator generates once per stack (Redis password, Postgres credentials)."""

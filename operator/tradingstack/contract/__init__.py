@@ -296,8 +296,12 @@ class Annotation:
     BACKUP: Final = f"{API_GROUP}/backup"
     """On restore Jobs: the backup being restored."""
     TLS_REVISION: Final = f"{API_GROUP}/tls-revision"
-    """On the PostgreSQL, Redis and Sentinel pod templates (`spec.tls`): the hash of the server certificate they
-    should serve, so that a renewed certificate restarts the servers, which read it at start."""
+    """On the PostgreSQL, Redis and Sentinel pod templates (`spec.tls`): the hash of the server certificate of
+    their kind (PostgreSQL's, or Redis' for the servers and the sentinels) they should serve, so that a renewed
+    certificate restarts the servers of that kind only, which read it at start."""
+    PGBACKREST_TLS_REVISION: Final = f"{API_GROUP}/pgbackrest-tls-revision"
+    """On the PostgreSQL pod template (pitr): the hash of the pgBackRest TLS server's certificate it should serve,
+    so that a renewed certificate restarts the database pod, whose `pgbackrest server` reads it at start."""
     REVISION: Final = f"{API_GROUP}/revision"
     """On a service's Deployment (and its canary's pod template): the short hash of the rendered pod template, the
     restart stamp excluded; what a health-gated rollout compares."""

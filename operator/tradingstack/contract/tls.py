@@ -12,8 +12,9 @@ from typing import Final
 
 
 class TlsSecretKey:
-    """Keys of the server's TLS Secret (`<stack>-tls`, or the user's `spec.tls.secretName`) and of the generated
-    CA Secret (`<stack>-tls-ca`: `CERT` and `KEY` only), as cert-manager names them."""
+    """Keys of a server's TLS Secret (`<stack>-postgres-tls`, `<stack>-redis-tls`, or the user's
+    `spec.tls.postgresSecretName`, `redisSecretName`) and of the generated CA Secret (`<stack>-tls-ca`: `CERT` and
+    `KEY` only), as cert-manager names them."""
 
     CERT: Final = "tls.crt"
     KEY: Final = "tls.key"
@@ -21,13 +22,19 @@ class TlsSecretKey:
 
 
 SERVER_DIR: Final = "/etc/tradingstack/tls"
-"""The server's TLS Secret, mounted whole in the PostgreSQL container (files named as `TlsSecretKey`)."""
+"""A server's own TLS Secret (PostgreSQL's, or Redis' in the Redis and Sentinel pods), mounted whole (files named
+as `TlsSecretKey`)."""
 
 CLIENT_DIR: Final = "/etc/tradingstack/tls-ca"
-"""Only the CA certificate (`TlsSecretKey.CA`) of the server's TLS Secret, mounted in the clients' containers."""
+"""Only the CA certificates (`TlsSecretKey.CA`) of the servers' TLS Secrets a client connects to, mounted in the
+clients' containers, one file per server kind (the two Secrets may come from different CAs with `issuer: secret`)."""
 
-CLIENT_CA_FILE: Final = f"{CLIENT_DIR}/{TlsSecretKey.CA}"
-"""The CA file the clients verify the server with (`sslrootcert`)."""
+POSTGRES_CA_FILE: Final = f"{CLIENT_DIR}/postgres-{TlsSecretKey.CA}"
+"""The CA file the clients verify PostgreSQL with (`sslrootcert`): `ca.crt` of PostgreSQL's TLS Secret."""
+
+REDIS_CA_FILE: Final = f"{CLIENT_DIR}/redis-{TlsSecretKey.CA}"
+"""The CA file the clients verify the Redis servers and sentinels with (`REDIS_TLS_CA_FILE`): `ca.crt` of Redis'
+TLS Secret."""
 
 VERIFY_FULL: Final = "verify-full"
 """The clients' sslmode: the server's certificate must chain to the CA and name the host connected to."""

@@ -86,13 +86,25 @@ from tradingstack.reconcile.status import (
     invalid_spec_status,
     serving_pod_ips,
 )
-from tradingstack.reconcile.tls import CertificatePlan, plan_certificates, with_certificate_revision
-from tradingstack.render import patroni, tls
+from tradingstack.reconcile.tls import (
+    CertificatePlan,
+    PgBackRestTlsPlan,
+    plan_certificates,
+    plan_pgbackrest_tls,
+    with_certificate_revisions,
+    with_pgbackrest_revision,
+)
+from tradingstack.render import patroni, pitr, tls
 from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN, PATRONI_PORT
 from tradingstack.render.halt import halted_services
 from tradingstack.render.patroni import rest_url
 from tradingstack.render.pgbackrest_tls import TlsKeys
-from tradingstack.render.secrets import generated_secret_names, generated_secrets, referenced_secret_keys
+from tradingstack.render.secrets import (
+    generated_secret_names,
+    generated_secrets,
+    generates_pgbackrest_tls,
+    referenced_secret_keys,
+)
 from tradingstack.render.services import health_url
 
 log = logging.getLogger(__name__)
@@ -198,7 +210,10 @@ class StackReconciler:
         )
         locks = await self._patroni_locks(stack)
         certificates = await self._plan_certificates(stack, now)
-        stamped = with_certificate_revision(self._render(stack), stack, certificates.revision)
+        generated = self._generated_secrets(stack)
+        pgbackrest_tls = await self._plan_pgbackrest_tls(stack, generated, now)
+        stamped = with_certificate_revisions(self._render(stack), stack, certificates.revisions)
+        stamped = with_pgbackrest_revision(stamped, stack, pgbackrest_tls.revision)
         rendered = [with_applied_hash(obj) for obj in stamped]
         rollouts, objects = await self._plan_rollouts(stack, rendered, children, previous, now)
         if (interim := interim_status(previous, rollouts)) is not None:
@@ -215,11 +230,8 @@ class StackReconciler:
             if isinstance(action, Delete):
                 children.pop(action.key, None)  # gone: the main batch must not prune it a second time
         secret_problems = await self._check_user_secrets(stack)
-        secrets = self._generated_secrets(stack) + certificates.secrets
-        if certificates.renewals:
-            log.info("issuing the TLS certificate of %s anew: %s", stack.name, certificates.reason)
-            renewed = PostEvent("Normal", "CertificateRenewed", f"TLS certificate issued anew: {certificates.reason}")
-            await self._execute(body, stack, [*certificates.renewals, renewed])
+        secrets = generated + certificates.secrets
+        await self._renew_certificates(body, stack, certificates, pgbackrest_tls)
         templates = hold_statefulset_templates(desired, children, maintenance_closed(stack, now))
         apply_errors = await self._write_children(
             body, stack, reported_problems(previous), desired, secrets, children, conflicts, secret_problems,
@@ -264,8 +276,35 @@ class StackReconciler:
             return CertificatePlan()
         generated = tls.generated(stack)
         live_ca = await self._kube.get("Secret", tls.ca_secret_name(stack), stack.namespace) if generated else None
-        live_server = await self._kube.get("Secret", tls.secret_name(stack), stack.namespace)
-        return plan_certificates(stack, live_ca, live_server, now, self._new_key, self._domain)
+        live_servers = {
+            kind: await self._kube.get("Secret", tls.secret_name(stack, kind), stack.namespace)
+            for kind in tls.served_kinds(stack)
+        }
+        return plan_certificates(stack, live_ca, live_servers, now, self._new_key, self._domain)
+
+    async def _plan_pgbackrest_tls(self, stack: TradingStack, generated: list[Obj], now: datetime) -> PgBackRestTlsPlan:
+        """Reads the pgBackRest TLS Secret (pitr) and decides whether to issue its certificates anew."""
+        if not generates_pgbackrest_tls(stack):
+            return PgBackRestTlsPlan()
+        name = pitr.tls_secret_name(stack)
+        live = await self._kube.get("Secret", name, stack.namespace)
+        created = next((s for s in generated if s["metadata"]["name"] == name), None)
+        return plan_pgbackrest_tls(stack, live, created, now, self._new_tls_keys, self._domain)
+
+    async def _renew_certificates(
+        self, body: Mapping[str, Any], stack: TradingStack, certificates: CertificatePlan, pgbackrest: PgBackRestTlsPlan
+    ) -> None:
+        """Writes the certificates issued anew (`reconcile.tls`), each with a Normal `CertificateRenewed` Event."""
+        reasons = {tls.secret_name(stack, kind): reason for kind, reason in certificates.reasons.items()}
+        if pgbackrest.reason is not None:
+            reasons[pitr.tls_secret_name(stack)] = pgbackrest.reason
+        if not reasons:
+            return
+        events = []
+        for name, reason in reasons.items():
+            log.info("issuing the TLS certificate %s of %s anew: %s", name, stack.name, reason)
+            events.append(PostEvent("Normal", "CertificateRenewed", f"TLS certificate {name} issued anew: {reason}"))
+        await self._execute(body, stack, [*certificates.renewals, *pgbackrest.renewals, *events])
 
     async def _plan_rollouts(
         self,

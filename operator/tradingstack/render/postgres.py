@@ -451,7 +451,7 @@ def _tool_pod(stack: TradingStack, component: str, args: list[str], domain: str)
         "volumeMounts": [
             {"name": "backups", "mountPath": BACKUP_MOUNT},
             {"name": "tmp", "mountPath": "/tmp"},
-            *tls.client_mounts(stack),
+            *tls.client_mounts(stack, [tls.POSTGRES]),
         ],
     }
     return {
@@ -466,7 +466,7 @@ def _tool_pod(stack: TradingStack, component: str, args: list[str], domain: str)
             "volumes": [
                 {"name": "backups", "persistentVolumeClaim": {"claimName": _backup_claim(stack)}},
                 scratch_volume("tmp", TMP_LIMIT),
-                *tls.client_volumes(stack),
+                *tls.client_volumes(stack, [tls.POSTGRES]),
             ],
         },
     }
@@ -571,7 +571,7 @@ def _restore_job(stack: TradingStack, owner: OwnerReference, backup: str, mode: 
             "env": _libpq_env(stack, domain),
             "resources": resources(TOOL_RESOURCES),
             "securityContext": container_security_context(),
-            **({"volumeMounts": tls.client_mounts(stack)} if tls.postgres_enabled(stack) else {}),
+            **({"volumeMounts": tls.client_mounts(stack, [tls.POSTGRES])} if tls.postgres_enabled(stack) else {}),
         }
     ]
     return manifest(

@@ -52,7 +52,7 @@ from tradingstack.contract import (
     SecretKey,
     format_flag,
 )
-from tradingstack.contract.tls import CLIENT_CA_FILE, SERVER_DIR, TlsSecretKey
+from tradingstack.contract.tls import REDIS_CA_FILE, SERVER_DIR, TlsSecretKey
 from tradingstack.render import tls
 from tradingstack.render.common import (
     DEFAULT_CLUSTER_DOMAIN,
@@ -131,7 +131,7 @@ def _password_env(name: str, stack: TradingStack) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": redis_secret_name(stack), "key": SecretKey.PASSWORD}}}
 
 
-def connection_env(stack: TradingStack, domain: str, ca_file: str = CLIENT_CA_FILE) -> list[dict[str, Any]]:
+def connection_env(stack: TradingStack, domain: str, ca_file: str = REDIS_CA_FILE) -> list[dict[str, Any]]:
     """Env vars injected into the services that use Redis: where the sentinels are, how to authenticate and, with
     `spec.tls`, the CA file to verify them with (`ca_file`: where the pod has it mounted)."""
     env = [
@@ -285,7 +285,7 @@ def _config_volume(stack: TradingStack, names: tuple[str, ...]) -> dict[str, Any
 def _pod_spec(
     stack: TradingStack, component: str, containers: list[dict[str, Any]], volumes: list[dict[str, Any]]
 ) -> Any:
-    volumes = [*volumes, tls.secret_volume(stack)] if tls.redis_enabled(stack) else volumes
+    volumes = [*volumes, tls.secret_volume(stack, tls.REDIS)] if tls.redis_enabled(stack) else volumes
     return {
         "securityContext": pod_security_context(fs_group=NONROOT_UID),
         "affinity": spread_and_anti_affinity(stack, component),

@@ -1,8 +1,9 @@
 """Secrets the operator generates once per stack (never from the CR, never re-rendered afterwards).
 
 The random values come from the caller (`new_password`, and with pitr `new_tls_keys` and the time `now`), so
-this stays pure and testable; the reconciler creates these objects only when they do not exist yet and never
-updates them.
+this stays pure and testable; the reconciler creates these objects only when they do not exist yet. The one
+exception is the certificates' data: `reconcile.tls` issues the TLS certificates (`spec.tls`' servers', pitr's
+pgBackRest TLS) anew before they expire and patches them in.
 """
 
 from __future__ import annotations
@@ -47,6 +48,16 @@ def _pitr(stack: TradingStack) -> bool:
     return stack.spec.postgres.enabled and stack.spec.postgres.pitr.enabled
 
 
+def generates_pgbackrest_tls(stack: TradingStack) -> bool:
+    """The stack has the pgBackRest TLS server (pitr): its Secret `pitr.tls_secret_name` exists."""
+    return _pitr(stack)
+
+
+def pgbackrest_server_names(stack: TradingStack, domain: str) -> list[str]:
+    """The DNS names of the pgBackRest TLS server's certificate."""
+    return pitr.server_names(stack, postgres.host(stack, domain))
+
+
 def _generates_cipher_pass(stack: TradingStack) -> bool:
     return _pitr(stack) and stack.spec.postgres.pitr.encrypt
 
@@ -57,7 +68,9 @@ def generated_secret_names(stack: TradingStack) -> list[str]:
     names += [postgres.secret_name(stack)] if _generates_postgres(stack) else []
     names += [pitr.cipher_secret_name(stack)] if _generates_cipher_pass(stack) else []
     names += [pitr.tls_secret_name(stack)] if _pitr(stack) else []
-    return names + ([tls.ca_secret_name(stack), tls.secret_name(stack)] if tls.generated(stack) else [])
+    if tls.generated(stack):
+        names += [tls.ca_secret_name(stack), *(tls.secret_name(stack, kind) for kind in tls.served_kinds(stack))]
+    return names
 
 
 def referenced_secret_keys(stack: TradingStack) -> dict[str, tuple[str, ...]]:
@@ -69,7 +82,8 @@ def referenced_secret_keys(stack: TradingStack) -> dict[str, tuple[str, ...]]:
         name = stack.spec.postgres.existing_secret
         keys[name] = tuple(dict.fromkeys(keys.get(name, ()) + postgres.POSTGRES_SECRET_KEYS))
     if tls.enabled(stack) and not tls.generated(stack):
-        keys[tls.secret_name(stack)] = (TlsSecretKey.CERT, TlsSecretKey.KEY, TlsSecretKey.CA)
+        for kind in tls.served_kinds(stack):
+            keys[tls.secret_name(stack, kind)] = (TlsSecretKey.CERT, TlsSecretKey.KEY, TlsSecretKey.CA)
     s3 = stack.spec.postgres.pitr.s3
     if _pitr(stack) and s3 is not None:
         for ref in (s3.access_key_id, s3.secret_access_key, *([s3.ca_secret] if s3.ca_secret else [])):
@@ -105,25 +119,26 @@ def generated_secrets(
     if _pitr(stack):
         if new_tls_keys is None or now is None:
             raise ValueError("pitr's TLS Secret needs new_tls_keys and now")
-        names = pitr.server_names(stack, postgres.host(stack, domain))
-        files = tls_files(names, CLIENT_CN, new_tls_keys(), now)
+        files = tls_files(pgbackrest_server_names(stack, domain), CLIENT_CN, new_tls_keys(), now)
         secrets.append(_secret(stack, owner, "postgres", pitr.tls_secret_name(stack), files))
     return secrets
 
 
-def tls_secrets(
+def tls_ca_secret(stack: TradingStack, owner: OwnerReference, ca: Authority) -> Manifest:
+    """With `spec.tls` issued by the operator: the CA Secret (the live CA, or a new one when there is none yet:
+    `reconcile.tls` decides)."""
+    return _secret(stack, owner, tls.COMPONENT, tls.ca_secret_name(stack), tls.ca_files(ca))
+
+
+def tls_server_secret(
     stack: TradingStack,
     owner: OwnerReference,
+    kind: tls.ServerKind,
     ca: Authority,
     server_key: ec.EllipticCurvePrivateKey,
     now: datetime,
     domain: str = DEFAULT_CLUSTER_DOMAIN,
-) -> list[Manifest]:
-    """With `spec.tls` issued by the operator: the CA Secret and the server's, signed by `ca` (the live CA, or a
-    new one when there is none yet: `reconcile.tls` decides)."""
-    return [
-        _secret(stack, owner, tls.COMPONENT, tls.ca_secret_name(stack), tls.ca_files(ca)),
-        _secret(
-            stack, owner, tls.COMPONENT, tls.secret_name(stack), tls.server_files(stack, ca, server_key, now, domain)
-        ),
-    ]
+) -> Manifest:
+    """With `spec.tls` issued by the operator: the TLS Secret of the servers of `kind`, signed by `ca`."""
+    files = tls.server_files(stack, kind, ca, server_key, now, domain)
+    return _secret(stack, owner, tls.COMPONENT, tls.secret_name(stack, kind), files)

@@ -72,7 +72,6 @@ def _deployment(
     """`halted`: the stack's kill switch stops this service (`render.halt`): zero replicas, the pods ended with
     their normal termination grace period."""
     health = service.health
-    needs_ca = tls.client_needs_ca(stack, service.uses)
     container = {
         "name": service.name,
         "image": service.image,
@@ -85,7 +84,7 @@ def _deployment(
         ),
         "livenessProbe": _http_probe(health.live_path, period=10, failures=3),
         "readinessProbe": _http_probe(health.ready_path, period=5, failures=2),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *(tls.client_mounts(stack) if needs_ca else [])],
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *tls.client_mounts(stack, service.uses)],
     }
     template = {
         "metadata": pod_template_metadata(stack, service.name),
@@ -95,7 +94,7 @@ def _deployment(
             "securityContext": pod_security_context(),
             "affinity": spread_and_anti_affinity(stack, service.name),
             "containers": [container],
-            "volumes": [scratch_volume("tmp", "256Mi"), *(tls.client_volumes(stack) if needs_ca else [])],
+            "volumes": [scratch_volume("tmp", "256Mi"), *tls.client_volumes(stack, service.uses)],
         },
     }
     return manifest(

@@ -1,16 +1,19 @@
 """The stack's TLS (`spec.tls`): the certificates, the servers' settings and the clients'.
 
-- One server certificate lives in the Secret `secret_name(stack)`: the user's (`issuer: secret`, e.g. a
-  cert-manager Certificate's) or `<stack>-tls`, issued by the operator from the stack's own CA, which it keeps in
-  `<stack>-tls-ca` (`tls.crt`, `tls.key`: a CA Secret as cert-manager's CA issuer reads it). Both are generated
-  like the other Secrets (created when missing, kept under Retain); `reconcile.tls` issues the server
-  certificate anew before it expires, with the same CA, so the clients' CA file never changes. The PostgreSQL
-  server, the Redis servers and the sentinels all serve it: it names every host a client dials (`server_names`).
+- One server certificate per server kind (`SERVER_KINDS`: PostgreSQL; Redis with its sentinels), each in its own
+  Secret `secret_name(stack, kind)` mounted only into that kind's pods, so that a Redis pod never holds
+  PostgreSQL's private key nor the reverse: the user's (`issuer: secret`, e.g. a cert-manager Certificate's per
+  server) or `<stack>-postgres-tls` and `<stack>-redis-tls`, issued by the operator from the stack's own CA,
+  which it keeps in `<stack>-tls-ca` (`tls.crt`, `tls.key`: a CA Secret as cert-manager's CA issuer reads it).
+  All are generated like the other Secrets (created when missing, kept under Retain); `reconcile.tls` issues each
+  server certificate anew before it expires, with the same CA, so the clients' CA files never change. Each
+  certificate names every host a client of that kind dials (`server_names`).
 - PostgreSQL (`server_args`) accepts TCP connections only with TLS (`hostssl`) except from its own pod (the
   exporter and the probes on 127.0.0.1); the local socket stays `trust`, as the image's initdb sets it.
-- The clients (the services that use PostgreSQL or Redis, and the backup tool) get the CA file alone mounted
-  (`client_volumes`); PostgreSQL's get `PGSSLMODE=verify-full`, `PGSSLROOTCERT` and a `DATABASE_URL` with both in
-  its query. The Redis side (configs, scripts, the clients' `REDIS_TLS_CA_FILE`) is rendered by `render.redis`.
+- The clients (the services that use PostgreSQL or Redis, and the backup tool) get the CA files alone mounted
+  (`client_volumes`: `ca.crt` of the Secret of each kind they use, never a key); PostgreSQL's get
+  `PGSSLMODE=verify-full`, `PGSSLROOTCERT` and a `DATABASE_URL` with both in its query. The Redis side (configs,
+  scripts, the clients' `REDIS_TLS_CA_FILE`) is rendered by `render.redis`.
 
 Pure: keys and time come from the caller.
 """
@@ -20,19 +23,36 @@ from __future__ import annotations
 import base64
 from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final, Literal
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from tradingstack.api import OwnerReference, TradingStack
-from tradingstack.contract.tls import CLIENT_CA_FILE, CLIENT_DIR, SERVER_DIR, VERIFY_FULL, LibpqTlsEnv, TlsSecretKey
+from tradingstack.contract.tls import (
+    CLIENT_DIR,
+    POSTGRES_CA_FILE,
+    REDIS_CA_FILE,
+    SERVER_DIR,
+    VERIFY_FULL,
+    LibpqTlsEnv,
+    TlsSecretKey,
+)
 from tradingstack.render.certificates import Authority, authority, leaf, pem, pem_key
 from tradingstack.render.common import Manifest, child_name, manifest, metadata
 
 COMPONENT = "tls"
 CA_VALIDITY = timedelta(days=3650)
 """The stack's CA: ten years, since the clients trust it and the server certificates are renewed under it."""
+
+ServerKind = Literal["postgres", "redis"]
+POSTGRES: Final[ServerKind] = "postgres"
+"""The PostgreSQL server (`<stack>-postgres`)."""
+REDIS: Final[ServerKind] = "redis"
+"""The Redis servers and the sentinels (`<stack>-redis`, `<stack>-redis-sentinel`): one certificate for both, since
+the sentinels and the servers dial each other and the clients dial both."""
+SERVER_KINDS: Final[tuple[ServerKind, ...]] = (POSTGRES, REDIS)
+"""Each kind serves its own certificate from its own Secret."""
 
 SERVER_VOLUME = "tls"
 CLIENT_VOLUME = "tls-ca"
@@ -58,9 +78,19 @@ def redis_enabled(stack: TradingStack) -> bool:
     return stack.spec.tls.enabled and stack.spec.redis.enabled
 
 
+def serves(stack: TradingStack, kind: ServerKind) -> bool:
+    """The stack's servers of `kind` serve TLS."""
+    return postgres_enabled(stack) if kind == POSTGRES else redis_enabled(stack)
+
+
+def served_kinds(stack: TradingStack, uses: Collection[str] = SERVER_KINDS) -> list[ServerKind]:
+    """The kinds among `uses` (default: all) whose servers serve TLS, in `SERVER_KINDS` order."""
+    return [kind for kind in SERVER_KINDS if kind in uses and serves(stack, kind)]
+
+
 def client_needs_ca(stack: TradingStack, uses: Collection[str]) -> bool:
-    """A service that `uses` these data stores connects to one that serves TLS: it gets the CA file."""
-    return ("postgres" in uses and postgres_enabled(stack)) or ("redis" in uses and redis_enabled(stack))
+    """A service that `uses` these data stores connects to one that serves TLS: it gets the CA files."""
+    return bool(served_kinds(stack, uses))
 
 
 def generated(stack: TradingStack) -> bool:
@@ -68,10 +98,12 @@ def generated(stack: TradingStack) -> bool:
     return enabled(stack) and stack.spec.tls.generated
 
 
-def secret_name(stack: TradingStack) -> str:
-    """The server's TLS Secret (keys `TlsSecretKey`): the user's `secretName`, or the one the operator issues."""
+def secret_name(stack: TradingStack, kind: ServerKind) -> str:
+    """The TLS Secret of the servers of `kind` (keys `TlsSecretKey`): the user's `postgresSecretName` or
+    `redisSecretName`, or `<stack>-<kind>-tls`, which the operator issues."""
     spec = stack.spec.tls
-    return spec.secret_name if spec.issuer == "secret" and spec.secret_name else child_name(stack, COMPONENT)
+    users = spec.postgres_secret_name if kind == POSTGRES else spec.redis_secret_name
+    return users if spec.issuer == "secret" and users else child_name(stack, f"{kind}-tls")
 
 
 def ca_secret_name(stack: TradingStack) -> str:
@@ -106,11 +138,14 @@ def redis_server_names(stack: TradingStack, domain: str) -> list[str]:
     ]
 
 
-def server_names(stack: TradingStack, domain: str) -> list[str]:
-    """DNS SANs of the server certificate: every name of the PostgreSQL Service a client may use, the full one
-    (the injected PGHOST) first, then with Redis the names of `redis_server_names`."""
-    names = _service_names(stack, "postgres", domain) if postgres_enabled(stack) else []
-    return names + (redis_server_names(stack, domain) if redis_enabled(stack) else [])
+def postgres_server_names(stack: TradingStack, domain: str) -> list[str]:
+    """Every name of the PostgreSQL Service a client may use, the full one (the injected PGHOST) first."""
+    return _service_names(stack, "postgres", domain)
+
+
+def server_names(stack: TradingStack, kind: ServerKind, domain: str) -> list[str]:
+    """DNS SANs of the certificate of `kind`: `postgres_server_names` or `redis_server_names`."""
+    return postgres_server_names(stack, domain) if kind == POSTGRES else redis_server_names(stack, domain)
 
 
 def new_authority(stack: TradingStack, key: ec.EllipticCurvePrivateKey, now: datetime) -> Authority:
@@ -123,13 +158,19 @@ def ca_files(ca: Authority) -> dict[str, str]:
 
 
 def server_files(
-    stack: TradingStack, ca: Authority, key: ec.EllipticCurvePrivateKey, now: datetime, domain: str
+    stack: TradingStack,
+    kind: ServerKind,
+    ca: Authority,
+    key: ec.EllipticCurvePrivateKey,
+    now: datetime,
+    domain: str,
 ) -> dict[str, str]:
-    """The server Secret's data: a certificate for `server_names` valid `validityDays` from `now`, its key and the
-    CA's certificate. The serial is the issue time in microseconds: unique under the stack's CA."""
-    names = server_names(stack, domain)
+    """The Secret's data of the servers of `kind`: a certificate for `server_names` valid `validityDays` from
+    `now`, its key and the CA's certificate. The serial is the issue time in microseconds and the kind: unique
+    under the stack's CA, though both kinds are issued in the same pass."""
+    names = server_names(stack, kind, domain)
     validity = timedelta(days=stack.spec.tls.validity_days)
-    serial = int(now.timestamp() * 1_000_000)
+    serial = int(now.timestamp() * 1_000_000) * len(SERVER_KINDS) + SERVER_KINDS.index(kind)
     server = leaf(ca, names[0], key, ExtendedKeyUsageOID.SERVER_AUTH, serial, now, validity, names)
     return {TlsSecretKey.CERT: pem(server), TlsSecretKey.KEY: pem_key(key), TlsSecretKey.CA: pem(ca.certificate)}
 
@@ -174,9 +215,10 @@ def server_args(stack: TradingStack, directory: str = SERVER_DIR, hba_dir: str =
     return [arg for option, value in settings.items() for arg in ("-c", f"{option}={value}")]
 
 
-def secret_volume(stack: TradingStack) -> dict[str, Any]:
-    """The server's TLS Secret whole (certificate, key, CA), for a pod that serves TLS."""
-    return {"name": SERVER_VOLUME, "secret": {"secretName": secret_name(stack), "defaultMode": SECRET_FILE_MODE}}
+def secret_volume(stack: TradingStack, kind: ServerKind) -> dict[str, Any]:
+    """The TLS Secret of `kind` whole (certificate, key, CA), for a pod that serves it."""
+    secret = {"secretName": secret_name(stack, kind), "defaultMode": SECRET_FILE_MODE}
+    return {"name": SERVER_VOLUME, "secret": secret}
 
 
 def secret_mount() -> dict[str, Any]:
@@ -187,7 +229,7 @@ def server_volumes(stack: TradingStack) -> list[dict[str, Any]]:
     """The PostgreSQL pod's: the Secret and pg_hba.conf."""
     if not postgres_enabled(stack):
         return []
-    return [secret_volume(stack), {"name": HBA_VOLUME, "configMap": {"name": hba_config_map_name(stack)}}]
+    return [secret_volume(stack, POSTGRES), {"name": HBA_VOLUME, "configMap": {"name": hba_config_map_name(stack)}}]
 
 
 def server_mounts(stack: TradingStack) -> list[dict[str, Any]]:
@@ -196,16 +238,29 @@ def server_mounts(stack: TradingStack) -> list[dict[str, Any]]:
     return [secret_mount(), {"name": HBA_VOLUME, "mountPath": HBA_DIR, "readOnly": True}]
 
 
-def client_volumes(stack: TradingStack) -> list[dict[str, Any]]:
-    """The CA certificate alone (never the server's key) for a pod that connects to PostgreSQL or Redis."""
-    if not enabled(stack):
-        return []
-    items = [{"key": TlsSecretKey.CA, "path": TlsSecretKey.CA}]
-    return [{"name": CLIENT_VOLUME, "secret": {"secretName": secret_name(stack), "items": items}}]
+def client_ca_file(kind: ServerKind) -> str:
+    """Where a client finds the CA that verifies the servers of `kind`."""
+    return POSTGRES_CA_FILE if kind == POSTGRES else REDIS_CA_FILE
 
 
-def client_mounts(stack: TradingStack) -> list[dict[str, Any]]:
-    return [{"name": CLIENT_VOLUME, "mountPath": CLIENT_DIR, "readOnly": True}] if enabled(stack) else []
+def client_volumes(stack: TradingStack, uses: Collection[str]) -> list[dict[str, Any]]:
+    """For a pod that connects to the data stores it `uses`: the CA certificate alone (never a server's key) of
+    the TLS Secret of each kind among them that serves TLS, at `client_ca_file`."""
+    sources = [
+        {
+            "secret": {
+                "name": secret_name(stack, kind),
+                "items": [{"key": TlsSecretKey.CA, "path": client_ca_file(kind).removeprefix(f"{CLIENT_DIR}/")}],
+            }
+        }
+        for kind in served_kinds(stack, uses)
+    ]
+    return [{"name": CLIENT_VOLUME, "projected": {"sources": sources}}] if sources else []
+
+
+def client_mounts(stack: TradingStack, uses: Collection[str]) -> list[dict[str, Any]]:
+    mount = {"name": CLIENT_VOLUME, "mountPath": CLIENT_DIR, "readOnly": True}
+    return [mount] if client_needs_ca(stack, uses) else []
 
 
 def client_env(stack: TradingStack) -> list[dict[str, Any]]:
@@ -214,13 +269,13 @@ def client_env(stack: TradingStack) -> list[dict[str, Any]]:
         return []
     return [
         {"name": LibpqTlsEnv.SSLMODE, "value": VERIFY_FULL},
-        {"name": LibpqTlsEnv.SSLROOTCERT, "value": CLIENT_CA_FILE},
+        {"name": LibpqTlsEnv.SSLROOTCERT, "value": POSTGRES_CA_FILE},
     ]
 
 
 def dsn_query() -> str:
     """What the clients' DATABASE_URL carries after `?`."""
-    return f"sslmode={VERIFY_FULL}&sslrootcert={CLIENT_CA_FILE}"
+    return f"sslmode={VERIFY_FULL}&sslrootcert={POSTGRES_CA_FILE}"
 
 
 def secret_text(secret: Mapping[str, Any] | None, key: str) -> str | None:

@@ -1,5 +1,5 @@
 """`spec.tls` with a real PostgreSQL: the server runs the rendered TLS settings and pg_hba.conf with a certificate
-the operator's builder issued (`render.tls`, `render.secrets.tls_secrets`), and a client connects as the rendered
+the operator's builder issued (`render.tls`, `render.secrets.tls_server_secret`), and a client connects as the rendered
 service container's DATABASE_URL says (`sslmode=verify-full`, the CA file).
 
 The clients connect to 127.0.0.1 (`hostaddr`) while verifying the certificate against the Service's DNS name
@@ -28,10 +28,10 @@ from tests.component.postgres.server import SUPERUSER, PostgresServer, initializ
 from tests.kubelet import resolved_env
 from tradingstack.api import TradingStack
 from tradingstack.contract import PostgresEnv
-from tradingstack.contract.tls import CLIENT_CA_FILE, VERIFY_FULL, LibpqTlsEnv, TlsSecretKey
+from tradingstack.contract.tls import POSTGRES_CA_FILE, VERIFY_FULL, LibpqTlsEnv, TlsSecretKey
 from tradingstack.render import tls
 from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN
-from tradingstack.render.secrets import tls_secrets
+from tradingstack.render.secrets import tls_server_secret
 from tradingstack.render.services import render_services
 
 pytestmark = pytest.mark.component
@@ -45,14 +45,15 @@ STACK = TradingStack.model_validate(
         },
     }
 )
-SERVICE_HOST = tls.server_names(STACK, DEFAULT_CLUSTER_DOMAIN)[0]
+SERVICE_HOST = tls.server_names(STACK, tls.POSTGRES, DEFAULT_CLUSTER_DOMAIN)[0]
 
 
 def _issue(now: datetime) -> dict[str, str]:
-    """The server Secret's files as the operator generates them (a new CA)."""
+    """PostgreSQL's TLS Secret's files as the operator generates them (a new CA)."""
     ca = tls.new_authority(STACK, ec.generate_private_key(ec.SECP256R1()), now)
-    secrets = tls_secrets(STACK, STACK.owner_reference(), ca, ec.generate_private_key(ec.SECP256R1()), now)
-    files: dict[str, str] = secrets[1]["stringData"]
+    key = ec.generate_private_key(ec.SECP256R1())
+    secret = tls_server_secret(STACK, STACK.owner_reference(), tls.POSTGRES, ca, key, now)
+    files: dict[str, str] = secret["stringData"]
     return files
 
 
@@ -93,7 +94,7 @@ def _service_env() -> dict[str, str]:
     (deployment,) = [m for m in render_services(STACK, STACK.owner_reference()) if m["kind"] == "Deployment"]
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
-    assert os.path.dirname(CLIENT_CA_FILE) in mounts
+    assert os.path.dirname(POSTGRES_CA_FILE) in mounts
     return resolved_env(container, secret=lambda name, key: f"postgresql://{SUPERUSER}:pw@{SERVICE_HOST}:5432/trading")
 
 
@@ -114,12 +115,12 @@ def _connect(server: TlsServer, **options: Any) -> psycopg.Connection[tuple[Any,
 def test_the_services_dsn_connects_with_verify_full(tls_server: TlsServer) -> None:
     env = _service_env()
     assert env[LibpqTlsEnv.SSLMODE] == VERIFY_FULL
-    assert env[LibpqTlsEnv.SSLROOTCERT] == CLIENT_CA_FILE
+    assert env[LibpqTlsEnv.SSLROOTCERT] == POSTGRES_CA_FILE
     url = urlsplit(env[PostgresEnv.URL])
     assert url.hostname == SERVICE_HOST
-    assert parse_qs(url.query) == {"sslmode": [VERIFY_FULL], "sslrootcert": [CLIENT_CA_FILE]}
+    assert parse_qs(url.query) == {"sslmode": [VERIFY_FULL], "sslrootcert": [POSTGRES_CA_FILE]}
     # The URL as the service uses it; only the CA's path is the test's copy and the address 127.0.0.1.
-    dsn = env[PostgresEnv.URL].replace(CLIENT_CA_FILE, str(tls_server.ca_file))
+    dsn = env[PostgresEnv.URL].replace(POSTGRES_CA_FILE, str(tls_server.ca_file))
     with psycopg.connect(
         dsn, hostaddr="127.0.0.1", port=tls_server.server.port, password=tls_server.server.password, dbname="postgres"
     ) as conn:
@@ -127,7 +128,7 @@ def test_the_services_dsn_connects_with_verify_full(tls_server: TlsServer) -> No
     assert row is not None and row[0] is True and row[1] in ("TLSv1.2", "TLSv1.3")
 
 
-@pytest.mark.parametrize("name", tls.server_names(STACK, DEFAULT_CLUSTER_DOMAIN))
+@pytest.mark.parametrize("name", tls.server_names(STACK, tls.POSTGRES, DEFAULT_CLUSTER_DOMAIN))
 def test_every_service_name_is_verified(tls_server: TlsServer, name: str) -> None:
     with _connect(tls_server, host=name, sslmode=VERIFY_FULL, sslrootcert=str(tls_server.ca_file)) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)

@@ -52,7 +52,7 @@ def _issue(directory: Path, ca: Authority) -> None:
     """The TLS Secret's files (`tls.crt`, `tls.key`, `ca.crt`) as `render.tls.server_files` makes them, the local
     name added."""
     stack = stack_for(FAST_FAILOVER, tls=True)
-    names = [*tls.server_names(stack, DEFAULT_CLUSTER_DOMAIN), LOCAL_NAME]
+    names = [*tls.server_names(stack, tls.REDIS, DEFAULT_CLUSTER_DOMAIN), LOCAL_NAME]
     key = _key()
     server = leaf(ca, names[0], key, ExtendedKeyUsageOID.SERVER_AUTH, 1, NOW, timedelta(days=1), names)
     directory.mkdir()
