@@ -289,6 +289,21 @@ def test_first_pass_creates_a_ca_and_a_certificate_per_server_kind_signed_by_it(
     assert plan.client_ca == ca_secret["stringData"][TlsSecretKey.CERT]
 
 
+def test_names_longer_than_a_common_name_may_be_still_get_certificates() -> None:
+    """A common name holds 64 characters at most (RFC 5280); a 63-character namespace and a 30-character stack name make
+    longer ones, which the generated-spec test found failing every pass. The SANs carry the full names."""
+    long = TradingStack.model_validate(
+        {**stack().model_dump(by_alias=True), "metadata": {"name": "s" * 30, "namespace": "n" * 63, "uid": "u"}}
+    )
+    plan = plan_certificates(long, None, {}, T0, new_key, DOMAIN)
+    ca = certificate(plan.secrets[0]["stringData"][TlsSecretKey.CERT])
+    assert len(ca.subject.rfc4514_string()) == len("CN=") + 64
+    for kind, secret in zip((tls.POSTGRES, tls.REDIS), plan.secrets[1:], strict=True):
+        server = certificate(secret["stringData"][TlsSecretKey.CERT])
+        assert dns_names(server) == tls.server_names(long, kind, DOMAIN)
+        assert any(len(n) > 64 for n in dns_names(server))
+
+
 def test_only_the_kinds_that_serve_tls_get_a_certificate() -> None:
     postgres_only = plan_certificates(stack(redis={"enabled": False}, services=[]), None, {}, T0, new_key, DOMAIN)
     assert [s["metadata"]["name"] for s in postgres_only.secrets] == ["quant-tls-ca", "quant-postgres-tls"]

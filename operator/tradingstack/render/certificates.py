@@ -28,8 +28,13 @@ class Authority:
     key: ec.EllipticCurvePrivateKey
 
 
+COMMON_NAME_MAX = 64
+"""RFC 5280's upper bound of a common name (ub-common-name). Clients verify the SANs, so a longer name (a long
+namespace and stack name) is cut rather than refused."""
+
+
 def name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name[:COMMON_NAME_MAX])])
 
 
 def _builder(
