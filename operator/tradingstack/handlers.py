@@ -116,14 +116,22 @@ def _publish_phases(phases: dict[StackKey, str]) -> None:
         STACKS.labels(phase=phase).set(counts.get(phase, 0))
 
 
-async def _wait(wake: asyncio.Event, delay: float, memo: kopf.Memo, key: StackKey) -> None:
-    """Until the stack is woken (then the debounce, unless its spec changed) or `delay` seconds pass."""
-    try:
-        await asyncio.wait_for(wake.wait(), timeout=delay)
-        if key not in memo.urgent:
+async def _wait(wake: asyncio.Event, delay: float, memo: kopf.Memo, key: StackKey, *, hold: bool = False) -> None:
+    """Until the stack is woken (then the debounce, unless its spec changed) or `delay` seconds pass. With `hold`
+    (a pass that failed with a bug, backing off) only a spec edit ends the wait early: the failed pass's own
+    status write and the children's events would otherwise retry it about every second."""
+    deadline = asyncio.get_running_loop().time() + delay
+    while (remaining := deadline - asyncio.get_running_loop().time()) > 0:
+        try:
+            await asyncio.wait_for(wake.wait(), timeout=remaining)
+        except TimeoutError:
+            return
+        if key in memo.urgent:
+            return
+        if not hold:
             await asyncio.sleep(DEBOUNCE_SECONDS)
-    except TimeoutError:
-        pass
+            return
+        wake.clear()
 
 
 def _log_failure(error: Exception, retry: Retry, logged: str | None) -> str | None:
@@ -155,7 +163,7 @@ async def run_stack(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Mem
     logged: str | None = None  # the unexpected error last logged with its traceback
     try:
         while not stopped:
-            delay = float(memo.resync_seconds)
+            delay, hold = float(memo.resync_seconds), False
             memo.generations[key] = body.metadata.get("generation")
             with log_context(stack=key[1], namespace=key[0]):
                 try:
@@ -170,9 +178,9 @@ async def run_stack(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Mem
                     RECONCILE_ERRORS.labels(reason=retry.reason).inc()
                     logged = _log_failure(err, retry, logged)
                     delay = delay if retry.delay is None else retry.delay
-                    backoff = retry.backoff
+                    backoff, hold = retry.backoff, retry.internal
             _publish_phases(memo.phases)
-            await _wait(wake, delay, memo, key)
+            await _wait(wake, delay, memo, key, hold=hold)
             wake.clear()
             memo.urgent.discard(key)
     finally:

@@ -54,7 +54,8 @@ async def run_daemon(
     delays: list[float] = []
     stopped = Stopped()
 
-    async def wait(wake: asyncio.Event, delay: float, memo: kopf.Memo, key: handlers.StackKey) -> None:
+    async def wait(wake: asyncio.Event, delay: float, memo: kopf.Memo, key: handlers.StackKey, hold: bool) -> None:
+        assert hold == (delay != memo.resync_seconds)  # held only while a bug backs off
         delays.append(delay)
         stopped.flag = len(delays) >= passes
 
@@ -149,3 +150,22 @@ async def test_cancellation_is_never_swallowed() -> None:
     with pytest.raises(asyncio.CancelledError):
         await run_stack(Stopped(), example_body(), memo)
     assert KEY not in memo.wakers and KEY not in memo.generations  # cleaned up all the same
+
+
+async def test_while_a_bug_backs_off_only_a_spec_edit_ends_the_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(handlers, "DEBOUNCE_SECONDS", 0.0)
+    memo = kopf.Memo(urgent=set())
+    wake = asyncio.Event()
+    waiting = asyncio.create_task(handlers._wait(wake, 30.0, memo, KEY, hold=True))
+    wake.set()  # the failed pass's status write, a child's event
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    memo.urgent.add(KEY)  # the user edits the spec
+    wake.set()
+    await asyncio.wait_for(waiting, timeout=1.0)
+    memo.urgent.clear()
+    wake.clear()
+    waiting = asyncio.create_task(handlers._wait(wake, 30.0, memo, KEY))
+    wake.set()  # not held: any event wakes the stack
+    await asyncio.wait_for(waiting, timeout=1.0)
+    await asyncio.wait_for(handlers._wait(asyncio.Event(), 0.01, memo, KEY, hold=True), timeout=1.0)  # the backoff
