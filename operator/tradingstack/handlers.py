@@ -21,10 +21,10 @@ import kopf
 from tradingstack import API_GROUP, API_VERSION, PLURAL
 from tradingstack.components import watched_kinds
 from tradingstack.contract import Label
-from tradingstack.errors import ApiPermanentError, ApiTemporaryError
 from tradingstack.kube.client import Kube
 from tradingstack.logs import log_context
 from tradingstack.metrics import RECONCILE_ERRORS, STACK_METRICS, STACKS
+from tradingstack.reconcile.pass_error import Retry, after_error, describe_error
 from tradingstack.reconcile.stack import StackReconciler
 from tradingstack.reconcile.status import rolling_out
 from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN
@@ -116,14 +116,54 @@ def _publish_phases(phases: dict[StackKey, str]) -> None:
         STACKS.labels(phase=phase).set(counts.get(phase, 0))
 
 
+async def _wait(wake: asyncio.Event, delay: float, memo: kopf.Memo, key: StackKey, *, hold: bool = False) -> None:
+    """Until the stack is woken (then the debounce, unless its spec changed) or `delay` seconds pass. With `hold`
+    (a pass that failed with a bug, backing off) only a spec edit ends the wait early: the failed pass's own
+    status write and the children's events would otherwise retry it about every second."""
+    deadline = asyncio.get_running_loop().time() + delay
+    while (remaining := deadline - asyncio.get_running_loop().time()) > 0:
+        try:
+            await asyncio.wait_for(wake.wait(), timeout=remaining)
+        except TimeoutError:
+            return
+        if key in memo.urgent:
+            return
+        if not hold:
+            await asyncio.sleep(DEBOUNCE_SECONDS)
+            return
+        wake.clear()
+
+
+def _log_failure(error: Exception, retry: Retry, logged: str | None) -> str | None:
+    """Logs a failed pass; returns the unexpected error last logged with its traceback. A bug is logged with its
+    traceback the first time it is seen (until a pass succeeds), then as one line per retry: no log storm."""
+    if not retry.internal:
+        if retry.delay is None:
+            log.error("reconcile failed: %s", error)
+        else:
+            log.warning("reconcile will be retried: %s", error)
+        return logged
+    described = describe_error(error)
+    if described != logged:
+        log.error("reconcile failed with an unexpected error, retried in %.0f s: %s", retry.delay, described,
+                  exc_info=error)  # fmt: skip
+    else:
+        log.warning("reconcile failed again (traceback logged before), retried in %.0f s: %s", retry.delay, described)
+    return described
+
+
 @kopf.daemon(API_GROUP, API_VERSION, PLURAL, cancellation_timeout=10.0, registry=registry)
 async def run_stack(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Passes until kopf stops the daemon. No exception of a pass escapes (kopf would restart the daemon after a
+    fixed 60 s): each is counted, logged and retried (`reconcile.pass_error.after_error`); cancellation is not
+    an `Exception` and ends the loop."""
     key: StackKey = (body.metadata.namespace or "", body.metadata.name or "")
     wake = memo.wakers.setdefault(key, asyncio.Event())
     backoff = 1.0
+    logged: str | None = None  # the unexpected error last logged with its traceback
     try:
         while not stopped:
-            delay = float(memo.resync_seconds)
+            delay, hold = float(memo.resync_seconds), False
             memo.generations[key] = body.metadata.get("generation")
             with log_context(stack=key[1], namespace=key[0]):
                 try:
@@ -132,23 +172,15 @@ async def run_stack(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Mem
                     if rolling_out(status.rollouts):
                         delay = min(delay, ROLLOUT_POLL_SECONDS)
                     STACK_METRICS.update(key, status)
-                    backoff = 1.0
-                except ApiTemporaryError as err:
-                    RECONCILE_ERRORS.labels(reason=type(err).__name__).inc()
-                    log.warning("reconcile will be retried: %s", err)
-                    # The error's own delay is a floor; repeated failures back off further (1, 2, 4 ... s).
-                    delay = min(max(err.delay, backoff), MAX_BACKOFF_SECONDS)
-                    backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-                except ApiPermanentError as err:
-                    RECONCILE_ERRORS.labels(reason=type(err).__name__).inc()
-                    log.error("reconcile failed: %s", err)
+                    backoff, logged = 1.0, None
+                except Exception as err:  # every error of a pass; the reconciler reported a bug in the status
+                    retry = after_error(err, backoff, MAX_BACKOFF_SECONDS)
+                    RECONCILE_ERRORS.labels(reason=retry.reason).inc()
+                    logged = _log_failure(err, retry, logged)
+                    delay = delay if retry.delay is None else retry.delay
+                    backoff, hold = retry.backoff, retry.internal
             _publish_phases(memo.phases)
-            try:
-                await asyncio.wait_for(wake.wait(), timeout=delay)
-                if key not in memo.urgent:
-                    await asyncio.sleep(DEBOUNCE_SECONDS)
-            except TimeoutError:
-                pass
+            await _wait(wake, delay, memo, key, hold=hold)
             wake.clear()
             memo.urgent.discard(key)
     finally:

@@ -10,12 +10,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
+import pytest
 import yaml
 
+from tradingstack import components
 from tradingstack.api import TradingStackStatus
 from tradingstack.contract import Annotation
+from tradingstack.errors import ApiTemporaryError
 from tradingstack.kube.actions import FIELD_MANAGER, RESTART_FIELD_MANAGER, ChildKey, EventType, Obj
 from tradingstack.kube.client import Kube
+from tradingstack.reconcile import stack as stack_module
 from tradingstack.reconcile.plan import status_document
 from tradingstack.reconcile.stack import StackReconciler
 
@@ -46,6 +50,11 @@ class ApiServer:
 
     async def get(self, kind: str, name: str, namespace: str) -> Obj | None:
         return copy.deepcopy(self.objects.get((kind, name)))
+
+    async def get_stack(self, namespace: str, name: str) -> Obj | None:
+        """The stack as read back: only its status is kept here."""
+        stack: Obj = {"metadata": {"name": name, "namespace": namespace}}
+        return stack if self.status is None else {**stack, "status": copy.deepcopy(self.status)}
 
     async def create(self, obj: Obj) -> Obj | None:
         self.calls.append(("create", obj["kind"], obj["metadata"]["name"]))
@@ -194,3 +203,73 @@ async def test_a_service_removed_from_the_spec_has_its_children_pruned() -> None
     _, calls = await one_pass(api, body)
     assert {(kind, name) for _, kind, name in (call for call in calls if call[0] == "delete")} == own
     assert kinds_of(calls)[-1] == "status" and not own & set(api.objects)
+
+
+def render_failing(monkeypatch: pytest.MonkeyPatch, *errors: Exception) -> None:
+    """The renderer raises `errors`, one per pass, then works again (a bug met by some specs, then fixed)."""
+    pending = list(errors)
+
+    def render(*args: Any, **kwargs: Any) -> list[Obj]:
+        if pending:
+            raise pending.pop(0)
+        return components.render(*args, **kwargs)
+
+    monkeypatch.setattr(stack_module, "render", render)
+
+
+async def ready_stack() -> ApiServer:
+    api = ApiServer()
+    await one_pass(api, example_body())
+    api.settle()
+    status, _ = await one_pass(api, example_body())
+    assert status.phase == "Ready"
+    return api
+
+
+def condition(status: Obj | None, kind: str) -> Obj:
+    assert status is not None
+    return next(c for c in status["conditions"] if c["type"] == kind)
+
+
+async def test_a_pass_that_raises_shows_the_error_once_and_the_next_good_pass_replaces_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    api = await ready_stack()
+    bug = ValueError("Attribute's length must be >= 1 and <= 64, but it was 70 (password=Zq3xT9vLk2PmW8rB5nYc1HdF)")
+    render_failing(monkeypatch, bug, bug)
+    api.calls.clear()
+    with pytest.raises(ValueError, match="length must be"):  # raised on, for the daemon to back off and retry
+        await one_pass(api, example_body())
+    assert api.calls == [("status",), ("event", "Warning", "ReconcileError")]
+    degraded = condition(api.status, "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "ReconcileError")
+    assert degraded["message"].startswith("ValueError: Attribute's length must be >= 1 and <= 64, but it was 70")
+    assert "password=***" in degraded["message"] and "Zq3x" not in degraded["message"]
+    assert api.status is not None and api.status["phase"] == "Degraded"
+    assert condition(api.status, "Ready")["status"] == "True"  # what the failed pass did not observe is kept
+
+    api.calls.clear()
+    with pytest.raises(ValueError):
+        await one_pass(api, example_body())
+    assert api.calls == []  # the same error again: already shown, nothing written
+
+    status, calls = await one_pass(api, example_body())
+    assert status.phase == "Ready" and calls == [("status",), ("event", "Normal", "Ready")]
+    degraded = condition(api.status, "Degraded")
+    assert (degraded["status"], degraded["reason"], degraded["message"]) == ("False", "AsExpected", "")
+    _, calls = await one_pass(api, example_body())
+    assert calls == []
+
+
+async def test_a_failed_status_write_on_the_error_path_does_not_hide_the_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    api = await ready_stack()
+    render_failing(monkeypatch, ValueError("boom"))
+
+    async def refused(namespace: str, name: str, status: Obj) -> None:
+        raise ApiTemporaryError("503 ServiceUnavailable", code=503)
+
+    monkeypatch.setattr(api, "replace_status", refused)
+    with pytest.raises(ValueError, match="boom"):
+        await one_pass(api, example_body())
+    assert condition(api.status, "Degraded")["reason"] == "AsExpected"  # not written, and no Event either
+    assert not [call for call in api.calls if call[0] == "event"]

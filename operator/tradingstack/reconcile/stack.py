@@ -34,6 +34,7 @@ from tradingstack.components.assess import ConditionUpdate
 from tradingstack.components.observe import ChildrenState, PodState, observe
 from tradingstack.components.postgres import backup_runs, pitr_runs
 from tradingstack.contract import Annotation, Label
+from tradingstack.errors import ApiPermanentError, ApiTemporaryError
 from tradingstack.health.fetch import fetch_health_documents
 from tradingstack.health.rollup import StackHealth, rollup, worst_document
 from tradingstack.kube.actions import Action, Apply, CreateSecret, Delete, MergePatch, PostEvent, key_of
@@ -48,6 +49,7 @@ from tradingstack.reconcile.diff import with_applied_hash
 from tradingstack.reconcile.halt import plan_halt_writes
 from tradingstack.reconcile.maintenance_gate import hold_statefulset_templates, maintenance_closed
 from tradingstack.reconcile.ownership import NameConflict, conflict, user_secret_problem
+from tradingstack.reconcile.pass_error import describe_error, plan_error_report
 from tradingstack.reconcile.patroni_status import (
     PatroniMembersRead,
     PatroniObservation,
@@ -185,8 +187,31 @@ class StackReconciler:
         started = time.perf_counter()
         try:
             return await self._reconcile(body)
+        except (ApiTemporaryError, ApiPermanentError):
+            raise
+        except Exception as err:  # a bug: shown in the stack's status, then raised for the daemon to retry
+            await self._report_error(body, err)
+            raise
         finally:
             RECONCILE_DURATION.observe(time.perf_counter() - started)
+
+    async def _report_error(self, body: Mapping[str, Any], error: Exception) -> None:
+        """Degraded ReconcileError and a Warning Event (`reconcile.pass_error`), planned from the live status
+        rather than the pass's body: the pass may have written an interim status (a restart run's step, a
+        rollout's) before it failed, which must not be rolled back. Never raises: a failure here is logged and
+        the daemon retries the pass all the same."""
+        meta = body["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        try:
+            live = await self._kube.get_stack(namespace, name)
+            if live is None:
+                return  # deleted meanwhile
+            previous = parse_status(live.get("status"))
+            generation = int(meta.get("generation") or 0)
+            report = plan_error_report(namespace, name, previous, describe_error(error), generation, self._clock())
+            await execute(self._kube, body, report)
+        except Exception as err:  # the pass's own error is the one that matters
+            log.warning("could not report the failed pass in the status of %s: %s", name, describe_error(err))
 
     async def _reconcile(self, body: Mapping[str, Any]) -> TradingStackStatus:
         meta = body["metadata"]
