@@ -405,7 +405,8 @@ def test_halt_stops_the_haltable_services_at_once_and_nothing_else(stack: Stack)
     try:
         timing = halt.halt(stack, services, stuck, "e2e: drawdown limit hit")
         print(f"halted: pods gone {timing.pods_gone:.2f} s, egress blocked {timing.egress_blocked:.2f} s")
-        status = stack_status(stack.cluster, stack.namespace)
+        # The halt's writes come first in a pass, its status at the end (after the data-plane reads).
+        status = wait_for_status(stack.cluster, stack.namespace, lambda s: s.get("halt"), 30, "status.halt")
         assert status["halt"]["reason"] == "e2e: drawdown limit hit", status.get("halt")
         assert status["halt"]["since"] and status["halt"]["by"], status["halt"]
         conditions = {c["type"]: c for c in status["conditions"]}

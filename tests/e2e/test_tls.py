@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from string import Template
 
 import pytest
 
@@ -39,7 +40,7 @@ def tls_stack(cluster: Cluster, real_node: list[str], images: None, crd: None) -
 
 
 # Run in the service's pod: its own env (what the operator injected) against the stack's servers.
-PROBE = """
+PROBE = Template("""
 import json, os, ssl
 import psycopg, redis
 from psycopg.conninfo import make_conninfo
@@ -54,14 +55,14 @@ try:
 except psycopg.OperationalError as err:
     result["postgres_plaintext"] = str(err).strip().splitlines()[-1]
 result["redis_write"] = SentinelRedisClient.from_env().execute(lambda master: master.set("e2e:tls", "1"))
-for name, host, port in (("redis", "{redis_host}", {redis_port}), ("sentinel", "{sentinel_host}", {sentinel_port})):
+for name, host, port in (("redis", "$redis_host", $redis_port), ("sentinel", "$sentinel_host", $sentinel_port)):
     try:
         redis.Redis(host=host, port=port, password=os.environ["REDIS_PASSWORD"], socket_timeout=5).ping()
         result[name + "_plaintext"] = "accepted"
     except redis.RedisError as err:
         result[name + "_plaintext"] = type(err).__name__
 print(json.dumps(result))
-"""
+""")
 
 
 def test_a_tls_stack_is_ready_and_its_servers_speak_tls_only(tls_stack: Stack) -> None:
@@ -71,7 +72,7 @@ def test_a_tls_stack_is_ready_and_its_servers_speak_tls_only(tls_stack: Stack) -
     assert health_document(tls_stack, api)["status"] == "HEALTHY"  # its checks of Redis and PostgreSQL, over TLS
     out = tls_stack.python(
         api["metadata"]["name"],
-        PROBE.format(
+        PROBE.substitute(
             redis_host=f"{NAME}-redis-0.{NAME}-redis",
             redis_port=REDIS_PORT.number,
             sentinel_host=f"{NAME}-{SENTINEL_COMPONENT}-0.{NAME}-{SENTINEL_COMPONENT}",
