@@ -109,14 +109,17 @@ class ChartInstaller:
             self.cluster.kubectl("wait", "--for=delete", f"namespace/{ns}", "--timeout=240s", check=False, timeout=260)
 
     def _drop_stacks(self, namespace: str) -> None:
-        # Teardown after a failed test: the operator is gone, so release kopf's finalizer by hand.
+        # Teardown after a failed test: the operator is going, so release kopf's finalizer by hand. Deleted first:
+        # once the deletion timestamp is set a finalizer can only be removed, while a live operator would add its
+        # finalizer back to a stack that is not being deleted yet (the stack, and so its namespace, then stayed
+        # Terminating and every teardown waited out its 240 s).
         result = self.cluster.kubectl("get", "tradingstacks", "-n", namespace, "-o", "json", check=False)
         if result.returncode != 0:
             return
         for item in json.loads(result.stdout)["items"]:
             name = item["metadata"]["name"]
+            self.cluster.kubectl("delete", "tradingstack", name, "-n", namespace, "--wait=false", check=False)
             self.cluster.kubectl(
                 "patch", "tradingstack", name, "-n", namespace, "--type=merge",
                 "-p", '{"metadata":{"finalizers":null}}', check=False,
             )  # fmt: skip
-            self.cluster.kubectl("delete", "tradingstack", name, "-n", namespace, "--wait=false", check=False)
