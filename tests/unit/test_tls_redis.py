@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import re
-import shutil
 import ssl
 import subprocess
 from datetime import UTC, datetime
@@ -81,7 +80,6 @@ def test_with_tls_every_redis_cli_call_speaks_tls_with_the_ca() -> None:
     assert calls == 5  # sentinel_views: 2, prestop: 3
 
 
-@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
 def test_the_tls_scripts_pass_shellcheck(tmp_path: Path) -> None:
     for name, text in redis.config_files(stack().spec.redis, tls_on=True).items():
         if name.endswith(".sh"):
