@@ -7,7 +7,8 @@ Runs tests/chaos and the adversarial spec test of tests/cluster against the loca
 the backup faults with a real PostgreSQL (tests/component/postgres/test_backup_faults.py), and the Redis master
 losses on the real node's pods (tests/e2e/test_real_containers.py),
 with TRADINGSTACK_RELIABILITY_DIR set, so each scenario writes what it ran, injected, checked and found; the
-table joins those rows. A failing scenario fails the command and leaves docs/reliability.md as it was.
+table joins those rows. A failing scenario gets a FAILED row with pytest's message (from its JUnit report), so a
+long run still reports what passed, and the command exits non-zero.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from xml.etree import ElementTree
 
 REPO = Path(__file__).resolve().parents[1]
 SCENARIOS = [
@@ -52,9 +54,11 @@ def main() -> int:
                  "TRADINGSTACK_CHAOS_OUTAGES": args.outages,
                  "TRADINGSTACK_CHAOS_FAULT_SECONDS": args.fault_seconds}  # fmt: skip
         env = {**os.environ, "TRADINGSTACK_RELIABILITY_DIR": rows, **{k: str(v) for k, v in sizes.items()}}
-        command = [sys.executable, "-m", "pytest", "-s", "--timeout=14400", *SCENARIOS]
-        subprocess.run(command, cwd=REPO, env=env, check=True)
+        junit = Path(rows) / "junit.xml"
+        command = [sys.executable, "-m", "pytest", "-s", "--timeout=14400", f"--junitxml={junit}", *SCENARIOS]
+        passed = subprocess.run(command, cwd=REPO, env=env, check=False).returncode == 0
         recorded = [json.loads(p.read_text()) for p in sorted(Path(rows).glob("*.json"))]
+        recorded += failed_rows(junit)
     rerun = (
         f"python bench/reliability.py --kills {args.kills} --stacks {args.stacks} --specs {args.specs}"
         f" --spec-batch {args.spec_batch} --backup-kills {args.backup_kills}"
@@ -62,7 +66,21 @@ def main() -> int:
         f" --fault-seconds {args.fault_seconds}"
     )
     (REPO / "docs" / "reliability.md").write_text(report(recorded, rerun))
-    return 0
+    return 0 if passed else 1
+
+
+def failed_rows(junit: Path) -> list[dict[str, str]]:
+    """A row per failed or erroring test of the JUnit report: its name and the first line of pytest's message."""
+    if not junit.exists():
+        return [{"scenario": "(pytest wrote no report)", "runs": "-", "faults": "-", "checked": "-",
+                 "result": "FAILED before any test ran"}]  # fmt: skip
+    rows = []
+    for case in ElementTree.parse(junit).iter("testcase"):  # noqa: S314 - pytest wrote it, in our temp dir
+        for problem in [*case.iter("failure"), *case.iter("error")]:
+            message = (problem.get("message") or "").strip().splitlines() or [""]
+            rows.append({"scenario": f"{case.get('classname')}::{case.get('name')}", "runs": "-", "faults": "-",
+                         "checked": "-", "result": f"FAILED ({problem.tag}): {message[0][:300]}"})  # fmt: skip
+    return rows
 
 
 def report(rows: list[dict[str, str]], rerun: str) -> str:
