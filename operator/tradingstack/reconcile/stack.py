@@ -35,7 +35,7 @@ from tradingstack.components.assess import ConditionUpdate
 from tradingstack.components.observe import ChildrenState, PodState, observe
 from tradingstack.components.postgres import backup_runs, pitr_runs
 from tradingstack.contract import Annotation, Label
-from tradingstack.errors import ApiPermanentError, ApiTemporaryError
+from tradingstack.errors import ApiPermanentError, ApiTemporaryError, DeletionPendingError
 from tradingstack.health.fetch import fetch_health_documents
 from tradingstack.health.rollup import StackHealth, rollup, worst_document
 from tradingstack.kube.actions import Action, Apply, CreateSecret, Delete, MergePatch, PostEvent, key_of
@@ -67,6 +67,7 @@ from tradingstack.reconcile.plan import (
     maintenance_events,
     plan_child_writes,
     plan_follow_ups,
+    plan_patroni_teardown,
     plan_status_write,
     reported_problems,
     retention_writes,
@@ -557,5 +558,12 @@ class StackReconciler:
         certificates = self._plan_certificates(stack, observed_secrets, self._clock())
         secrets = self._generated_secrets(stack) + certificates.secrets
         locks = await self._patroni_locks(stack)
-        writes = [*retention_writes(stack, desired + secrets, children), *lock_writes(stack, locks.values())]
+        teardown = plan_patroni_teardown(stack, children, locks)
+        writes = [
+            *retention_writes(stack, desired + secrets, children),
+            *lock_writes(stack, locks.values()),
+            *teardown.actions,
+        ]
         await self._execute(body, stack, writes)
+        if teardown.waiting_for is not None:
+            raise DeletionPendingError(teardown.waiting_for)
