@@ -22,6 +22,7 @@ BENCHES = {
     "pitr": ["bench/bench_pitr.py"],
     "real-pods": ["bench/bench_real_pods.py"],
     "halt": ["bench/bench_halt.py"],
+    "failover": ["bench/bench_failover.py"],
 }
 
 

@@ -13,6 +13,7 @@ command -v ip >/dev/null || need_apt+=(iproute2)  # network namespaces of the Re
 command -v pgbackrest >/dev/null || need_apt+=(pgbackrest) # point-in-time recovery (tests/component/postgres/test_pitr.py)
 # Patroni clusters (tests/component/postgres/test_patroni.py): Patroni, and python-etcd for its etcd3 DCS there
 [ -x /usr/bin/patroni ] || need_apt+=(patroni)
+command -v dumb-init >/dev/null || need_apt+=(dumb-init) # Patroni's first process in its pods (render/patroni.py)
 /usr/bin/python3 -c 'import etcd' 2>/dev/null || need_apt+=(python3-etcd)
 command -v shellcheck >/dev/null || need_apt+=(shellcheck)
 # the metrics sidecars' exporters (tests/component/metrics run the binaries the images install)

@@ -26,3 +26,12 @@ class ApiPermanentError(Exception):
     def __init__(self, message: str, code: int) -> None:
         super().__init__(message)
         self.code = code
+
+
+class DeletionPendingError(Exception):
+    """A stack's deletion must wait for something to finish first (its Patroni members to stop)."""
+
+    def __init__(self, message: str, delay: float = 3.0) -> None:
+        super().__init__(message)
+        self.delay = delay
+        """Seconds until the deletion is tried again."""

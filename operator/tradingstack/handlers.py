@@ -21,6 +21,7 @@ import kopf
 from tradingstack import API_GROUP, API_VERSION, PLURAL
 from tradingstack.components import watched_kinds
 from tradingstack.contract import Label
+from tradingstack.errors import ApiTemporaryError, DeletionPendingError
 from tradingstack.kube.client import Kube
 from tradingstack.logs import log_context
 from tradingstack.metrics import RECONCILE_ERRORS, STACK_METRICS, STACKS
@@ -194,9 +195,13 @@ async def run_stack(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Mem
 
 @kopf.on.delete(API_GROUP, API_VERSION, PLURAL, registry=registry)
 async def release_stack(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Before garbage collection: what outlives the stack follows the deletionPolicy it has now."""
+    """Before garbage collection: what outlives the stack follows the deletionPolicy it has now. The finalizer stays
+    while the release waits (a Patroni cluster stopping) or the API server cannot answer, and kopf tries again."""
     with log_context(stack=body.metadata.name, namespace=body.metadata.namespace):
-        await memo.reconciler.release(_plain(body))
+        try:
+            await memo.reconciler.release(_plain(body))
+        except (DeletionPendingError, ApiTemporaryError) as err:
+            raise kopf.TemporaryError(str(err), delay=err.delay) from err
 
 
 def _wake(memo: kopf.Memo, namespace: str | None, stack: str | None) -> None:

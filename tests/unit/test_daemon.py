@@ -14,6 +14,7 @@ from prometheus_client import REGISTRY
 
 from tests.unit.test_pass import NOW, ApiServer, condition, example_body, ready_stack, render_failing
 from tradingstack import handlers
+from tradingstack.errors import ApiTemporaryError, DeletionPendingError
 from tradingstack.kube.actions import Obj
 from tradingstack.kube.client import Kube
 from tradingstack.reconcile.stack import StackReconciler
@@ -169,3 +170,23 @@ async def test_while_a_bug_backs_off_only_a_spec_edit_ends_the_wait(monkeypatch:
     wake.set()  # not held: any event wakes the stack
     await asyncio.wait_for(waiting, timeout=1.0)
     await asyncio.wait_for(handlers._wait(asyncio.Event(), 0.01, memo, KEY, hold=True), timeout=1.0)  # the backoff
+
+
+class Waiting:
+    """A release that must wait (a Patroni cluster stopping), then one the API server cannot answer."""
+
+    def __init__(self) -> None:
+        self.errors: list[Exception] = [DeletionPendingError("stopping the members", delay=3.0),
+                                        ApiTemporaryError("connection refused", delay=5.0)]  # fmt: skip
+
+    async def release(self, body: Any) -> None:
+        raise self.errors.pop(0)
+
+
+async def test_a_release_that_must_wait_keeps_the_finalizer_and_is_retried_after_its_delay() -> None:
+    memo = kopf.Memo(reconciler=Waiting())
+    release = cast(Any, handlers.release_stack)  # kopf's decorator types it as a handler of every cause
+    for message, delay in (("stopping the members", 3.0), ("connection refused", 5.0)):
+        with pytest.raises(kopf.TemporaryError, match=message) as raised:
+            await release(body=kopf.Body(cast(Any, example_body())), memo=memo)
+        assert raised.value.delay == delay

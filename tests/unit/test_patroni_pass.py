@@ -20,6 +20,7 @@ from tradingstack import ops
 from tradingstack.api import TradingStackStatus
 from tradingstack.cli import _cmd_postgres_switchover, build_parser
 from tradingstack.contract import Annotation, Label, format_switchover_request, parse_switchover_request
+from tradingstack.errors import DeletionPendingError
 from tradingstack.kube.client import Kube
 from tradingstack.reconcile.retention import patroni_lock_patches
 from tradingstack.reconcile.stack import StackReconciler
@@ -61,12 +62,14 @@ def pod(name: str) -> dict[str, Any]:
 
 
 class PatchingApiServer(ApiServer):
-    """Applies merge patches of owner references, so that a second pass sees them."""
+    """Applies merge patches of owner references and of spec fields (a scale-down), so that a second pass sees
+    them."""
 
     async def merge_patch(self, kind: str, name: str, namespace: str, patch: Mapping[str, Any]) -> None:
         await super().merge_patch(kind, name, namespace, patch)
-        if (kind, name) in self.objects and "metadata" in patch:
-            self.objects[(kind, name)]["metadata"].update(copy.deepcopy(patch["metadata"]))
+        for part in ("metadata", "spec"):
+            if (kind, name) in self.objects and part in patch:
+                self.objects[(kind, name)][part].update(copy.deepcopy(patch[part]))
 
 
 # Lock ConfigMaps and deletionPolicy: pure.
@@ -117,6 +120,47 @@ async def test_a_pass_makes_the_locks_follow_the_policy_and_release_does_at_dele
     assert sorted(call[2] for call in api.calls if call[:2] == ("patch", "ConfigMap")) == sorted(LOCKS)
     assert all("ownerReferences" not in api.objects[("ConfigMap", n)]["metadata"] or
                api.objects[("ConfigMap", n)]["metadata"]["ownerReferences"] == [] for n in LOCKS)  # fmt: skip
+
+
+async def test_deleting_with_delete_stops_the_members_before_it_deletes_the_locks() -> None:
+    """A running member re-creates a lock ConfigMap that garbage collection removed (then without an owner, so it
+    would stay): the release scales the StatefulSet to 0 and keeps the finalizer until no member pod is left, and
+    only then deletes the locks itself. Other ConfigMaps of the same labels are not touched."""
+    api = PatchingApiServer({("ConfigMap", name): lock(name) for name in [*LOCKS, "quant-postgres-unrelated"]})
+    await one_pass(api, body("Delete"))
+    members = [f"{SCOPE}-{i}" for i in range(3)]
+    api.objects.update({("Pod", name): pod(name) for name in members})
+    reconciler = StackReconciler(cast(Kube, api), clock=lambda: NOW, new_password=lambda: "pw", read_data_plane=False)
+
+    api.calls.clear()
+    with pytest.raises(DeletionPendingError, match="stopping the Patroni members"):
+        await reconciler.release(body("Delete"))
+    assert ("patch", "StatefulSet", SCOPE) in api.calls
+    assert api.objects[("StatefulSet", SCOPE)]["spec"]["replicas"] == 0
+    assert not [call for call in api.calls if call[0] == "delete"]
+
+    del api.objects[("Pod", members[2])]  # the StatefulSet stops them one by one
+    api.calls.clear()
+    with pytest.raises(DeletionPendingError, match=f"{members[0]}, {members[1]} to stop"):
+        await reconciler.release(body("Delete"))
+    assert not [call for call in api.calls if call[0] in ("delete", "patch")]
+
+    for name in members[:2]:
+        del api.objects[("Pod", name)]
+    api.calls.clear()
+    await reconciler.release(body("Delete"))
+    assert sorted(call[2] for call in api.calls if call[:2] == ("delete", "ConfigMap")) == sorted(LOCKS)
+    assert ("ConfigMap", "quant-postgres-unrelated") in api.objects
+
+
+async def test_deleting_with_retain_leaves_the_members_to_garbage_collection_and_keeps_the_locks() -> None:
+    api = PatchingApiServer({("ConfigMap", name): lock(name) for name in LOCKS})
+    await one_pass(api, body("Retain"))
+    api.objects[("Pod", f"{SCOPE}-0")] = pod(f"{SCOPE}-0")
+    reconciler = StackReconciler(cast(Kube, api), clock=lambda: NOW, new_password=lambda: "pw", read_data_plane=False)
+    api.calls.clear()
+    await reconciler.release(body("Retain"))
+    assert not [call for call in api.calls if call[0] == "delete" or call[1] == "StatefulSet"]
 
 
 class FakePatroni:

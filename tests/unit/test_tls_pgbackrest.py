@@ -5,10 +5,12 @@ pod rolls by its revision annotation and nothing else does (the backup Jobs read
 from __future__ import annotations
 
 import base64
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
+import pytest
 from cryptography import x509
 
 from tests.unit.test_pass import NOW, ApiServer, example_body
@@ -17,8 +19,9 @@ from tradingstack.api import TradingStack
 from tradingstack.components import render
 from tradingstack.contract import Annotation
 from tradingstack.contract.pgbackrest import CLIENT_CN, TlsFile
-from tradingstack.kube.actions import MergePatch
-from tradingstack.reconcile.stack import new_tls_keys
+from tradingstack.kube.actions import MergePatch, Obj
+from tradingstack.kube.client import Kube
+from tradingstack.reconcile.stack import StackReconciler, new_tls_keys
 from tradingstack.reconcile.tls import PgBackRestTlsPlan, plan_pgbackrest_tls, revision, with_pgbackrest_revision
 from tradingstack.render.certificates import dns_names, load_authority, signed_by
 from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN as DOMAIN
@@ -199,3 +202,42 @@ async def test_one_pass_past_renew_before_renews_and_rolls_the_database_pod_only
         c for c in await one_pass(api, due + timedelta(days=2), pitr_body()) if c[0] in ("create", "apply", "patch")
     ]
     assert writes == []
+
+
+class CountingApiServer(PatchingApiServer):
+    """Also counts the GETs, by kind and name."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gets: Counter[tuple[str, str]] = Counter()
+
+    async def get(self, kind: str, name: str, namespace: str) -> Obj | None:
+        self.gets[kind, name] += 1
+        return await super().get(kind, name, namespace)
+
+
+USERS_TLS = {"issuer": "secret", "postgresSecretName": "pg-tls", "redisSecretName": "redis-tls"}
+
+
+@pytest.mark.parametrize(
+    ("tls_spec", "read_by_both"),
+    [({}, "quantum-trader-tls-ca"), (USERS_TLS, "pg-tls")],
+    ids=["generated-certificates", "users-certificates"],
+)
+async def test_a_tls_and_pitr_pass_reads_each_secret_once(tls_spec: dict[str, str], read_by_both: str) -> None:
+    """Each Secret a pass looks at is read once: the generated ones (credentials, the TLS CA and servers',
+    pgBackRest's) for the certificates' plans and the ownership check alike, the user's TLS Secrets for the
+    certificates' revisions and the check of their keys alike; on the pass that creates them, on a resync, and
+    on release."""
+    api = CountingApiServer()
+    body = pitr_body()
+    body["spec"]["tls"] = {"enabled": True, **tls_spec}
+    for now in (NOW, NOW + timedelta(days=1)):
+        api.gets.clear()
+        await one_pass(api, now, body)
+        assert {"quantum-trader-pgbackrest-tls", read_by_both} <= {name for kind, name in api.gets if kind == "Secret"}
+        assert [key for key, count in api.gets.items() if count > 1] == []
+    api.gets.clear()
+    reconciler = StackReconciler(cast(Kube, api), clock=lambda: NOW, new_password=lambda: "pw", read_data_plane=False)
+    await reconciler.release(body)
+    assert [key for key, count in api.gets.items() if count > 1] == []

@@ -22,6 +22,7 @@ from typing import Any
 
 from tradingstack.api import TradingStack, TradingStackStatus
 from tradingstack.components import prunable_kinds
+from tradingstack.contract import Label
 from tradingstack.kube.actions import (
     Action,
     Apply,
@@ -134,6 +135,42 @@ def lock_writes(stack: TradingStack, locks: Iterable[Obj]) -> list[MergePatch]:
     delete = stack.spec.deletion_policy == "Delete"
     patches = patroni_lock_patches(locks, patroni.lock_config_map_names(stack), owner, delete)
     return [MergePatch(p.kind, p.name, stack.namespace, p.patch) for p in patches]
+
+
+@dataclass(frozen=True)
+class PatroniTeardown:
+    """What the deletion of a stack with deletionPolicy Delete does to its Patroni cluster before garbage
+    collection, and what it waits for."""
+
+    actions: list[Action]
+    waiting_for: str | None
+    """Why the deletion cannot go on yet; None when it can."""
+
+
+def plan_patroni_teardown(
+    stack: TradingStack, children: Mapping[ChildKey, Obj], locks: Iterable[ChildKey]
+) -> PatroniTeardown:
+    """With Delete, Patroni's lock ConfigMaps go with the stack; but a member still running re-creates a lock
+    ConfigMap that garbage collection removed (without an owner, so it would stay). So the members stop first (the
+    StatefulSet scaled to 0: each Patroni stops its server and lets go of the lock), and only once no member pod is
+    left are the locks (`locks`, listed by `render.patroni.lock_selector`) deleted."""
+    postgres = stack.spec.postgres
+    if stack.spec.deletion_policy != "Delete" or not (postgres.enabled and postgres.patroni):
+        return PatroniTeardown([], None)
+    scope = patroni.scope(stack)
+    statefulset = children.get(("StatefulSet", scope))
+    if statefulset is not None and statefulset.get("spec", {}).get("replicas") != 0:
+        scale_down = MergePatch("StatefulSet", scope, stack.namespace, {"spec": {"replicas": 0}})
+        return PatroniTeardown([scale_down], f"stopping the Patroni members of {scope}")
+    members = sorted(
+        name
+        for (kind, name), pod in children.items()
+        if kind == "Pod" and pod["metadata"].get("labels", {}).get(Label.POSTGRES_CLUSTER) == scope
+    )
+    if members:
+        return PatroniTeardown([], f"waiting for the Patroni members {', '.join(members)} to stop")
+    names = set(patroni.lock_config_map_names(stack))
+    return PatroniTeardown([Delete(kind, name, stack.namespace) for kind, name in locks if name in names], None)
 
 
 def plan_follow_ups(

@@ -1,9 +1,10 @@
 """One level-based reconcile pass of a TradingStack.
 
 Every pass does the same thing whatever triggered it (creation, a spec edit, a child changed or deleted by
-hand, the periodic resync, an operator restart): read the stack's children, render what they should be, carry
-out the kill switch (`reconcile.halt`) before anything else can fail, apply only what differs, prune what is no
-longer rendered, observe the rest (the Deployments for the restart run, the sentinels, the services' health, the
+hand, the periodic resync, an operator restart): read the stack's children and, once each, the Secrets it
+generates or references (`_read_secrets`), render what they should be, carry out the kill switch
+(`reconcile.halt`) before anything else can fail, apply only what differs, prune what is no longer rendered,
+observe the rest (the Deployments for the restart run, the sentinels, the services' health, the
 Patroni members), then compute and write the status if it changed. Nothing depends on a previous pass having run,
 so a crash between two steps is repaired by the next pass. Every write is planned by pure code (`reconcile.halt`,
 `reconcile.plan`, `reconcile.restart_runner`, `reconcile.redis_master`, `reconcile.patroni_status`) as typed
@@ -34,7 +35,7 @@ from tradingstack.components.assess import ConditionUpdate
 from tradingstack.components.observe import ChildrenState, PodState, observe
 from tradingstack.components.postgres import backup_runs, pitr_runs
 from tradingstack.contract import Annotation, Label
-from tradingstack.errors import ApiPermanentError, ApiTemporaryError
+from tradingstack.errors import ApiPermanentError, ApiTemporaryError, DeletionPendingError
 from tradingstack.health.fetch import fetch_health_documents
 from tradingstack.health.rollup import StackHealth, rollup, worst_document
 from tradingstack.kube.actions import Action, Apply, CreateSecret, Delete, MergePatch, PostEvent, key_of
@@ -66,6 +67,7 @@ from tradingstack.reconcile.plan import (
     maintenance_events,
     plan_child_writes,
     plan_follow_ups,
+    plan_patroni_teardown,
     plan_status_write,
     reported_problems,
     retention_writes,
@@ -147,6 +149,16 @@ def new_tls_keys() -> TlsKeys:
 def new_private_key() -> ec.EllipticCurvePrivateKey:
     """A fresh EC P-256 key from the system's randomness (the stack's CA and server certificates, `spec.tls`)."""
     return ec.generate_private_key(ec.SECP256R1())
+
+
+def user_secret_problems(stack: TradingStack, observed_secrets: Mapping[str, Obj | None]) -> dict[str, str]:
+    """The Secrets the spec references (`existingSecret`) that are missing or lack keys, with why, from
+    `StackReconciler._read_secrets`. Secrets are not watched: a fixed Secret is seen at the next resync."""
+    return {
+        name: problem
+        for name, keys in referenced_secret_keys(stack).items()
+        if (problem := user_secret_problem(name, observed_secrets[name], keys)) is not None
+    }
 
 
 class StackReconciler:
@@ -234,9 +246,10 @@ class StackReconciler:
             stack.namespace, {Label.STACK: stack.name}, [u.kind for u in listed_kinds()]
         )
         locks = await self._patroni_locks(stack)
-        certificates = await self._plan_certificates(stack, now)
+        observed_secrets = await self._read_secrets(stack)
+        certificates = self._plan_certificates(stack, observed_secrets, now)
         generated = self._generated_secrets(stack)
-        pgbackrest_tls = await self._plan_pgbackrest_tls(stack, generated, now)
+        pgbackrest_tls = self._plan_pgbackrest_tls(stack, observed_secrets, generated, now)
         stamped = with_certificate_revisions(self._render(stack), stack, certificates.revisions)
         stamped = with_pgbackrest_revision(stamped, stack, pgbackrest_tls.revision)
         rendered = [with_applied_hash(obj) for obj in stamped]
@@ -247,14 +260,14 @@ class StackReconciler:
             )
             previous, has_status = interim, True
         desired = objects.desired
-        conflicts = await self._claim(stack, desired, children)
+        conflicts = await self._claim(stack, desired, children, observed_secrets)
         # The kill switch first, before anything else can fail or block (`reconcile.halt`).
         halt = await self._execute(body, stack, plan_halt_writes(stack, desired, children, conflicts, previous.halt))
         children.update(halt.live)
         for action in halt.done:
             if isinstance(action, Delete):
                 children.pop(action.key, None)  # gone: the main batch must not prune it a second time
-        secret_problems = await self._check_user_secrets(stack)
+        secret_problems = user_secret_problems(stack, observed_secrets)
         secrets = generated + certificates.secrets
         await self._renew_certificates(body, stack, certificates, pgbackrest_tls)
         templates = hold_statefulset_templates(desired, children, maintenance_closed(stack, now))
@@ -279,40 +292,54 @@ class StackReconciler:
         await self._execute(body, stack, [*maintenance_events(written, status), *writes])
         return status
 
+    async def _read_secrets(self, stack: TradingStack) -> dict[str, Obj | None]:
+        """By name, the Secrets the stack generates and those its spec references, each read once (the operator
+        may not list Secrets); None for one that does not exist. The certificates' plans, `_claim` and
+        `user_secret_problems` all take this one read, so a pass never sees two versions of a Secret."""
+        names = list(dict.fromkeys([*generated_secret_names(stack), *referenced_secret_keys(stack)]))
+        found = await asyncio.gather(*(self._kube.get("Secret", name, stack.namespace) for name in names))
+        return dict(zip(names, found, strict=True))
+
     async def _claim(
-        self, stack: TradingStack, desired: list[Obj], children: dict[ChildKey, Obj]
+        self,
+        stack: TradingStack,
+        desired: list[Obj],
+        children: dict[ChildKey, Obj],
+        observed_secrets: Mapping[str, Obj | None],
     ) -> dict[ChildKey, NameConflict]:
-        """Reads by name every rendered child the label LIST did not find, and the generated Secrets (the operator
-        may not list Secrets); keeps in `children` only what is the stack's own and returns the rest."""
-        wanted = [key_of(o) for o in desired] + [("Secret", secret) for secret in generated_secret_names(stack)]
-        unseen = [key for key in wanted if key not in children]
+        """Adds to `children` the generated Secrets as `_read_secrets` read them and reads by name every rendered
+        child the label LIST did not find; keeps in `children` only what is the stack's own and returns the rest."""
+        generated = {("Secret", name): observed_secrets[name] for name in generated_secret_names(stack)}
+        children.update({key: secret for key, secret in generated.items() if secret is not None})
+        rendered = [key_of(o) for o in desired]
+        unseen = [key for key in rendered if key not in children]
         found = await asyncio.gather(*(self._kube.get(kind, key, stack.namespace) for kind, key in unseen))
         children.update({key: obj for key, obj in zip(unseen, found, strict=True) if obj is not None})
         conflicts: dict[ChildKey, NameConflict] = {}
-        for key in wanted:
+        for key in [*rendered, *generated]:
             if (found_conflict := conflict(children.get(key), stack.name, stack.metadata.uid)) is not None:
                 conflicts[key] = found_conflict
                 del children[key]  # not ours: never read into the status, never pruned
         return conflicts
 
-    async def _plan_certificates(self, stack: TradingStack, now: datetime) -> CertificatePlan:
-        """Reads the stack's TLS Secrets (`spec.tls`) and decides what to create or issue anew (`reconcile.tls`)."""
+    def _plan_certificates(
+        self, stack: TradingStack, observed_secrets: Mapping[str, Obj | None], now: datetime
+    ) -> CertificatePlan:
+        """What to create or issue anew (`reconcile.tls`) from the stack's TLS Secrets (`spec.tls`) as read."""
         if not tls.enabled(stack):
             return CertificatePlan()
-        generated = tls.generated(stack)
-        live_ca = await self._kube.get("Secret", tls.ca_secret_name(stack), stack.namespace) if generated else None
-        live_servers = {
-            kind: await self._kube.get("Secret", tls.secret_name(stack, kind), stack.namespace)
-            for kind in tls.served_kinds(stack)
-        }
+        live_ca = observed_secrets[tls.ca_secret_name(stack)] if tls.generated(stack) else None
+        live_servers = {kind: observed_secrets[tls.secret_name(stack, kind)] for kind in tls.served_kinds(stack)}
         return plan_certificates(stack, live_ca, live_servers, now, self._new_key, self._domain)
 
-    async def _plan_pgbackrest_tls(self, stack: TradingStack, generated: list[Obj], now: datetime) -> PgBackRestTlsPlan:
-        """Reads the pgBackRest TLS Secret (pitr) and decides whether to issue its certificates anew."""
+    def _plan_pgbackrest_tls(
+        self, stack: TradingStack, observed_secrets: Mapping[str, Obj | None], generated: list[Obj], now: datetime
+    ) -> PgBackRestTlsPlan:
+        """Whether to issue the certificates of the pgBackRest TLS Secret (pitr) anew, from that Secret as read."""
         if not generates_pgbackrest_tls(stack):
             return PgBackRestTlsPlan()
         name = pitr.tls_secret_name(stack)
-        live = await self._kube.get("Secret", name, stack.namespace)
+        live = observed_secrets[name]
         created = next((s for s in generated if s["metadata"]["name"] == name), None)
         return plan_pgbackrest_tls(stack, live, created, now, self._new_tls_keys, self._domain)
 
@@ -351,16 +378,6 @@ class StackReconciler:
         urls = {name: health_url(services[name], ip) for name, ip in canary_pod_ips(stack, state).items()}
         documents = await fetch_health_documents(urls)
         return {name: document.status.value for name, document in documents.items() if document is not None}
-
-    async def _check_user_secrets(self, stack: TradingStack) -> dict[str, str]:
-        """The Secrets the spec references (`existingSecret`) that are missing or lack keys, with why. Secrets
-        are not watched: a fixed Secret is seen at the next resync."""
-        problems: dict[str, str] = {}
-        for name, keys in referenced_secret_keys(stack).items():
-            live = await self._kube.get("Secret", name, stack.namespace)
-            if (problem := user_secret_problem(name, live, keys)) is not None:
-                problems[name] = problem
-        return problems
 
     async def _write_children(
         self,
@@ -536,8 +553,17 @@ class StackReconciler:
             stack.namespace, {Label.STACK: stack.name}, [u.kind for u in listed_kinds()]
         )
         desired = self._render(stack)
-        await self._claim(stack, desired, children)
-        secrets = self._generated_secrets(stack) + (await self._plan_certificates(stack, self._clock())).secrets
+        observed_secrets = await self._read_secrets(stack)
+        await self._claim(stack, desired, children, observed_secrets)
+        certificates = self._plan_certificates(stack, observed_secrets, self._clock())
+        secrets = self._generated_secrets(stack) + certificates.secrets
         locks = await self._patroni_locks(stack)
-        writes = [*retention_writes(stack, desired + secrets, children), *lock_writes(stack, locks.values())]
+        teardown = plan_patroni_teardown(stack, children, locks)
+        writes = [
+            *retention_writes(stack, desired + secrets, children),
+            *lock_writes(stack, locks.values()),
+            *teardown.actions,
+        ]
         await self._execute(body, stack, writes)
+        if teardown.waiting_for is not None:
+            raise DeletionPendingError(teardown.waiting_for)

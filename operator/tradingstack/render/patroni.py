@@ -15,6 +15,7 @@ component test runs the very same text on 127.0.0.1 with its own values, the DCS
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,6 +45,15 @@ BIN_DIR = "/usr/lib/postgresql/15/bin"
 SOCKET_DIR = "/var/run/postgresql"
 PGPASS = "/tmp/pgpass"
 """Patroni writes the replication password file here: the root filesystem is read-only, /tmp is scratch."""
+
+IMAGE_STOP_SIGNAL = signal.SIGINT
+"""The postgres image's STOPSIGNAL (images/postgres/Dockerfile), PostgreSQL's fast shutdown, which the kubelet
+sends to a container's first process when it stops the pod."""
+STOP_COMMAND = ["dumb-init", "--single-child", "--rewrite", f"{IMAGE_STOP_SIGNAL.value}:{signal.SIGTERM.value}"]
+"""What runs Patroni: dumb-init as the container's first process turns the image's stop signal into SIGTERM, on which
+Patroni stops its server and releases the leader lock, so a replica takes over at once. Patroni as the first process
+would fork itself and pass SIGINT on to a child that ignores it: the pod then lived out its grace period, was killed
+holding the lock, and came back under the same name as the leader before the lock lapsed."""
 
 TTL_SECONDS = 30
 """The leader lock's lifetime: a leader that has not renewed it for that long loses it to a replica."""
@@ -100,6 +110,11 @@ def rest_url(host: str, port: int = PATRONI_PORT.number) -> str:
 def pod_labels(stack: TradingStack) -> dict[str, str]:
     """What the pods carry on top of the component's labels: the scope Patroni finds its members by."""
     return {Label.POSTGRES_CLUSTER: scope(stack)}
+
+
+def command() -> list[str]:
+    """The Patroni container's command."""
+    return [*STOP_COMMAND, "patroni", f"{CONFIG_DIR}/{CONFIG_FILE}"]
 
 
 def config(stack: TradingStack, pgdata: str) -> dict[str, Any]:

@@ -267,7 +267,7 @@ def _patroni_container(stack: TradingStack) -> dict[str, Any]:
     return {
         "name": "postgres",
         "image": spec.image,
-        "command": ["patroni", f"{patroni.CONFIG_DIR}/{patroni.CONFIG_FILE}"],
+        "command": patroni.command(),
         "ports": [POSTGRES_PORT.container_port(), PATRONI_PORT.container_port()],
         "env": patroni.env(secret_name(stack)),
         **patroni.probes(),

@@ -47,13 +47,14 @@ def _stack(synchronous: bool) -> TradingStack:
     )
 
 
-def _rendered(stack: TradingStack) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The Patroni configuration from the rendered ConfigMap and the env of the rendered server container."""
+def _rendered(stack: TradingStack) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
+    """The Patroni configuration from the rendered ConfigMap, and the env and command of the rendered server
+    container."""
     objects = {(m["kind"], m["metadata"]["name"]): m for m in render_postgres(stack, stack.owner_reference())}
     config = json.loads(objects[("ConfigMap", patroni.config_map_name(stack))]["data"][patroni.CONFIG_FILE])
     statefulset = objects[("StatefulSet", "quant-postgres")]
-    env: list[dict[str, Any]] = statefulset["spec"]["template"]["spec"]["containers"][0]["env"]
-    return config, env
+    server = statefulset["spec"]["template"]["spec"]["containers"][0]
+    return config, server["env"], server["command"]
 
 
 @pytest.fixture
@@ -108,6 +109,8 @@ class Member:
     rest_port: int
     password: str
     process: subprocess.Popen[bytes] | None = None
+    namespaced: bool = False
+    """Whether `process` is `unshare`, whose child runs the command as PID 1 of a PID namespace."""
 
     @property
     def data(self) -> Path:
@@ -129,20 +132,35 @@ class Member:
             return None
 
     def kill(self) -> None:
-        """SIGKILL to Patroni and to the postmaster it started (a lost pod: no shutdown, no lock release)."""
+        """SIGKILL to the member's processes (a lost pod: no shutdown, no lock release)."""
         assert self.process is not None
-        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
-        os.killpg(self.process.pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError):  # gone already if it was in Patroni's process group
-            os.kill(postmaster, signal.SIGKILL)
+        if self.namespaced:
+            os.killpg(self.process.pid, signal.SIGKILL)  # its PID 1 dies with it, and with that the namespace
+        else:
+            postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+            os.killpg(self.process.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # gone already if it was in Patroni's process group
+                os.kill(postmaster, signal.SIGKILL)
         self.process.wait()
         wait_for(lambda: self.is_primary() is None, timeout=10, interval=0.1, what=f"{self.name} down")
+
+    def stop_as_kubelet(self, grace_seconds: float = 60) -> None:
+        """What the kubelet does to a deleted pod's container: the image's STOPSIGNAL to its first process (the
+        rendered command's), which must exit within the pod's grace period (60 s)."""
+        assert self.process is not None
+        first = self.process.pid
+        if self.namespaced:  # unshare's one child, the namespace's PID 1
+            first = int(Path(f"/proc/{first}/task/{first}/children").read_text().split()[0])
+        os.kill(first, patroni.IMAGE_STOP_SIGNAL)
+        self.process.wait(timeout=grace_seconds)
 
 
 @dataclass
 class Cluster:
     config: dict[str, Any]
     env: list[dict[str, Any]]
+    command: list[str]
+    """The container's command; its last argument, the configuration file, is replaced per member."""
     etcd: str
     run_as: str | None
     members: list[Member] = field(default_factory=list)
@@ -159,15 +177,21 @@ class Cluster:
         pg["parameters"]["unix_socket_directories"] = str(member.base)
         path = member.base / patroni.CONFIG_FILE
         path.write_text(json.dumps(config))
+        command = [*self.command[:-1], str(path)]
+        if self.run_as:
+            # As in the pod, the command is the first process (PID 1) of its own PID namespace, with a /proc of it;
+            # when that process ends, the kernel kills whatever it left behind in the namespace.
+            ids = [f"--reuid={self.run_as}", f"--regid={self.run_as}", "--init-groups"]
+            command = ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", "setpriv", *ids, *command]
         log = open(member.base / "patroni.log", "ab")  # noqa: SIM115 - the child keeps it
         member.process = subprocess.Popen(
-            ["/usr/bin/patroni", str(path)],
+            command,
             env=self._env(member),
-            user=self.run_as,
             start_new_session=True,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+        member.namespaced = bool(self.run_as)
         log.close()
 
     def _env(self, member: Member) -> dict[str, str]:
@@ -213,9 +237,9 @@ def cluster_factory(etcd: str) -> Iterator[Any]:
     top.chmod(0o711)
 
     def make(synchronous: bool) -> Cluster:
-        config, env = _rendered(_stack(synchronous))
+        config, env, command = _rendered(_stack(synchronous))
         assert config["postgresql"]["data_dir"] == PGDATA  # the pod's path, replaced per member below
-        cluster = Cluster(config, env, etcd, run_as)
+        cluster = Cluster(config, env, command, etcd, run_as)
         password = secrets.token_urlsafe(16)
         for i in range(MEMBERS):
             base = top / f"{len(made)}-member-{i}"

@@ -110,3 +110,42 @@ def test_a_killed_leader_fails_over_to_a_replica_and_rejoins(cluster_factory: An
     state = get_json(f"http://127.0.0.1:{leader.rest_port}/patroni")
     assert state is not None and state["role"] == "replica"
     print(f"rejoin: {leader.name} streams from {new_leader.name}; the run took {time.monotonic() - started:.1f}s")
+
+
+def test_a_leader_stopped_as_the_kubelet_stops_it_hands_over_before_its_lock_lapses(cluster_factory: Any) -> None:
+    """A deleted leader pod: the kubelet sends the image's STOPSIGNAL to the container's first process. Patroni
+    must stop its server and release the leader lock, so the synchronous standby is promoted before the lock's
+    ttl would have lapsed (a member killed holding it waits out the ttl, the test above), with every acknowledged
+    commit; the member started again under its name (the StatefulSet's new pod) rejoins as a replica."""
+    cluster: Cluster = cluster_factory(True)
+    leader = wait_for(cluster.primaries, timeout=40, interval=0.5, what="a leader")[0]
+    wait_for(lambda: streaming(leader, MEMBERS - 1, True), timeout=30, interval=0.5, what="replicas")
+    with leader.connect() as conn:
+        conn.execute("CREATE TABLE ticks (id integer PRIMARY KEY)")
+        wait_for(lambda: _replayed(conn), timeout=10, interval=0.2, what="the table on the replicas")
+    checker, writer = Checker(cluster), Writer(leader)
+    checker.start()
+    writer.start()
+    time.sleep(WRITE_SECONDS)
+    stopped_at = time.monotonic()
+    leader.stop_as_kubelet()
+    stopped = time.monotonic() - stopped_at
+    writer.done.set()
+    writer.join(timeout=10)
+    others = [m for m in cluster.members if m is not leader]
+    new_leader = wait_for(
+        lambda: [m for m in others if m.is_primary()], timeout=TIMINGS["ttl"] + 10, interval=0.1, what="a promotion"
+    )[0]
+    takeover = time.monotonic() - stopped_at
+    with new_leader.connect() as conn:
+        present = {row[0] for row in conn.execute("SELECT id FROM ticks").fetchall()}
+    print(f"\nstop: {leader.name} exited {stopped:.1f}s after the stop signal, {new_leader.name} promoted after "
+          f"{takeover:.1f}s (ttl {TIMINGS['ttl']}s); {len(writer.acknowledged)} commits acknowledged")  # fmt: skip
+    assert takeover < TIMINGS["ttl"], "the lock was not released: the replicas waited for it to lapse"
+    assert sorted(set(writer.acknowledged) - present) == [], "an acknowledged commit was lost in the handover"
+    cluster.start(leader)
+    wait_for(lambda: leader.is_primary() is False, timeout=30, interval=0.5, what="the old leader rejoining")
+    wait_for(lambda: streaming(new_leader, MEMBERS - 1, False), timeout=20, interval=0.5, what="it streaming")
+    checker.done.set()
+    checker.join()
+    assert checker.most == 1, "two servers accepted writes at once"

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import signal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +20,8 @@ from tradingstack.render import patroni
 from tradingstack.render.common import PATRONI_PORT
 from tradingstack.render.flows import OPERATOR, Network, component_pods, stack_flows
 from tradingstack.render.postgres import PGDATA, dsn, render_postgres
+
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _objects(stack: TradingStack) -> dict[tuple[str, str], dict[str, Any]]:
@@ -77,7 +82,8 @@ def test_the_pods_run_patroni_with_their_own_account_and_carry_the_scope_patroni
     assert restricted_violations(pod) == []
     assert pod["serviceAccountName"] == "quant-postgres" and pod["automountServiceAccountToken"] is True
     server = pod["containers"][0]
-    assert server["command"] == ["patroni", f"{patroni.CONFIG_DIR}/{patroni.CONFIG_FILE}"]
+    assert server["command"][-2:] == ["patroni", f"{patroni.CONFIG_DIR}/{patroni.CONFIG_FILE}"]
+    assert server["command"][0] == "dumb-init"  # the first process, so Patroni gets SIGTERM (next test)
     assert server["readinessProbe"]["httpGet"] == {"path": Patroni.READINESS_PATH, "port": "patroni"}
     assert server["livenessProbe"]["httpGet"] == {"path": Patroni.LIVENESS_PATH, "port": "patroni"}
     env = {e["name"]: e for e in server["env"]}
@@ -86,6 +92,19 @@ def test_the_pods_run_patroni_with_their_own_account_and_carry_the_scope_patroni
     assert env[PatroniEnv.POSTGRES_CONNECT]["value"] == f"$({PatroniEnv.POD_IP}):5432"
     secret = env[PatroniEnv.REPLICATION_PASSWORD]["valueFrom"]["secretKeyRef"]
     assert secret == {"name": "quant-postgres", "key": "password"}
+
+
+def test_the_kubelets_stop_signal_reaches_patroni_as_sigterm() -> None:
+    """The kubelet stops a container with its image's STOPSIGNAL; dumb-init, the first process, must rewrite exactly
+    that signal into SIGTERM (Patroni's shutdown, which releases the leader lock) and pass it to Patroni alone."""
+    dockerfile = (REPO / "images" / "postgres" / "Dockerfile").read_text()
+    stop = re.search(r"^STOPSIGNAL (\w+)$", dockerfile, re.MULTILINE)
+    assert stop is not None and signal.Signals[stop.group(1)] == patroni.IMAGE_STOP_SIGNAL
+    assert re.search(r"\bdumb-init\b", dockerfile.split("apt-get install", 1)[1].split("&&", 1)[0])
+    command = patroni.command()
+    rewrites = dict(command[i + 1].split(":") for i, arg in enumerate(command) if arg == "--rewrite")
+    assert rewrites == {str(patroni.IMAGE_STOP_SIGNAL.value): str(signal.SIGTERM.value)}
+    assert "--single-child" in command
 
 
 def test_a_changed_configuration_rolls_the_pods() -> None:
