@@ -11,6 +11,8 @@ module; the tests run in file order and the last one deletes it.
   above (the Service and the status follow the leader, the old leader serves as a replica), every commit the
   writer saw acknowledged is on the leader and on both replicas, and no two servers were ever out of recovery at
   the same time.
+- A new pod template (the members' memory limit changed): the replicas' pods are re-created first, the leader is
+  switched over, its pod goes last; the same checks, one write pause.
 - Deleting the stack (Delete): Patroni's lock ConfigMaps, which carry the stack as owner, are garbage-collected.
 
 The checker runs in this process: its connections to the pod IPs (5432) pass the NetworkPolicies unjudged because
@@ -43,6 +45,7 @@ from tests.e2e.test_real_containers import Stack, kill_container, pod_ready
 from tests.fixtures.cluster import Cluster, CommandError, wait_for
 from tests.fixtures.operator import wait_for_condition
 from tradingstack.api import TradingStack
+from tradingstack.components.observe import STATEFULSET_REVISION_LABEL
 from tradingstack.contract import OPERATOR_APP_NAME, Label, Patroni, SecretKey
 from tradingstack.contract.patroni_cluster import RUNNING_STATES
 from tradingstack.render import patroni
@@ -699,6 +702,54 @@ def test_the_switchover_command_moves_the_leader_with_a_short_write_pause(ha: Ha
     wait_failover_recorded(ha, before.leader, after.leader, planned=True)
     wait_event(ha, "PostgresSwitchover", "Normal", [before.leader, after.leader], known)
     assert not [e for e in stack_events(ha, "PostgresFailover") if e["metadata"]["uid"] not in known]
+
+
+def statefulset_revisions(ha: Ha) -> tuple[str | None, dict[str, str | None]]:
+    """The Patroni StatefulSet's updateRevision and each live member pod's template revision."""
+    name = child_name(ha.model, patroni.COMPONENT)
+    update = ha.cluster.kubectl_json("get", "statefulset", name, "-n", ha.namespace).get("status", {})
+    pods = [p for p in ha.stack.pods(ha.selector) if not p["metadata"].get("deletionTimestamp")]
+    return update.get("updateRevision"), {
+        p["metadata"]["name"]: p["metadata"]["labels"].get(STATEFULSET_REVISION_LABEL) for p in pods
+    }
+
+
+def test_a_new_pod_template_rolls_the_replicas_first_and_the_leader_after_a_switchover(ha: Ha) -> None:
+    """A change of the members' pod template (their memory limit) under updateStrategy OnDelete: the operator
+    deletes the replicas' pods one at a time, switches the leader over to a member on the new template (a planned
+    switchover: Normal PostgresSwitchover, no PostgresFailover), and deletes the old leader's pod last. The only
+    write pause is the switchover's; one server out of recovery at a time; every acknowledged commit kept."""
+    before = wait_settled(ha, "the cluster settled before the new template")
+    old_revision, _ = statefulset_revisions(ha)
+    known = event_uids(ha)
+    patch = {"spec": {"postgres": {"resources": {"limits": {"memory": "640Mi"}}}}}
+    with PrimaryChecker(ha) as checker, Writer(ha) as writer:
+        time.sleep(WRITE_BEFORE_SECONDS)
+        changed_at = time.time()
+        ha.stack.kubectl("patch", "tradingstack", NAME, "--type=merge", "-p", json.dumps(patch))
+
+        def rolled() -> bool:
+            update, members = statefulset_revisions(ha)
+            return update != old_revision and len(members) == INSTANCES and set(members.values()) == {update}
+
+        wait_for(rolled, timeout=600, interval=2, what="every member's pod made from the new template")
+        after = wait_settled(ha, "the cluster settled on the new template", leader_not=before.leader)
+        time.sleep(WRITE_BEFORE_SECONDS)
+        written = writer.stop()
+    checker.assert_one_primary()
+    assert_commits_kept(ha, after, written, changed_at)
+    rollouts = sorted((e for e in stack_events(ha, "PostgresRollout") if e["metadata"]["uid"] not in known),
+                      key=lambda e: e["metadata"]["creationTimestamp"])  # fmt: skip
+    deleted = [e["message"].split()[0] for e in rollouts]
+    print(f"new template: pods deleted in the order {deleted}; leader {before.leader} -> {after.leader}; "
+          f"{written.describe()}")  # fmt: skip
+    assert sorted(deleted) == sorted(ha.members) and deleted[-1] == before.leader, deleted
+    wait_event(ha, "PostgresSwitchover", "Normal", [before.leader, after.leader], known)
+    assert not [e for e in stack_events(ha, "PostgresFailover") if e["metadata"]["uid"] not in known]
+    pause, at = written.longest_pause()
+    assert pause <= SWITCHOVER_PAUSE_LIMIT, (
+        f"longest write pause {pause:.2f} s ({at - changed_at:+.2f} s after the change) > {SWITCHOVER_PAUSE_LIMIT} s"
+    )
 
 
 def lock_config_maps(ha: Ha) -> dict[str, dict[str, Any]]:

@@ -57,9 +57,10 @@ NAMESPACED_PERMISSIONS: dict[tuple[str, str], set[str]] = {
     # deleted.
     ("", "secrets"): {"get", "create", "patch"},
     ("", "persistentvolumeclaims"): {"get", "list", "watch", "create", "patch"},
-    # Listed for the backup pods' results, patched for the Redis master label; watched only because the operator
-    # grants that to the Patroni pods' Role (a Role grants only what its creator holds).
-    ("", "pods"): {"list", "watch", "patch"},
+    # Listed for the backup pods' results, patched for the Redis master label, deleted to roll a Patroni member
+    # onto a new template; watched only because the operator grants that to the Patroni pods' Role (a Role grants
+    # only what its creator holds).
+    ("", "pods"): {"list", "watch", "patch", "delete"},
     # The Patroni pods' ServiceAccount, Role and RoleBinding (spec.postgres.instances > 1).
     ("", "serviceaccounts"): APPLIED,
     ("rbac.authorization.k8s.io", "roles"): APPLIED,

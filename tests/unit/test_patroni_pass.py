@@ -19,6 +19,7 @@ from tests.unit.test_pass import NOW, ApiServer
 from tradingstack import ops
 from tradingstack.api import TradingStackStatus
 from tradingstack.cli import _cmd_postgres_switchover, build_parser
+from tradingstack.components.observe import STATEFULSET_REVISION_LABEL
 from tradingstack.contract import Annotation, Label, format_switchover_request, parse_switchover_request
 from tradingstack.errors import DeletionPendingError
 from tradingstack.kube.client import Kube
@@ -55,8 +56,9 @@ def lock(name: str, *owners: Mapping[str, Any]) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta}
 
 
-def pod(name: str) -> dict[str, Any]:
-    labels = {Label.STACK: "quant", Label.NAME: "postgres", Label.COMPONENT: "postgres", Label.POSTGRES_CLUSTER: SCOPE}
+def pod(name: str, revision: str = "r1") -> dict[str, Any]:
+    labels = {Label.STACK: "quant", Label.NAME: "postgres", Label.COMPONENT: "postgres", Label.POSTGRES_CLUSTER: SCOPE,
+              STATEFULSET_REVISION_LABEL: revision}  # fmt: skip
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "trading", "labels": labels},
             "status": {"phase": "Running", "podIP": "127.0.0.1"}}  # fmt: skip
 
@@ -269,6 +271,36 @@ async def test_a_restart_run_restarts_a_replica_first_through_patroni() -> None:
     # The members done reached the API server before Patroni was asked.
     assert fake.status_at_restart is not None
     assert fake.status_at_restart["restarts"]["membersDone"] == ["quant-postgres-0"]
+
+
+async def test_a_new_pod_template_rolls_the_replicas_then_switches_over_then_rolls_the_old_leader() -> None:
+    """The StatefulSet (updateStrategy OnDelete) reports a new revision: each pass deletes one member's pod, the
+    StatefulSet controller (played here) re-creates it from the new template; the leader is switched over first."""
+    async with patroni_stack() as (fake, api, port):
+        await one_pass(api, body(), port)
+        statefulset = api.objects[("StatefulSet", SCOPE)]
+        assert statefulset["spec"]["updateStrategy"] == {"type": "OnDelete"}
+        statefulset["status"] = {"updateRevision": "r2"}
+        steps: list[str] = []
+        for _ in range(6):
+            switchovers = len(fake.switchovers)
+            await one_pass(api, body(), port)
+            deleted = [call[2] for call in api.calls if call[:2] == ("delete", "Pod")]
+            steps += [f"delete {name}" for name in deleted]
+            steps += [f"switchover to {asked['candidate']}" for asked in fake.switchovers[switchovers:]]
+            for name in deleted:
+                api.objects[("Pod", name)] = pod(name, "r2")
+        rolled = [
+            api.objects[("Pod", f"{SCOPE}-{i}")]["metadata"]["labels"][STATEFULSET_REVISION_LABEL] for i in range(3)
+        ]
+    assert steps[:4] == [
+        "delete quant-postgres-0",
+        "delete quant-postgres-2",
+        "switchover to quant-postgres-0",
+        "delete quant-postgres-1",
+    ]
+    assert rolled == ["r2", "r2", "r2"] and len(steps) == 4  # then nothing more to do
+    assert fake.switchovers == [{"leader": "quant-postgres-1", "candidate": "quant-postgres-0"}]
 
 
 # `tradingstack postgres switchover STACK [--to POD]`: the annotation the pass above acts on.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,21 @@ from tradingstack.api import TradingStack, TradingStackStatus
 from tradingstack.api.spec import TradingStackSpec
 from tradingstack.api.status import PlannedSwitchover, PostgresFailover, PostgresMember, PostgresStatus, RestartsStatus
 from tradingstack.components.assess import ConditionUpdate
+from tradingstack.components.observe import STATEFULSET_REVISION_LABEL, ChildrenState, observe
+from tradingstack.contract import Label
 from tradingstack.contract.patroni_cluster import ClusterDocumentError, PatroniCluster, agreed_view, parse_cluster
 from tradingstack.kube.actions import WriteStatus
-from tradingstack.reconcile.patroni_status import SWITCHOVER_EXPIRY, observe_patroni, record_switchover
+from tradingstack.reconcile.patroni_status import (
+    SWITCHOVER_EXPIRY,
+    TEMPLATE_ROLLOUT,
+    PatroniMembersRead,
+    SwitchoverRequest,
+    TemplateRollout,
+    observe_patroni,
+    outdated_members,
+    plan_template_rollout,
+    record_switchover,
+)
 from tradingstack.reconcile.restart_runner import plan_restarts
 from tradingstack.reconcile.restarts import (
     DeploymentObservation,
@@ -38,6 +51,7 @@ from tradingstack.reconcile.switchover import (
     Switchover,
     WaitFor,
     plan_postgres_restart,
+    plan_postgres_rollout,
     plan_switchover,
 )
 
@@ -325,3 +339,94 @@ def test_the_runner_writes_the_members_done_before_the_restart_is_asked_for() ->
     assert write.document["restarts"]["membersDone"] == ["quant-postgres-0"]
     assert write.document["restarts"]["inProgress"] == "postgres"
     assert [type(a).__name__ for a in plan.actions] == ["WriteStatus", "PostEvent"]
+
+
+# A new pod template (updateStrategy OnDelete): the members' pods deleted in the restart's order.
+
+
+def test_a_new_template_reaches_the_replicas_first_then_the_leader_after_a_switchover() -> None:
+    members = ["quant-postgres-0", "quant-postgres-1", "quant-postgres-2"]
+    healthy = cluster()
+    assert plan_postgres_rollout(healthy, members, 3) == RestartMember("quant-postgres-0")
+    assert plan_postgres_rollout(healthy, members[1:], 3) == RestartMember("quant-postgres-2")
+    assert plan_postgres_rollout(healthy, ["quant-postgres-1"], 3) == Switchover("quant-postgres-1", "quant-postgres-0")
+    switched = cluster({"0": {"role": "leader", "lag": None}, "1": {"role": "replica", "lag": 0}})
+    assert plan_postgres_rollout(switched, ["quant-postgres-1"], 3) == RestartMember("quant-postgres-1")
+
+
+def test_the_switchover_of_a_rollout_goes_only_to_a_member_on_the_new_template() -> None:
+    # -0 (the candidate a restart would pick) still runs the old template: the leader waits for -2.
+    assert plan_postgres_rollout(cluster(), ["quant-postgres-0", "quant-postgres-1"], 3) == RestartMember(
+        "quant-postgres-0"
+    )
+    lagging = cluster({"2": {"lag": 5000}})
+    assert plan_postgres_rollout(lagging, ["quant-postgres-1"], 3, max_lag_bytes=1000) == Switchover(
+        "quant-postgres-1", "quant-postgres-0"
+    )
+    assert isinstance(plan_postgres_rollout(lagging, ["quant-postgres-1", "quant-postgres-0"], 3, 1000), RestartMember)
+
+
+def test_a_rollout_waits_for_a_deleted_member_to_come_back_and_for_every_member_to_run() -> None:
+    raw = document()
+    raw["members"] = [m for m in raw["members"] if m["name"] != "quant-postgres-0"]
+    missing = parse_cluster(raw)
+    assert plan_postgres_rollout(missing, ["quant-postgres-1", "quant-postgres-2"], 3) == WaitFor(
+        "2 of 3 members registered with Patroni"
+    )
+    starting = cluster({"0": {"state": "starting"}})
+    assert plan_postgres_rollout(starting, ["quant-postgres-1"], 3) == WaitFor("quant-postgres-0 is starting")
+    assert plan_postgres_rollout(None, ["quant-postgres-1"], 3) == WaitFor("no Patroni member answered")
+
+
+def stack_state(update_revision: str | None, pods: Mapping[str, tuple[str, bool]]) -> ChildrenState:
+    """The Patroni StatefulSet with `update_revision` and its pods: name -> (template revision, being deleted)."""
+    statefulset = {"kind": "StatefulSet", "metadata": {"name": "quant-postgres"}, "spec": {"replicas": 3},
+                   "status": {"updateRevision": update_revision} if update_revision else {}}  # fmt: skip
+    children: dict[tuple[str, str], dict[str, Any]] = {("StatefulSet", "quant-postgres"): statefulset}
+    for name, (revision, deleting) in pods.items():
+        labels = {Label.POSTGRES_CLUSTER: "quant-postgres", STATEFULSET_REVISION_LABEL: revision}
+        meta: dict[str, Any] = {"name": name, "labels": labels}
+        if deleting:
+            meta["deletionTimestamp"] = "2026-12-07T12:00:00Z"
+        children[("Pod", name)] = {"kind": "Pod", "metadata": meta, "status": {"phase": "Running"}}
+    return observe(children)
+
+
+def test_outdated_members_are_the_live_pods_of_the_cluster_made_from_another_revision() -> None:
+    stack = TradingStack(metadata={"name": "quant", "namespace": "trading"}, spec=TradingStackSpec.model_validate(
+        {"postgres": {"instances": 3}, "services": []}))  # fmt: skip
+    pods = {"quant-postgres-0": ("r2", False), "quant-postgres-1": ("r1", False), "quant-postgres-2": ("r1", True)}
+    assert outdated_members(stack, stack_state("r2", pods)) == ["quant-postgres-1"]
+    assert outdated_members(stack, stack_state(None, pods)) == []  # no revision reported yet
+    assert outdated_members(stack, stack_state("r1", pods)) == ["quant-postgres-0"]
+
+
+def test_a_rollout_step_yields_to_a_requested_switchover_and_records_its_own_as_planned() -> None:
+    read = PatroniMembersRead({}, cluster(), ["quant-postgres-1"])
+    asked = SwitchoverRequest(PostgresStatus(), Switchover("quant-postgres-1", "quant-postgres-2"))
+    assert plan_template_rollout(asked, read, 3, NOW) == TemplateRollout(asked)
+    rollout = plan_template_rollout(SwitchoverRequest(PostgresStatus()), read, 3, NOW)
+    assert rollout.delete is None and rollout.request.switchover == Switchover("quant-postgres-1", "quant-postgres-0")
+    planned = rollout.request.postgres.switchover
+    assert planned is not None and planned.reason == TEMPLATE_ROLLOUT and planned.candidate == "quant-postgres-0"
+    replica = plan_template_rollout(SwitchoverRequest(PostgresStatus()), replace(read, outdated=["quant-postgres-2"]),
+                                    3, NOW)  # fmt: skip
+    assert replica.delete == "quant-postgres-2" and replica.request.switchover is None
+    assert [(e.event_type, e.reason) for e in replica.request.events] == [("Normal", "PostgresRollout")]
+    assert plan_template_rollout(SwitchoverRequest(PostgresStatus()), replace(read, outdated=[]), 3, NOW).delete is None
+
+
+def test_a_replica_down_on_an_old_template_is_deleted_first_so_a_mended_template_can_replace_it() -> None:
+    # -2 failed on the previous template (start failed); the spec was mended: its pod goes first, whatever else.
+    failed = cluster({"2": {"state": "start failed"}, "0": {"state": "starting"}})
+    assert plan_postgres_rollout(failed, ["quant-postgres-1", "quant-postgres-2"], 3) == RestartMember(
+        "quant-postgres-2"
+    )
+    raw = document()
+    raw["members"] = [m for m in raw["members"] if m["name"] != "quant-postgres-2"]  # never registered
+    assert plan_postgres_rollout(parse_cluster(raw), ["quant-postgres-2"], 3) == RestartMember("quant-postgres-2")
+    # Never the leader, and nothing while Patroni is paused.
+    down_leader = cluster({"1": {"state": "stopped"}})
+    assert plan_postgres_rollout(down_leader, ["quant-postgres-1"], 3) == WaitFor("quant-postgres-1 is stopped")
+    paused = parse_cluster({**document({"2": {"state": "start failed"}}), "pause": True})
+    assert plan_postgres_rollout(paused, ["quant-postgres-2"], 3) == WaitFor("Patroni is paused")

@@ -20,6 +20,8 @@ ChildKey = tuple[str, str]
 """(kind, name), as the pass keys its children."""
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet")
+STATEFULSET_REVISION_LABEL = "controller-revision-hash"
+"""The label the StatefulSet controller puts on each pod: the ControllerRevision of the template it was made from."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,9 @@ class WorkloadState:
     applied by an operator that records revisions)."""
     canary: bool = False
     """Label.CANARY is `true`: a service's canary Deployment (`reconcile.rollout`)."""
+    update_revision: str | None = None
+    """A StatefulSet's status.updateRevision: the ControllerRevision of its current pod template, which its pods
+    carry as STATEFULSET_REVISION_LABEL once they run it."""
 
     @property
     def rolled_out(self) -> bool:
@@ -99,6 +104,7 @@ def workload_state(obj: Child) -> WorkloadState:
         ),
         revision=(metadata.get("annotations") or {}).get(Annotation.REVISION),
         canary=labels.get(Label.CANARY) == "true",
+        update_revision=status.get("updateRevision"),
     )
 
 

@@ -37,7 +37,13 @@ COMPONENT = Component(
             "restore Jobs (applied) and the CLI's list/restore Jobs (created, then polled)",
             apply_rank=8,
         ),
-        uses("Pod", "v1", "pods", "list", "termination messages of the backup tool's pods"),
+        uses(
+            "Pod",
+            "v1",
+            "pods",
+            "list delete",
+            "termination messages of the backup tool's pods; a Patroni member's pod deleted to roll a new template",
+        ),
         uses("ServiceAccount", "v1", "serviceaccounts", APPLIED, "the Patroni pods' identity", apply_rank=2),
         uses("Role", "rbac.authorization.k8s.io/v1", "roles", APPLIED, "what the Patroni pods may do", apply_rank=2),
         uses(

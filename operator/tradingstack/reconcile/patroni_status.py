@@ -10,18 +10,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from tradingstack.api import TradingStack
 from tradingstack.api.status import PlannedSwitchover, PostgresFailover, PostgresMember, PostgresStatus
 from tradingstack.components.assess import ConditionUpdate
-from tradingstack.components.observe import PodState
+from tradingstack.components.observe import STATEFULSET_REVISION_LABEL, ChildrenState, PodState
 from tradingstack.contract import Annotation, Label, parse_switchover_request
 from tradingstack.contract.patroni_cluster import RUNNING_STATES, PatroniCluster
 from tradingstack.kube.actions import PostEvent
-from tradingstack.reconcile.switchover import Done, Refuse, Switchover, WaitFor, plan_switchover
+from tradingstack.reconcile.switchover import (
+    Done,
+    Refuse,
+    RestartMember,
+    Switchover,
+    WaitFor,
+    plan_postgres_rollout,
+    plan_switchover,
+)
+from tradingstack.render.common import child_name
+from tradingstack.render.patroni import COMPONENT
 from tradingstack.render.patroni import scope as patroni_scope
 
 SWITCHOVER_EXPIRY = timedelta(minutes=5)
@@ -139,6 +149,37 @@ class PatroniMembersRead:
 
     urls: Mapping[str, str]
     cluster: PatroniCluster | None
+    outdated: Sequence[str] = ()
+    """The members whose pod runs an older template than the StatefulSet's (`outdated_members`)."""
+
+
+TEMPLATE_ROLLOUT = "rolling update of the pod template"
+
+
+@dataclass(frozen=True)
+class TemplateRollout:
+    """The pass's step of a new pod template: `request` with the switchover it plans, if any; `delete` the member
+    whose pod to delete (the StatefulSet re-creates it from the new template)."""
+
+    request: SwitchoverRequest
+    delete: str | None = None
+
+
+def plan_template_rollout(
+    request: SwitchoverRequest, members: PatroniMembersRead, instances: int, now: datetime
+) -> TemplateRollout:
+    """The next step of moving `members.outdated` onto the new template (`plan_postgres_rollout`: replicas first,
+    then a switchover recorded as planned, then the old leader), unless `request` already asks for a switchover."""
+    if request.switchover is not None or not members.outdated:
+        return TemplateRollout(request)
+    match plan_postgres_rollout(members.cluster, members.outdated, instances):
+        case RestartMember(member):
+            message = f"{member} deleted to start on the new pod template ({len(members.outdated)} of {instances} left)"
+            event = PostEvent("Normal", "PostgresRollout", message)
+            return TemplateRollout(replace(request, events=[*request.events, event]), delete=member)
+        case Switchover(leader, candidate):
+            return TemplateRollout(planned_switchover(request, leader, candidate, now, TEMPLATE_ROLLOUT))
+    return TemplateRollout(request)
 
 
 def switchover_failed(postgres: PostgresStatus, switchover: Switchover, answer: str) -> SwitchoverRequest:
@@ -156,3 +197,20 @@ def member_ips(stack: TradingStack, pods: Iterable[PodState]) -> dict[str, str]:
         for pod in pods
         if pod.labels.get(Label.POSTGRES_CLUSTER) == scope and pod.ip and not pod.deleting
     }
+
+
+def outdated_members(stack: TradingStack, state: ChildrenState) -> list[str]:
+    """The Patroni members whose pod was made from an older template than the StatefulSet's current one (its
+    status.updateRevision), by name; none while the StatefulSet reports no revision."""
+    statefulset = state.workload("StatefulSet", child_name(stack, COMPONENT))
+    revision = statefulset.update_revision if statefulset is not None else None
+    if revision is None:
+        return []
+    scope = patroni_scope(stack)
+    return sorted(
+        pod.name
+        for pod in state.pods
+        if pod.labels.get(Label.POSTGRES_CLUSTER) == scope
+        and not pod.deleting
+        and pod.labels.get(STATEFULSET_REVISION_LABEL) != revision
+    )

@@ -56,7 +56,9 @@ from tradingstack.reconcile.patroni_status import (
     PatroniObservation,
     member_ips,
     observe_patroni,
+    outdated_members,
     plan_requested_switchover,
+    plan_template_rollout,
     planned_switchover,
     switchover_failed,
 )
@@ -470,7 +472,7 @@ class StackReconciler:
         postgres = backup.postgres if backup else previous.postgres
         written, patroni = restarts.written, None
         if members is not None:
-            cluster = PatroniMembersRead(urls, members.cluster)
+            cluster = PatroniMembersRead(urls, members.cluster, outdated_members(stack, state))
             written, patroni = await self._patroni(body, stack, written, has_status, postgres, cluster, restarts, now)
             postgres = patroni.postgres
         observations = Observations(
@@ -514,6 +516,12 @@ class StackReconciler:
         request = plan_requested_switchover(trigger, postgres, cluster, now)
         if request.switchover is None and isinstance(step, SwitchoverPostgres):
             request = planned_switchover(request, step.leader, step.candidate, now, f"restart run {step.run_id}")
+        if step is None:  # a restart run's step first, a new pod template on a later pass
+            rollout = plan_template_rollout(request, members, stack.spec.postgres.instances, now)
+            request = rollout.request
+            if rollout.delete is not None:
+                await self._execute(body, stack, [Delete("Pod", rollout.delete, stack.namespace)])
+                cluster = await read_cluster(list(urls.values()))
         events += request.events
         if (switchover := request.switchover) is not None:
             interim = written.model_copy(update={"postgres": request.postgres})

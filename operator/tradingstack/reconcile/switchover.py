@@ -6,6 +6,9 @@
   leader over to a replica already restarted, and only then restart the old leader (a replica by then). The
   only write pause is the switchover's. Level-based: the caller keeps the names restarted so far (the planner
   decides the next step from them and the live members), so an interrupted run resumes where it stopped.
+- `plan_postgres_rollout`: a new pod template of the StatefulSet (updateStrategy OnDelete) reaches the members in
+  the same order, a member's "restart" being the deletion of its pod (the StatefulSet re-creates it from the new
+  template). Level-based on the pods' template revisions.
 - `plan_switchover`: the one switchover `tradingstack postgres switchover STACK [--to POD]` asks for.
 
 Nothing is done while a member's server does not run (one member down at a time) or while Patroni is paused.
@@ -73,15 +76,23 @@ def switchover_candidate(
     return min(eligible, key=lambda m: (not m.is_sync, m.lag_bytes or 0, m.name), default=None)
 
 
-def _blocked(cluster: PatroniCluster | None) -> WaitFor | PatroniMember:
-    """Why nothing may be done now, else the leader."""
+def _unsteered(cluster: PatroniCluster | None) -> WaitFor | None:
+    """Why the cluster cannot be steered at all now: nobody answers, Patroni is paused, or there is no leader."""
     if cluster is None:
         return WaitFor("no Patroni member answered")
     if cluster.paused:
         return WaitFor("Patroni is paused")
-    leader = cluster.leader
-    if leader is None:
+    if cluster.leader is None:
         return WaitFor("the cluster has no leader")
+    return None
+
+
+def _blocked(cluster: PatroniCluster | None) -> WaitFor | PatroniMember:
+    """Why nothing may be done now, else the leader."""
+    if (unsteered := _unsteered(cluster)) is not None:
+        return unsteered
+    assert cluster is not None and cluster.leader is not None
+    leader = cluster.leader
     if down := [f"{m.name} is {m.state or 'unknown'}" for m in cluster.members if not m.running]:
         return WaitFor(", ".join(down))
     return leader
@@ -104,6 +115,31 @@ def plan_postgres_restart(
             return WaitFor(f"no restarted replica within {max_lag_bytes} bytes of {leader.name} to switch over to")
         return Switchover(leader.name, candidate.name)
     return Done(leader.name)
+
+
+def plan_postgres_rollout(
+    cluster: PatroniCluster | None,
+    outdated: Collection[str],
+    instances: int,
+    max_lag_bytes: int = MAXIMUM_LAG_ON_FAILOVER,
+) -> PostgresStep:
+    """The next step of moving the members onto the StatefulSet's new pod template: `outdated` are the member pods
+    made from an older one, `instances` the members the spec asks for. `RestartMember` means: delete that pod.
+    A replica on an old template that does not run goes first, whatever the others do: it serves nothing, and
+    only its re-creation can bring it back (a template that made it fail, then mended). Otherwise waits while a
+    member is missing (a deleted pod not re-created yet, or not yet registered with Patroni) or down."""
+    if (unsteered := _unsteered(cluster)) is not None:
+        return unsteered
+    assert cluster is not None
+    registered = {m.name: m for m in cluster.members}
+    for name in sorted(outdated):
+        member = registered.get(name)
+        if member is None or (not member.running and not member.is_leader):
+            return RestartMember(name)
+    if len(cluster.members) < instances:
+        return WaitFor(f"{len(cluster.members)} of {instances} members registered with Patroni")
+    updated = [m.name for m in cluster.members if m.name not in outdated]
+    return plan_postgres_restart(cluster, updated, max_lag_bytes)
 
 
 def plan_switchover(

@@ -419,6 +419,9 @@ def _patroni_statefulset(stack: TradingStack, owner: OwnerReference) -> Manifest
         config=patroni.config_files(stack, PGDATA),
         data=spec.storage,
         pod_labels=patroni.pod_labels(stack),
+        # A new pod template reaches the members as the operator deletes their pods, the replicas first and the
+        # leader after a switchover (`reconcile.switchover.plan_postgres_rollout`), not highest ordinal first.
+        updateStrategy={"type": "OnDelete"},
     )
 
 
