@@ -230,8 +230,11 @@ Acknowledged commits lost across the {sum(len(f.seconds) for f in ha_faults)} ki
 {acknowledged} (synchronous mode; every commit the writer saw acknowledged looked up on the leader afterwards).
 Never two servers out of recovery at once (the checker's runs of `pg_is_in_recovery() = false` never overlapped).
 
-Which settings decide it: a killed container is restarted by the kubelet at once and Patroni, still holding the
-lock (ttl), restarts its server in place (crash recovery), unless the lock lapses first; a deleted leader's
+Which settings decide it: a killed container is restarted by the kubelet, at once or after a restart back-off
+(kills of 12 to 14 s met one of 10 s: the kubelet logged `back-off 10s restarting failed container=postgres` for
+them, although each was the first crash of its pod; one run of this bench on 2026-12-07 met none, p95 3.05 s,
+the next met four), and Patroni, still holding the lock (ttl), restarts its server in place (crash recovery),
+unless the lock lapses first; a deleted leader's
 Patroni stops its server and releases the lock, and the synchronous standby takes it at its next loop (the
 leader key is watched, so within loop_wait); a switchover is one demotion and one promotion. A lost node (no
 release) costs up to ttl + loop_wait.
