@@ -189,14 +189,15 @@ def switchover_failed(postgres: PostgresStatus, switchover: Switchover, answer: 
     return SwitchoverRequest(failed, events=[PostEvent("Warning", "PostgresSwitchoverFailed", message)])
 
 
-def member_ips(stack: TradingStack, pods: Iterable[PodState]) -> dict[str, str]:
-    """The Patroni members' pod IPs by pod name (the pods of the cluster's scope that have one)."""
+def member_pods(stack: TradingStack, pods: Iterable[PodState]) -> list[PodState]:
+    """The Patroni members' live pods: those of the cluster's scope not being deleted."""
     scope = patroni_scope(stack)
-    return {
-        pod.name: pod.ip
-        for pod in pods
-        if pod.labels.get(Label.POSTGRES_CLUSTER) == scope and pod.ip and not pod.deleting
-    }
+    return [pod for pod in pods if pod.labels.get(Label.POSTGRES_CLUSTER) == scope and not pod.deleting]
+
+
+def member_ips(stack: TradingStack, pods: Iterable[PodState]) -> dict[str, str]:
+    """The Patroni members' pod IPs by pod name (the live member pods that have one)."""
+    return {pod.name: pod.ip for pod in member_pods(stack, pods) if pod.ip}
 
 
 def outdated_members(stack: TradingStack, state: ChildrenState) -> list[str]:
@@ -206,11 +207,6 @@ def outdated_members(stack: TradingStack, state: ChildrenState) -> list[str]:
     revision = statefulset.update_revision if statefulset is not None else None
     if revision is None:
         return []
-    scope = patroni_scope(stack)
     return sorted(
-        pod.name
-        for pod in state.pods
-        if pod.labels.get(Label.POSTGRES_CLUSTER) == scope
-        and not pod.deleting
-        and pod.labels.get(STATEFULSET_REVISION_LABEL) != revision
+        pod.name for pod in member_pods(stack, state.pods) if pod.labels.get(STATEFULSET_REVISION_LABEL) != revision
     )
