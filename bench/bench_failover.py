@@ -135,6 +135,11 @@ def delete(ha: Ha, pod: str) -> None:
     wait_for(lambda: pod_uid(ha, pod) not in (None, uid), timeout=180, interval=0.5, what=f"{pod} re-created")
 
 
+def wait_ready(ha: Ha, pod: str, what: str) -> None:
+    wait_for(lambda: pod_ready(ha.cluster.kubectl_json("get", "pod", pod, "-n", ha.namespace)),
+             timeout=180, interval=0.5, what=what)  # fmt: skip
+
+
 def baseline_fault(single: Ha, fault: Fault) -> None:
     """The single server's container killed while the writer commits; the kubelet restarts it."""
     pod = f"{child_name(single.model, patroni.COMPONENT)}-0"
@@ -142,16 +147,14 @@ def baseline_fault(single: Ha, fault: Fault) -> None:
         time.sleep(WRITE_BEFORE_SECONDS)
         fault_at = time.time()
         kill(single, pod)
-        wait_for(lambda: pod_ready(single.cluster.kubectl_json("get", "pod", pod, "-n", single.namespace)),
-                 timeout=180, interval=0.5, what=f"{pod} ready again")  # fmt: skip
+        wait_ready(single, pod, f"{pod} ready again")
         time.sleep(WRITE_BEFORE_SECONDS)
         written = writer.stop()
     fault.record(fault_at, written, 0, "restarted by the kubelet")
     # Not measured: the pod re-created, so that the next kill meets a container that never crashed (the
     # kubelet's CrashLoopBackOff would delay its restart by 10 s, 20 s, 40 s, ...).
     delete(single, pod)
-    wait_for(lambda: pod_ready(single.cluster.kubectl_json("get", "pod", pod, "-n", single.namespace)),
-             timeout=180, interval=0.5, what=f"{pod} re-created and ready")  # fmt: skip
+    wait_ready(single, pod, f"{pod} re-created and ready")
 
 
 def main() -> None:
