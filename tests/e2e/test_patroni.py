@@ -14,6 +14,8 @@ module; the tests run in file order and the last one deletes it.
 - A new pod template (the members' memory limit changed): the replicas' pods are re-created first, the leader is
   switched over, its pod goes last; the same checks, one write pause.
 - Deleting the stack (Delete): Patroni's lock ConfigMaps, which carry the stack as owner, are garbage-collected.
+- Then a second stack, two members archiving to S3 with pgBackRest: a backup, a failover onto a new timeline, a
+  backup of the new leader, and one server restored from the repository with the rows of both timelines.
 
 The checker runs in this process: its connections to the pod IPs (5432) pass the NetworkPolicies unjudged because
 the tests' own clients run as root on the node's host (hack/node.sh, chain TS-NETPOL; docs/cluster.md), so it
@@ -34,23 +36,26 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
+from tests.component.postgres.pitr import STANZA_CREATED
 from tests.e2e.helpers import ChartInstaller
+from tests.e2e.s3 import s3_for_pods
 from tests.e2e.test_chart_install import stack_status
-from tests.e2e.test_real_containers import Stack, kill_container, pod_ready
+from tests.e2e.test_real_containers import Stack, kill_container, pod_ready, run_cronjob
 from tests.fixtures.cluster import Cluster, CommandError, wait_for
 from tests.fixtures.operator import wait_for_condition
 from tradingstack.api import TradingStack
 from tradingstack.components.observe import STATEFULSET_REVISION_LABEL
 from tradingstack.contract import OPERATOR_APP_NAME, Label, Patroni, SecretKey
 from tradingstack.contract.patroni_cluster import RUNNING_STATES
-from tradingstack.render import patroni
+from tradingstack.render import patroni, pitr
 from tradingstack.render.common import POSTGRES_PORT, child_name
-from tradingstack.render.postgres import secret_name
+from tradingstack.render.postgres import PITR_DIFF, PITR_FULL, secret_name
 
 # The first test also waits for the module's stack: three members started one after the other (OrderedReady),
 # the replicas from a base backup, on a node the earlier modules loaded.
@@ -113,7 +118,7 @@ class Ha:
     @property
     def members(self) -> list[str]:
         """The StatefulSet's pods, `<stack>-postgres-<ordinal>`."""
-        return [f"{child_name(self.model, patroni.COMPONENT)}-{i}" for i in range(INSTANCES)]
+        return [f"{child_name(self.model, patroni.COMPONENT)}-{i}" for i in range(self.model.spec.postgres.instances)]
 
     @property
     def selector(self) -> str:
@@ -176,7 +181,7 @@ def diagnose(ha: Ha) -> str:
     """What a failed wait leaves to read: the stack's conditions and status.postgres, each member's pod (role,
     readiness, restarts) with the tail of its log, and the operator's log tail."""
     lines = []
-    result = ha.cluster.kubectl("get", "tradingstack", NAME, "-n", ha.namespace, "-o", "json", check=False)
+    result = ha.cluster.kubectl("get", "tradingstack", ha.model.name, "-n", ha.namespace, "-o", "json", check=False)
     if result.returncode == 0:
         status = json.loads(result.stdout).get("status", {})
         conditions = {c["type"]: f"{c['status']} {c.get('reason', '')}" for c in status.get("conditions", [])}
@@ -226,7 +231,7 @@ def observe(ha: Ha, credentials: dict[str, str]) -> tuple[Settled | None, str]:
     leaders = sorted(name for name, role in roles.items() if role == Patroni.LEADER_ROLE)
     replicas = sorted(name for name, role in roles.items() if role == Patroni.REPLICA_ROLE)
     read_write, read_only = ready_endpoints(ha, ha.read_write_service), ready_endpoints(ha, ha.replicas_service)
-    postgres = stack_status(ha.cluster, ha.namespace, NAME).get("postgres", {})
+    postgres = stack_status(ha.cluster, ha.namespace, ha.model.name).get("postgres", {})
     status_replicas = {r["name"]: r.get("state") for r in postgres.get("replicas", [])}
     members = {n: (roles[n], ready[n]) for n in sorted(roles)}
     seen = (
@@ -234,7 +239,8 @@ def observe(ha: Ha, credentials: dict[str, str]) -> tuple[Settled | None, str]:
         f"{read_write}; {ha.replicas_service} -> {read_only}; status.postgres.leader {postgres.get('leader')}, "
         f"replicas {status_replicas}"
     )
-    if sorted(roles) != ha.members or not all(ready.values()) or len(leaders) != 1 or len(replicas) != INSTANCES - 1:
+    shape = len(leaders) == 1 and len(replicas) == len(ha.members) - 1
+    if sorted(roles) != ha.members or not all(ready.values()) or not shape:
         return None, seen
     leader = leaders[0]
     if read_write != [leader] or read_only != replicas:
@@ -527,7 +533,7 @@ def assert_commits_kept(ha: Ha, settled: Settled, written: Written, fault_at: fl
 
 def stack_events(ha: Ha, reason: str) -> list[dict[str, Any]]:
     events = ha.cluster.kubectl_json("get", "events", "-n", ha.namespace,
-                                     "--field-selector", f"involvedObject.name={NAME}")["items"]  # fmt: skip
+                                     "--field-selector", f"involvedObject.name={ha.model.name}")["items"]  # fmt: skip
     return [e for e in events if e.get("reason") == reason]
 
 
@@ -551,7 +557,7 @@ def event_uids(ha: Ha) -> set[str]:
 
 
 def postgres_status(ha: Ha) -> dict[str, Any]:
-    return dict(stack_status(ha.cluster, ha.namespace, NAME).get("postgres", {}))
+    return dict(stack_status(ha.cluster, ha.namespace, ha.model.name).get("postgres", {}))
 
 
 def wait_failover_recorded(ha: Ha, old: str, new: str, planned: bool) -> dict[str, Any]:
@@ -796,3 +802,111 @@ def test_deleting_the_stack_deletes_the_lock_config_maps(ha: Ha) -> None:
         pods = [p["metadata"]["name"] for p in ha.stack.pods(ha.selector)]
         deleted = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(deleted_at))
         raise AssertionError(f"{err}; stack deleted at {deleted}, left: {left}, pods {pods}") from err
+
+
+PITR_NAME = "pitr-ha"
+PITR_ROWS = 50
+"""Rows committed on each side of the failover: on the first leader's timeline, then on the promoted replica's."""
+PITR_TABLE = "pitr_rows"
+
+
+def pitr_document(namespace: str, s3: dict[str, Any], instances: int) -> dict[str, Any]:
+    """A stack archiving to the test's S3 server: a Patroni cluster of `instances`, or one server restoring from
+    the repository. Retain, so that its Secrets (the repository's passphrase) outlive it."""
+    document = stack_document(namespace)
+    document["metadata"]["name"] = PITR_NAME
+    document["spec"]["deletionPolicy"] = "Retain"
+    pitr = {"enabled": True, "volume": False, "s3": s3, "archiveTimeoutSeconds": 10}
+    postgres: dict[str, Any] = {"instances": instances, "backup": {"enabled": False}, "pitr": pitr}
+    postgres |= {"synchronous": True} if instances > 1 else {"restore": {"from": "latest"}}
+    document["spec"]["postgres"] = postgres
+    return document
+
+
+def last_archived(ha: Ha, ip: str) -> str:
+    """The last WAL file the server at `ip` archived since it started."""
+    with ha.connect(ip, ha.credentials()) as conn:
+        row = conn.execute("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def sidecar_log(ha: Ha, pod: str) -> str:
+    return ha.stack.kubectl("logs", pod, "-c", pitr.SIDECAR_NAME, check=False)
+
+
+def wait_stanza_created(ha: Ha, pod: str) -> None:
+    """The member's sidecar ran stanza-create, which it does once its server leads."""
+    wait_for(lambda: STANZA_CREATED in sidecar_log(ha, pod), timeout=180, interval=3,
+             what=f"stanza-create by {pod}'s sidecar")  # fmt: skip
+
+
+def insert_rows(ha: Ha, ip: str, numbers: range) -> str:
+    """Commits each number as its own transaction on the member at `ip`; the WAL timeline it wrote them on."""
+    with ha.connect(ip, ha.credentials()) as conn:
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {PITR_TABLE} (n int PRIMARY KEY)")
+        for n in numbers:
+            conn.execute(f"INSERT INTO {PITR_TABLE} (n) VALUES (%s)", (n,))  # noqa: S608 - a constant table name
+        row = conn.execute("SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+@pytest.mark.timeout(1500)
+def test_a_cluster_archives_across_a_failover_and_a_restore_replays_both_timelines(ha: Ha, tmp_path: Path) -> None:
+    """pgBackRest with Patroni (issue 20 item 4): a two-member cluster archives to S3 from its leader, whose sidecar
+    created the stanza (the replica's waits), and the full backup Job backs up the leader through the read-write
+    Service; rows are committed, the leader's pod is deleted, the replica is promoted onto a new timeline (its
+    sidecar now runs stanza-create, a no-op on the existing stanza) and more rows are committed there, archived
+    by the new leader; a differential backup Job then reaches the new leader. The stack and its volumes are
+    deleted and one server restores from the repository to the end of the archive: every row of both timelines
+    is back."""
+    with s3_for_pods(ha.cluster, ha.namespace, tmp_path) as s3:
+        document = pitr_document(ha.namespace, s3, instances=2)
+        cluster = Ha(ha.stack, TradingStack.model_validate(document))
+        ha.cluster.apply(document, namespace=ha.namespace)
+        try:
+            try:
+                wait_for_condition(ha.cluster, ha.namespace, PITR_NAME, "Ready", "True", READY_TIMEOUT)
+            except AssertionError as err:
+                raise AssertionError(f"{err}\n{diagnose(cluster)}") from err
+            first = wait_settled(cluster, "one leader and a streaming replica, archiving")
+            wait_stanza_created(ha, first.leader)
+            full = run_cronjob(ha.stack, f"{PITR_NAME}-{PITR_FULL}")
+            old_timeline = insert_rows(cluster, first.ips[first.leader], range(1, PITR_ROWS + 1))
+            replica = first.replicas[0]
+            assert STANZA_CREATED not in sidecar_log(ha, replica), "a replica's sidecar waits for its promotion"
+
+            ha.stack.kubectl("delete", "pod", first.leader, "--wait=false")
+            second = wait_settled(cluster, f"{replica} leading after {first.leader}'s pod was deleted",
+                                  leader_not=first.leader)  # fmt: skip
+            wait_stanza_created(ha, second.leader)
+            new_timeline = insert_rows(cluster, second.ips[second.leader], range(PITR_ROWS + 1, 2 * PITR_ROWS + 1))
+            assert new_timeline > old_timeline, f"no new timeline after the failover: {old_timeline} {new_timeline}"
+            with cluster.connect(second.ips[second.leader], cluster.credentials()) as conn:
+                segment = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()
+            assert segment is not None
+            wait_for(lambda: last_archived(cluster, second.ips[second.leader]) >= segment[0], timeout=120,
+                     interval=2, what=f"{segment[0]} archived by the new leader {second.leader}")  # fmt: skip
+            diff = run_cronjob(ha.stack, f"{PITR_NAME}-{PITR_DIFF}")
+            print(f"pitr with Patroni: {full} on {first.leader} (timeline {old_timeline}), failover to "
+                  f"{second.leader} (timeline {new_timeline}), {diff} after it")  # fmt: skip
+
+            ha.stack.kubectl("delete", "tradingstack", PITR_NAME, "--wait=true", "--timeout=180s", timeout=200)
+            wait_for(lambda: not ha.stack.pods(cluster.selector), timeout=180, interval=2,
+                     what="the cluster's pods gone")  # fmt: skip
+            ha.stack.kubectl("delete", "pvc", *(f"data-{member}" for member in cluster.members), "--wait=true",
+                             timeout=150)  # fmt: skip
+            started = time.monotonic()
+            ha.cluster.apply(pitr_document(ha.namespace, s3, instances=1), namespace=ha.namespace)
+            wait_for_condition(ha.cluster, ha.namespace, PITR_NAME, "Ready", "True", READY_TIMEOUT)
+            server = ha.cluster.kubectl_json("get", "pod", cluster.members[0], "-n", ha.namespace)
+            with cluster.connect(server["status"]["podIP"], cluster.credentials()) as conn:
+                row = conn.execute(f"SELECT count(*), max(n) FROM {PITR_TABLE}").fetchone()  # noqa: S608
+            print(f"restored in {time.monotonic() - started:.1f} s (stack Ready): count, max {row}")
+            assert row == (2 * PITR_ROWS, 2 * PITR_ROWS), f"expected rows 1..{2 * PITR_ROWS} of both timelines: {row}"
+        finally:
+            patch = json.dumps({"spec": {"deletionPolicy": "Delete"}})
+            ha.stack.kubectl("patch", "tradingstack", PITR_NAME, "--type=merge", "-p", patch, check=False)
+            ha.stack.kubectl("delete", "tradingstack", PITR_NAME, "--wait=true", "--timeout=180s", timeout=200,
+                             check=False)  # fmt: skip

@@ -28,6 +28,7 @@ from urllib.parse import quote
 import pytest
 import yaml
 
+from tests.component.postgres.pitr import STANZA_CREATED
 from tests.dashboard import DASHBOARD, POSTGRES_ROW, REDIS_ROW, row_expressions
 from tests.e2e import halt
 from tests.e2e.helpers import STRANGER_IMAGE, ChartInstaller, create_restricted_namespace
@@ -1003,9 +1004,9 @@ def test_pitr_restores_a_new_stack_from_s3_to_a_point_in_time(stack: Stack, tmp_
                      pod_ready(p) for p in stack.pods(f"{Label.NAME}=postgres")),
                  timeout=READY_TIMEOUT, interval=3, what="the PostgreSQL pod with its pgBackRest sidecar")  # fmt: skip
         stack.psql("CREATE TABLE pitr_rows (n int PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())")
-        wait_for(lambda: stack.kubectl("logs", f"{STACK}-postgres-0", "-c", "pgbackrest", check=False).count(
-            "stanza-create command end: completed successfully") > 0, timeout=180, interval=3,
-            what="the sidecar's stanza-create")  # fmt: skip
+        wait_for(lambda: STANZA_CREATED in stack.kubectl("logs", f"{STACK}-postgres-0", "-c", "pgbackrest",
+                                                         check=False),
+                 timeout=180, interval=3, what="the sidecar's stanza-create")  # fmt: skip
         job = run_cronjob(stack, f"{STACK}-postgres-pitr-full")
         status = wait_for_status(
             stack.cluster, stack.namespace,

@@ -145,6 +145,8 @@ def test_the_sidecar_runs_the_builders_commands_as_the_tls_server() -> None:
     script = config(s, pitr.SIDECAR_SCRIPT)
     assert "until pgbackrest --config=/etc/pgbackrest/pgbackrest.conf --stanza=quant stanza-create; do" in script
     assert "SELECT pg_reload_conf()" in script
+    # Only a primary creates the stanza (a Patroni replica's sidecar waits for its promotion); the server serves.
+    assert script.index("pg_is_in_recovery()") < script.index("stanza-create; do")
     assert script.rstrip().endswith("exec pgbackrest --config=/etc/pgbackrest/pgbackrest.conf server")
     assert "@" not in script.replace("@...@", "")
     shared = {m["name"] for m in sidecar["volumeMounts"]}

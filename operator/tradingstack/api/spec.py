@@ -734,6 +734,17 @@ class PitrSpec(ApiModel):
         return self
 
 
+_CLUSTER = "(has(self.instances) && self.instances > 1)"
+_PITR = "(has(self.pitr) && has(self.pitr.enabled) && self.pitr.enabled)"
+PITR_CLUSTER_REPOSITORY = (
+    "pitr with instances above 1 needs volume: false and s3: every member archives, and the backup volume "
+    "(ReadWriteOnce) follows one pod"
+)
+PITR_CLUSTER_RESTORE = (
+    "restore from the pgBackRest repository needs instances 1 (restore one server, then raise instances)"
+)
+
+
 class PostgresSpec(ApiModel):
     """PostgreSQL: one primary (or a Patroni cluster of `instances`) with persistent volumes, generated credentials
     and backups."""
@@ -778,18 +789,20 @@ class PostgresSpec(ApiModel):
     """Prometheus metrics of the server (an exporter sidecar; off by default)."""
 
     pitr: PitrSpec = Field(default_factory=PitrSpec)
-    """Point-in-time recovery with pgBackRest (off by default). Not yet with `instances` above 1: archiving and
-    backups would have to follow the leader across failovers, which a later release adds."""
+    """Point-in-time recovery with pgBackRest (off by default). With `instances` above 1 the leader archives and
+    the backup Jobs back up the leader through the read-write Service; after a failover the new leader archives
+    on its new timeline, and a member pushes what its server left unarchived before Patroni starts it. That needs
+    an S3 repository only (`volume: false`), and a restore from the repository needs `instances` 1."""
 
     instances: int = Field(default=1, ge=1, le=5)
     """Database pods. 1: one PostgreSQL server, as always. 2 to 5: a Patroni cluster: one leader and streaming
     replicas, the leader lock kept in ConfigMaps of the stack's namespace (`<stack>-postgres-leader`, `-config`,
     `-sync`), automatic failover when the leader is lost (within about `ttl` 30 s), the Service `<stack>-postgres`
     (and the Secret's `dsn`) on the leader and `<stack>-postgres-replicas` on the replicas (read-only). Replicas
-    connect with the Secret's credentials (the stack's role is the server's superuser). With more than 1: no `pitr`
-    yet; a `restore` from a pg_dump backup runs as today, through the Service on the leader. Changing 1 to more on
-    an existing stack restarts the pod under Patroni, which adopts an existing data directory as the leader's
-    (Patroni's takeover of a running cluster; not yet exercised on real pods). Default: 1."""
+    connect with the Secret's credentials (the stack's role is the server's superuser). With more than 1: `pitr`
+    with an S3 repository only; a `restore` from a pg_dump backup runs as today, through the Service on the leader.
+    Changing 1 to more on an existing stack restarts the pod under Patroni, which adopts an existing data directory
+    as the leader's (Patroni's takeover of a running cluster; not yet exercised on real pods). Default: 1."""
 
     synchronous: bool = False
     """Patroni's synchronous_mode (needs `instances` of 2 or more): a commit is acknowledged only once a replica
@@ -810,9 +823,13 @@ class PostgresSpec(ApiModel):
                 "synchronous needs instances of 2 or more",
             ),
             cel(
-                "!has(self.instances) || self.instances == 1 || "
-                "!(has(self.pitr) && has(self.pitr.enabled) && self.pitr.enabled)",
-                "pitr needs instances 1 (not yet with a Patroni cluster)",
+                f"!{_CLUSTER} || !{_PITR} || (has(self.pitr.volume) && !self.pitr.volume)",
+                PITR_CLUSTER_REPOSITORY,
+            ),
+            cel(
+                f"!{_CLUSTER} || !{_PITR} || !has(self.restore) || "
+                "(has(self.restore.from) && self.restore.from != 'latest')",
+                PITR_CLUSTER_RESTORE,
             ),
         )
     }
@@ -827,8 +844,10 @@ class PostgresSpec(ApiModel):
     def _cluster(self) -> PostgresSpec:
         if self.synchronous and self.instances < 2:
             raise ValueError("synchronous needs instances of 2 or more")
-        if self.instances > 1 and self.pitr.enabled:
-            raise ValueError("pitr needs instances 1 (not yet with a Patroni cluster)")
+        if self.instances > 1 and self.pitr.enabled and self.pitr.volume:
+            raise ValueError(PITR_CLUSTER_REPOSITORY)
+        if self.instances > 1 and self.restores_from_pgbackrest:
+            raise ValueError(PITR_CLUSTER_RESTORE)
         return self
 
     @property

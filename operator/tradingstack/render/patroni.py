@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from tradingstack.api import OwnerReference, TradingStack
@@ -112,14 +113,29 @@ def pod_labels(stack: TradingStack) -> dict[str, str]:
     return {Label.POSTGRES_CLUSTER: scope(stack)}
 
 
-def command() -> list[str]:
-    """The Patroni container's command."""
-    return [*STOP_COMMAND, "patroni", f"{CONFIG_DIR}/{CONFIG_FILE}"]
+@dataclass(frozen=True)
+class Archiving:
+    """Continuous WAL archiving (`spec.postgres.pitr`), as `render.postgres` builds it from the pgBackRest settings:
+    the server parameters (archive_mode `on`: whichever member leads archives) and the replicas' restore_command,
+    with which a replica that fell behind the leader's WAL, or a rewound old leader, reads the segments from the
+    repository."""
+
+    parameters: Mapping[str, str]
+    restore_command: str
 
 
-def config(stack: TradingStack, pgdata: str) -> dict[str, Any]:
-    """Patroni's configuration, the same for every pod (`PatroniEnv` supplies the rest)."""
+def command(before: Sequence[str] = ()) -> list[str]:
+    """The Patroni container's command; `before`: a command that runs first and then runs Patroni (its arguments)."""
+    return [*STOP_COMMAND, *before, "patroni", f"{CONFIG_DIR}/{CONFIG_FILE}"]
+
+
+def config(stack: TradingStack, pgdata: str, archiving: Archiving | None = None) -> dict[str, Any]:
+    """Patroni's configuration, the same for every pod (`PatroniEnv` supplies the rest). The archive settings are
+    the pod's own (`postgresql.parameters`), not the cluster-wide ones of `bootstrap.dcs`, which Patroni writes
+    once when the cluster is created: a changed pitr spec reaches the members with the rolled pods."""
     spec = stack.spec.postgres
+    archive = dict(archiving.parameters) if archiving else {}
+    recovery = {"recovery_conf": {"restore_command": archiving.restore_command}} if archiving else {}
     return {
         "scope": scope(stack),
         "restapi": {"listen": f"0.0.0.0:{PATRONI_PORT.number}"},
@@ -147,7 +163,12 @@ def config(stack: TradingStack, pgdata: str) -> dict[str, Any]:
             "basebackup": [{"checkpoint": "fast"}],
             "use_unix_socket": True,
             "use_unix_socket_repl": False,
-            "parameters": {"unix_socket_directories": SOCKET_DIR, "password_encryption": "scram-sha-256"},
+            "parameters": {
+                "unix_socket_directories": SOCKET_DIR,
+                "password_encryption": "scram-sha-256",
+                **archive,
+            },
+            **recovery,
             # As the official image: trust on the pod's own socket, a password over the network.
             "pg_hba": [
                 "local all all trust",
@@ -176,17 +197,14 @@ def _dcs(stack: TradingStack) -> dict[str, Any]:
     }
 
 
-def config_text(stack: TradingStack, pgdata: str) -> str:
-    return json.dumps(config(stack, pgdata), indent=2, sort_keys=True) + "\n"
+def config_files(stack: TradingStack, pgdata: str, archiving: Archiving | None = None) -> dict[str, str]:
+    return {CONFIG_FILE: json.dumps(config(stack, pgdata, archiving), indent=2, sort_keys=True) + "\n"}
 
 
-def config_files(stack: TradingStack, pgdata: str) -> dict[str, str]:
-    return {CONFIG_FILE: config_text(stack, pgdata)}
-
-
-def config_map(stack: TradingStack, owner: OwnerReference, pgdata: str) -> Manifest:
+def config_map(stack: TradingStack, owner: OwnerReference, files: dict[str, str]) -> Manifest:
+    """The ConfigMap of `config_files`."""
     meta = metadata(stack, owner, COMPONENT, name=config_map_name(stack))
-    return manifest("v1", "ConfigMap", meta, data=config_files(stack, pgdata))
+    return manifest("v1", "ConfigMap", meta, data=files)
 
 
 def env(secret: str) -> list[dict[str, Any]]:

@@ -266,8 +266,17 @@ def archive_command(s: PgBackRestSettings) -> str:
     return shlex.join(command(s, "archive-push")) + " %p"
 
 
+def archive_get_command(s: PgBackRestSettings) -> str:
+    """A standby's restore_command: the segment %f from the repository into %p, when streaming cannot supply it."""
+    return shlex.join(command(s, "archive-get")) + ' %f "%p"'
+
+
 def postgres_settings(s: PgBackRestSettings) -> dict[str, str]:
-    """Server settings for continuous archiving; archive_mode needs a restart, the others a reload."""
+    """Server settings for continuous archiving; archive_mode needs a restart, the others a reload.
+
+    archive_mode `on`, also for the members of a Patroni cluster: with `always` a standby would push the WAL it
+    receives into the same repository, which pgBackRest's backup refuses (`archive-mode-check`: a standby's copy
+    of a segment may differ from the primary's). `render.pitr.pending_script` covers what `on` leaves open."""
     return {
         "wal_level": "replica",
         "archive_mode": "on",

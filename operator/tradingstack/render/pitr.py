@@ -54,6 +54,9 @@ DB_CONFIG = "pgbackrest.conf"
 JOB_CONFIG = "pgbackrest-job.conf"
 SIDECAR_SCRIPT = "pgbackrest-sidecar.sh"
 RESTORE_SCRIPT = "pgbackrest-restore.sh"
+PENDING_SCRIPT = "pgbackrest-pending.sh"
+PENDING_IO_TIMEOUT_SECONDS = 10
+"""How long the pending push waits on a silent repository before the member starts without it."""
 SCRIPTS_DIR = "/opt/pgbackrest"
 """The scripts, mounted apart from the configuration (a ConfigMap key lands at one place per volume)."""
 S3_CA_NAME = "s3-ca.crt"
@@ -191,8 +194,21 @@ def restore_script(stack: TradingStack, s: PgBackRestSettings) -> str:
     return _script(RESTORE_SCRIPT, {"RESTORE": pgbackrest.restore_command(s, target, delta=True)})
 
 
+def pending_script(s: PgBackRestSettings) -> str:
+    """The script a Patroni member runs before Patroni: it pushes, one at a time, the WAL segments its server
+    finished but never archived (`pg_wal/archive_status/*.ready`), then runs its arguments."""
+    push = pgbackrest.command(s, "--no-archive-async", f"--io-timeout={PENDING_IO_TIMEOUT_SECONDS}", "archive-push")
+    return _script(PENDING_SCRIPT, {"ARCHIVE_PUSH": push})
+
+
+def pending_command(pg_data: str) -> list[str]:
+    """What goes before the Patroni member's own command (`pending_script`'s arguments follow)."""
+    return ["sh", f"{SCRIPTS_DIR}/{PENDING_SCRIPT}", pg_data]
+
+
 def config_files(stack: TradingStack, db: PgBackRestSettings, job: PgBackRestSettings) -> dict[str, str]:
-    """Every file of the ConfigMap by name; the restore script only when the spec restores from pgBackRest."""
+    """Every file of the ConfigMap by name; the restore script only when the spec restores from pgBackRest, the
+    pending push only for a Patroni cluster."""
     files = {
         DB_CONFIG: pgbackrest.config_text(db),
         JOB_CONFIG: pgbackrest.config_text(job),
@@ -200,6 +216,8 @@ def config_files(stack: TradingStack, db: PgBackRestSettings, job: PgBackRestSet
     }
     if stack.spec.postgres.restores_from_pgbackrest:
         files[RESTORE_SCRIPT] = restore_script(stack, db)
+    if stack.spec.postgres.patroni:
+        files[PENDING_SCRIPT] = pending_script(db)
     return dict(sorted(files.items()))
 
 

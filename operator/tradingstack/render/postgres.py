@@ -149,7 +149,7 @@ def render_postgres(stack: TradingStack, owner: OwnerReference, domain: str = DE
     ]
     if stack.spec.postgres.patroni:
         manifests += [
-            patroni.config_map(stack, owner, PGDATA),
+            patroni.config_map(stack, owner, _patroni_files(stack, domain)),
             *patroni.rbac(stack, owner),
             pod_disruption_budget(stack, owner, COMPONENT),
         ]
@@ -260,20 +260,43 @@ def _server_args(stack: TradingStack, domain: str) -> dict[str, Any]:
     return {"args": ["postgres", *pitr_args, *tls_args]}
 
 
+def _patroni_archiving(stack: TradingStack, domain: str) -> patroni.Archiving | None:
+    """With pitr, every member archives (and its replicas read WAL back) through the pod's pgBackRest."""
+    if not stack.spec.postgres.pitr.enabled:
+        return None
+    settings = _pitr_settings(stack, domain, False)
+    return patroni.Archiving(
+        parameters=pgbackrest.postgres_settings(settings),
+        restore_command=pgbackrest.archive_get_command(settings),
+    )
+
+
+def _patroni_files(stack: TradingStack, domain: str) -> dict[str, str]:
+    return patroni.config_files(stack, PGDATA, _patroni_archiving(stack, domain))
+
+
 def _patroni_container(stack: TradingStack) -> dict[str, Any]:
-    """The server container of a Patroni cluster: Patroni runs the server, the probes ask Patroni."""
+    """The server container of a Patroni cluster: Patroni runs the server, the probes ask Patroni. With pitr the
+    server it runs archives through pgBackRest, whose env and mounts it then needs, as the single server does,
+    and the WAL a lost leader left unarchived is pushed before Patroni starts (`pitr.pending_script`)."""
     spec = stack.spec.postgres
     config = {"name": patroni.CONFIG_VOLUME, "mountPath": patroni.CONFIG_DIR, "readOnly": True}
+    archiving = spec.pitr.enabled
     return {
         "name": "postgres",
         "image": spec.image,
-        "command": patroni.command(),
+        "command": patroni.command(pitr.pending_command(PGDATA) if archiving else ()),
         "ports": [POSTGRES_PORT.container_port(), PATRONI_PORT.container_port()],
-        "env": patroni.env(secret_name(stack)),
+        "env": [*patroni.env(secret_name(stack)), *(pitr.env(stack, secret_name(stack)) if archiving else [])],
         **patroni.probes(),
         "resources": resources(spec.resources),
         "securityContext": container_security_context(),
-        "volumeMounts": [*_server_mounts(), config],
+        "volumeMounts": [
+            *_server_mounts(),
+            config,
+            *_pgbackrest_mounts(stack),
+            *([pitr.scripts_mount()] if archiving else []),
+        ],
     }
 
 
@@ -362,7 +385,7 @@ def _pitr_pod(stack: TradingStack) -> dict[str, Any]:
 
 def _statefulset(stack: TradingStack, owner: OwnerReference, domain: str) -> Manifest:
     if stack.spec.postgres.patroni:
-        return _patroni_statefulset(stack, owner)
+        return _patroni_statefulset(stack, owner, domain)
     pitr_pod = _pitr_pod(stack)
     pod_spec = {
         "securityContext": {
@@ -390,9 +413,12 @@ def _statefulset(stack: TradingStack, owner: OwnerReference, domain: str) -> Man
     return statefulset(stack, owner, COMPONENT, 1, pod_spec, config=config, data=stack.spec.postgres.storage)
 
 
-def _patroni_statefulset(stack: TradingStack, owner: OwnerReference) -> Manifest:
-    """`spec.postgres.instances` Patroni pods, spread over nodes, with the only API token of the stack's pods."""
+def _patroni_statefulset(stack: TradingStack, owner: OwnerReference, domain: str) -> Manifest:
+    """`spec.postgres.instances` Patroni pods, spread over nodes, with the only API token of the stack's pods.
+    With pitr each pod has the `pgbackrest` sidecar: the backup Jobs reach the leader's through the read-write
+    Service, and a replica's is ready for the day it is promoted."""
     spec = stack.spec.postgres
+    pitr_pod = _pitr_pod(stack)
     pod_spec = {
         "securityContext": {
             **pod_security_context(POSTGRES_UID, fs_group=POSTGRES_UID),
@@ -403,11 +429,12 @@ def _patroni_statefulset(stack: TradingStack, owner: OwnerReference) -> Manifest
         # Patroni keeps the leader lock in the API server (`patroni.POD_RULES`).
         "automountServiceAccountToken": True,
         "affinity": spread_and_anti_affinity(stack, COMPONENT),
-        "containers": [_patroni_container(stack), *_exporter(stack)],
+        "containers": [_patroni_container(stack), *_exporter(stack), *pitr_pod["containers"]],
         "volumes": [
             scratch_volume("run", RUN_LIMIT),
             scratch_volume("tmp", TMP_LIMIT),
             {"name": patroni.CONFIG_VOLUME, "configMap": {"name": patroni.config_map_name(stack)}},
+            *pitr_pod["volumes"],
         ],
     }
     return statefulset(
@@ -416,7 +443,10 @@ def _patroni_statefulset(stack: TradingStack, owner: OwnerReference) -> Manifest
         COMPONENT,
         spec.instances,
         pod_spec,
-        config=patroni.config_files(stack, PGDATA),
+        config={
+            **_patroni_files(stack, domain),
+            **(_pitr_files(stack, domain) if spec.pitr.enabled else {}),
+        },
         data=spec.storage,
         pod_labels=patroni.pod_labels(stack),
         # A new pod template reaches the members as the operator deletes their pods, the replicas first and the

@@ -29,6 +29,9 @@ from tradingstack.contract.pgbackrest import PgBackRestEnv, cipher_pass_env
 from tradingstack.render import pgbackrest
 from tradingstack.render.pgbackrest import PgBackRestSettings, S3Repo
 
+STANZA_CREATED = "stanza-create command end: completed successfully"
+"""What pgBackRest logs once stanza-create succeeded (the sidecar runs it once its server is a primary)."""
+
 ARCHIVE_TIMEOUT_SECONDS = 2
 """Short so that the tests are: the server ships a partly filled WAL segment after this long."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,7 +33,7 @@ from tests.component.postgres.pitr import (
     restored_seqs,
 )
 from tradingstack.contract.pgbackrest_info import parse_info, verify_problems
-from tradingstack.render import pgbackrest
+from tradingstack.render import pgbackrest, pitr
 
 pytestmark = pytest.mark.component
 
@@ -170,3 +171,52 @@ def test_commits_go_on_while_the_repository_is_unwritable() -> None:
         finally:
             repo.chmod(stat.S_IMODE(mode))
         assert_the_archive_catches_up(tool, writer)
+
+
+def _in_repository(tool: PgBackRest, segment: str) -> bool:
+    target = tool.cluster.base / "fetched"
+    found = tool.run(pgbackrest.command(tool.settings, "archive-get", segment, str(target))).returncode == 0
+    target.unlink(missing_ok=True)
+    return found
+
+
+def test_the_pending_push_archives_what_a_crashed_leader_left_before_its_member_starts() -> None:
+    """The WAL a Patroni leader finished but never archived (its archiver stuck, then the server crashed) is in
+    no repository: a standby with archive_mode `on` does not archive it. The member's pending push
+    (`pitr.pending_script`, before Patroni) ships those segments, marks them done, and runs its command; a
+    restore to latest then has every acknowledged row."""
+    with archiving_server() as tool:
+        with tool.connect() as conn:
+            tool.ok(pgbackrest.backup_command(tool.settings, "full"), timeout=120)
+            writer = Writer(conn)
+            writer.start()
+            writer.wait_rows(100)
+            # The archiver stops shipping, as on a leader whose archive_command is slow or failing when it is lost.
+            conn.execute("ALTER SYSTEM SET archive_command = 'false'")
+            conn.execute("SELECT pg_reload_conf()")
+            for _ in range(3):
+                writer.wait_rows(len(writer.commits) + 100)
+                conn.execute("SELECT pg_switch_wal()")
+            writer.stop()
+        acknowledged = len(writer.commits)
+        tool.cluster.stop("immediate")
+        status = tool.cluster.data / "pg_wal" / "archive_status"
+        pending = sorted(p.name.removesuffix(".ready") for p in status.glob("*.ready"))
+        missing = [segment for segment in pending if not _in_repository(tool, segment)]
+        assert missing, f"nothing left unarchived to push: pending {pending}"
+
+        script = tool.cluster.base / pitr.PENDING_SCRIPT
+        script.write_text(pitr.pending_script(tool.settings))
+        marker = tool.cluster.base / "started"
+        argv = tool.cluster.as_server_user("sh", str(script), str(tool.cluster.data), "touch", str(marker))
+        completed = subprocess.run(argv, env=tool.env, capture_output=True, text=True, timeout=120, check=False)
+        assert completed.returncode == 0 and marker.exists(), completed.stderr
+        assert not list(status.glob("*.ready")), completed.stderr
+        assert all(_in_repository(tool, segment) for segment in missing), completed.stderr
+
+        shutil.rmtree(tool.cluster.data)
+        with restored(tool):
+            seqs = restored_seqs(tool)
+        assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) >= acknowledged, (len(seqs), acknowledged)
+        print(f"pending push: {len(missing)} of {len(pending)} ready segments were in no repository; restored "
+              f"{len(seqs)} rows of {acknowledged} acknowledged")  # fmt: skip

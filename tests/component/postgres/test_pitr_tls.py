@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.component.postgres.pitr import PgBackRest, Writer, archiving_server, restored_seqs
+from tests.component.postgres.pitr import STANZA_CREATED, PgBackRest, Writer, archiving_server, restored_seqs
 from tests.component.postgres.server import SUPERUSER
 from tests.support import free_port, wait_for
 from tradingstack.api import TradingStack
@@ -126,6 +126,9 @@ def sidecar(tool: PgBackRest, db: PgBackRestSettings) -> Iterator[subprocess.Pop
         port = db.tls_server.port
         wait_for(lambda: _listening(port) or process.poll() is not None, timeout=60, interval=0.2, what="TLS server")
         assert process.poll() is None, (tool.cluster.base / "sidecar.log").read_text()
+        # The server listens at once; the stanza is created beside it once the server is a primary.
+        wait_for(lambda: STANZA_CREATED in (tool.cluster.base / "sidecar.log").read_text(), timeout=60,
+                 interval=0.2, what="the sidecar's stanza-create")  # fmt: skip
         yield process
     finally:
         os.killpg(process.pid, 9)

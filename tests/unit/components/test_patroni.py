@@ -13,15 +13,18 @@ from pydantic import ValidationError
 
 from tests.psa import restricted_violations
 from tests.unit.components.test_postgres import example_stack
+from tests.unit.test_render_pitr import S3
 from tradingstack.api import TradingStack
+from tradingstack.api.spec import PITR_CLUSTER_REPOSITORY, PITR_CLUSTER_RESTORE
 from tradingstack.components.rbac import namespaced_rules
 from tradingstack.contract import Label, Patroni, PatroniEnv
-from tradingstack.render import patroni
+from tradingstack.render import patroni, pitr
 from tradingstack.render.common import PATRONI_PORT
 from tradingstack.render.flows import OPERATOR, Network, component_pods, stack_flows
 from tradingstack.render.postgres import PGDATA, dsn, render_postgres
 
 REPO = Path(__file__).resolve().parents[3]
+PITR_S3 = {"enabled": True, "volume": False, "s3": S3}
 
 
 def _objects(stack: TradingStack) -> dict[tuple[str, str], dict[str, Any]]:
@@ -154,7 +157,9 @@ def test_the_flows_let_the_members_replicate_and_reach_the_api_server_and_the_op
     ("postgres", "message"),
     [
         ({"synchronous": True}, "synchronous needs instances of 2 or more"),
-        ({"instances": 3, "pitr": {"enabled": True, "volume": True}}, "pitr needs instances 1"),
+        ({"instances": 3, "pitr": {"enabled": True, "volume": True}}, re.escape(PITR_CLUSTER_REPOSITORY)),
+        ({"instances": 3, "pitr": {"enabled": True, "volume": True, "s3": S3}}, re.escape(PITR_CLUSTER_REPOSITORY)),
+        ({"instances": 3, "pitr": PITR_S3, "restore": {"from": "latest"}}, re.escape(PITR_CLUSTER_RESTORE)),
         ({"instances": 6}, "less than or equal to 5"),
         ({"instances": 0}, "greater than or equal to 1"),
     ],
@@ -162,6 +167,37 @@ def test_the_flows_let_the_members_replicate_and_reach_the_api_server_and_the_op
 def test_the_spec_refuses_what_this_release_cannot_run(postgres: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         example_stack(**postgres)
+
+
+def test_a_cluster_archives_from_the_leader_and_every_member_has_the_sidecar() -> None:
+    stack = example_stack(instances=3, pitr=PITR_S3, restore={"from": "nightly-1"})
+    pod = _pod(stack)["spec"]
+    containers = {c["name"]: c for c in pod["containers"]}
+    assert set(containers) == {"postgres", pitr.SIDECAR_NAME}
+    assert "initContainers" not in pod, "a restore from pg_dump runs as a Job, not from the repository"
+    server = containers["postgres"]
+    assert {m["name"] for m in pitr.mounts()} <= {m["name"] for m in server["volumeMounts"]}
+    assert {e["name"] for e in pitr.env(stack, "quant-postgres")} <= {e["name"] for e in server["env"]}
+    # Before Patroni, the member pushes what its server left unarchived (a lost leader's last segments).
+    assert server["command"] == [*patroni.STOP_COMMAND, *pitr.pending_command(PGDATA), *patroni.command()[-2:]]
+    assert pitr.scripts_mount() in server["volumeMounts"]
+    files = _objects(stack)[("ConfigMap", pitr.config_map_name(stack))]["data"]
+    pending = files[pitr.PENDING_SCRIPT]
+    assert "--no-archive-async --io-timeout=10 archive-push" in pending and pending.rstrip().endswith('exec "$@"')
+    postgresql = _config(stack)["postgresql"]
+    # A standby never pushes into the repository (pgBackRest's backup refuses archive_mode always).
+    assert postgresql["parameters"]["archive_mode"] == "on"
+    assert "--stanza=quant archive-push %p" in postgresql["parameters"]["archive_command"]
+    assert postgresql["recovery_conf"]["restore_command"].endswith('--stanza=quant archive-get %f "%p"')
+    # The pod rolls when the archive settings change, as the single server's does.
+    hashed = _pod(example_stack(instances=3, pitr=PITR_S3 | {"archiveTimeoutSeconds": 30}))
+    assert hashed["metadata"]["annotations"] != _pod(stack)["metadata"]["annotations"]
+    plain = _config(example_stack(instances=3))["postgresql"]
+    assert "archive_mode" not in plain["parameters"] and "recovery_conf" not in plain
+    assert _pod(example_stack(instances=3))["spec"]["containers"][0]["command"] == patroni.command()
+    single = render_postgres(example_stack(pitr=PITR_S3), example_stack().owner_reference())
+    single_files = next(m for m in single if m["metadata"]["name"] == pitr.config_map_name(stack))["data"]
+    assert pitr.PENDING_SCRIPT not in single_files
 
 
 def test_going_from_one_instance_to_a_cluster_changes_no_immutable_field_of_the_statefulset() -> None:
