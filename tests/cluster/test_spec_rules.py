@@ -10,7 +10,7 @@ import pytest
 
 from tests.fixtures.cluster import Cluster
 from tests.unit.test_render_pitr import S3
-from tradingstack.api.spec import PITR_CLUSTER_REPOSITORY, PITR_CLUSTER_RESTORE
+from tradingstack.api.spec import PITR_CLUSTER_REPOSITORY
 
 pytestmark = pytest.mark.cluster
 
@@ -59,18 +59,11 @@ def test_restore_from_only_when_the_stack_is_created(cluster: Cluster, namespace
     assert apply(cluster, namespace, document(namespace)) == ""  # removing it is fine
 
 
-def test_a_patroni_cluster_archives_to_s3_only_and_restores_from_pg_dump_only(
-    cluster: Cluster, namespace: str, crd: None
-) -> None:
+def test_a_patroni_cluster_archives_to_s3_only(cluster: Cluster, namespace: str, crd: None) -> None:
     on_volume = {"enabled": True, "s3": S3}  # volume defaults to true
     assert PITR_CLUSTER_REPOSITORY in apply(cluster, namespace, document(namespace, instances=3, pitr=on_volume))
     s3_only = {"enabled": True, "volume": False, "s3": S3}
-    assert PITR_CLUSTER_RESTORE in apply(
-        cluster,
-        namespace,
-        document(namespace, instances=3, pitr=s3_only, restore={}),  # from defaults to latest
-    )
-    assert apply(cluster, namespace, document(namespace, instances=3, pitr=s3_only, restore={"from": "b-1"})) == ""
+    assert apply(cluster, namespace, document(namespace, instances=3, pitr=s3_only, restore={})) == ""
     cluster.kubectl("delete", "tradingstack", "s", "-n", namespace)
     assert apply(cluster, namespace, document(namespace, pitr=on_volume, restore={})) == ""  # one server may
 

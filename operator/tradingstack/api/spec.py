@@ -740,9 +740,6 @@ PITR_CLUSTER_REPOSITORY = (
     "pitr with instances above 1 needs volume: false and s3: every member archives, and the backup volume "
     "(ReadWriteOnce) follows one pod"
 )
-PITR_CLUSTER_RESTORE = (
-    "restore from the pgBackRest repository needs instances 1 (restore one server, then raise instances)"
-)
 
 
 class PostgresSpec(ApiModel):
@@ -792,7 +789,8 @@ class PostgresSpec(ApiModel):
     """Point-in-time recovery with pgBackRest (off by default). With `instances` above 1 the leader archives and
     the backup Jobs back up the leader through the read-write Service; after a failover the new leader archives
     on its new timeline, and a member pushes what its server left unarchived before Patroni starts it. That needs
-    an S3 repository only (`volume: false`), and a restore from the repository needs `instances` 1."""
+    an S3 repository only (`volume: false`). A `restore` from the repository bootstraps the first member (Patroni's
+    custom bootstrap); the others copy it as replicas."""
 
     instances: int = Field(default=1, ge=1, le=5)
     """Database pods. 1: one PostgreSQL server, as always. 2 to 5: a Patroni cluster: one leader and streaming
@@ -826,11 +824,6 @@ class PostgresSpec(ApiModel):
                 f"!{_CLUSTER} || !{_PITR} || (has(self.pitr.volume) && !self.pitr.volume)",
                 PITR_CLUSTER_REPOSITORY,
             ),
-            cel(
-                f"!{_CLUSTER} || !{_PITR} || !has(self.restore) || "
-                "(has(self.restore.from) && self.restore.from != 'latest')",
-                PITR_CLUSTER_RESTORE,
-            ),
         )
     }
 
@@ -846,8 +839,6 @@ class PostgresSpec(ApiModel):
             raise ValueError("synchronous needs instances of 2 or more")
         if self.instances > 1 and self.pitr.enabled and self.pitr.volume:
             raise ValueError(PITR_CLUSTER_REPOSITORY)
-        if self.instances > 1 and self.restores_from_pgbackrest:
-            raise ValueError(PITR_CLUSTER_RESTORE)
         return self
 
     @property

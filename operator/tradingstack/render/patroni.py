@@ -15,6 +15,7 @@ component test runs the very same text on 127.0.0.1 with its own values, the DCS
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -118,10 +119,12 @@ class Archiving:
     """Continuous WAL archiving (`spec.postgres.pitr`), as `render.postgres` builds it from the pgBackRest settings:
     the server parameters (archive_mode `on`: whichever member leads archives) and the replicas' restore_command,
     with which a replica that fell behind the leader's WAL, or a rewound old leader, reads the segments from the
-    repository."""
+    repository. `bootstrap`: the command restoring the repository into the data directory, when the cluster is
+    to start from it (`spec.postgres.restore`)."""
 
     parameters: Mapping[str, str]
     restore_command: str
+    bootstrap: Sequence[str] | None = None
 
 
 def command(before: Sequence[str] = ()) -> list[str]:
@@ -133,7 +136,6 @@ def config(stack: TradingStack, pgdata: str, archiving: Archiving | None = None)
     """Patroni's configuration, the same for every pod (`PatroniEnv` supplies the rest). The archive settings are
     the pod's own (`postgresql.parameters`), not the cluster-wide ones of `bootstrap.dcs`, which Patroni writes
     once when the cluster is created: a changed pitr spec reaches the members with the rolled pods."""
-    spec = stack.spec.postgres
     archive = dict(archiving.parameters) if archiving else {}
     recovery = {"recovery_conf": {"restore_command": archiving.restore_command}} if archiving else {}
     return {
@@ -148,12 +150,7 @@ def config(stack: TradingStack, pgdata: str, archiving: Archiving | None = None)
             "scope_label": Label.POSTGRES_CLUSTER,
             "role_label": Label.POSTGRES_ROLE,
         },
-        "bootstrap": {
-            "dcs": _dcs(stack),
-            "initdb": [{"encoding": "UTF8"}, {"auth": "scram-sha-256"}],
-            # Patroni appends the connection string of the new server: createdb's maintenance database.
-            "post_bootstrap": f"createdb {spec.database} --maintenance-db",
-        },
+        "bootstrap": {"dcs": _dcs(stack), **_bootstrap_method(stack, archiving)},
         "postgresql": {
             "listen": f"0.0.0.0:{POSTGRES_PORT.number}",
             "data_dir": pgdata,
@@ -175,6 +172,30 @@ def config(stack: TradingStack, pgdata: str, archiving: Archiving | None = None)
                 "host all all 0.0.0.0/0 scram-sha-256",
                 "host replication all 0.0.0.0/0 scram-sha-256",
             ],
+        },
+    }
+
+
+RESTORE_METHOD = "pgbackrest"
+
+
+def _bootstrap_method(stack: TradingStack, archiving: Archiving | None) -> dict[str, Any]:
+    """How the first member creates the cluster: initdb and the stack's database, or a restore from the repository
+    (Patroni's custom bootstrap, on that member only; the others then copy it as replicas). The restore keeps the
+    recovery settings pgBackRest wrote (its archive-get, the target time), and the server promotes at the end of
+    the archive or at the target; the stack's database comes with the restored files."""
+    if archiving is None or archiving.bootstrap is None:
+        return {
+            "initdb": [{"encoding": "UTF8"}, {"auth": "scram-sha-256"}],
+            # Patroni appends the connection string of the new server: createdb's maintenance database.
+            "post_bootstrap": f"createdb {stack.spec.postgres.database} --maintenance-db",
+        }
+    return {
+        "method": RESTORE_METHOD,
+        RESTORE_METHOD: {
+            "command": shlex.join(archiving.bootstrap),
+            "no_params": True,
+            "keep_existing_recovery_conf": True,
         },
     }
 

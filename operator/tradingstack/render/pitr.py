@@ -314,18 +314,25 @@ def sidecar(stack: TradingStack, postgres_secret: str, shared_mounts: list[dict[
     }
 
 
+def restore_script_command(pg_data: str) -> list[str]:
+    """Runs `restore_script` on `pg_data`: the single server's init container, or a Patroni cluster's bootstrap."""
+    return ["sh", f"{SCRIPTS_DIR}/{RESTORE_SCRIPT}", pg_data]
+
+
 def restore_init_container(
     stack: TradingStack, pg_data: str, postgres_secret: str, shared_mounts: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    """The init container restoring an empty data volume from the repository, when the spec asks for it."""
+    """The init container restoring an empty data volume from the repository, when the spec asks for it. Not for a
+    Patroni cluster, whose first member restores as its bootstrap (`render.patroni.Archiving.restore_command`):
+    every member restoring on its own would promote each onto a timeline of its own."""
     spec = stack.spec.postgres
-    if not spec.restores_from_pgbackrest:
+    if not spec.restores_from_pgbackrest or spec.patroni:
         return []
     return [
         {
             "name": RESTORE_INIT_NAME,
             "image": spec.image,
-            "command": ["sh", f"{SCRIPTS_DIR}/{RESTORE_SCRIPT}", pg_data],
+            "command": restore_script_command(pg_data),
             "env": env(stack, postgres_secret),
             # A restore reads and writes the whole database: the server container's resources.
             "resources": resources(spec.resources),

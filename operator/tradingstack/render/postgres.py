@@ -164,7 +164,8 @@ def render_postgres(stack: TradingStack, owner: OwnerReference, domain: str = DE
             *_pitr_cronjobs(stack, owner, domain),
         ]
     restore = stack.spec.postgres.restore
-    # A restore from the pgBackRest repository is the database pod's init container, not a Job.
+    # A restore from the pgBackRest repository is the database pod's init container (a Patroni cluster's bootstrap),
+    # not a Job.
     if restore is not None and not stack.spec.postgres.restores_from_pgbackrest:
         # Idempotent: on a database that already holds data the Job succeeds without touching it.
         manifests.append(_restore_job(stack, owner, restore.from_, ["--if-empty"], domain))
@@ -268,6 +269,7 @@ def _patroni_archiving(stack: TradingStack, domain: str) -> patroni.Archiving | 
     return patroni.Archiving(
         parameters=pgbackrest.postgres_settings(settings),
         restore_command=pgbackrest.archive_get_command(settings),
+        bootstrap=pitr.restore_script_command(PGDATA) if stack.spec.postgres.restores_from_pgbackrest else None,
     )
 
 

@@ -15,7 +15,7 @@ from tests.psa import restricted_violations
 from tests.unit.components.test_postgres import example_stack
 from tests.unit.test_render_pitr import S3
 from tradingstack.api import TradingStack
-from tradingstack.api.spec import PITR_CLUSTER_REPOSITORY, PITR_CLUSTER_RESTORE
+from tradingstack.api.spec import PITR_CLUSTER_REPOSITORY
 from tradingstack.components.rbac import namespaced_rules
 from tradingstack.contract import Label, Patroni, PatroniEnv
 from tradingstack.render import patroni, pitr
@@ -159,7 +159,6 @@ def test_the_flows_let_the_members_replicate_and_reach_the_api_server_and_the_op
         ({"synchronous": True}, "synchronous needs instances of 2 or more"),
         ({"instances": 3, "pitr": {"enabled": True, "volume": True}}, re.escape(PITR_CLUSTER_REPOSITORY)),
         ({"instances": 3, "pitr": {"enabled": True, "volume": True, "s3": S3}}, re.escape(PITR_CLUSTER_REPOSITORY)),
-        ({"instances": 3, "pitr": PITR_S3, "restore": {"from": "latest"}}, re.escape(PITR_CLUSTER_RESTORE)),
         ({"instances": 6}, "less than or equal to 5"),
         ({"instances": 0}, "greater than or equal to 1"),
     ],
@@ -198,6 +197,25 @@ def test_a_cluster_archives_from_the_leader_and_every_member_has_the_sidecar() -
     single = render_postgres(example_stack(pitr=PITR_S3), example_stack().owner_reference())
     single_files = next(m for m in single if m["metadata"]["name"] == pitr.config_map_name(stack))["data"]
     assert pitr.PENDING_SCRIPT not in single_files
+
+
+@pytest.mark.parametrize("target", [None, "2026-12-01T09:30:00Z"])
+def test_a_restore_from_the_repository_is_the_first_members_bootstrap(target: str | None) -> None:
+    restore = {"from": "latest", **({"targetTime": target} if target else {})}
+    stack = example_stack(instances=3, pitr=PITR_S3, restore=restore)
+    bootstrap = _config(stack)["bootstrap"]
+    assert bootstrap["method"] == patroni.RESTORE_METHOD
+    assert bootstrap[patroni.RESTORE_METHOD] == {
+        "command": " ".join(pitr.restore_script_command(PGDATA)),
+        "no_params": True,
+        # pgBackRest's recovery settings (archive-get, the target) stay for the server's recovery.
+        "keep_existing_recovery_conf": True,
+    }
+    assert "initdb" not in bootstrap and "post_bootstrap" not in bootstrap, "the database comes with the restore"
+    assert "initContainers" not in _pod(stack)["spec"], "one member restores, the others copy it"
+    script = _objects(stack)[("ConfigMap", pitr.config_map_name(stack))]["data"][pitr.RESTORE_SCRIPT]
+    assert ("--type=time" in script) is (target is not None)
+    assert "method" not in _config(example_stack(instances=3, pitr=PITR_S3))["bootstrap"]
 
 
 def test_going_from_one_instance_to_a_cluster_changes_no_immutable_field_of_the_statefulset() -> None:
