@@ -173,14 +173,13 @@ def _script(name: str, commands: dict[str, list[str]]) -> str:
 
 
 def sidecar_script(s: PgBackRestSettings) -> str:
-    """The sidecar's POSIX sh script: wait for the server, stanza-create, reload once, `pgbackrest server`."""
-    connection = [f"--host={s.pg_socket_path}", f"--port={s.pg_port}"]
+    """The sidecar's POSIX sh script: `pgbackrest server`, and beside it stanza-create and a reload once the server
+    is a primary."""
     return _script(
         SIDECAR_SCRIPT,
         {
-            "PG_ISREADY": connection,
             "STANZA_CREATE": pgbackrest.stanza_create_command(s),
-            "PSQL": [*connection, "--dbname=postgres"],
+            "PSQL": [f"--host={s.pg_socket_path}", f"--port={s.pg_port}", "--dbname=postgres"],
             "SERVER": pgbackrest.server_command(s),
         },
     )
@@ -323,7 +322,7 @@ def restore_init_container(
     stack: TradingStack, pg_data: str, postgres_secret: str, shared_mounts: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """The init container restoring an empty data volume from the repository, when the spec asks for it. Not for a
-    Patroni cluster, whose first member restores as its bootstrap (`render.patroni.Archiving.restore_command`):
+    Patroni cluster, whose first member restores as its bootstrap (`render.patroni.Archiving.bootstrap`):
     every member restoring on its own would promote each onto a timeline of its own."""
     spec = stack.spec.postgres
     if not spec.restores_from_pgbackrest or spec.patroni:

@@ -4,6 +4,7 @@
 # Env: PGUSER (the server's superuser), PGBACKREST_* (the repositories' secrets).
 set -eu
 
+# False while the server is down or rejects connections (a restore's WAL replay) as much as on a standby.
 primary() {
   [ "$(psql @PSQL@ --no-psqlrc --quiet --tuples-only --no-align \
     --command='SELECT NOT pg_is_in_recovery()' 2>/dev/null)" = t ]
@@ -13,7 +14,7 @@ primary() {
 # a Patroni member once it leads. Meanwhile the TLS server below already serves: a backup Job reaching a replica
 # or a server still recovering fails on pgBackRest's own primary check, and the next one runs.
 (
-  until pg_isready @PG_ISREADY@ --quiet && primary; do sleep 5; done
+  until primary; do sleep 5; done
   # Idempotent: on an existing stanza of this database it changes nothing. It fails while a repository is
   # unreachable: retry.
   until @STANZA_CREATE@; do
