@@ -240,6 +240,11 @@ def _pitr_files(stack: TradingStack, domain: str) -> dict[str, str]:
     return pitr.config_files(stack, _pitr_settings(stack, domain, False), _pitr_settings(stack, domain, True))
 
 
+def _pgbackrest_env(stack: TradingStack) -> list[dict[str, Any]]:
+    """pgBackRest's secrets for the server container, which runs archive-push (and archive-get) itself."""
+    return pitr.env(stack, secret_name(stack)) if stack.spec.postgres.pitr.enabled else []
+
+
 def _pgbackrest_mounts(stack: TradingStack) -> list[dict[str, Any]]:
     """What every pgBackRest container of the database pod shares: the data, socket, lock and repo1 paths."""
     spec = stack.spec.postgres.pitr
@@ -262,7 +267,7 @@ def _server_args(stack: TradingStack, domain: str) -> dict[str, Any]:
 
 
 def _patroni_archiving(stack: TradingStack, domain: str) -> patroni.Archiving | None:
-    """With pitr, every member archives (and its replicas read WAL back) through the pod's pgBackRest."""
+    """With pitr, the leader archives (and the replicas read WAL back) through the pod's pgBackRest."""
     if not stack.spec.postgres.pitr.enabled:
         return None
     settings = _pitr_settings(stack, domain, False)
@@ -289,7 +294,7 @@ def _patroni_container(stack: TradingStack) -> dict[str, Any]:
         "image": spec.image,
         "command": patroni.command(pitr.pending_command(PGDATA) if archiving else ()),
         "ports": [POSTGRES_PORT.container_port(), PATRONI_PORT.container_port()],
-        "env": [*patroni.env(secret_name(stack)), *(pitr.env(stack, secret_name(stack)) if archiving else [])],
+        "env": [*patroni.env(secret_name(stack)), *_pgbackrest_env(stack)],
         **patroni.probes(),
         "resources": resources(spec.resources),
         "securityContext": container_security_context(),
@@ -306,7 +311,6 @@ def _postgres_container(stack: TradingStack, domain: str) -> dict[str, Any]:
     """The server container: how Postgres starts, its env, probes and mounts. With pitr the server runs
     archive-push itself (archive_command), so pgBackRest's env and mounts are the server's too."""
     spec = stack.spec.postgres
-    pgbackrest_env = pitr.env(stack, secret_name(stack)) if spec.pitr.enabled else []
     return {
         "name": "postgres",
         "image": spec.image,
@@ -317,7 +321,7 @@ def _postgres_container(stack: TradingStack, domain: str) -> dict[str, Any]:
             _secret_env(stack, "POSTGRES_USER", "username"),
             _secret_env(stack, "POSTGRES_PASSWORD", "password"),
             {"name": "PGDATA", "value": PGDATA},
-            *pgbackrest_env,
+            *_pgbackrest_env(stack),
         ],
         "readinessProbe": {"exec": {"command": _pg_isready(stack)}, "periodSeconds": 5, "timeoutSeconds": 5},
         # A TCP check, not pg_isready: during crash recovery the server rejects connections for a long time,
