@@ -198,6 +198,9 @@ def test_the_pending_push_archives_what_a_crashed_leader_left_before_its_member_
                 writer.wait_rows(len(writer.commits) + 100)
                 conn.execute("SELECT pg_switch_wal()")
             writer.stop()
+            # Rows committed after a switch sit in the unfinished segment, which no archiver ships before the crash
+            # (the archive_timeout bound); closing it after the writer stops makes every acknowledged row pending.
+            conn.execute("SELECT pg_switch_wal()")
         acknowledged = len(writer.commits)
         tool.cluster.stop("immediate")
         status = tool.cluster.data / "pg_wal" / "archive_status"
