@@ -10,6 +10,7 @@
 #   hack/cluster.sh status   exit 0 if the cluster answers
 #   hack/cluster.sh env      print `export PATH=...` (cached binaries) and `export KUBECONFIG=...`
 #   hack/cluster.sh control-plane stop|start   stop or restart etcd and the control plane, state kept (chaos)
+#   hack/cluster.sh node start|stop real-I      start (add, or bring back) or stop (node loss) one real node
 #
 # CLUSTER=kind (with a working docker + kind) makes up/down/status use a kind cluster instead.
 # See docs/cluster.md.
@@ -337,12 +338,19 @@ local_up() {
     # endpoint on real-0's bridge, a client certificate for kubelets (logs, exec), and the admission plugins
     # that pin a namespace's pods to kwok's nodes (namespace annotations, see docs/cluster.md).
     # kwok-controller drives only its own fake nodes, never a real kubelet's.
+    # Node health as upstream Kubernetes judges it (kwokctl scales leases and grace periods by a heartbeat factor
+    # of 5, for thousands of fake nodes): a lost real node is NotReady 50 s after its last lease renewal and its
+    # pods leave the Services' endpoints then, as in a production cluster (the e2e of a Patroni leader's node loss).
     cat >"$STATE/kwokctl.yaml" <<YAML
 apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokctlConfiguration
 options:
   bindAddress: 127.0.0.1
   kubeApiserverCertSANs: [$api_ip, kubernetes, kubernetes.default, kubernetes.default.svc, kubernetes.default.svc.cluster.local]
+  heartbeatFactor: 1
+  nodeLeaseDurationSeconds: 40
+  kubeControllerManagerNodeMonitorPeriodMilliseconds: 5000
+  kubeControllerManagerNodeMonitorGracePeriodMilliseconds: 50000
 componentsPatches:
   - name: kube-apiserver
     extraArgs:
@@ -473,6 +481,15 @@ cmd_control_plane() {
     *) die "usage: $0 control-plane {stop|start}" ;;
   esac
 }
+# One real node started (added, or back after a loss) or stopped (node loss: hack/node.sh stop) on a running
+# local cluster; the e2e of a Patroni leader's node loss adds real-1 and loses a node.
+cmd_node() {
+  [ "$CLUSTER" = local ] || die "node start/stop needs the local cluster"
+  case "${1:-}" in
+    start | stop) KWOK_CLUSTER_DIR="$KWOK_WORKDIR/clusters/$CLUSTER_NAME" "$REPO/hack/node.sh" "$1" "${2:?node name (real-I)}" ;;
+    *) die "usage: $0 node {start|stop} real-I" ;;
+  esac
+}
 cmd_status() {
   if healthy; then
     log "cluster $CLUSTER_NAME is up; KUBECONFIG=$KUBECONFIG_OUT"
@@ -489,6 +506,7 @@ case "${1:-}" in
   status) cmd_status ;;
   env) cmd_env ;;
   control-plane) with_lock cmd_control_plane "${2:-}" ;;
+  node) with_lock cmd_node "${2:-}" "${3:-}" ;;
   *)
     echo "usage: $0 {build|up|down|status|env|control-plane stop|start}" >&2
     exit 2

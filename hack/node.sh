@@ -7,7 +7,9 @@
 #   hack/node.sh up N          host network + N real nodes (real-0 .. real-N-1) + add-ons; waits for Ready
 #   hack/node.sh down          stops every process, container, mount, link, route, nft table, cgroup and sysctl
 #                              change the real nodes made
-#   hack/node.sh stop NAME     kills one node's kubelet, containerd and containers (node loss); `up` restarts it
+#   hack/node.sh start NAME    starts one node (real-I, its subnet 10.244.I.0/24) unless it runs: a node added
+#                              to a running cluster, or a stopped one back (its kubelet restarts its pods)
+#   hack/node.sh stop NAME     kills one node's kubelet, containerd and containers (node loss); `start` restarts it
 #   hack/node.sh guard         prints the guard table's drop counters ("forward=N output=N")
 #
 # Needs: the control plane up (KUBECONFIG, PKI in $KWOK_CLUSTER_DIR/pki), root, runc, nft, CNI plugins in
@@ -81,13 +83,13 @@ node_pids() {
   if [ -d "$cg" ]; then find "$cg" -name cgroup.procs -exec cat {} + 2>/dev/null || true; fi
 }
 
-kill_all() { # kill_all <pid-lister> [args]: TERM, then KILL, until nothing is left
+kill_all() { # kill_all <pid-lister> [args]: TERM (TERM_ROUNDS times, default 5), then KILL, until nothing is left
   local pids i
   for i in $(seq 1 20); do
     pids=$("$@" | sort -u | tr '\n' ' ')
     [ -z "${pids// /}" ] && return 0
     # shellcheck disable=SC2086
-    if [ "$i" -le 5 ]; then kill $pids 2>/dev/null || true; else kill -9 $pids 2>/dev/null || true; fi
+    if [ "$i" -le "${TERM_ROUNDS:-5}" ]; then kill $pids 2>/dev/null || true; else kill -9 $pids 2>/dev/null || true; fi
     sleep 0.5
   done
   pids=$("$@" | sort -u | tr '\n' ' ')
@@ -432,9 +434,13 @@ import_images() { "$REPO/hack/images.sh" load; }
 
 node_stop() { # node loss: everything of one node dies at once, as a crashed machine
   local name="$1"
-  kill_all node_pids "$name"
+  # SIGKILL only: on TERM a Patroni leader would release its lock and a kubelet report its pods, which a crashed
+  # machine never does
+  TERM_ROUNDS=0 kill_all node_pids "$name"
   unmount_under "$(node_dir "$name")" "$(run_dir "$name")"
   remove_cgroups "$name"
+  # its runtime state dies with it, as a machine's /run: no socket of a dead containerd is left to be dialled
+  rm -rf "$(run_dir "$name")"
 }
 
 # ---------------------------------------------------------------------------------------------------
@@ -658,17 +664,21 @@ owner_check() {
   echo "$STATE" >"$NODE_ROOT/owner"
 }
 
-cmd_up() {
-  local count="$1" i
+nodes_up() { # nodes_up INDEX...: the host network, those nodes (unless running) and the add-ons; waits for Ready
+  local i
   [ -n "$KWOK_CLUSTER_DIR" ] || die "KWOK_CLUSTER_DIR is not set (hack/cluster.sh up sets it)"
   [ "$(id -u)" = 0 ] || die "real nodes need root (bridges, nft, mounts, cgroups)"
   for b in runc nft iptables-nft unshare openssl curl; do command -v "$b" >/dev/null || die "$b is missing (hack/install-prereqs.sh)"; done
   [ -x /usr/lib/cni/bridge ] || die "CNI plugins missing in /usr/lib/cni (package containernetworking-plugins)"
   owner_check
   net_up
-  for i in $(seq 0 $((count - 1))); do node_up "$i"; done
+  for i in "$@"; do node_up "$i"; done
   addons_up
-  for i in $(seq 0 $((count - 1))); do wait_until "node real-$i Ready" 120 node_ready "real-$i"; done
+  for i in "$@"; do wait_until "node real-$i Ready" 120 node_ready "real-$i"; done
+}
+
+node_index() { # real-I -> I
+  case "$1" in real-[0-9] | real-[0-9][0-9]) echo "${1#real-}" ;; *) die "not a real node's name: $1 (real-0, real-1, ...)" ;; esac
 }
 
 cmd_down() {
@@ -682,12 +692,16 @@ cmd_down() {
 }
 
 case "${1:-}" in
-  up) cmd_up "${2:-1}" ;;
+  up)
+    # shellcheck disable=SC2046 # the indexes 0 .. N-1, one word each
+    nodes_up $(seq 0 $((${2:-1} - 1)))
+    ;;
   down) cmd_down ;;
+  start) nodes_up "$(node_index "${2:?node name}")" ;;
   stop) node_stop "${2:?node name}" ;;
   guard) guard_counters ;;
   *)
-    echo "usage: $0 {up N|down|stop NAME|guard}" >&2
+    echo "usage: $0 {up N|down|start NAME|stop NAME|guard}" >&2
     exit 2
     ;;
 esac
