@@ -41,8 +41,7 @@ sys.path.insert(0, str(REPO))
 from bench.real_node import real_node_cluster  # noqa: E402
 from bench.stats import Figures  # noqa: E402
 from tests.e2e.helpers import ChartInstaller  # noqa: E402
-from tests.e2e.test_patroni import (  # noqa: E402
-    NAME,
+from tests.e2e.patroni import (  # noqa: E402
     WRITE_BEFORE_SECONDS,
     Ha,
     PrimaryChecker,
@@ -52,9 +51,9 @@ from tests.e2e.test_patroni import (  # noqa: E402
     container_restarts,
     leader_rows,
     pod_uid,
-    stack_document,
     wait_settled,
 )
+from tests.e2e.test_patroni import NAME, stack_document  # noqa: E402
 from tests.e2e.test_real_containers import Stack, kill_container, pod_ready  # noqa: E402
 from tests.fixtures.cluster import Cluster, wait_for  # noqa: E402
 from tests.fixtures.operator import wait_for_condition  # noqa: E402
