@@ -31,6 +31,8 @@ from tradingstack.reconcile.status import rolling_out
 from tradingstack.render.common import DEFAULT_CLUSTER_DOMAIN
 
 StackKey = tuple[str, str]
+MISSING_ROLE = "<not seen>"
+"""A member pod not seen yet: its first event records its role (and wakes its stack once)."""
 DEBOUNCE_SECONDS = 1.0
 """Coalesces a burst of child events (a rollout sends dozens) into one pass; a spec edit skips it."""
 MAX_BACKOFF_SECONDS = 300.0
@@ -103,6 +105,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.generations = {}  # the metadata.generation each stack's latest pass started from
     memo.urgent = set()  # stacks whose spec changed since: their next pass starts without the debounce
     memo.phases = {}
+    memo.member_roles = {}  # by pod uid, the role label last seen on each Patroni member (member_role_changed)
     memo.setdefault("resync_seconds", 30.0)
 
 
@@ -232,3 +235,19 @@ def _register_child_watches() -> None:
 
 
 _register_child_watches()
+
+
+@kopf.on.event("", "v1", "pods", labels={Label.POSTGRES_CLUSTER: kopf.PRESENT, Label.STACK: kopf.PRESENT},
+               registry=registry)  # fmt: skip
+async def member_role_changed(meta: kopf.Meta, memo: kopf.Memo, event: kopf.RawEvent, **_: Any) -> None:
+    """A Patroni member's role label changed (a failover, a switchover): its stack's pass runs now rather than at
+    the resync, so the status, the Events and a lost leader's stale label (`reconcile.patroni_fence`) follow within
+    seconds. Patroni's rewrites of its pod's annotations, every loop, wake nothing."""
+    roles: dict[str, str | None] = memo.member_roles
+    if event.get("type") == "DELETED":
+        roles.pop(meta.uid or "", None)
+        return
+    role = meta.labels.get(Label.POSTGRES_ROLE)
+    if roles.get(meta.uid or "", MISSING_ROLE) != role:
+        roles[meta.uid or ""] = role
+        _wake(memo, meta.namespace, meta.labels.get(Label.STACK))

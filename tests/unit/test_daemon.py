@@ -14,6 +14,7 @@ from prometheus_client import REGISTRY
 
 from tests.unit.test_pass import NOW, ApiServer, condition, example_body, ready_stack, render_failing
 from tradingstack import handlers
+from tradingstack.contract import Label, Patroni
 from tradingstack.errors import ApiTemporaryError, DeletionPendingError
 from tradingstack.kube.actions import Obj
 from tradingstack.kube.client import Kube
@@ -190,3 +191,32 @@ async def test_a_release_that_must_wait_keeps_the_finalizer_and_is_retried_after
         with pytest.raises(kopf.TemporaryError, match=message) as raised:
             await release(body=kopf.Body(cast(Any, example_body())), memo=memo)
         assert raised.value.delay == delay
+
+
+async def test_a_member_role_change_wakes_its_stack_and_annotation_rewrites_do_not() -> None:
+    """`handlers.member_role_changed`: the first sight of a member pod and each change of its role label wake the
+    stack's daemon; events that leave the label as it was (Patroni rewrites its annotations every loop) do not."""
+    memo = kopf.Memo(wakers={("trading", "quant"): asyncio.Event()}, member_roles={})
+    wake: asyncio.Event = memo.wakers[("trading", "quant")]
+
+    async def deliver(role: str | None, event_type: str | None = "MODIFIED", uid: str = "uid-0") -> bool:
+        labels = {Label.STACK: "quant", Label.POSTGRES_CLUSTER: "quant-postgres"}
+        if role is not None:
+            labels[Label.POSTGRES_ROLE] = role
+        meta = {"name": "quant-postgres-0", "namespace": "trading", "uid": uid, "labels": labels}
+        wake.clear()
+        event = cast(kopf.RawEvent, {"type": event_type, "object": {"metadata": meta}})
+        handler = cast(Any, handlers.member_role_changed)  # kopf's decorator types it as its callback protocol
+        await handler(meta=kopf.Body(cast(kopf.RawBody, {"metadata": meta})).meta, memo=memo, event=event)
+        return wake.is_set()
+
+    seen = [
+        await deliver(Patroni.LEADER_ROLE, None),  # the initial listing
+        await deliver(Patroni.LEADER_ROLE),  # its annotations rewritten
+        await deliver(None),  # the label removed (a lost leader's, by the operator)
+        await deliver(None),
+        await deliver(Patroni.REPLICA_ROLE),  # back as a replica
+        await deliver(Patroni.REPLICA_ROLE, "DELETED"),
+    ]
+    assert seen == [True, False, True, False, True, False]
+    assert memo.member_roles == {}

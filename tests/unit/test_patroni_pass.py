@@ -20,9 +20,10 @@ from tradingstack import ops
 from tradingstack.api import TradingStackStatus
 from tradingstack.cli import _cmd_postgres_switchover, build_parser
 from tradingstack.components.observe import STATEFULSET_REVISION_LABEL
-from tradingstack.contract import Annotation, Label, format_switchover_request, parse_switchover_request
+from tradingstack.contract import Annotation, Label, Patroni, format_switchover_request, parse_switchover_request
 from tradingstack.errors import DeletionPendingError
 from tradingstack.kube.client import Kube
+from tradingstack.reconcile.patroni_fence import STALE_LEADER_REASON
 from tradingstack.reconcile.retention import patroni_lock_patches
 from tradingstack.reconcile.stack import StackReconciler
 
@@ -304,6 +305,37 @@ async def test_a_new_pod_template_rolls_the_replicas_then_switches_over_then_rol
 
 
 # `tradingstack postgres switchover STACK [--to POD]`: the annotation the pass above acts on.
+
+
+def leader_lock(holder: str) -> dict[str, Any]:
+    document = lock(f"{SCOPE}-leader")
+    document["metadata"]["annotations"] = {Patroni.LOCK_HOLDER_ANNOTATION: holder, "ttl": "30"}
+    return document
+
+
+def labelled_leader(name: str, ip: str = "127.0.0.1") -> dict[str, Any]:
+    document = pod(name)
+    document["metadata"]["labels"][Label.POSTGRES_ROLE] = Patroni.LEADER_ROLE
+    document["status"]["podIP"] = ip
+    return document
+
+
+@pytest.mark.parametrize(("lost_ip", "removed"), [("127.0.0.2", True), ("127.0.0.1", False)])
+async def test_a_leader_label_is_removed_from_a_member_that_lost_the_lock_and_does_not_answer(
+    lost_ip: str, removed: bool
+) -> None:
+    """quant-postgres-1's pod is still labelled leader, quant-postgres-2 holds the lock (and is labelled too). When
+    1's Patroni does not answer (its pod IP 127.0.0.2, where nothing listens) its label is removed and a Warning
+    names both; when it answers (a demoted leader about to label itself) nothing is written."""
+    async with patroni_stack() as (fake, api, port):
+        fake.leader = "quant-postgres-2"
+        api.objects[("Pod", "quant-postgres-1")] = labelled_leader("quant-postgres-1", lost_ip)
+        api.objects[("Pod", "quant-postgres-2")] = labelled_leader("quant-postgres-2")
+        api.objects[("ConfigMap", f"{SCOPE}-leader")] = leader_lock("quant-postgres-2")
+        await one_pass(api, body(), port)
+    labels = [call[2] for call in api.calls if call[:2] == ("labels", "Pod")]
+    stale = [e for e in events(api) if e[1] == STALE_LEADER_REASON]
+    assert (labels, stale) == ((["quant-postgres-1"], [("Warning", STALE_LEADER_REASON)]) if removed else ([], []))
 
 
 def test_the_parser_takes_the_stack_the_member_and_the_namespace() -> None:

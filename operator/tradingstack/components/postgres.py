@@ -41,8 +41,9 @@ COMPONENT = Component(
             "Pod",
             "v1",
             "pods",
-            "list delete",
-            "termination messages of the backup tool's pods; a Patroni member's pod deleted to roll a new template",
+            "list delete patch",
+            "termination messages of the backup tool's pods; a Patroni member's pod deleted to roll a new template; "
+            "the leader label taken off a lost member's pod",
         ),
         uses("ServiceAccount", "v1", "serviceaccounts", APPLIED, "the Patroni pods' identity", apply_rank=2),
         uses("Role", "rbac.authorization.k8s.io/v1", "roles", APPLIED, "what the Patroni pods may do", apply_rank=2),
@@ -75,6 +76,17 @@ PATRONI_GRANTS: tuple[KindUse, ...] = tuple(
 )
 """What the operator grants the Patroni pods (`render.patroni.POD_RULES`): the API server lets a Role grant only
 verbs its creator holds. In the chart's RBAC only, not among the kinds the operator lists, watches or prunes."""
+
+MEMBER_ROLE_WATCH = uses(
+    "Pod",
+    "v1",
+    "pods",
+    "watch",
+    "a Patroni member's role label changed (a failover, a switchover): its stack's pass runs at once "
+    "(handlers.member_role_changed)",
+)
+"""The one watch of pods: not among the children's watches, which wake a pass on every change of their objects
+(Patroni rewrites its pod's annotations every loop)."""
 
 
 def backup_runs(stack: TradingStack, children: ChildrenState) -> list[JobRun]:

@@ -14,7 +14,7 @@ from tradingstack import API_GROUP, PLURAL
 from tradingstack.api.generated import write_or_print
 from tradingstack.components import merged, owned_kinds
 from tradingstack.components.base import VERB_ORDER, KindUse, uses
-from tradingstack.components.postgres import PATRONI_GRANTS
+from tradingstack.components.postgres import MEMBER_ROLE_WATCH, PATRONI_GRANTS
 
 OPERATOR_KINDS: tuple[KindUse, ...] = (
     uses(
@@ -75,8 +75,9 @@ def _define(name: str, rules: Iterable[KindUse]) -> list[str]:
 
 def namespaced_rules() -> tuple[KindUse, ...]:
     """What the operator needs in every namespace it manages, in either RBAC mode: its own kinds, the stacks'
-    children and what it grants the Patroni pods (merged into the children's rules of the same kind)."""
-    return (*OPERATOR_KINDS, *merged((*owned_kinds(), *PATRONI_GRANTS)))
+    children, what it grants the Patroni pods and the watch of their role label (merged into the children's rules
+    of the same kind)."""
+    return (*OPERATOR_KINDS, *merged((*owned_kinds(), *PATRONI_GRANTS, MEMBER_ROLE_WATCH)))
 
 
 TEMPLATE = """{{{{- /*

@@ -155,6 +155,9 @@ class Patroni:
     LEADER_ROLE: Final = "master"
     """Patroni 3.0's label value on the leader (4.0 renamed it `primary`)."""
     REPLICA_ROLE: Final = "replica"
+    LOCK_HOLDER_ANNOTATION: Final = "leader"
+    """On the leader lock ConfigMap (`render.patroni.leader_lock_name`): the member holding the lock. It stays when
+    the lock lapses (Patroni compares `renewTime` + `ttl` with its clock) and changes when another member takes it."""
 
 
 class BackupEnv:

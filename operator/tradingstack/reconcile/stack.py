@@ -51,6 +51,7 @@ from tradingstack.reconcile.halt import plan_halt_writes
 from tradingstack.reconcile.maintenance_gate import hold_statefulset_templates, maintenance_closed
 from tradingstack.reconcile.ownership import NameConflict, conflict, user_secret_problem
 from tradingstack.reconcile.pass_error import describe_error, plan_error_report
+from tradingstack.reconcile.patroni_fence import fence_actions, lock_holder, stale_leader_suspects
 from tradingstack.reconcile.patroni_status import (
     PatroniMembersRead,
     PatroniObservation,
@@ -280,7 +281,7 @@ class StackReconciler:
         await self._execute(body, stack, rollouts.events)
         rollouts = with_live_revisions(rollouts, stack, children)
         observed, written = await self._observe(
-            body, stack, previous, has_status, children, apply_errors, now, certificates.client_ca
+            body, stack, previous, has_status, children, apply_errors, now, locks.values(), certificates.client_ca
         )
         observed = replace(
             observed,
@@ -431,10 +432,13 @@ class StackReconciler:
         children: dict[ChildKey, Obj],
         apply_errors: list[str],
         now: datetime,
+        locks: Iterable[Obj] = (),
         client_ca: str | None = None,
     ) -> tuple[Observations, TradingStackStatus]:
         """Everything the status is computed from, and the status as written so far. Observes the Patroni
-        members, the sentinels and the services' health, then carries out in one batch the restart run's step
+        members (taking a stale leader label off a lost member's pod: `_fence_stale_leaders`, with `locks`, the
+        lock ConfigMaps read after `children`), the sentinels and the services' health, then carries out in one
+        batch the restart run's step
         (interim status, stamp, Event) and the Redis master's labels and Event, in that order; then the Patroni
         cluster's (`_patroni`)."""
         degraded = any(c.type == "Degraded" and c.status == "True" for c in previous.conditions)
@@ -446,6 +450,7 @@ class StackReconciler:
         if spec.postgres.enabled and spec.postgres.patroni and self._read_data_plane:
             urls = {name: rest_url(ip, self._patroni_port) for name, ip in member_ips(stack, state.pods).items()}
             members = PostgresMembers(await read_cluster(list(urls.values())))
+            await self._fence_stale_leaders(body, stack, state.pods, locks, urls)
         restarts = plan_restarts(
             stack, created, previous, has_status=has_status, degraded=degraded, workloads=state.workloads, now=now,
             postgres=members,
@@ -487,6 +492,23 @@ class StackReconciler:
             restarts=restarts.restarts,
         )
         return observations, written
+
+    async def _fence_stale_leaders(
+        self,
+        body: Mapping[str, Any],
+        stack: TradingStack,
+        pods: Sequence[PodState],
+        locks: Iterable[Obj],
+        urls: Mapping[str, str],
+    ) -> None:
+        """`reconcile.patroni_fence`: the role label off each member pod labelled leader that does not hold the
+        leader lock and whose Patroni does not answer (asked once more, alone)."""
+        holder = lock_holder(stack, locks)
+        suspects = stale_leader_suspects(stack, pods, holder)
+        if holder is None or not suspects:
+            return
+        unanswered = [pod for pod in suspects if pod not in urls or await read_cluster([urls[pod]]) is None]
+        await self._execute(body, stack, fence_actions(stack.namespace, unanswered, holder))
 
     async def _patroni(
         self,

@@ -81,7 +81,8 @@ def scope(stack: TradingStack) -> str:
     return child_name(stack, COMPONENT)
 
 
-LOCK_SUFFIXES = ("config", "leader", "failover", "sync")
+LEADER_LOCK_SUFFIX = "leader"
+LOCK_SUFFIXES = ("config", LEADER_LOCK_SUFFIX, "failover", "sync")
 """The ConfigMaps Patroni's Kubernetes DCS writes (`<scope>-<suffix>`): the cluster's configuration and system
 identifier, the leader lock, a requested switchover, the synchronous standby. Patroni creates them without an owner;
 `reconcile.retention.patroni_lock_patches` makes them follow deletionPolicy."""
@@ -89,6 +90,11 @@ identifier, the leader lock, a requested switchover, the synchronous standby. Pa
 
 def lock_config_map_names(stack: TradingStack) -> list[str]:
     return [f"{scope(stack)}-{suffix}" for suffix in LOCK_SUFFIXES]
+
+
+def leader_lock_name(stack: TradingStack) -> str:
+    """The ConfigMap whose annotation `Patroni.LOCK_HOLDER_ANNOTATION` names the member holding the leader lock."""
+    return f"{scope(stack)}-{LEADER_LOCK_SUFFIX}"
 
 
 def lock_selector(stack: TradingStack) -> dict[str, str]:
