@@ -244,10 +244,11 @@ async def member_role_changed(meta: kopf.Meta, memo: kopf.Memo, event: kopf.RawE
     the resync, so the status, the Events and a lost leader's stale label (`reconcile.patroni_fence`) follow within
     seconds. Patroni's rewrites of its pod's annotations, every loop, wake nothing."""
     roles: dict[str, str | None] = memo.member_roles
+    uid = meta.uid or ""
     if event.get("type") == "DELETED":
-        roles.pop(meta.uid or "", None)
+        roles.pop(uid, None)
         return
     role = meta.labels.get(Label.POSTGRES_ROLE)
-    if roles.get(meta.uid or "", MISSING_ROLE) != role:
-        roles[meta.uid or ""] = role
+    if roles.get(uid, MISSING_ROLE) != role:
+        roles[uid] = role
         _wake(memo, meta.namespace, meta.labels.get(Label.STACK))

@@ -31,6 +31,7 @@ from psycopg.conninfo import make_conninfo
 from tests.e2e.test_chart_install import stack_status
 from tests.e2e.test_real_containers import Stack, pod_ready
 from tests.fixtures.cluster import Cluster, CommandError, wait_for
+from tests.fixtures.operator import wait_for_condition
 from tradingstack.api import TradingStack
 from tradingstack.contract import OPERATOR_APP_NAME, Label, Patroni, PostgresEnv, SecretKey
 from tradingstack.contract.patroni_cluster import RUNNING_STATES
@@ -142,6 +143,17 @@ def diagnose(ha: Ha) -> str:
     operator = ["logs", "-l", f"{Label.NAME}={OPERATOR_APP_NAME}", "--tail=40"]
     lines.append(ha.stack.kubectl(*operator, check=False).rstrip())
     return "\n".join(lines)
+
+
+def apply_stack(stack: Stack, document: dict[str, Any], timeout: float) -> Ha:
+    """Applies a Patroni stack's document and waits until it is Ready; a timeout's message has `diagnose`."""
+    handle = Ha(stack, TradingStack.model_validate(document))
+    stack.cluster.apply(document, namespace=stack.namespace)
+    try:
+        wait_for_condition(stack.cluster, stack.namespace, handle.model.name, "Ready", "True", timeout)
+    except AssertionError as err:
+        raise AssertionError(f"{err}\n{diagnose(handle)}") from err
+    return handle
 
 
 def ready_endpoints(ha: Ha, service: str) -> list[str]:

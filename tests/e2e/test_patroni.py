@@ -35,10 +35,10 @@ from tests.e2e.patroni import (
     Ha,
     PrimaryChecker,
     Writer,
+    apply_stack,
     assert_commits_kept,
     cli,
     container_restarts,
-    diagnose,
     event_uids,
     pod_uid,
     postgres_status,
@@ -52,7 +52,6 @@ from tests.e2e.test_chart_install import stack_status
 from tests.e2e.test_real_containers import Stack, kill_container, run_cronjob
 from tests.fixtures.cluster import Cluster, wait_for
 from tests.fixtures.operator import wait_for_condition
-from tradingstack.api import TradingStack
 from tradingstack.components.observe import STATEFULSET_REVISION_LABEL
 from tradingstack.render import patroni, pitr
 from tradingstack.render.common import child_name
@@ -98,14 +97,7 @@ def ha(cluster: Cluster, real_node: list[str], images: None, crd: None) -> Itera
         namespace = installer.namespace("e2e-patroni")
         # One operator replica: the node has 2 CPUs (see test_real_containers.start_example).
         installer.install(namespace, "rbac.scope=namespace", "replicaCount=1")
-        document = stack_document(namespace)
-        handle = Ha(Stack(cluster, namespace, real_node), TradingStack.model_validate(document))
-        cluster.apply(document, namespace=namespace)
-        try:
-            wait_for_condition(cluster, namespace, NAME, "Ready", "True", READY_TIMEOUT)
-        except AssertionError as err:
-            raise AssertionError(f"{err}\n{diagnose(handle)}") from err
-        yield handle
+        yield apply_stack(Stack(cluster, namespace, real_node), stack_document(namespace), READY_TIMEOUT)
     finally:
         installer.cleanup()
 
@@ -377,14 +369,8 @@ def test_a_cluster_archives_across_a_failover_and_a_restore_replays_both_timelin
     deleted, and a new stack of two members bootstraps from the repository (the first member restores to the
     end of the archive, the other copies it): every row of both timelines is on both."""
     with s3_for_pods(ha.cluster, ha.namespace, tmp_path) as s3:
-        document = pitr_document(ha.namespace, s3, restore=False)
-        cluster = Ha(ha.stack, TradingStack.model_validate(document))
-        ha.cluster.apply(document, namespace=ha.namespace)
         try:
-            try:
-                wait_for_condition(ha.cluster, ha.namespace, PITR_NAME, "Ready", "True", READY_TIMEOUT)
-            except AssertionError as err:
-                raise AssertionError(f"{err}\n{diagnose(cluster)}") from err
+            cluster = apply_stack(ha.stack, pitr_document(ha.namespace, s3, restore=False), READY_TIMEOUT)
             first = wait_settled(cluster, "one leader and a streaming replica, archiving")
             wait_stanza_created(ha, first.leader)
             full = run_cronjob(ha.stack, f"{PITR_NAME}-{PITR_FULL}")

@@ -34,6 +34,7 @@ from tests.e2e.patroni import (
     PrimaryChecker,
     Settled,
     Writer,
+    apply_stack,
     assert_commits_kept,
     cli,
     diagnose,
@@ -45,8 +46,6 @@ from tests.e2e.patroni import (
 )
 from tests.e2e.test_real_containers import Stack
 from tests.fixtures.cluster import Cluster, cluster_sh, wait_for
-from tests.fixtures.operator import wait_for_condition
-from tradingstack.api import TradingStack
 from tradingstack.contract import OPERATOR_APP_NAME, Label
 from tradingstack.reconcile.patroni_fence import STALE_LEADER_REASON
 
@@ -82,14 +81,7 @@ def loss(cluster: Cluster, real_node: list[str], images: None, crd: None) -> Ite
         namespace = installer.namespace("e2e-node-loss")
         installer.install(namespace, "rbac.scope=namespace", "replicaCount=1")
         cluster_sh("node", "start", ADDED_NODE)
-        document = stack_document(namespace)
-        handle = Ha(Stack(cluster, namespace, real_nodes(cluster)), TradingStack.model_validate(document))
-        cluster.apply(document, namespace=namespace)
-        try:
-            wait_for_condition(cluster, namespace, NAME, "Ready", "True", READY_TIMEOUT)
-        except AssertionError as err:
-            raise AssertionError(f"{err}\n{diagnose(handle)}") from err
-        yield handle
+        yield apply_stack(Stack(cluster, namespace, real_nodes(cluster)), stack_document(namespace), READY_TIMEOUT)
     finally:
         # The node runs while the namespace goes: its kubelet stops the pods and the volume provisioner's helper
         # pod removes their volumes there.
